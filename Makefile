@@ -1,0 +1,53 @@
+# The README's commands. `make run` sets everything up and serves the sample collection;
+# `make test` runs the test suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= data
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install system-deps run index-sample test lint proto check-proto bench clean
+
+# CPU PyTorch first: a bare torch requirement resolved on its own can pull a multi-GB CUDA build.
+$(BIN)/.installed: proto/pyproject.toml client/pyproject.toml indexer/pyproject.toml server/pyproject.toml pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ./proto -e ./client -e ./indexer -e ./server
+	$(BIN)/pip install -q --group dev 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout pytest-asyncio ruff mypy "grpcio-tools==1.85.1"
+	touch $@
+
+install: $(BIN)/.installed
+
+# Debian packages the tests use: a real Prometheus, and docker-compose to validate the compose file.
+system-deps:
+	@if ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null; \
+	fi
+
+index-sample: install
+	$(BIN)/neardex index samples/neardex-docs --collection docs --data-dir $(DATA)
+
+run: index-sample
+	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 9100
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+proto: install
+	PATH=$(BIN):$$PATH ./proto/generate.sh
+
+# Fails when the committed generated code differs from what the pinned grpcio-tools makes.
+check-proto: proto
+	git diff --exit-code -- proto/
+
+bench: install
+	$(BIN)/python bench/indexing.py
+	$(BIN)/python bench/search_latency.py
+
+clean:
+	rm -rf $(VENV) $(DATA)

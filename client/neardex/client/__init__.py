@@ -1,0 +1,67 @@
+"""Typed Python client for the neardex embedding search service.
+
+>>> from neardex.client import Client
+>>> with Client("localhost:50051") as c:
+...     c.create_collection("docs", exist_ok=True)
+...     c.upsert("docs", [{"id": "1", "text": "hello world"}])
+...     hits = c.search("docs", "greeting", k=3)
+...     hits[0].id
+"""
+
+from .aio import AsyncClient
+from .client import Client
+from .errors import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NeardexError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unknown,
+)
+from .models import (
+    Answer,
+    AskResult,
+    CollectionInfo,
+    Document,
+    GetResult,
+    Hit,
+    RetrieverScore,
+    SearchResult,
+    UpsertResult,
+)
+from .retry import RetryPolicy
+
+__all__ = [
+    "AlreadyExists",
+    "Answer",
+    "AskResult",
+    "AsyncClient",
+    "Cancelled",
+    "Client",
+    "CollectionInfo",
+    "DeadlineExceeded",
+    "Document",
+    "FailedPrecondition",
+    "GetResult",
+    "Hit",
+    "Internal",
+    "InvalidArgument",
+    "NeardexError",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "RetrieverScore",
+    "RetryPolicy",
+    "SearchResult",
+    "Unauthenticated",
+    "Unavailable",
+    "Unknown",
+    "UpsertResult",
+]

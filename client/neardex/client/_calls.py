@@ -1,0 +1,311 @@
+"""Each RPC of ``neardex.v1.Neardex`` described once, for both clients.
+
+A spec names the stub method, says whether repeating the call is harmless (which decides
+retrying on DEADLINE_EXCEEDED), and pairs the request builder with the response parser from
+:mod:`neardex.client.convert`. The clients only add the transport: how to invoke and wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import grpc
+
+from neardex.v1 import neardex_pb2 as pb
+
+from . import convert
+from .errors import InvalidArgument, from_rpc_error, status_code_of
+from .models import Document
+from .retry import RetryPolicy
+
+P = ParamSpec("P")
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+OutT = TypeVar("OutT")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Prepared(Generic[OutT]):
+    """A built request, ready to be sent by either client."""
+
+    method: str
+    idempotent: bool
+    request: Any
+    parse: Callable[[Any], OutT]
+
+
+@dataclass(frozen=True)
+class Rpc(Generic[P, ReqT, RespT, OutT]):
+    method: str
+    idempotent: bool
+    build: Callable[P, ReqT]
+    parse: Callable[[RespT], OutT]
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> Prepared[OutT]:
+        return self.for_request(self.build(*args, **kwargs))
+
+    def for_request(self, request: ReqT) -> Prepared[OutT]:
+        return Prepared(self.method, self.idempotent, request, self.parse)
+
+
+CREATE_COLLECTION = Rpc(
+    "CreateCollection",
+    idempotent=False,
+    build=convert.create_collection_request,
+    parse=convert.collection_info,
+)
+LIST_COLLECTIONS = Rpc(
+    "ListCollections",
+    idempotent=True,
+    build=convert.list_collections_request,
+    parse=convert.collection_infos,
+)
+GET_COLLECTION = Rpc(
+    "GetCollection",
+    idempotent=True,
+    build=convert.get_collection_request,
+    parse=convert.collection_info,
+)
+DELETE_COLLECTION = Rpc(
+    "DeleteCollection",
+    idempotent=False,
+    build=convert.delete_collection_request,
+    parse=convert.deleted_collection,
+)
+UPSERT = Rpc(
+    "Upsert",
+    idempotent=False,
+    build=convert.upsert_request,
+    parse=convert.upsert_result,
+)
+# Streaming: ``build`` makes the request message of one batch, ``parse`` reads one
+# acknowledgement.
+UPSERT_STREAM = Rpc(
+    "UpsertStream",
+    idempotent=False,
+    build=convert.upsert_request,
+    parse=convert.upsert_result,
+)
+DELETE = Rpc(
+    "Delete",
+    idempotent=False,
+    build=convert.delete_request,
+    parse=convert.deleted_count,
+)
+GET = Rpc(
+    "Get",
+    idempotent=True,
+    build=convert.get_request,
+    parse=convert.get_result,
+)
+SEARCH = Rpc(
+    "Search",
+    idempotent=True,
+    build=convert.search_request,
+    parse=convert.search_result,
+)
+BATCH_SEARCH = Rpc(
+    "BatchSearch",
+    idempotent=True,
+    build=convert.batch_search_request,
+    parse=convert.batch_search_results,
+)
+ASK = Rpc(
+    "Ask",
+    idempotent=True,
+    build=convert.ask_request,
+    parse=convert.ask_result,
+)
+EMBED = Rpc(
+    "Embed",
+    idempotent=True,
+    build=convert.embed_request,
+    parse=convert.embeddings,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings shared by both clients
+
+
+def _check_timeout(timeout: object, field: str = "timeout") -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidArgument(f"{field}: expected a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeout: float
+    retry: RetryPolicy
+    options: list[tuple[str, Any]]
+
+    @classmethod
+    def make(
+        cls,
+        timeout: float,
+        retry: RetryPolicy | None,
+        options: Iterable[tuple[str, Any]] | None,
+        max_message_bytes: int,
+    ) -> Settings:
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
+            raise InvalidArgument(f"max_message_bytes: expected an int, got {max_message_bytes!r}")
+        given = list(options or [])
+        keys = {key for key, _ in given}
+        # Explicit channel options win over the limits derived from max_message_bytes.
+        limits = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        return cls(
+            timeout=_check_timeout(timeout),
+            retry=retry if retry is not None else RetryPolicy(),
+            options=[opt for opt in limits if opt[0] not in keys] + given,
+        )
+
+    def deadline(self, timeout: float | None) -> float:
+        """Seconds allowed for one attempt of a call (or for a whole stream)."""
+        return self.timeout if timeout is None else _check_timeout(timeout)
+
+
+def health_from_error(err: grpc.RpcError) -> bool:
+    """A server that cannot be reached, or does not know the service, is simply not healthy;
+    anything else (bad credentials, no health service at all) is a misconfiguration to raise."""
+    if status_code_of(err) in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.NOT_FOUND,
+    ):
+        return False
+    raise from_rpc_error(err) from err
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching documents, shared by the sync and async upserts
+
+
+class DocumentBatcher:
+    """Validates documents one at a time and groups them into batches, numbering them across the
+    caller's whole iterable so errors point at the caller's ``documents[i]``."""
+
+    def __init__(self, batch_size: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgument(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.first_index = 0
+        self._count = 0
+        self._batch: list[Document] = []
+
+    def add(self, item: Document | Mapping[str, Any]) -> list[Document] | None:
+        """Adds one document; returns a full batch when one is ready."""
+        self._batch.append(convert.to_document(item, f"documents[{self._count}]"))
+        self._count += 1
+        return self.flush() if len(self._batch) >= self.batch_size else None
+
+    def flush(self) -> list[Document] | None:
+        """Returns the pending batch, if any; ``first_index`` is then its first document's
+        position until the next flush."""
+        if not self._batch:
+            return None
+        batch, self._batch = self._batch, []
+        self.first_index = self._count - len(batch)
+        return batch
+
+
+def _check_iterable(documents: object) -> None:
+    # Iterating one document would walk its fields (or characters) instead of failing clearly.
+    if isinstance(documents, Document | Mapping | str | bytes):
+        raise InvalidArgument(
+            f"documents: expected an iterable of documents, got a single {type(documents).__name__}"
+        )
+
+
+def upsert_batches(
+    collection: str, documents: Iterable[Document | Mapping[str, Any]], batch_size: int
+) -> Iterator[pb.UpsertRequest]:
+    """UpsertRequest messages of at most ``batch_size`` documents each, built lazily; the
+    arguments themselves are checked at once."""
+    _check_iterable(documents)
+    return _batches(collection, documents, DocumentBatcher(batch_size))
+
+
+def aupsert_batches(
+    collection: str,
+    documents: Iterable[Document | Mapping[str, Any]] | AsyncIterable[Document | Mapping[str, Any]],
+    batch_size: int,
+) -> AsyncIterator[pb.UpsertRequest]:
+    """Like :func:`upsert_batches`, also accepting an async iterable."""
+    _check_iterable(documents)
+    return _abatches(collection, documents, DocumentBatcher(batch_size))
+
+
+def _batches(
+    collection: str,
+    documents: Iterable[Document | Mapping[str, Any]],
+    batcher: DocumentBatcher,
+) -> Iterator[pb.UpsertRequest]:
+    for item in documents:
+        batch = batcher.add(item)
+        if batch is not None:
+            yield UPSERT.build(collection, batch, first_index=batcher.first_index)
+    batch = batcher.flush()
+    if batch is not None:
+        yield UPSERT.build(collection, batch, first_index=batcher.first_index)
+
+
+async def _abatches(
+    collection: str,
+    documents: Iterable[Document | Mapping[str, Any]] | AsyncIterable[Document | Mapping[str, Any]],
+    batcher: DocumentBatcher,
+) -> AsyncIterator[pb.UpsertRequest]:
+    if not isinstance(documents, AsyncIterable):
+        for request in _batches(collection, documents, batcher):
+            yield request
+        return
+    async for item in documents:
+        batch = batcher.add(item)
+        if batch is not None:
+            yield UPSERT.build(collection, batch, first_index=batcher.first_index)
+    batch = batcher.flush()
+    if batch is not None:
+        yield UPSERT.build(collection, batch, first_index=batcher.first_index)
+
+
+class StreamFeed:
+    """Feeds a stream's requests and keeps an exception raised while producing them (an invalid
+    document, a failing source). gRPC would turn it into an opaque cancellation; instead the
+    stream is closed normally, so every batch already sent is still acknowledged, and the
+    caller's own exception is raised after the acknowledgements."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+    def requests(self, source: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from source
+        except Exception as exc:  # noqa: BLE001 - re-raised by raise_error()
+            self.error = exc
+
+    async def arequests(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for request in source:
+                yield request
+        except Exception as exc:  # noqa: BLE001 - re-raised by raise_error()
+            self.error = exc
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error

@@ -1,0 +1,267 @@
+"""asyncio client for the neardex service: :class:`neardex.client.Client` with awaitable methods."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+from neardex.v1 import neardex_pb2_grpc
+
+from . import _calls as calls
+from . import convert
+from .errors import AlreadyExists, from_rpc_error
+from .models import (
+    AskResult,
+    CollectionInfo,
+    Document,
+    GetResult,
+    SearchResult,
+    UpsertResult,
+)
+from .retry import RetryPolicy, delay_or_raise
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["AsyncClient"]
+
+Documents = Iterable[Document | Mapping[str, Any]] | AsyncIterable[Document | Mapping[str, Any]]
+
+
+class AsyncClient:
+    """A connection to a neardex server for asyncio code; create it inside a running event loop.
+
+    Same arguments, methods and errors as :class:`neardex.client.Client`; ``upsert`` and
+    ``upsert_stream`` also take async iterables.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = calls.DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        options: list[tuple[str, Any]] | None = None,
+        max_message_bytes: int = calls.DEFAULT_MAX_MESSAGE_BYTES,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._settings = calls.Settings.make(timeout, retry, options, max_message_bytes)
+        opts = self._settings.options
+        self._channel = (
+            grpc.aio.secure_channel(target, credentials, options=opts)
+            if credentials is not None
+            else grpc.aio.insecure_channel(target, options=opts)
+        )
+        self._stub = neardex_pb2_grpc.NeardexStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health_check = self._channel.unary_unary(convert.HEALTH_CHECK_METHOD)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _invoke(self, call: calls.Prepared[calls.OutT], timeout: float | None) -> calls.OutT:
+        method = getattr(self._stub, call.method)
+        deadline = self._settings.deadline(timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await method(call.request, timeout=deadline)
+            except grpc.RpcError as err:
+                delay = delay_or_raise(self._settings.retry, err, call.idempotent, attempt)
+                await asyncio.sleep(delay)
+            else:
+                return call.parse(response)
+
+    # -- collections ----------------------------------------------------------------------------
+
+    async def create_collection(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        index: str | Mapping[str, Any] | None = None,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
+        default_mode: str | None = None,
+        encoder: str | None = None,
+        exist_ok: bool = False,
+        timeout: float | None = None,
+    ) -> CollectionInfo:
+        prepared = calls.CREATE_COLLECTION.prepare(
+            name,
+            model=model,
+            index=index,
+            chunk_tokens=chunk_tokens,
+            overlap_tokens=overlap_tokens,
+            default_mode=default_mode,
+            encoder=encoder,
+        )
+        try:
+            return await self._invoke(prepared, timeout)
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+        return await self.info(name, timeout=timeout)
+
+    async def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
+        return await self._invoke(calls.LIST_COLLECTIONS.prepare(), timeout)
+
+    async def info(self, name: str, *, timeout: float | None = None) -> CollectionInfo:
+        return await self._invoke(calls.GET_COLLECTION.prepare(name), timeout)
+
+    async def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
+        await self._invoke(calls.DELETE_COLLECTION.prepare(name), timeout)
+
+    # -- documents ------------------------------------------------------------------------------
+
+    async def upsert(
+        self,
+        collection: str,
+        documents: Documents,
+        *,
+        batch_size: int = calls.DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+    ) -> UpsertResult:
+        total = UpsertResult()
+        async for request in calls.aupsert_batches(collection, documents, batch_size):
+            total += await self._invoke(calls.UPSERT.for_request(request), timeout)
+        return total
+
+    def upsert_stream(
+        self,
+        collection: str,
+        documents: Documents,
+        *,
+        batch_size: int = calls.DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+    ) -> AsyncIterator[UpsertResult]:
+        """Use with ``async for``; see :meth:`neardex.client.Client.upsert_stream`."""
+        requests = calls.aupsert_batches(collection, documents, batch_size)
+        return self._stream(calls.UPSERT_STREAM, requests, self._settings.deadline(timeout))
+
+    async def _stream(
+        self,
+        rpc: calls.Rpc[Any, Any, Any, calls.OutT],
+        requests: AsyncIterator[Any],
+        deadline: float,
+    ) -> AsyncIterator[calls.OutT]:
+        feed = calls.StreamFeed()
+        call = getattr(self._stub, rpc.method)(feed.arequests(requests), timeout=deadline)
+        try:
+            async for response in call:
+                yield rpc.parse(response)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            # Stops the call when the caller abandons the iteration early.
+            call.cancel()
+        feed.raise_error()
+
+    async def delete(self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None) -> int:
+        return await self._invoke(calls.DELETE.prepare(collection, ids), timeout)
+
+    async def get(
+        self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None
+    ) -> GetResult:
+        return await self._invoke(calls.GET.prepare(collection, ids), timeout)
+
+    # -- retrieval ------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        collection: str,
+        query: str | Sequence[float],
+        *,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        mode: str | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        prepared = calls.SEARCH.prepare(
+            collection,
+            query,
+            k=k,
+            filter=filter,
+            min_score=min_score,
+            mode=mode,
+            ef_search=ef_search,
+            nprobe=nprobe,
+        )
+        return await self._invoke(prepared, timeout)
+
+    async def batch_search(
+        self,
+        collection: str,
+        queries: Sequence[str | Sequence[float]],
+        *,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        mode: str | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        timeout: float | None = None,
+    ) -> list[SearchResult]:
+        prepared = calls.BATCH_SEARCH.prepare(
+            collection,
+            queries,
+            k=k,
+            filter=filter,
+            min_score=min_score,
+            mode=mode,
+            ef_search=ef_search,
+            nprobe=nprobe,
+        )
+        return await self._invoke(prepared, timeout)
+
+    async def ask(
+        self,
+        collection: str,
+        question: str,
+        *,
+        k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        timeout: float | None = None,
+    ) -> AskResult:
+        prepared = calls.ASK.prepare(collection, question, k=k, filter=filter, mode=mode)
+        return await self._invoke(prepared, timeout)
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        collection: str | None = None,
+        timeout: float | None = None,
+    ) -> list[list[float]]:
+        return await self._invoke(calls.EMBED.prepare(texts, collection=collection), timeout)
+
+    # -- health ---------------------------------------------------------------------------------
+
+    async def health(self, *, timeout: float | None = None) -> bool:
+        try:
+            payload = await self._health_check(
+                convert.HEALTH_CHECK_REQUEST, timeout=self._settings.deadline(timeout)
+            )
+        except grpc.RpcError as err:
+            return calls.health_from_error(err)
+        return convert.health_serving(payload)

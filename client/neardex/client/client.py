@@ -1,0 +1,278 @@
+"""Blocking client for the neardex service."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from neardex.v1 import neardex_pb2_grpc
+
+from . import _calls as calls
+from . import convert
+from .errors import AlreadyExists, from_rpc_error
+from .models import (
+    AskResult,
+    CollectionInfo,
+    Document,
+    GetResult,
+    SearchResult,
+    UpsertResult,
+)
+from .retry import RetryPolicy, delay_or_raise
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A connection to a neardex server.
+
+    ``timeout`` bounds each attempt of a call (a retried call may take longer in total) and can
+    be overridden per call with ``timeout=``. Failures raise
+    :class:`~neardex.client.errors.NeardexError` subclasses.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = calls.DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        options: list[tuple[str, Any]] | None = None,
+        max_message_bytes: int = calls.DEFAULT_MAX_MESSAGE_BYTES,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._settings = calls.Settings.make(timeout, retry, options, max_message_bytes)
+        opts = self._settings.options
+        self._channel = (
+            grpc.secure_channel(target, credentials, options=opts)
+            if credentials is not None
+            else grpc.insecure_channel(target, options=opts)
+        )
+        self._stub = neardex_pb2_grpc.NeardexStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health_check = self._channel.unary_unary(convert.HEALTH_CHECK_METHOD)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _invoke(self, call: calls.Prepared[calls.OutT], timeout: float | None) -> calls.OutT:
+        method = getattr(self._stub, call.method)
+        deadline = self._settings.deadline(timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = method(call.request, timeout=deadline)
+            except grpc.RpcError as err:
+                time.sleep(delay_or_raise(self._settings.retry, err, call.idempotent, attempt))
+            else:
+                return call.parse(response)
+
+    # -- collections ----------------------------------------------------------------------------
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        index: str | Mapping[str, Any] | None = None,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
+        default_mode: str | None = None,
+        encoder: str | None = None,
+        exist_ok: bool = False,
+        timeout: float | None = None,
+    ) -> CollectionInfo:
+        """``index`` is a kind ("flat", "hnsw", "ivfpq", "auto") or ``{"kind": ..., **params}``.
+        With ``exist_ok`` an existing collection is returned as it is, whatever its settings."""
+        prepared = calls.CREATE_COLLECTION.prepare(
+            name,
+            model=model,
+            index=index,
+            chunk_tokens=chunk_tokens,
+            overlap_tokens=overlap_tokens,
+            default_mode=default_mode,
+            encoder=encoder,
+        )
+        try:
+            return self._invoke(prepared, timeout)
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+        return self.info(name, timeout=timeout)
+
+    def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
+        return self._invoke(calls.LIST_COLLECTIONS.prepare(), timeout)
+
+    def info(self, name: str, *, timeout: float | None = None) -> CollectionInfo:
+        return self._invoke(calls.GET_COLLECTION.prepare(name), timeout)
+
+    def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
+        self._invoke(calls.DELETE_COLLECTION.prepare(name), timeout)
+
+    # -- documents ------------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        collection: str,
+        documents: Iterable[Document | Mapping[str, Any]],
+        *,
+        batch_size: int = calls.DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+    ) -> UpsertResult:
+        """Writes documents in batches of ``batch_size``, one Upsert call each, consuming
+        ``documents`` lazily. Each batch is durable once its call returns: on failure, the
+        batches before it stay written."""
+        total = UpsertResult()
+        for request in calls.upsert_batches(collection, documents, batch_size):
+            total += self._invoke(calls.UPSERT.for_request(request), timeout)
+        return total
+
+    def upsert_stream(
+        self,
+        collection: str,
+        documents: Iterable[Document | Mapping[str, Any]],
+        *,
+        batch_size: int = calls.DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+    ) -> Iterator[UpsertResult]:
+        """Sends all batches over one UpsertStream call and yields each batch's acknowledgement
+        as it arrives. ``timeout`` bounds the whole stream, so give large uploads a larger one.
+        The stream is not retried."""
+        requests = calls.upsert_batches(collection, documents, batch_size)
+        return self._stream(calls.UPSERT_STREAM, requests, self._settings.deadline(timeout))
+
+    def _stream(
+        self,
+        rpc: calls.Rpc[Any, Any, Any, calls.OutT],
+        requests: Iterator[Any],
+        deadline: float,
+    ) -> Iterator[calls.OutT]:
+        feed = calls.StreamFeed()
+        responses = getattr(self._stub, rpc.method)(feed.requests(requests), timeout=deadline)
+        try:
+            for response in responses:
+                yield rpc.parse(response)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        finally:
+            # Stops the call when the caller abandons the iteration early.
+            responses.cancel()
+        feed.raise_error()
+
+    def delete(self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None) -> int:
+        """Deletes documents by id; returns how many existed."""
+        return self._invoke(calls.DELETE.prepare(collection, ids), timeout)
+
+    def get(self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None) -> GetResult:
+        return self._invoke(calls.GET.prepare(collection, ids), timeout)
+
+    # -- retrieval ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: str,
+        query: str | Sequence[float],
+        *,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        mode: str | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        """``query`` is a text or a query vector. ``filter`` maps metadata keys to a value
+        (equality), a list (membership) or ``{"gte": .., "lt": ..}`` (range); ``mode`` is
+        "dense", "lexical", "hybrid" or None for the collection's default."""
+        prepared = calls.SEARCH.prepare(
+            collection,
+            query,
+            k=k,
+            filter=filter,
+            min_score=min_score,
+            mode=mode,
+            ef_search=ef_search,
+            nprobe=nprobe,
+        )
+        return self._invoke(prepared, timeout)
+
+    def batch_search(
+        self,
+        collection: str,
+        queries: Sequence[str | Sequence[float]],
+        *,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        mode: str | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        timeout: float | None = None,
+    ) -> list[SearchResult]:
+        """Several queries with the same options in one call; results in query order."""
+        prepared = calls.BATCH_SEARCH.prepare(
+            collection,
+            queries,
+            k=k,
+            filter=filter,
+            min_score=min_score,
+            mode=mode,
+            ef_search=ef_search,
+            nprobe=nprobe,
+        )
+        return self._invoke(prepared, timeout)
+
+    def ask(
+        self,
+        collection: str,
+        question: str,
+        *,
+        k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        timeout: float | None = None,
+    ) -> AskResult:
+        """Passages likely to answer ``question``, each with its answering sentence."""
+        prepared = calls.ASK.prepare(collection, question, k=k, filter=filter, mode=mode)
+        return self._invoke(prepared, timeout)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        collection: str | None = None,
+        timeout: float | None = None,
+    ) -> list[list[float]]:
+        """Embeds texts with the collection's model, or the server's default model."""
+        return self._invoke(calls.EMBED.prepare(texts, collection=collection), timeout)
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def health(self, *, timeout: float | None = None) -> bool:
+        """Whether the server reports SERVING on the standard grpc.health.v1 service. Not
+        retried: a probe reports the present state."""
+        try:
+            payload = self._health_check(
+                convert.HEALTH_CHECK_REQUEST, timeout=self._settings.deadline(timeout)
+            )
+        except grpc.RpcError as err:
+            return calls.health_from_error(err)
+        return convert.health_serving(payload)

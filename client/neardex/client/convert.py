@@ -1,0 +1,652 @@
+"""The one place where protobuf messages of ``neardex.v1`` and the client's models meet.
+
+Request builders validate their arguments and raise :class:`~neardex.client.errors.InvalidArgument`
+naming the offending argument (``filter.year``, ``documents[3].text``), so mistakes surface
+before anything is sent. Response parsers never fail on values a newer server might add.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeGuard
+
+from google.protobuf import struct_pb2
+from pydantic import ValidationError
+
+from neardex.v1 import neardex_pb2 as pb
+
+from .errors import Internal, InvalidArgument
+from .models import (
+    Answer,
+    AskResult,
+    CollectionInfo,
+    Document,
+    GetResult,
+    Hit,
+    RetrieverScore,
+    SearchResult,
+    UpsertResult,
+)
+
+__all__ = [
+    "ask_request",
+    "ask_result",
+    "batch_search_request",
+    "batch_search_results",
+    "collection_info",
+    "collection_infos",
+    "create_collection_request",
+    "delete_collection_request",
+    "delete_request",
+    "deleted_collection",
+    "deleted_count",
+    "document_from_proto",
+    "document_to_proto",
+    "embed_request",
+    "embeddings",
+    "filter_to_proto",
+    "get_collection_request",
+    "get_request",
+    "get_result",
+    "health_serving",
+    "hit_from_proto",
+    "list_collections_request",
+    "metadata_to_struct",
+    "mode_from_proto",
+    "mode_to_proto",
+    "search_request",
+    "search_result",
+    "struct_to_metadata",
+    "to_document",
+    "upsert_request",
+    "upsert_result",
+]
+
+Query = str | Sequence[float]
+
+_MODES: dict[str, pb.SearchMode] = {
+    "dense": pb.SEARCH_MODE_DENSE,
+    "lexical": pb.SEARCH_MODE_LEXICAL,
+    "hybrid": pb.SEARCH_MODE_HYBRID,
+}
+_MODE_NAMES: dict[int, str] = {int(v): k for k, v in _MODES.items()}
+_RANGE_OPS = ("gt", "gte", "lt", "lte")
+# Struct numbers are doubles: integers beyond this would come back silently changed.
+_MAX_EXACT_INT = 2**53
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars and enums
+
+
+def mode_to_proto(mode: str | None, field: str = "mode") -> pb.SearchMode:
+    if not mode:
+        return pb.SEARCH_MODE_UNSPECIFIED
+    try:
+        return _MODES[mode]
+    except (KeyError, TypeError):
+        expected = ", ".join(repr(m) for m in _MODES)
+        raise InvalidArgument(f"{field}: expected one of {expected} or None, got {mode!r}") from None
+
+
+def mode_from_proto(mode: int) -> str:
+    if mode == pb.SEARCH_MODE_UNSPECIFIED:
+        return ""
+    # A mode added by a newer server is reported rather than rejected.
+    return _MODE_NAMES.get(mode, str(mode))
+
+
+def _is_number(value: object) -> TypeGuard[numbers.Real]:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> TypeGuard[numbers.Integral]:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _int_arg(field: str, value: object, *, minimum: int) -> int:
+    if not _is_int(value) or int(value) < minimum:
+        raise InvalidArgument(f"{field}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _optional_int_arg(field: str, value: object, *, minimum: int) -> int:
+    # 0 on the wire means "the server's or collection's setting".
+    return 0 if value is None else _int_arg(field, value, minimum=minimum)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata <-> google.protobuf.Struct
+
+
+def _to_value(value: Any, field: str) -> struct_pb2.Value:
+    if value is None:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, str):
+        return struct_pb2.Value(string_value=value)
+    if _is_int(value):
+        if abs(int(value)) > _MAX_EXACT_INT:
+            raise InvalidArgument(
+                f"{field}: integer {value} cannot be stored exactly (metadata numbers are "
+                "doubles); store it as a string"
+            )
+        return struct_pb2.Value(number_value=float(value))
+    if _is_number(value):
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidArgument(f"{field}: metadata numbers must be finite, got {value!r}")
+        return struct_pb2.Value(number_value=number)
+    if isinstance(value, Mapping):
+        return struct_pb2.Value(struct_value=metadata_to_struct(value, field))
+    if isinstance(value, list | tuple):
+        items = [_to_value(item, f"{field}[{i}]") for i, item in enumerate(value)]
+        return struct_pb2.Value(list_value=struct_pb2.ListValue(values=items))
+    raise InvalidArgument(
+        f"{field}: metadata values must be JSON-like (str, number, bool, None, list, dict), "
+        f"got {type(value).__name__}"
+    )
+
+
+def metadata_to_struct(metadata: Mapping[str, Any], field: str = "metadata") -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise InvalidArgument(f"{field}: keys must be strings, got {key!r}")
+        struct.fields[key].CopyFrom(_to_value(value, f"{field}.{key}"))
+    return struct
+
+
+def _from_value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        # Left as a float even when integral: see the note in models.
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_metadata(value.struct_value)
+    if kind == "list_value":
+        return [_from_value(item) for item in value.list_value.values]
+    return None
+
+
+def struct_to_metadata(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return {key: _from_value(value) for key, value in struct.fields.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters
+
+
+def _scalar_value(value: Any, field: str) -> struct_pb2.Value:
+    if value is not None and not isinstance(value, str | bool) and not _is_number(value):
+        raise InvalidArgument(f"{field}: expected a str, number, bool or None, got {type(value).__name__}")
+    return _to_value(value, field)
+
+
+def _in_condition(values: Any, field: str) -> pb.Condition:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise InvalidArgument(f"{field}: 'in' expects a list of values, got {values!r}")
+    items = [_scalar_value(v, f"{field}[{i}]") for i, v in enumerate(values)]
+    if not items:
+        raise InvalidArgument(f"{field}: 'in' needs at least one value")
+    return pb.Condition(**{"in": struct_pb2.ListValue(values=items)})
+
+
+def _operator_condition(ops: Mapping[Any, Any], field: str) -> pb.Condition:
+    keys = set(ops)
+    if keys == {"eq"}:
+        return pb.Condition(eq=_scalar_value(ops["eq"], f"{field}.eq"))
+    if keys == {"in"}:
+        return _in_condition(ops["in"], f"{field}.in")
+    unknown = sorted(map(repr, keys.difference(_RANGE_OPS)))
+    if unknown or not keys:
+        raise InvalidArgument(
+            f"{field}: expected {{'eq': v}}, {{'in': [...]}} or range bounds "
+            f"{', '.join(_RANGE_OPS)}; got " + (", ".join(unknown) if unknown else "no operator")
+        )
+    bounds: dict[str, float] = {}
+    for op in _RANGE_OPS:
+        if op in ops:
+            bound = ops[op]
+            if not _is_number(bound) or math.isnan(float(bound)):
+                raise InvalidArgument(f"{field}.{op}: expected a number, got {bound!r}")
+            bounds[op] = float(bound)
+    return pb.Condition(range=pb.Range(**bounds))
+
+
+def filter_to_proto(filter: Mapping[str, Any] | None, field: str = "filter") -> pb.Filter | None:
+    """``{"lang": "en"}`` is equality, a list/tuple/set is membership, and a dict of operators
+    (``eq``, ``in``, or range bounds ``gt``/``gte``/``lt``/``lte``) states the condition
+    explicitly. Every condition must hold."""
+    if not filter:
+        return None
+    if not isinstance(filter, Mapping):
+        raise InvalidArgument(f"{field}: expected a dict, got {type(filter).__name__}")
+    conditions: dict[str, pb.Condition] = {}
+    for key, spec in filter.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument(f"{field}: keys must be non-empty strings, got {key!r}")
+        where = f"{field}.{key}"
+        if isinstance(spec, Mapping):
+            conditions[key] = _operator_condition(spec, where)
+        elif isinstance(spec, list | tuple | set | frozenset):
+            conditions[key] = _in_condition(spec, where)
+        else:
+            conditions[key] = pb.Condition(eq=_scalar_value(spec, where))
+    return pb.Filter(conditions=conditions)
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents
+
+
+def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    return prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+def to_document(value: Document | Mapping[str, Any], field: str = "document") -> Document:
+    """Accept a :class:`Document` or a dict with keys id (or _id), text, title and metadata."""
+    if isinstance(value, Document):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{field}: expected a Document or a dict, got {type(value).__name__}")
+    data = dict(value)
+    if "_id" in data:
+        if "id" in data:
+            raise InvalidArgument(f"{field}: give either 'id' or '_id', not both")
+        data["id"] = data.pop("_id")
+    try:
+        return Document.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_loc(field, e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidArgument(problems) from None
+
+
+def document_to_proto(document: Document, field: str = "document") -> pb.Document:
+    message = pb.Document(id=document.id, text=document.text, title=document.title)
+    if document.metadata:
+        message.metadata.CopyFrom(metadata_to_struct(document.metadata, f"{field}.metadata"))
+    return message
+
+
+def document_from_proto(message: pb.Document) -> Document:
+    # Built without validation: the server is the authority on what it stored.
+    return Document.model_construct(
+        id=message.id,
+        text=message.text,
+        title=message.title,
+        metadata=struct_to_metadata(message.metadata),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Request builders, one per RPC
+
+
+def create_collection_request(
+    name: str,
+    *,
+    model: str | None = None,
+    index: str | Mapping[str, Any] | None = None,
+    chunk_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+    default_mode: str | None = None,
+    encoder: str | None = None,
+) -> pb.CreateCollectionRequest:
+    request = pb.CreateCollectionRequest(
+        name=name,
+        model=model or "",
+        chunk_tokens=_optional_int_arg("chunk_tokens", chunk_tokens, minimum=0),
+        # -1 asks for the server's default overlap; 0 is a real choice (no overlap).
+        overlap_tokens=-1
+        if overlap_tokens is None
+        else _int_arg("overlap_tokens", overlap_tokens, minimum=-1),
+        default_mode=mode_to_proto(default_mode, "default_mode"),
+        encoder=encoder or "",
+    )
+    if isinstance(index, str):
+        request.index.kind = index
+    elif isinstance(index, Mapping):
+        params = dict(index)
+        kind = params.pop("kind", "") or ""
+        if not isinstance(kind, str):
+            raise InvalidArgument(f"index.kind: expected a str, got {kind!r}")
+        request.index.kind = kind
+        for key, value in params.items():
+            if not isinstance(key, str) or not _is_int(value):
+                raise InvalidArgument(f"index.{key}: expected an integer, got {value!r}")
+            request.index.params[key] = int(value)
+    elif index is not None:
+        raise InvalidArgument(f"index: expected a kind or a dict, got {type(index).__name__}")
+    return request
+
+
+def list_collections_request() -> pb.ListCollectionsRequest:
+    return pb.ListCollectionsRequest()
+
+
+def get_collection_request(name: str) -> pb.GetCollectionRequest:
+    return pb.GetCollectionRequest(name=name)
+
+
+def delete_collection_request(name: str) -> pb.DeleteCollectionRequest:
+    return pb.DeleteCollectionRequest(name=name)
+
+
+def upsert_request(
+    collection: str, documents: Sequence[Document], *, first_index: int = 0
+) -> pb.UpsertRequest:
+    """``first_index`` is the position of ``documents[0]`` in the caller's whole iterable, so
+    errors name the document the caller gave, not its place in a batch."""
+    return pb.UpsertRequest(
+        collection=collection,
+        documents=[
+            document_to_proto(doc, f"documents[{first_index + i}]") for i, doc in enumerate(documents)
+        ],
+    )
+
+
+def _ids(ids: str | Iterable[str], field: str = "ids") -> list[str]:
+    # A lone string would otherwise be split into one-character ids.
+    items = [ids] if isinstance(ids, str) else list(ids)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidArgument(f"{field}[{i}]: expected a str, got {type(item).__name__}")
+    return items
+
+
+def delete_request(collection: str, ids: str | Iterable[str]) -> pb.DeleteRequest:
+    return pb.DeleteRequest(collection=collection, ids=_ids(ids))
+
+
+def get_request(collection: str, ids: str | Iterable[str]) -> pb.GetRequest:
+    return pb.GetRequest(collection=collection, ids=_ids(ids))
+
+
+def _vector(query: Any, field: str) -> pb.Vector:
+    if isinstance(query, bytes | bytearray | Mapping) or not isinstance(query, Iterable):
+        raise InvalidArgument(f"{field}: expected a str or a sequence of floats, got {type(query).__name__}")
+    values = list(query)
+    if not values:
+        raise InvalidArgument(f"{field}: the vector is empty")
+    for i, value in enumerate(values):
+        if not _is_number(value) or not math.isfinite(float(value)):
+            raise InvalidArgument(f"{field}[{i}]: expected a finite number, got {value!r}")
+    return pb.Vector(values=[float(v) for v in values])
+
+
+def _search_request(
+    collection: str,
+    query: Query,
+    *,
+    k: int,
+    filter: pb.Filter | None,
+    min_score: float | None,
+    mode: str | None,
+    ef_search: int | None,
+    nprobe: int | None,
+    field: str,
+) -> pb.SearchRequest:
+    request = pb.SearchRequest(
+        collection=collection,
+        top_k=_int_arg("k", k, minimum=1),
+        filter=filter,
+        mode=mode_to_proto(mode),
+        ef_search=_optional_int_arg("ef_search", ef_search, minimum=0),
+        nprobe=_optional_int_arg("nprobe", nprobe, minimum=0),
+    )
+    if isinstance(query, str):
+        request.text = query
+    else:
+        request.vector.CopyFrom(_vector(query, field))
+    if min_score is not None:
+        if not _is_number(min_score):
+            raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
+        request.min_score = float(min_score)
+    return request
+
+
+def search_request(
+    collection: str,
+    query: Query,
+    *,
+    k: int = 10,
+    filter: Mapping[str, Any] | None = None,
+    min_score: float | None = None,
+    mode: str | None = None,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+) -> pb.SearchRequest:
+    """A ``str`` query is embedded (or tokenized) by the server; anything else is taken as a
+    ready-made query vector."""
+    return _search_request(
+        collection,
+        query,
+        k=k,
+        filter=filter_to_proto(filter),
+        min_score=min_score,
+        mode=mode,
+        ef_search=ef_search,
+        nprobe=nprobe,
+        field="query",
+    )
+
+
+def batch_search_request(
+    collection: str,
+    queries: Sequence[Query],
+    *,
+    k: int = 10,
+    filter: Mapping[str, Any] | None = None,
+    min_score: float | None = None,
+    mode: str | None = None,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+) -> pb.BatchSearchRequest:
+    if isinstance(queries, str):
+        raise InvalidArgument("queries: expected a sequence of queries, got a single str")
+    conditions = filter_to_proto(filter)
+    return pb.BatchSearchRequest(
+        requests=[
+            _search_request(
+                collection,
+                query,
+                k=k,
+                filter=conditions,
+                min_score=min_score,
+                mode=mode,
+                ef_search=ef_search,
+                nprobe=nprobe,
+                field=f"queries[{i}]",
+            )
+            for i, query in enumerate(queries)
+        ]
+    )
+
+
+def ask_request(
+    collection: str,
+    question: str,
+    *,
+    k: int = 5,
+    filter: Mapping[str, Any] | None = None,
+    mode: str | None = None,
+) -> pb.AskRequest:
+    if not isinstance(question, str):
+        raise InvalidArgument(f"question: expected a str, got {type(question).__name__}")
+    return pb.AskRequest(
+        collection=collection,
+        question=question,
+        top_k=_int_arg("k", k, minimum=1),
+        filter=filter_to_proto(filter),
+        mode=mode_to_proto(mode),
+    )
+
+
+def embed_request(texts: Sequence[str], *, collection: str | None = None) -> pb.EmbedRequest:
+    if isinstance(texts, str):
+        raise InvalidArgument("texts: expected a sequence of str, got a single str")
+    items = list(texts)
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise InvalidArgument(f"texts[{i}]: expected a str, got {type(text).__name__}")
+    return pb.EmbedRequest(texts=items, collection=collection or "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Response parsers
+
+
+def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
+    return CollectionInfo(
+        name=message.name,
+        documents=message.documents,
+        chunks=message.chunks,
+        vectors=message.vectors,
+        dimension=message.dimension,
+        model=message.model,
+        index_kind=message.index_kind,
+        bytes=message.bytes,
+        chunk_tokens=message.chunk_tokens,
+        overlap_tokens=message.overlap_tokens,
+        default_mode=mode_from_proto(message.default_mode),
+        encoder=message.encoder,
+        index_params=dict(message.index_params),
+    )
+
+
+def collection_infos(message: pb.ListCollectionsResponse) -> list[CollectionInfo]:
+    return [collection_info(c) for c in message.collections]
+
+
+def deleted_collection(message: pb.DeleteCollectionResponse) -> None:
+    return None
+
+
+def upsert_result(message: pb.UpsertResponse) -> UpsertResult:
+    return UpsertResult(
+        upserted=message.upserted,
+        unchanged=message.unchanged,
+        chunks=message.chunks,
+        ids=list(message.ids),
+    )
+
+
+def deleted_count(message: pb.DeleteResponse) -> int:
+    return message.deleted
+
+
+def get_result(message: pb.GetResponse) -> GetResult:
+    return GetResult(
+        documents=[document_from_proto(d) for d in message.documents],
+        missing=list(message.missing),
+    )
+
+
+def hit_from_proto(message: pb.Hit) -> Hit:
+    return Hit(
+        id=message.id,
+        score=message.score,
+        text=message.text,
+        title=message.title,
+        metadata=struct_to_metadata(message.metadata),
+        chunk_index=message.chunk_index,
+        chunk_start=message.chunk_start,
+        chunk_end=message.chunk_end,
+        retrievers=[
+            RetrieverScore(retriever=r.retriever, score=r.score, rank=r.rank) for r in message.retrievers
+        ],
+    )
+
+
+def search_result(message: pb.SearchResponse) -> SearchResult:
+    return SearchResult(
+        hits=[hit_from_proto(h) for h in message.hits],
+        timings_ms=dict(message.timings_ms),
+        mode=mode_from_proto(message.mode),
+    )
+
+
+def batch_search_results(message: pb.BatchSearchResponse) -> list[SearchResult]:
+    return [search_result(r) for r in message.responses]
+
+
+def ask_result(message: pb.AskResponse) -> AskResult:
+    return AskResult(
+        answers=[
+            Answer(
+                passage=hit_from_proto(a.passage),
+                sentence=a.sentence,
+                sentence_start=a.sentence_start,
+                sentence_end=a.sentence_end,
+                confidence=a.confidence,
+            )
+            for a in message.answers
+        ],
+        timings_ms=dict(message.timings_ms),
+    )
+
+
+def embeddings(message: pb.EmbedResponse) -> list[list[float]]:
+    return [list(v.values) for v in message.vectors]
+
+
+# ---------------------------------------------------------------------------------------------
+# grpc.health.v1, decoded by hand so the client needs no grpcio-health-checking
+
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
+# HealthCheckRequest{service: ""} encodes to zero bytes: the server's overall health.
+HEALTH_CHECK_REQUEST = b""
+_SERVING = 1
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def health_serving(payload: bytes) -> bool:
+    """Whether a HealthCheckResponse says SERVING (field 1, a varint enum, 1 == SERVING)."""
+    try:
+        return _health_status(payload) == _SERVING
+    except ValueError as exc:
+        raise Internal(f"malformed health check response: {exc}") from None
+
+
+def _health_status(payload: bytes) -> int:
+    status = 0
+    pos = 0
+    while pos < len(payload):
+        key, pos = _read_varint(payload, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, pos = _read_varint(payload, pos)
+            if number == 1:
+                status = value
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 2:
+            length, pos = _read_varint(payload, pos)
+            pos += length
+        elif wire_type == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+        if pos > len(payload):
+            raise ValueError("truncated message")
+    return status

@@ -1,0 +1,155 @@
+"""Immutable values the clients accept and return.
+
+They mirror the messages of ``neardex.v1`` with Python-side conventions: search modes are the
+strings ``"dense"``, ``"lexical"`` and ``"hybrid"`` (``""`` means the collection's default), and
+metadata is a plain JSON-like ``dict``. Metadata travels as ``google.protobuf.Struct``, whose only
+number type is a double: integers sent as metadata come back as floats (``2020`` -> ``2020.0``)
+and are left that way, since the wire cannot tell ``2020`` from ``2020.0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Answer",
+    "AskResult",
+    "CollectionInfo",
+    "Document",
+    "GetResult",
+    "Hit",
+    "RetrieverScore",
+    "SearchResult",
+    "UpsertResult",
+]
+
+_T = TypeVar("_T")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _SequenceOf(Sequence[_T]):
+    """Lets a result be used directly as the list it wraps (``hits[0].id``, ``len(hits)``)."""
+
+    __slots__ = ()
+
+    def _items(self) -> list[_T]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[_T]: ...
+
+    def __getitem__(self, index: int | slice) -> _T | list[_T]:
+        return self._items()[index]
+
+
+class Document(_Frozen):
+    id: str = Field(min_length=1)
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrieverScore(_Frozen):
+    """How one retriever ("dense" or "lexical") ranked a hit before fusion."""
+
+    retriever: str
+    score: float
+    rank: int
+
+
+class Hit(_Frozen):
+    """A matching document, represented by its best chunk (offsets index the document's text)."""
+
+    id: str
+    score: float
+    text: str = ""
+    title: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    chunk_index: int = 0
+    chunk_start: int = 0
+    chunk_end: int = 0
+    retrievers: list[RetrieverScore] = Field(default_factory=list)
+
+
+# BaseModel.__iter__ yields (field, value) pairs; these results deliberately iterate their items.
+class SearchResult(_Frozen, _SequenceOf[Hit]):  # type: ignore[misc]
+    hits: list[Hit] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    mode: str = ""
+
+    def _items(self) -> list[Hit]:
+        return self.hits
+
+
+class Answer(_Frozen):
+    """A passage likely to answer a question; ``passage.text[sentence_start:sentence_end]`` is
+    the answering sentence."""
+
+    passage: Hit
+    sentence: str
+    sentence_start: int
+    sentence_end: int
+    confidence: float
+
+
+class AskResult(_Frozen, _SequenceOf[Answer]):  # type: ignore[misc]
+    answers: list[Answer] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+    def _items(self) -> list[Answer]:
+        return self.answers
+
+
+class CollectionInfo(_Frozen):
+    name: str
+    documents: int = 0
+    chunks: int = 0
+    vectors: int = 0
+    dimension: int = 0
+    model: str = ""
+    index_kind: str = ""
+    bytes: int = 0
+    chunk_tokens: int = 0
+    overlap_tokens: int = 0
+    default_mode: str = ""
+    encoder: str = ""
+    index_params: dict[str, int] = Field(default_factory=dict)
+
+
+class UpsertResult(_Frozen):
+    """Acknowledgement of written documents; results of several batches add up with ``+``."""
+
+    upserted: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    ids: list[str] = Field(default_factory=list)
+
+    def __add__(self, other: UpsertResult) -> UpsertResult:
+        if not isinstance(other, UpsertResult):
+            return NotImplemented
+        return UpsertResult(
+            upserted=self.upserted + other.upserted,
+            unchanged=self.unchanged + other.unchanged,
+            chunks=self.chunks + other.chunks,
+            ids=[*self.ids, *other.ids],
+        )
+
+
+class GetResult(_Frozen):
+    documents: list[Document] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)

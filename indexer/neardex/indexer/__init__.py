@@ -1,0 +1,1 @@
+"""neardex indexer: read documents, cut them into token-bounded chunks, embed and store them."""

@@ -1,0 +1,180 @@
+"""A data folder: every collection in it, and the lock that gives the folder one writer.
+
+Two processes writing one folder would each keep their own FAISS cache and change log and corrupt
+the other's view, so opening a folder takes an exclusive lock for the life of the process; a second
+`neardex serve` or `neardex index --data-dir` on it is refused and told to send documents through
+the server instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from .collection import Collection, Manifest, QueryEncoder
+from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .vector_index import IndexSpec
+
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LOCK_FILE = ".neardex.lock"
+MODES = ("dense", "lexical", "hybrid")
+
+# Wraps a collection's embedder for queries, e.g. with the server's micro-batching queue.
+QueryEncoderFactory = Callable[[Embedder], QueryEncoder]
+
+
+def validate_name(name: str, field: str = "name") -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise InvalidArgument(
+            f"{field}: collection name {name!r} must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    return name
+
+
+class DataDirLocked(FailedPrecondition):
+    pass
+
+
+class Catalog:
+    def __init__(self, root: Path | str, *, default_encoder: str = "torch",
+                 query_encoder_factory: QueryEncoderFactory | None = None) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.default_encoder = default_encoder
+        self.query_encoder_factory = query_encoder_factory
+        self._lock_file = self._acquire_lock()
+        self._open: dict[str, Collection] = {}
+        self._mutex = threading.Lock()
+
+    def _acquire_lock(self) -> IO[str]:
+        handle = open(self.root / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DataDirLocked(
+                f"data dir {self.root} is in use by {holder}; it has one writer at a time."
+                " Send documents through the running server instead: neardex index PATH"
+                " --collection NAME --server HOST:PORT"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"neardex process {os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and (p / "manifest.json").exists() and NAME.match(p.name))
+
+    def exists(self, name: str) -> bool:
+        return (self.root / validate_name(name) / "manifest.json").exists()
+
+    def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
+               chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
+               encoder: str = "") -> Collection:
+        validate_name(name)
+        encoder = encoder or self.default_encoder
+        if encoder not in ENCODERS:
+            raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
+        default_mode = default_mode or "dense"
+        if default_mode not in MODES:
+            raise InvalidArgument(f"default_mode: unknown mode {default_mode!r}; expected one of {MODES}")
+        with self._mutex:
+            folder = self.root / name
+            if folder.exists():
+                raise AlreadyExists(f"name: collection {name!r} already exists")
+            model_name, model_path = resolve_model(model)
+            embedder = load_embedder(str(model_path) if model_name != DEFAULT_MODEL else None, encoder)
+            window = embedder.max_seq_length - 2
+            chunk_tokens = chunk_tokens or window
+            if not 8 <= chunk_tokens <= window:
+                raise InvalidArgument(
+                    f"chunk_tokens: must be between 8 and the model's window of {window}, got {chunk_tokens}")
+            if overlap_tokens < 0:
+                overlap_tokens = min(32, chunk_tokens // 8)
+            manifest = Manifest(
+                name=name,
+                model=model_name,
+                # The bundled model's folder differs per install, so it is found by name on open.
+                model_path="" if model_name == DEFAULT_MODEL else str(model_path),
+                dimension=embedder.dimension,
+                chunk_tokens=chunk_tokens,
+                overlap_tokens=overlap_tokens,
+                index=index or IndexSpec.parse("flat"),
+                encoder=encoder,
+                default_mode=default_mode,
+            )
+            collection = Collection.create(folder, manifest, embedder, self.query_encoder(embedder))
+            self._open[name] = collection
+            return collection
+
+    def get(self, name: str, *, expect_model: str | None = None) -> Collection:
+        validate_name(name)
+        with self._mutex:
+            collection = self._open.get(name)
+            if collection is None:
+                folder = self.root / name
+                if not (folder / "manifest.json").exists():
+                    raise NotFound(f"collection: {name!r} does not exist")
+                manifest = Collection.read_manifest(folder)
+                embedder = load_embedder(manifest.model_path or None, manifest.encoder)
+                if embedder.dimension != manifest.dimension:
+                    raise FailedPrecondition(
+                        f"model: {manifest.model} gives dimension {embedder.dimension}, but"
+                        f" collection {name!r} holds vectors of dimension {manifest.dimension}")
+                collection = Collection(folder, manifest, embedder, self.query_encoder(embedder))
+                self._open[name] = collection
+        if expect_model is not None:
+            wanted, _ = resolve_model(expect_model)
+            if wanted != collection.manifest.model:
+                raise FailedPrecondition(
+                    f"model: collection {name!r} was built with {collection.manifest.model};"
+                    f" it cannot be opened with {wanted}. Use another collection name or the same model.")
+        return collection
+
+    def get_or_create(self, name: str, **kwargs: object) -> Collection:
+        if self.exists(name):
+            model = kwargs.get("model")
+            return self.get(name, expect_model=str(model) if model else None)
+        return self.create(name, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, name: str) -> None:
+        validate_name(name)
+        with self._mutex:
+            folder = self.root / name
+            if not (folder / "manifest.json").exists():
+                raise NotFound(f"collection: {name!r} does not exist")
+            collection = self._open.pop(name, None)
+            # Rename first: a crash mid-delete leaves a folder that is no longer a collection.
+            trash = self.root / f".deleted-{name}-{os.getpid()}"
+            os.replace(folder, trash)
+            if collection is not None:
+                collection.destroy_handles()
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def query_encoder(self, embedder: Embedder) -> QueryEncoder:
+        return self.query_encoder_factory(embedder) if self.query_encoder_factory else embedder.encode
+
+    def close(self) -> None:
+        with self._mutex:
+            for collection in self._open.values():
+                collection.close()
+            self._open.clear()
+        if not self._lock_file.closed:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

