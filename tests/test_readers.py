@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from neardex.indexer import readers
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument

@@ -197,32 +197,30 @@ def health_from_error(err: grpc.RpcError) -> bool:
 # Batching documents, shared by the sync and async upserts
 
 
-class DocumentBatcher:
-    """Validates documents one at a time and groups them into batches, numbering them across the
-    caller's whole iterable so errors point at the caller's ``documents[i]``."""
+class UpsertBatcher:
+    """Validates documents one at a time and groups them into UpsertRequests, numbering them
+    across the caller's whole iterable so errors point at the caller's ``documents[i]``."""
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, collection: str, batch_size: int) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgument(f"batch_size: expected an integer >= 1, got {batch_size!r}")
-        self.batch_size = batch_size
-        self.first_index = 0
+        self._collection = collection
+        self._batch_size = batch_size
         self._count = 0
-        self._batch: list[Document] = []
+        self._pending: list[Document] = []
 
-    def add(self, item: Document | Mapping[str, Any]) -> list[Document] | None:
-        """Adds one document; returns a full batch when one is ready."""
-        self._batch.append(convert.to_document(item, f"documents[{self._count}]"))
+    def add(self, item: Document | Mapping[str, Any]) -> pb.UpsertRequest | None:
+        """Adds one document; returns a request once a batch is full."""
+        self._pending.append(convert.to_document(item, f"documents[{self._count}]"))
         self._count += 1
-        return self.flush() if len(self._batch) >= self.batch_size else None
+        return self.flush() if len(self._pending) >= self._batch_size else None
 
-    def flush(self) -> list[Document] | None:
-        """Returns the pending batch, if any; ``first_index`` is then its first document's
-        position until the next flush."""
-        if not self._batch:
+    def flush(self) -> pb.UpsertRequest | None:
+        """The request for the pending documents, if any."""
+        if not self._pending:
             return None
-        batch, self._batch = self._batch, []
-        self.first_index = self._count - len(batch)
-        return batch
+        batch, self._pending = self._pending, []
+        return UPSERT.build(self._collection, batch, first_index=self._count - len(batch))
 
 
 def _check_iterable(documents: object) -> None:
@@ -239,7 +237,7 @@ def upsert_batches(
     """UpsertRequest messages of at most ``batch_size`` documents each, built lazily; the
     arguments themselves are checked at once."""
     _check_iterable(documents)
-    return _batches(collection, documents, DocumentBatcher(batch_size))
+    return _batches(documents, UpsertBatcher(collection, batch_size))
 
 
 def aupsert_batches(
@@ -249,39 +247,36 @@ def aupsert_batches(
 ) -> AsyncIterator[pb.UpsertRequest]:
     """Like :func:`upsert_batches`, also accepting an async iterable."""
     _check_iterable(documents)
-    return _abatches(collection, documents, DocumentBatcher(batch_size))
+    return _abatches(documents, UpsertBatcher(collection, batch_size))
 
 
 def _batches(
-    collection: str,
-    documents: Iterable[Document | Mapping[str, Any]],
-    batcher: DocumentBatcher,
+    documents: Iterable[Document | Mapping[str, Any]], batcher: UpsertBatcher
 ) -> Iterator[pb.UpsertRequest]:
     for item in documents:
-        batch = batcher.add(item)
-        if batch is not None:
-            yield UPSERT.build(collection, batch, first_index=batcher.first_index)
-    batch = batcher.flush()
-    if batch is not None:
-        yield UPSERT.build(collection, batch, first_index=batcher.first_index)
+        request = batcher.add(item)
+        if request is not None:
+            yield request
+    request = batcher.flush()
+    if request is not None:
+        yield request
 
 
 async def _abatches(
-    collection: str,
     documents: Iterable[Document | Mapping[str, Any]] | AsyncIterable[Document | Mapping[str, Any]],
-    batcher: DocumentBatcher,
+    batcher: UpsertBatcher,
 ) -> AsyncIterator[pb.UpsertRequest]:
     if not isinstance(documents, AsyncIterable):
-        for request in _batches(collection, documents, batcher):
-            yield request
+        for ready in _batches(documents, batcher):
+            yield ready
         return
     async for item in documents:
-        batch = batcher.add(item)
-        if batch is not None:
-            yield UPSERT.build(collection, batch, first_index=batcher.first_index)
-    batch = batcher.flush()
-    if batch is not None:
-        yield UPSERT.build(collection, batch, first_index=batcher.first_index)
+        request = batcher.add(item)
+        if request is not None:
+            yield request
+    request = batcher.flush()
+    if request is not None:
+        yield request
 
 
 class StreamFeed:
@@ -296,14 +291,14 @@ class StreamFeed:
     def requests(self, source: Iterator[Any]) -> Iterator[Any]:
         try:
             yield from source
-        except Exception as exc:  # noqa: BLE001 - re-raised by raise_error()
+        except Exception as exc:  # re-raised by raise_error() once the stream has ended
             self.error = exc
 
     async def arequests(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         try:
             async for request in source:
                 yield request
-        except Exception as exc:  # noqa: BLE001 - re-raised by raise_error()
+        except Exception as exc:  # re-raised by raise_error() once the stream has ended
             self.error = exc
 
     def raise_error(self) -> None:

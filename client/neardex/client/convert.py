@@ -536,6 +536,7 @@ def upsert_result(message: pb.UpsertResponse) -> UpsertResult:
         unchanged=message.unchanged,
         chunks=message.chunks,
         ids=list(message.ids),
+        tokens=message.tokens,
     )
 
 

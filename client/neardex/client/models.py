@@ -87,7 +87,7 @@ class Hit(_Frozen):
 
 
 # BaseModel.__iter__ yields (field, value) pairs; these results deliberately iterate their items.
-class SearchResult(_Frozen, _SequenceOf[Hit]):  # type: ignore[misc]
+class SearchResult(_SequenceOf[Hit], _Frozen):  # type: ignore[misc]
     hits: list[Hit] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     mode: str = ""
@@ -107,7 +107,7 @@ class Answer(_Frozen):
     confidence: float
 
 
-class AskResult(_Frozen, _SequenceOf[Answer]):  # type: ignore[misc]
+class AskResult(_SequenceOf[Answer], _Frozen):  # type: ignore[misc]
     answers: list[Answer] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
@@ -138,6 +138,7 @@ class UpsertResult(_Frozen):
     unchanged: int = 0
     chunks: int = 0
     ids: list[str] = Field(default_factory=list)
+    tokens: int = 0
 
     def __add__(self, other: UpsertResult) -> UpsertResult:
         if not isinstance(other, UpsertResult):
@@ -147,6 +148,7 @@ class UpsertResult(_Frozen):
             unchanged=self.unchanged + other.unchanged,
             chunks=self.chunks + other.chunks,
             ids=[*self.ids, *other.ids],
+            tokens=self.tokens + other.tokens,
         )
 
 

@@ -19,7 +19,7 @@ from .errors import InvalidArgument
 
 # A sentence ends at . ! ? (optionally followed by closing quotes or brackets) before whitespace,
 # or at a blank line. Good enough for prose; anything else still falls back to word boundaries.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+|\n\s*\n")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

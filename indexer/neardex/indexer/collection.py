@@ -224,6 +224,7 @@ class Collection:
         ).fetchall()
         # Apply in runs of the same op so the log replays in large FAISS calls.
         run_op, run_ids, run_vecs = None, [], []
+        undone: set[int] = set()
         for _, op, chunk_id, blob in rows + [(None, None, None, None)]:
             if op != run_op and run_ids:
                 ids = np.array(run_ids, dtype=np.int64)
@@ -234,11 +235,14 @@ class Collection:
                     index.remove(ids)
                 run_ids, run_vecs = [], []
             run_op = op
-            # An add whose chunk is gone was undone by a later del in the same log: skip both.
-            if op == "add" and blob is not None:
+            # An add whose chunk is gone was undone by a later del in the same log: skip both
+            # (chunk ids are never reused, so that id is in no snapshot either).
+            if op == "add" and blob is None:
+                undone.add(chunk_id)
+            elif op == "add":
                 run_ids.append(chunk_id)
                 run_vecs.append(blob)
-            elif op == "del":
+            elif op == "del" and chunk_id not in undone:
                 run_ids.append(chunk_id)
 
     def _rebuild(self) -> VectorIndex:
@@ -292,6 +296,7 @@ class Collection:
         texts = [t for _, doc_texts in prepared for t in doc_texts]
         vectors = self.embedder.encode(texts, batch_size=batch_size)
         self._write(changed, prepared, vectors)
+        self.checkpoint()
         return UpsertResult(
             upserted=len(changed),
             unchanged=len(documents) - len(changed),
@@ -373,6 +378,7 @@ class Collection:
             with self._lock.write():
                 self.index.remove(np.array(removed, dtype=np.int64))
                 self._after_write()
+        self.checkpoint()
         return deleted
 
     def _after_write(self) -> None:

@@ -21,7 +21,8 @@ DEFAULT_SERVER = "localhost:50051"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("neardex").setLevel(logging.INFO)
     try:
         return int(args.run(args) or 0)
     except (NeardexError, ReadError) as exc:

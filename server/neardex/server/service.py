@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import numpy as np
 
 from neardex.indexer.catalog import Catalog, validate_name

@@ -1,0 +1,75 @@
+"""BM25 over the same chunks as the vectors, with SQLite's FTS5 full-text engine.
+
+FTS5 ranks with Okapi BM25 (k1 = 1.2, b = 0.75) and stems with the Porter stemmer. Its table
+lives in the collection's own SQLite database and is written in the same transaction as the
+chunks, so the lexical index is durable and in step with every upsert and delete by construction:
+no separate file, rebuild or replay. Stop words are dropped from queries (BM25's IDF already makes
+them nearly worthless, and dropping them keeps OR queries short and fast).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+TABLE = "chunks_fts"
+# remove_diacritics 2: "café" matches "cafe" in any Latin-script language.
+TOKENIZE = "porter unicode61 remove_diacritics 2"
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# The English stop-word list of the Snowball project (also used by NLTK and bm25s).
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below
+between both but by can did do does doing down during each few for from further had has have having
+he her here hers herself him himself his how i if in into is it its itself just me more most my
+myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+some such than that the their theirs them themselves then there these they this those through to too
+under until up very was we were what when where which while who whom why will with you your yours
+yourself yourselves
+""".split())
+
+
+def create_table(db: sqlite3.Connection) -> bool:
+    """Create the lexical table if missing; True when it had to be created (so must be filled)."""
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()
+    if exists:
+        return False
+    db.execute(f"CREATE VIRTUAL TABLE {TABLE} USING fts5(text, tokenize = '{TOKENIZE}')")
+    return True
+
+
+def add(db: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
+    """Index (chunk id, text) pairs; the chunk id is the row id, as it is the FAISS id."""
+    db.executemany(f"INSERT INTO {TABLE} (rowid, text) VALUES (?, ?)", rows)
+
+
+def remove(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> None:
+    db.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [(i,) for i in chunk_ids])
+
+
+def match_expression(query: str) -> str | None:
+    """An FTS5 OR-query of the query's distinct words, stop words dropped (kept if that is all
+    there is); None when the query has no words."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+    content = [w for w in words if w not in STOPWORDS] or words
+    if not content:
+        return None
+    # Quoted, each word is a plain term: no FTS5 operator or column filter can be injected.
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in content)
+
+
+def search(db: sqlite3.Connection, query: str, k: int,
+           allowed_sql: tuple[str, list[object]] | None = None) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score) best first; allowed_sql restricts to chunk ids a subquery selects."""
+    expression = match_expression(query)
+    if expression is None:
+        return []
+    sql = f"SELECT rowid, -bm25({TABLE}) AS score FROM {TABLE} WHERE {TABLE} MATCH ?"
+    params: list[object] = [expression]
+    if allowed_sql is not None:
+        sql += f" AND rowid IN ({allowed_sql[0]})"
+        params += allowed_sql[1]
+    sql += " ORDER BY bm25(" + TABLE + ") LIMIT ?"
+    params.append(k)
+    return [(int(r[0]), float(r[1])) for r in db.execute(sql, params)]

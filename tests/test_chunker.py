@@ -1,0 +1,95 @@
+"""The chunker against the bundled model's own tokenizer: bounds, coverage, boundaries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from neardex.indexer.chunker import Chunker, sentence_spans
+from neardex.indexer.embedder import load_embedder
+from neardex.indexer.errors import InvalidArgument
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_embedder().tokenizer
+
+
+def _long_text(sentences: int, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    words = (
+        "neural search engines rank passages by embedding similarity while lexical models count"
+        " overlapping terms; tokenization splits unfamiliar words like photosynthesizing,"
+        " antidisestablishmentarianism or Zürich into subword pieces"
+    ).split()
+    out = []
+    for _ in range(sentences):
+        n = rng.randint(4, 40)
+        out.append(" ".join(rng.choice(words) for _ in range(n)).capitalize() + rng.choice([".", "!", "?"]))
+    return " ".join(out)
+
+
+def test_every_token_of_a_long_document_lands_in_a_chunk(tokenizer) -> None:
+    text = _long_text(400)
+    chunker = Chunker(tokenizer, max_tokens=64, overlap_tokens=8)
+    chunks = chunker.chunks(text)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    assert len(enc["input_ids"]) > 64 * 20  # long enough to need many chunks
+    for start, end in enc["offset_mapping"]:
+        assert any(c.start <= start and end <= c.end for c in chunks), f"token at {start}:{end} lost"
+
+
+def test_chunks_fit_the_budget_and_match_their_offsets(tokenizer) -> None:
+    text = _long_text(200, seed=3)
+    chunker = Chunker(tokenizer, max_tokens=50, overlap_tokens=10)
+    chunks = chunker.chunks(text)
+    for i, chunk in enumerate(chunks):
+        assert chunk.index == i
+        assert chunk.text == text[chunk.start : chunk.end]
+        retokenized = len(tokenizer(chunk.text, add_special_tokens=False)["input_ids"])
+        assert retokenized == chunk.tokens <= 50
+
+
+def test_cuts_prefer_sentence_boundaries(tokenizer) -> None:
+    text = " ".join(f"Sentence number {i} talks about topic {i} in a few plain words." for i in range(60))
+    chunks = Chunker(tokenizer, max_tokens=60, overlap_tokens=0).chunks(text)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert chunk.text.startswith("Sentence number")
+        assert chunk.text.endswith(".")
+
+
+def test_overlap_repeats_the_tail_of_the_previous_chunk(tokenizer) -> None:
+    text = _long_text(100, seed=11)
+    chunks = Chunker(tokenizer, max_tokens=64, overlap_tokens=16).chunks(text)
+    for prev, nxt in zip(chunks, chunks[1:]):
+        assert nxt.start < prev.end, "consecutive chunks share no text"
+        assert nxt.start > prev.start
+
+
+def test_never_cuts_inside_a_word(tokenizer) -> None:
+    text = "photosynthesizing " * 300
+    chunks = Chunker(tokenizer, max_tokens=40, overlap_tokens=5).chunks(text)
+    for chunk in chunks:
+        assert chunk.text.split() == ["photosynthesizing"] * len(chunk.text.split())
+
+
+def test_short_text_is_one_chunk_and_empty_text_none(tokenizer) -> None:
+    chunker = Chunker(tokenizer, max_tokens=64, overlap_tokens=8)
+    [only] = chunker.chunks("  A short note.  ")
+    assert only.text == "A short note."
+    assert chunker.chunks("   ") == []
+
+
+def test_settings_are_validated(tokenizer) -> None:
+    with pytest.raises(InvalidArgument, match="chunk_tokens"):
+        Chunker(tokenizer, max_tokens=2, overlap_tokens=0)
+    with pytest.raises(InvalidArgument, match="overlap_tokens"):
+        Chunker(tokenizer, max_tokens=64, overlap_tokens=40)
+
+
+def test_sentence_spans() -> None:
+    text = 'He said "Stop." Then left!  Why?\n\nNew paragraph without end'
+    spans = [text[s:e] for s, e in sentence_spans(text)]
+    assert spans == ['He said "Stop."', "Then left!", "Why?", "New paragraph without end"]
