@@ -16,6 +16,13 @@ def tokenizer():
     return load_embedder().tokenizer
 
 
+@pytest.fixture(scope="module")
+def plain(tokenizer):
+    from neardex.indexer.embedder import plain_tokenizer
+
+    return plain_tokenizer(load_embedder())
+
+
 def _long_text(sentences: int, seed: int = 7) -> str:
     rng = random.Random(seed)
     words = (
@@ -30,9 +37,9 @@ def _long_text(sentences: int, seed: int = 7) -> str:
     return " ".join(out)
 
 
-def test_every_token_of_a_long_document_lands_in_a_chunk(tokenizer) -> None:
+def test_every_token_of_a_long_document_lands_in_a_chunk(tokenizer, plain) -> None:
     text = _long_text(400)
-    chunker = Chunker(tokenizer, max_tokens=64, overlap_tokens=8)
+    chunker = Chunker(plain, max_tokens=64, overlap_tokens=8)
     chunks = chunker.chunks(text)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     assert len(enc["input_ids"]) > 64 * 20  # long enough to need many chunks
@@ -40,9 +47,9 @@ def test_every_token_of_a_long_document_lands_in_a_chunk(tokenizer) -> None:
         assert any(c.start <= start and end <= c.end for c in chunks), f"token at {start}:{end} lost"
 
 
-def test_chunks_fit_the_budget_and_match_their_offsets(tokenizer) -> None:
+def test_chunks_fit_the_budget_and_match_their_offsets(tokenizer, plain) -> None:
     text = _long_text(200, seed=3)
-    chunker = Chunker(tokenizer, max_tokens=50, overlap_tokens=10)
+    chunker = Chunker(plain, max_tokens=50, overlap_tokens=10)
     chunks = chunker.chunks(text)
     for i, chunk in enumerate(chunks):
         assert chunk.index == i
@@ -51,42 +58,42 @@ def test_chunks_fit_the_budget_and_match_their_offsets(tokenizer) -> None:
         assert retokenized == chunk.tokens <= 50
 
 
-def test_cuts_prefer_sentence_boundaries(tokenizer) -> None:
+def test_cuts_prefer_sentence_boundaries(plain) -> None:
     text = " ".join(f"Sentence number {i} talks about topic {i} in a few plain words." for i in range(60))
-    chunks = Chunker(tokenizer, max_tokens=60, overlap_tokens=0).chunks(text)
+    chunks = Chunker(plain, max_tokens=60, overlap_tokens=0).chunks(text)
     assert len(chunks) > 3
     for chunk in chunks:
         assert chunk.text.startswith("Sentence number")
         assert chunk.text.endswith(".")
 
 
-def test_overlap_repeats_the_tail_of_the_previous_chunk(tokenizer) -> None:
+def test_overlap_repeats_the_tail_of_the_previous_chunk(plain) -> None:
     text = _long_text(100, seed=11)
-    chunks = Chunker(tokenizer, max_tokens=64, overlap_tokens=16).chunks(text)
+    chunks = Chunker(plain, max_tokens=64, overlap_tokens=16).chunks(text)
     for prev, nxt in zip(chunks, chunks[1:]):
         assert nxt.start < prev.end, "consecutive chunks share no text"
         assert nxt.start > prev.start
 
 
-def test_never_cuts_inside_a_word(tokenizer) -> None:
+def test_never_cuts_inside_a_word(plain) -> None:
     text = "photosynthesizing " * 300
-    chunks = Chunker(tokenizer, max_tokens=40, overlap_tokens=5).chunks(text)
+    chunks = Chunker(plain, max_tokens=40, overlap_tokens=5).chunks(text)
     for chunk in chunks:
         assert chunk.text.split() == ["photosynthesizing"] * len(chunk.text.split())
 
 
-def test_short_text_is_one_chunk_and_empty_text_none(tokenizer) -> None:
-    chunker = Chunker(tokenizer, max_tokens=64, overlap_tokens=8)
+def test_short_text_is_one_chunk_and_empty_text_none(plain) -> None:
+    chunker = Chunker(plain, max_tokens=64, overlap_tokens=8)
     [only] = chunker.chunks("  A short note.  ")
     assert only.text == "A short note."
     assert chunker.chunks("   ") == []
 
 
-def test_settings_are_validated(tokenizer) -> None:
+def test_settings_are_validated(plain) -> None:
     with pytest.raises(InvalidArgument, match="chunk_tokens"):
-        Chunker(tokenizer, max_tokens=2, overlap_tokens=0)
+        Chunker(plain, max_tokens=2, overlap_tokens=0)
     with pytest.raises(InvalidArgument, match="overlap_tokens"):
-        Chunker(tokenizer, max_tokens=64, overlap_tokens=40)
+        Chunker(plain, max_tokens=64, overlap_tokens=40)
 
 
 def test_sentence_spans() -> None:

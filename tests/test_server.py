@@ -64,7 +64,9 @@ def test_search_returns_documents_with_best_chunk_and_timings(filled: Client) ->
     assert [h.id for h in filled.search("docs", "moon", k=3, filter={"topic": "cooking"})] == ["bread"]
     assert [h.id for h in filled.search("docs", "river", k=3, filter={"year": {"gte": 1990, "lt": 2010}})] == ["nile"]
     assert [h.id for h in filled.search("docs", "moon", k=3, filter={"topic": ["space", "x"]})] == ["apollo"]
-    assert len(filled.search("docs", "moon landing", k=3, min_score=0.99)) == 0
+    assert len(filled.search("docs", "moon landing", k=3, min_score=0.99, mode="dense")) == 0
+    # In hybrid mode scores are fused, best = 1.0: min_score applies to that scale.
+    assert [h.id for h in filled.search("docs", "moon landing", k=3, min_score=0.99)] == ["apollo"]
 
 
 def test_vector_search_embed_and_batch_search(filled: Client) -> None:
@@ -73,6 +75,20 @@ def test_vector_search_embed_and_batch_search(filled: Client) -> None:
     assert filled.search("docs", vector, k=1).hits[0].id == "nile"
     results = filled.batch_search("docs", ["moon landing", "yeast fermentation"], k=1)
     assert [r.hits[0].id for r in results] == ["apollo", "bread"]
+
+
+def test_modes_and_ask_over_grpc(filled: Client) -> None:
+    assert filled.info("docs").default_mode == "hybrid"
+    for mode in ("dense", "lexical", "hybrid"):
+        result = filled.search("docs", "sourdough yeast ferment", k=2, mode=mode)
+        assert result.mode == mode and result.hits[0].id == "bread"
+    hybrid = filled.search("docs", "Apollo 11 Moon", k=1).hits[0]
+    assert {r.retriever for r in hybrid.retrievers} == {"dense", "lexical"}
+    answers = filled.ask("docs", "Who stepped onto the Moon first?", k=2)
+    top = answers[0]
+    assert top.passage.id == "apollo" and top.sentence == "Neil Armstrong stepped out first."
+    assert top.passage.text[top.sentence_start : top.sentence_end] == top.sentence
+    assert 0 <= top.confidence <= 1 and "sentences" in answers.timings_ms
 
 
 def test_get_delete_and_streamed_upserts(filled: Client) -> None:
@@ -133,6 +149,14 @@ BAD_REQUESTS = [
      grpc.StatusCode.INVALID_ARGUMENT, "documents[0].id"),
     ("Upsert", pb.UpsertRequest(collection="nope", documents=[pb.Document(id="a", text="a")]),
      grpc.StatusCode.NOT_FOUND, "nope"),
+    ("Ask", pb.AskRequest(collection="docs", question=" ", top_k=3), grpc.StatusCode.INVALID_ARGUMENT, "question"),
+    ("Ask", pb.AskRequest(collection="docs", question="why " * 300, top_k=3),
+     grpc.StatusCode.INVALID_ARGUMENT, "question: 300 tokens exceeds"),
+    ("Ask", pb.AskRequest(collection="docs", question="when", top_k=0), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
+    ("Ask", pb.AskRequest(collection="docs", question="when", top_k=3, mode=9), grpc.StatusCode.INVALID_ARGUMENT, "mode"),
+    ("Ask", pb.AskRequest(collection="nope", question="when", top_k=3), grpc.StatusCode.NOT_FOUND, "nope"),
+    ("Search", pb.SearchRequest(collection="docs", vector=pb.Vector(values=[0.1] * 384), top_k=5,
+                                mode=pb.SEARCH_MODE_LEXICAL), grpc.StatusCode.INVALID_ARGUMENT, "query: lexical"),
     ("Embed", pb.EmbedRequest(texts=[]), grpc.StatusCode.INVALID_ARGUMENT, "texts"),
     ("Embed", pb.EmbedRequest(texts=["ok", ""]), grpc.StatusCode.INVALID_ARGUMENT, "texts[1]"),
     ("BatchSearch", pb.BatchSearchRequest(requests=[pb.SearchRequest(collection="docs", text="a", top_k=1),

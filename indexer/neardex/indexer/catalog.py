@@ -17,14 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from .collection import Collection, Manifest, QueryEncoder
+from .collection import MODES, Collection, Manifest, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .vector_index import IndexSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LOCK_FILE = ".neardex.lock"
-MODES = ("dense", "lexical", "hybrid")
 
 # Wraps a collection's embedder for queries, e.g. with the server's micro-batching queue.
 QueryEncoderFactory = Callable[[Embedder], QueryEncoder]
@@ -85,7 +84,7 @@ class Catalog:
         encoder = encoder or self.default_encoder
         if encoder not in ENCODERS:
             raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
-        default_mode = default_mode or "dense"
+        default_mode = default_mode or "hybrid"
         if default_mode not in MODES:
             raise InvalidArgument(f"default_mode: unknown mode {default_mode!r}; expected one of {MODES}")
         with self._mutex:

@@ -8,7 +8,6 @@ inside a word's subword pieces), so re-tokenizing a chunk's text gives the same 
 from __future__ import annotations
 
 import bisect
-import copy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +54,8 @@ class Chunker:
     """Splits document text into overlapping token-bounded chunks."""
 
     def __init__(self, tokenizer: Any, max_tokens: int, overlap_tokens: int) -> None:
+        """tokenizer: a raw `tokenizers.Tokenizer` without padding or truncation
+        (embedder.plain_tokenizer gives the model's own)."""
         if max_tokens < 8:
             raise InvalidArgument(f"chunk_tokens: must be at least 8, got {max_tokens}")
         if not 0 <= overlap_tokens < max_tokens // 2:
@@ -62,14 +63,7 @@ class Chunker:
                 f"overlap_tokens: must be between 0 and half of chunk_tokens ({max_tokens // 2}),"
                 f" got {overlap_tokens}"
             )
-        # The raw fast tokenizer: no length warnings and no truncation, since counting long texts
-        # whole is the point.
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is None:
-            raise InvalidArgument("model: the chunker needs a fast (Rust) tokenizer")
-        self.tokenizer = copy.deepcopy(backend)
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
+        self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
 

@@ -22,15 +22,19 @@ from typing import Any
 
 import numpy as np
 
+from . import fusion, lexical
 from .chunker import Chunker
 from .documents import Chunk, Document
-from .embedder import Embedder, check_fits
+from .embedder import Embedder, check_fits, plain_tokenizer
 from .errors import FailedPrecondition, InvalidArgument
 from .filters import Filter, to_sql
 from .rwlock import RWLock
 from .vector_index import IndexSpec, VectorIndex
 
 FORMAT_VERSION = 1
+MODES = ("dense", "lexical", "hybrid")
+# Documents each retriever contributes to hybrid fusion.
+FUSION_DEPTH = 100
 MANIFEST = "manifest.json"
 DATABASE = "docs.sqlite"
 # Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
@@ -103,6 +107,15 @@ class UpsertResult:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A document as one retriever (or the fusion) ranks it, with its best chunk."""
+
+    doc_id: str
+    chunk_id: int
+    score: float
+
+
+@dataclass(frozen=True)
 class RetrieverScore:
     retriever: str
     score: float
@@ -151,12 +164,14 @@ class Collection:
         self.embedder = embedder
         # Queries may go through a shared micro-batching queue instead of the model directly.
         self.encode_queries: QueryEncoder = query_encoder or embedder.encode
-        self.chunker = Chunker(embedder.tokenizer, manifest.chunk_tokens, manifest.overlap_tokens)
+        self.chunker = Chunker(plain_tokenizer(embedder), manifest.chunk_tokens, manifest.overlap_tokens)
         self._lock = RWLock()
         self._write_mutex = threading.Lock()
         self._local = threading.local()
         self._db = self._connect()
         self._db.executescript(_SCHEMA)
+        if lexical.create_table(self._db):
+            self._fill_lexical()
         self.index = self._load_index()
         self._closed = False
 
@@ -192,6 +207,17 @@ class Collection:
             db.execute("PRAGMA query_only=ON")
             self._local.db = db
         return db
+
+    def _fill_lexical(self) -> None:
+        """Build the lexical index from the stored chunks: for collections written before it
+        existed, or whose lexical table was lost."""
+        rows = self._db.execute(
+            "SELECT c.id, d.title, d.text, c.start, c.end FROM chunks c"
+            " JOIN documents d ON d.id = c.doc_id")
+        self._db.execute("BEGIN IMMEDIATE")
+        lexical.add(self._db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
+                               for cid, title, text, start, end in rows.fetchall()))
+        self._db.execute("COMMIT")
 
     # -- the FAISS cache ----------------------------------------------------------------------
 
@@ -317,7 +343,7 @@ class Collection:
                 removed = self._delete_chunks_of(db, [d.id for d, _ in changed])
                 added_ids: list[int] = []
                 row = 0
-                for (doc, digest), (chunks, _) in zip(changed, prepared):
+                for (doc, digest), (chunks, texts) in zip(changed, prepared):
                     db.execute(
                         "INSERT INTO documents (id, title, text, metadata, hash, updated)"
                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
@@ -335,6 +361,7 @@ class Collection:
                         )
                         added_ids.append(int(cur.lastrowid or 0))
                         row += 1
+                    lexical.add(db, zip(added_ids[len(added_ids) - len(chunks):], texts))
                 db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
                                [(i,) for i in added_ids])
                 db.execute("COMMIT")
@@ -354,6 +381,7 @@ class Collection:
             removed += [r[0] for r in db.execute(
                 f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part)]
             db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
+        lexical.remove(db, removed)
         db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('del', ?)",
                        [(i,) for i in removed])
         return removed
@@ -443,6 +471,19 @@ class Collection:
         return [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
                 for srow, irow in zip(scores, ids)]
 
+    def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
+        with self._lock.read():
+            return self.index.exact_search(vectors, k)[0]
+
+    def vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        """Stored vectors of chunks, in the order given (missing chunks are left out)."""
+        rows: dict[int, bytes] = {}
+        for part in _batched(list(chunk_ids), 500):
+            rows.update(self._reader().execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+        found = [rows[i] for i in chunk_ids if i in rows]
+        return np.frombuffer(b"".join(found), dtype=np.float32).reshape(len(found), self.manifest.dimension)
+
     def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for part in _batched(list(chunk_ids), 500):
@@ -461,56 +502,152 @@ class Collection:
                 out[row[0]] = row[1:]
         return out
 
+    def resolve_mode(self, mode: str | None) -> str:
+        mode = mode or self.manifest.default_mode
+        if mode not in MODES:
+            raise InvalidArgument(f"mode: unknown search mode {mode!r}; expected one of {MODES}")
+        return mode
+
+    def _grouped(self, fetch: Callable[[int], list[tuple[int, float]]], k: int) -> list[Candidate]:
+        """Best chunk per document, best first, up to k documents. Chunks of one document compete
+        for places, so ask for more chunks than documents and widen until k documents are found
+        or the retriever runs dry."""
+        want = k * 3
+        while True:
+            ranked = fetch(want)
+            doc_of = self.doc_ids_of([c for c, _ in ranked])
+            seen: set[str] = set()
+            out: list[Candidate] = []
+            for chunk_id, score in ranked:
+                doc = doc_of.get(chunk_id)
+                if doc is not None and doc not in seen:
+                    seen.add(doc)
+                    out.append(Candidate(doc, chunk_id, score))
+            if len(out) >= k or len(ranked) < want:
+                return out[:k]
+            want *= 4
+
+    def dense_candidates(self, vector: np.ndarray, k: int, flt: Filter | None = None,
+                         ef_search: int = 0, nprobe: int = 0) -> list[Candidate]:
+        return self._grouped(
+            lambda n: self.dense_search(vector[None, :], n, flt, ef_search, nprobe)[0], k)
+
+    def lexical_candidates(self, text: str, k: int, flt: Filter | None = None) -> list[Candidate]:
+        allowed = (("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE "
+                    + to_sql(flt, "d.metadata")[0], to_sql(flt, "d.metadata")[1]) if flt else None)
+        return self._grouped(lambda n: lexical.search(self._reader(), text, n, allowed), k)
+
+    def complete(self, text: str, vector: np.ndarray, dense: list[Candidate],
+                 lexical_list: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+        """Both retrievers' scores for every document either one found.
+
+        A document one retriever ranked below its cut-off still has a true score there: the
+        cosine of its best chunk, or its best chunk's BM25 (0 when no query word occurs). Fusing
+        true scores instead of imputing a floor keeps one retriever's near-misses from being
+        treated as total misses."""
+        dense_docs = {c.doc_id for c in dense}
+        lexical_docs = {c.doc_id for c in lexical_list}
+        db = self._reader()
+        extra_dense: list[Candidate] = []
+        missing = sorted(lexical_docs - dense_docs)
+        for part in _batched(missing, 500):
+            rows = db.execute(f"SELECT id, doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})",
+                              part).fetchall()
+            if not rows:
+                continue
+            vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            scores = vecs @ vector
+            best: dict[str, Candidate] = {}
+            for (chunk_id, doc_id, _), score in zip(rows, scores.tolist()):
+                if doc_id not in best or score > best[doc_id].score:
+                    best[doc_id] = Candidate(doc_id, chunk_id, score)
+            extra_dense += best.values()
+        extra_lexical: list[Candidate] = []
+        missing = sorted(dense_docs - lexical_docs)
+        if missing:
+            chunk_rows = []
+            for part in _batched(missing, 500):
+                chunk_rows += db.execute(
+                    f"SELECT id, doc_id FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})", part).fetchall()
+            doc_of = dict(chunk_rows)
+            scored = dict(lexical.score_chunks(db, text, list(doc_of)))
+            best_lex: dict[str, Candidate] = {}
+            for chunk_id, doc_id in chunk_rows:
+                score = scored.get(chunk_id, 0.0)
+                if doc_id not in best_lex or score > best_lex[doc_id].score:
+                    best_lex[doc_id] = Candidate(doc_id, chunk_id, score)
+            extra_lexical += best_lex.values()
+        by_score = lambda c: -c.score  # noqa: E731
+        return (sorted(dense + extra_dense, key=by_score), sorted(lexical_list + extra_lexical, key=by_score))
+
     def search(self, text: str | None = None, vector: np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                ef_search: int = 0, nprobe: int = 0) -> SearchResult:
-        """Documents best first, each with its best-scoring chunk."""
-        mode = mode or self.manifest.default_mode
-        if mode != "dense":
-            raise InvalidArgument(f"mode: {mode!r} search is not available; use 'dense'")
+        """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval.
+
+        Text and vector may both be given: the vector serves dense retrieval, the text lexical."""
+        has_text = bool(text and text.strip())
+        # A bare vector can only be searched densely: the default mode yields to it, an explicit
+        # lexical or hybrid request is refused below.
+        mode = self.resolve_mode(mode or ("" if has_text or vector is None else "dense"))
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        if vector is None:
-            if not text or not text.strip():
+        if mode != "dense" and not has_text:
+            raise InvalidArgument(f"query: {mode} search needs query text")
+        if vector is None and mode != "lexical":
+            if not has_text:
                 raise InvalidArgument("query: must not be empty")
-            check_fits(self.embedder, text, "query")
-            vector = self.encode_queries([text])[0]
+            check_fits(self.embedder, text or "", "query")
+            vector = self.encode_queries([text or ""])[0]
             timings["embed"] = _ms(started)
-        vector = self.check_vector(vector)
+        lists: dict[str, list[Candidate]] = {}
+        # Fusion needs both rankings deeper than k, or a document second in both is lost.
+        depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+        if mode != "lexical":
+            vector = self.check_vector(vector)
+            t = time.perf_counter()
+            lists["dense"] = self.dense_candidates(vector, depth, flt, ef_search, nprobe)
+            timings["dense"] = _ms(t)
+        if mode != "dense":
+            t = time.perf_counter()
+            lists["lexical"] = self.lexical_candidates(text or "", depth, flt)
+            timings["lexical"] = _ms(t)
+        if mode == "hybrid":
+            t = time.perf_counter()
+            weight = fusion.dense_weight(self.embedder, text or "")
+            ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
+            timings["fuse"] = _ms(t)
+            if weight > 0 and ranked:
+                # Rocchio feedback: move the query towards the best fused documents and search
+                # densely again; the lexical list stays, it already matched the words.
+                t = time.perf_counter()
+                feedback = fusion.rocchio(vector, self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]]))
+                lists["dense"] = self.dense_candidates(feedback, depth, flt, ef_search, nprobe)
+                ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
+                timings["feedback"] = _ms(t)
+        else:
+            ranked = lists[mode]
+        if min_score is not None:
+            ranked = [c for c in ranked if c.score >= min_score]
         t = time.perf_counter()
-        # Chunks of one document compete for places, so ask for more chunks than documents and
-        # widen until k documents are found or the index is exhausted.
-        want = k * 3
-        while True:
-            ranked = self.dense_search(vector[None, :], want, flt, ef_search, nprobe)[0]
-            hits = group_by_document(ranked, self.doc_ids_of([c for c, _ in ranked]), k)
-            if len(hits) >= k or len(ranked) < want or want >= self.index.live:
-                break
-            want *= 4
-        timings["dense"] = _ms(t)
-        t = time.perf_counter()
-        result = self.materialize(hits, {"dense": ranked}, min_score)
+        hits = self.materialize(ranked[:k], lists)
         timings["fetch"] = _ms(t)
         timings["total"] = _ms(started)
-        return SearchResult(result, timings, "dense")
+        return SearchResult(hits, timings, mode)
 
-    def materialize(self, ranked: list[tuple[int, float]],
-                    per_retriever: dict[str, list[tuple[int, float]]],
-                    min_score: float | None) -> list[Hit]:
-        if min_score is not None:
-            ranked = [(c, s) for c, s in ranked if s >= min_score]
-        rows = self.fetch_chunks([c for c, _ in ranked])
-        positions = {name: {c: (rank + 1, s) for rank, (c, s) in enumerate(lst)}
-                     for name, lst in per_retriever.items()}
+    def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]]) -> list[Hit]:
+        rows = self.fetch_chunks([c.chunk_id for c in ranked])
+        positions = {name: {c.doc_id: (rank + 1, c.score) for rank, c in enumerate(lst)}
+                     for name, lst in lists.items()}
         hits = []
-        for chunk_id, score in ranked:
-            row = rows.get(chunk_id)
-            if row is None:  # deleted between the index search and this read
+        for cand in ranked:
+            row = rows.get(cand.chunk_id)
+            if row is None:  # deleted between the retrieval and this read
                 continue
             doc_id, idx, start, end, title, text, meta = row
-            retrievers = [RetrieverScore(name, pos[chunk_id][1], pos[chunk_id][0])
-                          for name, pos in positions.items() if chunk_id in pos]
-            hits.append(Hit(doc_id, score, text[start:end], title, json.loads(meta), idx,
+            retrievers = [RetrieverScore(name, pos[doc_id][1], pos[doc_id][0])
+                          for name, pos in positions.items() if doc_id in pos]
+            hits.append(Hit(doc_id, cand.score, text[start:end], title, json.loads(meta), idx,
                             start, end, retrievers))
         return hits
 
@@ -543,21 +680,6 @@ def faiss_id_map(index: Any) -> np.ndarray:
     import faiss
 
     return faiss.vector_to_array(faiss.downcast_index(index).id_map)
-
-
-def group_by_document(ranked: list[tuple[int, float]], doc_of: dict[int, str],
-                      k: int) -> list[tuple[int, float]]:
-    """Keep each document's best chunk, in rank order, up to k documents."""
-    seen: set[str] = set()
-    out = []
-    for chunk_id, score in ranked:
-        doc = doc_of.get(chunk_id)
-        if doc is not None and doc not in seen:
-            seen.add(doc)
-            out.append((chunk_id, score))
-            if len(out) == k:
-                break
-    return out
 
 
 def validate_documents(documents: Sequence[Document]) -> None:

@@ -6,10 +6,12 @@ encoder), because a server with many collections of the same model must not hold
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +23,8 @@ from .errors import InvalidArgument
 # Models load from local folders only; a hub lookup at run time would hang or fail here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Weight-loading progress bars are noise in a server log and in `neardex index` output.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ENCODERS = ("torch", "onnx-int8")
@@ -62,6 +66,9 @@ class TorchEmbedder:
 
     def __init__(self, name: str, path: Path) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
         self.name, self.path = name, path
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
@@ -91,9 +98,32 @@ class TorchEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+_plain: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_plain_lock = threading.Lock()
+
+
+def plain_tokenizer(embedder: Embedder) -> Any:
+    """The model's raw fast tokenizer, a private copy without padding or truncation.
+
+    Counting must not share the embedder's tokenizer: a transformers tokenizer sets padding and
+    truncation on its Rust object for each call, so a count running beside an encode in another
+    thread can strip the padding from the encode's batch."""
+    with _plain_lock:
+        tokenizer = _plain.get(embedder)
+        if tokenizer is None:
+            backend = getattr(embedder.tokenizer, "backend_tokenizer", None)
+            if backend is None:
+                raise InvalidArgument(f"model: {embedder.name} has no fast (Rust) tokenizer")
+            tokenizer = copy.deepcopy(backend)
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _plain[embedder] = tokenizer
+        return tokenizer
+
+
 def count_tokens(embedder: Embedder, text: str) -> int:
-    """Model tokens of text without special tokens (verbose=False: long texts are expected)."""
-    return len(embedder.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    """Model tokens of text without special tokens."""
+    return len(plain_tokenizer(embedder).encode(text, add_special_tokens=False).ids)
 
 
 def check_fits(embedder: Embedder, text: str, field: str) -> None:

@@ -73,3 +73,17 @@ def search(db: sqlite3.Connection, query: str, k: int,
     sql += " ORDER BY bm25(" + TABLE + ") LIMIT ?"
     params.append(k)
     return [(int(r[0]), float(r[1])) for r in db.execute(sql, params)]
+
+
+def score_chunks(db: sqlite3.Connection, query: str, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+    """BM25 of the given chunks that match the query at all (others score 0 and are left out)."""
+    expression = match_expression(query)
+    if expression is None or not chunk_ids:
+        return []
+    out: list[tuple[int, float]] = []
+    for i in range(0, len(chunk_ids), 500):
+        part = list(chunk_ids[i : i + 500])
+        out += [(int(r[0]), float(r[1])) for r in db.execute(
+            f"SELECT rowid, -bm25({TABLE}) FROM {TABLE} WHERE {TABLE} MATCH ?"
+            f" AND rowid IN ({','.join('?' * len(part))})", [expression, *part])]
+    return out

@@ -1,8 +1,9 @@
 """FAISS indexes with 64-bit ids: flat (exact), HNSW and IVF-PQ with exact re-ranking.
 
-All three answer the same calls (add, remove, search with an id filter, save, load). HNSW cannot
-remove vectors in FAISS, so removed ids become tombstones that searches exclude; the collection
-rebuilds the graph when tombstones pile up (needs_rebuild). IVF-PQ must be trained, so it stays
+All three answer the same calls (add, remove, search with an id filter, save, load). FAISS cannot
+remove vectors from an HNSW graph or from IVF-PQ behind its exact re-ranking stage, so there
+removed ids become tombstones that searches exclude, and the collection rebuilds the index from
+its stored vectors when tombstones pile up (needs_rebuild). IVF-PQ must be trained, so it stays
 exact until enough vectors exist to train it (needs_rebuild again).
 """
 
@@ -141,21 +142,20 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
             return
-        if self.spec.kind == "hnsw":
-            self.tombstones.update(int(i) for i in ids)
-        else:
+        if self.trained_kind == "flat":
             self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+        else:
+            self.tombstones.update(int(i) for i in ids)
 
     @property
     def live(self) -> int:
         return int(self.index.ntotal) - len(self.tombstones)
 
     def needs_rebuild(self) -> bool:
-        if self.spec.kind == "hnsw":
-            return len(self.tombstones) > TOMBSTONE_REBUILD_SHARE * max(self.index.ntotal, 1)
-        if self.spec.kind == "ivfpq":
-            return self.trained_kind == "flat" and self.live >= self.ivfpq_min_train(self.spec)
-        return False
+        if len(self.tombstones) > TOMBSTONE_REBUILD_SHARE * max(self.index.ntotal, 1):
+            return True
+        return (self.spec.kind == "ivfpq" and self.trained_kind == "flat"
+                and self.live >= self.ivfpq_min_train(self.spec))
 
     # -- search -------------------------------------------------------------------------------
 
@@ -182,6 +182,24 @@ class VectorIndex:
         scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k,
                                         params=params)
         return scores, ids
+
+    def exact_search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Ids of the exact k nearest live vectors, from the full vectors an approximate index
+        keeps beside its graph or codes (HNSW's storage, IVF-PQ's refine index)."""
+        inner = faiss.downcast_index(self.index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            flat = faiss.downcast_index(inner.storage)
+        elif isinstance(inner, faiss.IndexRefine):
+            flat = faiss.downcast_index(inner.refine_index)
+        else:
+            flat = inner
+        id_map = faiss.vector_to_array(self.index.id_map)
+        params = None
+        if self.tombstones:
+            internal = np.flatnonzero(np.isin(id_map, np.fromiter(self.tombstones, dtype=np.int64)))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(internal)))
+        _, internal_ids = flat.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        return np.where(internal_ids >= 0, id_map[np.maximum(internal_ids, 0)], -1)
 
     def _selector(self, allowed: np.ndarray | None) -> faiss.IDSelector | None:
         selectors: list[faiss.IDSelector] = []

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="retrieval quality on a BEIR folder")
     p.add_argument("beir_dir", type=Path)
-    p.add_argument("--mode", default="dense")
+    p.add_argument("--mode", default="hybrid", help="dense, lexical, hybrid or ask")
+    p.add_argument("--compare", action="store_true", help="every mode, one table")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--collection", default=None, help="reuse this collection of --data-dir")
     p.add_argument("--data-dir", type=Path, default=None)
@@ -220,7 +221,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
               f" on {settings.host}:{port} (metrics: {metrics})", flush=True)
         example = names[0] if names else "NAME"
-        print(f"try: neardex search {example} \"your question\" --server {settings.host}:{port}", flush=True)
+        command = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "neardex" else "neardex"
+        print(f"try: {command} search {example} \"your question\" --server {settings.host}:{port}", flush=True)
 
     serve(settings, ready)
     return 0
@@ -292,42 +294,66 @@ def _snippet(text: str, width: int = 160) -> str:
 # -- eval -------------------------------------------------------------------------------------
 
 
+EVAL_MODES = ("dense", "lexical", "hybrid", "ask")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import Catalog
+    from neardex.indexer.errors import InvalidArgument
     from neardex.indexer.pipeline import index_documents
     from neardex.indexer.readers import read_beir
+    from neardex.indexer.vector_index import IndexSpec
 
     from .evaluation import evaluate, load_judged
 
+    modes = list(EVAL_MODES) if args.compare else [args.mode]
+    for mode in modes:
+        if mode not in EVAL_MODES:
+            raise InvalidArgument(f"--mode: unknown mode {mode!r}; expected one of {EVAL_MODES}")
     judged = load_judged(args.beir_dir)
-    k = max(args.k, 100)  # Recall@100 needs a hundred
+    reports = []
     with tempfile.TemporaryDirectory(prefix="neardex-eval-") as tmp:
-        data_dir = args.data_dir or Path(tmp)
-        with Catalog(data_dir) as catalog:
+        with Catalog(args.data_dir or Path(tmp)) as catalog:
             if args.collection and catalog.exists(args.collection):
                 collection = catalog.get(args.collection)
             else:
-                from neardex.indexer.vector_index import IndexSpec
-
                 collection = catalog.create(args.collection or "eval", encoder=args.encoder,
                                             index=IndexSpec.parse(args.index))
                 progress = _Progress(args.json)
                 index_documents(collection, read_beir(args.beir_dir), progress=progress)
                 progress.close()
             documents = collection.stats().documents
-
-            def search(text: str) -> list[str]:
-                return [h.id for h in collection.search(text=text, k=k, mode=args.mode).hits]
-
-            scores = evaluate(judged, search)
-    report = {**scores, "queries": len(judged.queries), "documents": documents, "mode": args.mode}
+            for mode in modes:
+                scores = evaluate(judged, _ranking(collection, mode, args.k))
+                reports.append({**scores, "queries": len(judged.queries), "documents": documents,
+                                "mode": mode})
     if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"{'mode':<8} {'nDCG@10':>8} {'MRR@10':>8} {'R@100':>8}  queries documents")
-        print(f"{args.mode:<8} {scores['ndcg@10']:>8.4f} {scores['mrr@10']:>8.4f}"
-              f" {scores['recall@100']:>8.4f}  {len(judged.queries):>7} {documents:>9}")
+        for report in reports:
+            print(json.dumps(report))
+        return 0
+    print(f"{args.beir_dir.name}: {len(judged.queries)} judged queries, {reports[0]['documents']} documents")
+    print(f"{'mode':<8} {'nDCG@10':>8} {'MRR@10':>8} {'R@100':>8}")
+    for r in reports:
+        print(f"{r['mode']:<8} {r['ndcg@10']:>8.4f} {r['mrr@10']:>8.4f} {r['recall@100']:>8.4f}")
     return 0
+
+
+def _ranking(collection: Any, mode: str, k: int) -> Any:
+    """Document ids best first, at least 100 of them (Recall@100 needs that many)."""
+    depth = max(k, 100)
+    if mode != "ask":
+        return lambda text: [h.id for h in collection.search(text=text, k=depth, mode=mode).hits]
+    from neardex.indexer.answers import Answerer
+
+    answerer = Answerer(collection)
+
+    def ask(text: str) -> list[str]:
+        # Ask reorders the head; the collection's default ranking continues below it.
+        head = [a.passage.id for a in answerer.ask(text, k=k).answers]
+        tail = [h.id for h in collection.search(text=text, k=depth).hits if h.id not in head]
+        return head + tail
+
+    return ask
 
 
 if __name__ == "__main__":

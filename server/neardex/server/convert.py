@@ -6,8 +6,8 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from neardex.indexer.catalog import MODES
-from neardex.indexer.collection import Collection, Hit, SearchResult, UpsertResult
+from neardex.indexer.answers import AskResult
+from neardex.indexer.collection import MODES, Collection, Hit, SearchResult, UpsertResult
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.filters import Condition, Filter, validate_condition
@@ -83,6 +83,14 @@ def hit_to_pb(hit: Hit) -> pb.Hit:
 def search_result_to_pb(result: SearchResult) -> pb.SearchResponse:
     return pb.SearchResponse(hits=[hit_to_pb(h) for h in result.hits],
                              timings_ms=result.timings_ms, mode=MODE_TO_PB[result.mode])
+
+
+def ask_result_to_pb(result: AskResult) -> pb.AskResponse:
+    return pb.AskResponse(
+        answers=[pb.Answer(passage=hit_to_pb(a.passage), sentence=a.sentence,
+                           sentence_start=a.sentence_start, sentence_end=a.sentence_end,
+                           confidence=a.confidence) for a in result.answers],
+        timings_ms=result.timings_ms)
 
 
 def upsert_result_to_pb(result: UpsertResult) -> pb.UpsertResponse:

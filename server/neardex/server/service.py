@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.collection import Collection, SearchResult
 from neardex.indexer.embedder import check_fits, load_embedder
@@ -18,6 +20,7 @@ from neardex.v1 import neardex_pb2_grpc
 
 from . import convert, metrics
 from .errors import rpc
+from .quality import RecallSampler
 from .settings import Settings
 
 log = logging.getLogger("neardex.server")
@@ -27,6 +30,10 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def __init__(self, catalog: Catalog, settings: Settings) -> None:
         self.catalog = catalog
         self.settings = settings
+        self._answerers: dict[str, Answerer] = {}
+        self._answerers_lock = threading.Lock()
+        self._loaded_cross_encoder: Any = None
+        self._recall = RecallSampler(settings.recall_sample_rate)
         for name in catalog.names():
             try:
                 self._sizes(catalog.get(name))
@@ -118,6 +125,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
         )
         metrics.observe_timings(result.timings_ms)
+        self._recall.maybe_check(collection, text, vector, k)
         if result.hits:
             metrics.TOP_SCORE.labels(collection.manifest.name).observe(result.hits[0].score)
         else:
@@ -136,6 +144,17 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
                 f" {self.settings.max_top_k}")
         return pb.BatchSearchResponse(responses=[
             convert.search_result_to_pb(self._search(r, f"requests[{i}].")) for i, r in enumerate(request.requests)])
+
+    @rpc
+    def Ask(self, request: pb.AskRequest, context: Any) -> pb.AskResponse:
+        collection = self._collection(request.collection)
+        k = self._top_k(request.top_k, "top_k")
+        result = self._answerer(collection).ask(
+            request.question, k,
+            flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
+            mode=convert.mode_from_pb(request.mode))
+        metrics.observe_timings(result.timings_ms)
+        return convert.ask_result_to_pb(result)
 
     @rpc
     def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
@@ -157,6 +176,24 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         vectors = encode(list(request.texts))
         return pb.EmbedResponse(vectors=[pb.Vector(values=v.tolist()) for v in vectors],
                                 dimension=embedder.dimension, model=embedder.name)
+
+    def _answerer(self, collection: Collection) -> Answerer:
+        with self._answerers_lock:
+            answerer = self._answerers.get(collection.manifest.name)
+            if answerer is None or answerer.collection is not collection:
+                answerer = Answerer(collection, self._cross_encoder(), self.settings.ask_sentence_weight)
+                self._answerers[collection.manifest.name] = answerer
+            return answerer
+
+    def _cross_encoder(self) -> Any:
+        if not self.settings.cross_encoder:
+            return None
+        if self._loaded_cross_encoder is None:
+            from sentence_transformers import CrossEncoder
+
+            self._loaded_cross_encoder = CrossEncoder(self.settings.cross_encoder, device="cpu",
+                                                      local_files_only=True)
+        return self._loaded_cross_encoder
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -24,5 +24,9 @@ class Settings(BaseSettings):
     # Micro-batching of concurrent query embeddings; 0 turns it off.
     batch_max_size: int = 64
     batch_wait_ms: float = 0.0
-    # Share of searches whose approximate results are checked against exact search.
+    # Share of searches on approximate indexes whose results are checked against exact search.
     recall_sample_rate: float = 0.01
+    # A sentence-transformers CrossEncoder folder; when set, Ask reranks its candidates with it.
+    cross_encoder: str = ""
+    # Share of Ask's order given to the answering sentence's similarity (0: retrieval order).
+    ask_sentence_weight: float = 0.0

@@ -1,0 +1,130 @@
+"""Question-answering retrieval: the passages most likely to answer a question, each with the
+sentence that answers it marked.
+
+Retrieval gives candidate passages (the collection's search, hybrid by default). Every sentence of
+every candidate is embedded with the collection's model in one call and compared with the
+question: the closest sentence is the passage's answer, and its similarity is evidence the
+passage-level retrieval cannot see (a passage that mentions a topic vs one that answers it); the
+final order can blend the two (SENTENCE_WEIGHT). With a cross-encoder configured, it reorders the
+top candidates instead, reading question and passage together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .chunker import sentence_spans
+from .collection import Collection, Hit
+from .embedder import check_fits
+from .errors import InvalidArgument
+from .filters import Filter
+
+# Passages whose sentences are read: enough that the answer is among them, few enough that one
+# model call embeds them all quickly.
+MIN_CANDIDATES = 20
+# Share of the final order given to the best sentence's similarity; the rest is the retrieval
+# score. Measured on msmarco-dl19-5k (weights 0 to 1, see ARCHITECTURE.md) no weight above 0 raised
+# MRR@10 there (short passages, the retrieval already saw the sentence), so by default the sentence
+# evidence marks the answer and sets the confidence without reordering; NEARDEX_ASK_SENTENCE_WEIGHT
+# turns the blend on for collections of long passages.
+SENTENCE_WEIGHT = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    passage: Hit
+    sentence: str
+    sentence_start: int  # offsets inside passage.text
+    sentence_end: int
+    confidence: float
+
+
+@dataclass
+class AskResult:
+    answers: list[Answer]
+    timings_ms: dict[str, float]
+
+
+def _minmax(values: np.ndarray) -> np.ndarray:
+    span = float(values.max() - values.min()) if len(values) else 0.0
+    return (values - values.min()) / span if span > 0 else np.ones_like(values)
+
+
+class Answerer:
+    def __init__(self, collection: Collection, cross_encoder: Any | None = None,
+                 sentence_weight: float = SENTENCE_WEIGHT) -> None:
+        self.collection = collection
+        self.cross_encoder = cross_encoder
+        self.sentence_weight = sentence_weight
+
+    def ask(self, question: str, k: int = 5, flt: Filter | None = None, mode: str = "") -> AskResult:
+        if not question or not question.strip():
+            raise InvalidArgument("question: must not be empty")
+        # A question longer than the window is refused: its tail would be cut off unseen.
+        check_fits(self.collection.embedder, question, "question")
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        vector = self.collection.encode_queries([question])[0]
+        timings["embed"] = _ms(started)
+        retrieval = self.collection.search(text=question, vector=vector, k=max(k, MIN_CANDIDATES),
+                                           flt=flt, mode=mode)
+        for stage, ms in retrieval.timings_ms.items():
+            if stage not in ("total", "embed"):
+                timings[stage] = ms
+        hits = retrieval.hits
+        if not hits:
+            timings["total"] = _ms(started)
+            return AskResult([], timings)
+
+        t = time.perf_counter()
+        spans = [sentence_spans(h.text) or [(0, len(h.text))] for h in hits]
+        # A sentence alone often lacks its subject ("It is 6,650 km long."); the document title,
+        # embedded with every chunk too, gives it back.
+        flat = [f"{h.title} {h.text[s:e]}" if h.title else h.text[s:e] for h, hs in zip(hits, spans) for s, e in hs]
+        sentence_vectors = self.collection.embedder.encode(flat)
+        similarity = sentence_vectors @ vector
+        best: list[tuple[int, int, float]] = []
+        row = 0
+        for hs in spans:
+            i = int(np.argmax(similarity[row : row + len(hs)]))
+            best.append((*hs[i], float(similarity[row + i])))
+            row += len(hs)
+        timings["sentences"] = _ms(t)
+
+        t = time.perf_counter()
+        retrieval_scores = np.array([h.score for h in hits], dtype=np.float32)
+        sentence_scores = np.array([b[2] for b in best], dtype=np.float32)
+        if self.cross_encoder is not None:
+            import torch
+
+            # Sigmoid set explicitly: single-label cross-encoders differ in their default
+            # activation, and the confidence must be a probability either way.
+            probability = np.asarray(self.cross_encoder.predict(
+                [(question, h.text) for h in hits], activation_fn=torch.nn.Sigmoid(),
+                show_progress_bar=False), dtype=np.float32).reshape(-1)
+            order = np.argsort(-probability, kind="stable")
+            confidence = probability.tolist()
+        else:
+            order = np.arange(len(hits))
+            if self.sentence_weight > 0:
+                blended = ((1 - self.sentence_weight) * _minmax(retrieval_scores)
+                           + self.sentence_weight * _minmax(sentence_scores))
+                order = np.argsort(-blended, kind="stable")
+            # The answering sentence's cosine similarity to the question: comparable across
+            # questions and collections of one model, unlike the rank-relative blend.
+            confidence = [max(0.0, min(1.0, s)) for s in sentence_scores.tolist()]
+        timings["rerank"] = _ms(t)
+        answers = []
+        for i in order[:k]:
+            start, end, _ = best[i]
+            answers.append(Answer(hits[i], hits[i].text[start:end], start, end, confidence[i]))
+        timings["total"] = _ms(started)
+        return AskResult(answers, timings)
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0

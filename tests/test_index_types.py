@@ -1,0 +1,97 @@
+"""Every index kind: search, upsert, delete and reopen, plus the ANN specifics (tombstones and
+rebuilds for HNSW, training for IVF-PQ, per-query effort)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neardex.indexer import vector_index
+from neardex.indexer.catalog import Catalog
+from neardex.indexer.documents import Document
+from neardex.indexer.errors import InvalidArgument
+from neardex.indexer.vector_index import IndexSpec, VectorIndex
+
+TOPICS = ["volcanoes erupt lava", "violins play music", "rivers flow to the sea", "bakers bake bread",
+          "planets orbit stars", "engines burn fuel", "bees make honey", "snow falls in winter"]
+
+
+def _docs(n: int, offset: int = 0) -> list[Document]:
+    return [Document(f"d{i}", f"Note {i}: {TOPICS[i % len(TOPICS)]}, item {i}.", "", {"i": i})
+            for i in range(offset, offset + n)]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "auto"])
+def test_search_upsert_delete_reopen(tmp_path: Path, kind: str, monkeypatch) -> None:
+    # Small enough that IVF-PQ trains inside the test: 16 lists and 4-bit codes need 624 points.
+    params = {"ivfpq": {"nlist": 16, "m": 16, "nbits": 4}, "hnsw": {"m": 16}}.get(kind, {})
+    data = tmp_path / "data"
+    with Catalog(data) as cat:
+        col = cat.create("docs", index=IndexSpec.parse(kind, params), default_mode="dense")
+        col.upsert(_docs(700))
+        if kind == "ivfpq":
+            assert col.index.trained_kind == "ivfpq"
+        hit = col.search("bees and honey", k=1).hits[0]
+        assert "bees make honey" in hit.text
+        col.delete([f"d{i}" for i in range(0, 700, 2)])
+        col.upsert([Document("d1", "A completely new note about glaciers carving valleys.")])
+        assert col.search("glaciers carving valleys", k=1).hits[0].id == "d1"
+        ids = {h.id for h in col.search("bees make honey", k=50).hits}
+        assert ids and all(int(i[1:]) % 2 == 1 for i in ids), "a deleted document came back"
+        assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 350
+    with Catalog(data) as cat:
+        col = cat.get("docs")
+        assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 350
+        assert col.search("glaciers carving valleys", k=1).hits[0].id == "d1"
+
+
+def test_hnsw_tombstones_trigger_a_rebuild(tmp_path: Path) -> None:
+    with Catalog(tmp_path / "data") as cat:
+        col = cat.create("docs", index=IndexSpec.parse("hnsw", {"m": 8}), default_mode="dense")
+        col.upsert(_docs(100))
+        col.delete([f"d{i}" for i in range(10)])
+        assert len(col.index.tombstones) == 10
+        col.delete([f"d{i}" for i in range(10, 30)])  # past 20%: the graph is rebuilt clean
+        assert col.index.tombstones == set() and col.index.index.ntotal == 70
+        assert col.chunk_ids() == col.index_ids()
+
+
+def test_per_query_effort_and_exact_ids(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(10, 2010, dtype=np.int64)
+    exact = VectorIndex.build(IndexSpec.parse("flat"), 32, ids, vectors)
+    hnsw = VectorIndex.build(IndexSpec.parse("hnsw", {"m": 8, "ef_search": 16}), 32, ids, vectors)
+    ivf = VectorIndex.build(IndexSpec.parse("ivfpq", {"nlist": 32, "m": 8, "nbits": 4, "nprobe": 1}), 32, ids, vectors)
+    queries = vectors[:50] + 0.3 * rng.standard_normal((50, 32)).astype(np.float32)
+    truth = exact.search(queries, 10)[1]
+
+    def recall(index: VectorIndex, **kw: int) -> float:
+        found = index.search(queries, 10, **kw)[1]
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+
+    assert recall(hnsw, ef_search=256) >= recall(hnsw, ef_search=10)
+    assert recall(ivf, nprobe=32) > recall(ivf, nprobe=1)
+    assert recall(hnsw, ef_search=256) > 0.9
+    assert (hnsw.exact_search(queries, 10) == truth).all()
+    assert (ivf.exact_search(queries, 10) == truth).all()
+
+
+def test_auto_picks_by_size_and_memory() -> None:
+    auto = IndexSpec.parse("auto")
+    assert auto.resolve(1_000, 384, 10**9).kind == "flat"
+    assert auto.resolve(1_000_000, 384, 8 * 10**9).kind == "hnsw"
+    assert auto.resolve(1_000_000, 384, 10**9).kind == "ivfpq"
+
+
+def test_bad_index_specs() -> None:
+    with pytest.raises(InvalidArgument, match="index.kind"):
+        IndexSpec.parse("lsh")
+    with pytest.raises(InvalidArgument, match="index.params"):
+        IndexSpec.parse("hnsw", {"nlist": 4})
+    with pytest.raises(InvalidArgument, match="index.params"):
+        IndexSpec.parse("ivfpq", {"m": -1})
+    assert vector_index.KINDS == ("flat", "hnsw", "ivfpq", "auto")
