@@ -1,9 +1,11 @@
-"""Search latency: Search over gRPC at 1 client vs in-process embed + FAISS of the same queries.
+"""Search latency on msmarco-dl19-5k: in-process vs over gRPC, dense vs hybrid.
 
-Indexes msmarco-dl19-5k once (or --limit passages), serves it with `neardex serve` in its own
-process, then times every query several times each way.
+Rows, each over every query --repeat times at one client, medians and p99:
+- in-process embed + FAISS search (the floor: model call plus index lookup),
+- in-process Collection.search in dense and in hybrid mode (hybrid's added cost),
+- Search over gRPC to `neardex serve` in its own process, dense and hybrid.
 
-    .venv/bin/python bench/search_latency.py [--limit 5000] [--repeat 5] [--mode dense]
+    .venv/bin/python bench/search_latency.py [--repeat 5] [--limit N] [--data-dir DIR --collection NAME]
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
@@ -20,12 +23,25 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import free_port, start_serve  # noqa: E402
 
 
+def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> list[float]:
+    for q in queries[:5]:
+        call(q)  # warm-up
+    out = []
+    for _ in range(repeat):
+        for q in queries:
+            t = time.perf_counter()
+            call(q)
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--mode", default="dense")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--data-dir", type=Path, default=None, help="reuse an indexed folder")
+    parser.add_argument("--collection", default="bench")
     args = parser.parse_args()
 
     from neardex.client import Client
@@ -33,43 +49,36 @@ def main() -> None:
     from neardex.indexer.pipeline import index_documents
 
     queries = load_queries()
+    results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
+        data = args.data_dir or Path(tmp)
         with Catalog(data) as catalog:
-            collection = catalog.create("bench")
-            index_documents(collection, load_corpus(limit=args.limit))
+            if catalog.exists(args.collection):
+                collection = catalog.get(args.collection)
+            else:
+                collection = catalog.create(args.collection)
+                index_documents(collection, load_corpus(limit=args.limit))
             encode = collection.embedder.encode
-            for q in queries[:5]:
-                collection.search(text=q, k=args.k, mode=args.mode)
-            local = []
-            for _ in range(args.repeat):
-                for q in queries:
-                    t = time.perf_counter()
-                    vec = encode([q])
-                    collection.dense_search(vec, args.k * 3)
-                    local.append((time.perf_counter() - t) * 1000)
+            results["in-process embed + FAISS"] = timed(
+                queries, args.repeat, lambda q: collection.dense_search(encode([q]), args.k * 3))
+            for mode in ("dense", "hybrid"):
+                results[f"in-process search {mode}"] = timed(
+                    queries, args.repeat, lambda q, mode=mode: collection.search(text=q, k=args.k, mode=mode))
         port = free_port()
         proc = start_serve(data, port)
         try:
             with Client(f"127.0.0.1:{port}", timeout=30) as client:
-                for q in queries[:5]:
-                    client.search("bench", q, k=args.k, mode=args.mode)
-                remote = []
-                for _ in range(args.repeat):
-                    for q in queries:
-                        t = time.perf_counter()
-                        client.search("bench", q, k=args.k, mode=args.mode)
-                        remote.append((time.perf_counter() - t) * 1000)
+                for mode in ("dense", "hybrid"):
+                    results[f"gRPC Search {mode}"] = timed(
+                        queries, args.repeat, lambda q, mode=mode: client.search(args.collection, q, k=args.k, mode=mode))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    rows = [
-        ["in-process embed + FAISS", median(local), percentile(local, 99), 1.0],
-        [f"Search over gRPC ({args.mode})", median(remote), percentile(remote, 99), median(remote) / median(local)],
-    ]
-    print_table(["path", "p50 ms", "p99 ms", "p50 vs in-process"], rows)
-    write_result("search-latency", {"local_ms": local, "remote_ms": remote,
-                                    "p50_ratio": median(remote) / median(local)})
+    floor = median(results["in-process embed + FAISS"])
+    dense = median(results["in-process search dense"])
+    rows = [[name, median(v), percentile(v, 99), median(v) / floor, median(v) / dense] for name, v in results.items()]
+    print_table(["path", "p50 ms", "p99 ms", "p50 vs embed+FAISS", "p50 vs search dense"], rows)
+    write_result("search-latency", {"ms": results})
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ class Collection:
         self._db.executescript(_SCHEMA)
         if lexical.create_table(self._db):
             self._fill_lexical()
-        self.index = self._load_index()
+        self.index = self._attach(self._load_index())
         self._closed = False
 
     # -- creation and opening -----------------------------------------------------------------
@@ -270,6 +270,10 @@ class Collection:
                 run_vecs.append(blob)
             elif op == "del" and chunk_id not in undone:
                 run_ids.append(chunk_id)
+
+    def _attach(self, index: VectorIndex) -> VectorIndex:
+        index.fetch_vectors = self.vectors_of
+        return index
 
     def _rebuild(self) -> VectorIndex:
         ids, vectors = self._all_vectors()
@@ -412,7 +416,7 @@ class Collection:
     def _after_write(self) -> None:
         # Called with the write lock held.
         if self.index.needs_rebuild():
-            self.index = self._rebuild()
+            self.index = self._attach(self._rebuild())
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -473,16 +477,26 @@ class Collection:
 
     def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
         with self._lock.read():
+            if self.index.trained_kind == "ivfpq":
+                return self._exact_from_store(vectors[0], k)
             return self.index.exact_search(vectors, k)[0]
 
-    def vectors_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
-        """Stored vectors of chunks, in the order given (missing chunks are left out)."""
+    def _exact_from_store(self, vector: np.ndarray, k: int) -> np.ndarray:
+        """Exact top-k over the stored vectors, for IVF-PQ's sampled recall (off the request path)."""
+        ids, vectors = self._all_vectors()
+        order = np.argsort(-(vectors @ vector))[:k]
+        return ids[order]
+
+    def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, their stored vectors) in the order given; chunks deleted meanwhile are
+        left out."""
         rows: dict[int, bytes] = {}
-        for part in _batched(list(chunk_ids), 500):
+        for part in _batched([int(i) for i in chunk_ids], 500):
             rows.update(self._reader().execute(
                 f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
-        found = [rows[i] for i in chunk_ids if i in rows]
-        return np.frombuffer(b"".join(found), dtype=np.float32).reshape(len(found), self.manifest.dimension)
+        found = [int(i) for i in chunk_ids if int(i) in rows]
+        vectors = np.frombuffer(b"".join(rows[i] for i in found), dtype=np.float32)
+        return np.array(found, dtype=np.int64), vectors.reshape(len(found), self.manifest.dimension)
 
     def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
@@ -621,7 +635,8 @@ class Collection:
                 # Rocchio feedback: move the query towards the best fused documents and search
                 # densely again; the lexical list stays, it already matched the words.
                 t = time.perf_counter()
-                feedback = fusion.rocchio(vector, self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]]))
+                _, top = self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]])
+                feedback = fusion.rocchio(vector, top)
                 lists["dense"] = self.dense_candidates(feedback, depth, flt, ef_search, nprobe)
                 ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
                 timings["feedback"] = _ms(t)

@@ -10,6 +10,7 @@ exact until enough vectors exist to train it (needs_rebuild again).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,8 @@ KINDS = ("flat", "hnsw", "ivfpq", "auto")
 DEFAULT_PARAMS: dict[str, dict[str, int]] = {
     "flat": {},
     "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
-    # 48 sub-quantizers x 8 bits = 48 bytes of code per vector (plus 8 for the id).
+    # 48 sub-quantizers x 8 bits = 48 bytes of code per vector (plus 8 for the id); the
+    # candidates (refine x k) are re-ranked exactly with the stored vectors.
     "ivfpq": {"nlist": 0, "m": 48, "nbits": 8, "nprobe": 32, "refine": 4},
 }
 
@@ -77,6 +79,8 @@ def _ivf_nlist(spec: IndexSpec, n: int) -> int:
 class VectorIndex:
     def __init__(self, index: faiss.Index, spec: IndexSpec, dimension: int,
                  tombstones: set[int] | None = None) -> None:
+        # Full vectors by id for IVF-PQ's exact re-ranking; the collection reads them from its store.
+        self.fetch_vectors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
         self.index = index
         self.spec = spec
         self.dimension = dimension
@@ -107,11 +111,9 @@ class VectorIndex:
                 rng = np.random.default_rng(0)
                 sample = vectors[rng.choice(len(vectors), nlist * 256, replace=False)]
             ivf.train(sample)
-            ivf.make_direct_map()
-            # Exact re-ranking of the PQ candidates with the full vectors restores recall.
-            refine = faiss.IndexRefineFlat(ivf)
-            refine.k_factor = float(spec.params["refine"])
-            index = VectorIndex(faiss.IndexIDMap2(refine), spec, dimension)
+            # Only the PQ codes live in memory; the exact re-ranking reads the candidates' full
+            # vectors from the store (fetch_vectors), so a vector costs its code plus its id.
+            index = VectorIndex(faiss.IndexIDMap2(ivf), spec, dimension)
         else:
             index = VectorIndex.empty(spec, dimension)
         if len(ids):
@@ -126,7 +128,7 @@ class VectorIndex:
     def trained_kind(self) -> str:
         """What the FAISS structure really is now (ivfpq stays exact until trained)."""
         if self.spec.kind == "ivfpq" and not isinstance(
-            faiss.downcast_index(self.index.index), faiss.IndexRefineFlat
+            faiss.downcast_index(self.index.index), faiss.IndexIVFPQ
         ):
             return "flat"
         return self.spec.kind
@@ -170,27 +172,41 @@ class VectorIndex:
             params = faiss.SearchParametersHNSW(sel=selector) if selector else faiss.SearchParametersHNSW()
             params.efSearch = max(ef_search or self.spec.params["ef_search"], k)
         elif kind == "ivfpq":
-            # IndexRefine takes its own parameters wrapping the IVF ones.
-            ivf = faiss.SearchParametersIVF(sel=selector) if selector else faiss.SearchParametersIVF()
-            ivf.nprobe = nprobe or self.spec.params["nprobe"]
-            params = faiss.IndexRefineSearchParameters(base_index_params=ivf,
-                                                       k_factor=float(self.spec.params["refine"]))
-            if selector:
-                params.sel = selector
+            params = faiss.SearchParametersIVF(sel=selector) if selector else faiss.SearchParametersIVF()
+            params.nprobe = nprobe or self.spec.params["nprobe"]
+            if self.fetch_vectors is not None:
+                return self._refined(queries, k, params)
         else:
             params = faiss.SearchParameters(sel=selector) if selector else faiss.SearchParameters()
         scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k,
                                         params=params)
         return scores, ids
 
+    def _refined(self, queries: np.ndarray, k: int, params: faiss.SearchParameters) -> tuple[np.ndarray, np.ndarray]:
+        """IVF-PQ candidates (refine x k of them) re-ranked by exact inner product."""
+        assert self.fetch_vectors is not None
+        wide = max(k, int(k * self.spec.params["refine"]))
+        _, candidates = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), wide, params=params)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, cand) in enumerate(zip(queries, candidates)):
+            cand, vectors = self.fetch_vectors(cand[cand >= 0])
+            if not len(cand):
+                continue
+            exact = vectors @ query
+            order = np.argsort(-exact)[:k]
+            scores[row, : len(order)] = exact[order]
+            ids[row, : len(order)] = cand[order]
+        return scores, ids
+
     def exact_search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Ids of the exact k nearest live vectors, from the full vectors an approximate index
-        keeps beside its graph or codes (HNSW's storage, IVF-PQ's refine index)."""
+        """Ids of the exact k nearest live vectors, from the full vectors HNSW keeps beside its
+        graph. IVF-PQ keeps only codes, so it has no exact search in memory."""
         inner = faiss.downcast_index(self.index.index)
         if isinstance(inner, faiss.IndexHNSW):
             flat = faiss.downcast_index(inner.storage)
-        elif isinstance(inner, faiss.IndexRefine):
-            flat = faiss.downcast_index(inner.refine_index)
+        elif isinstance(inner, faiss.IndexIVF):
+            raise NotImplementedError("IVF-PQ keeps no full vectors in memory")
         else:
             flat = inner
         id_map = faiss.vector_to_array(self.index.id_map)
