@@ -15,7 +15,7 @@ import pytest
 
 from neardex.indexer.embedder import TorchEmbedder, resolve_model
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.onnx_int8 import OnnxInt8Embedder, TextTooLong, UnsupportedModel
+from neardex.indexer.onnx_int8 import ModelSpec, OnnxInt8Embedder, TextTooLong, UnsupportedModel, _pool
 
 TEXTS = [
     "hello",
@@ -232,7 +232,29 @@ def test_unsupported_models_refused(model: tuple[str, Path], tmp_path: Path) -> 
     mean = {"pooling_mode_mean_tokens": True}
     with pytest.raises(UnsupportedModel, match="gpt2"):
         OnnxInt8Embedder("decoder-model", folder("gpt2", mean))
-    with pytest.raises(UnsupportedModel, match="odd-pooling.*mean_sqrt_len"):
-        OnnxInt8Embedder("odd-pooling", folder("bert", {"pooling_mode_mean_sqrt_len_tokens": True}))
+    with pytest.raises(UnsupportedModel, match="odd-pooling.*weightedmean"):
+        OnnxInt8Embedder("odd-pooling", folder("bert", {"pooling_mode_weightedmean_tokens": True}))
+    with pytest.raises(UnsupportedModel, match="two-poolings.*cls \\+ mean"):
+        OnnxInt8Embedder("two-poolings", folder("bert", {"pooling_mode": ["cls", "mean"]}))
     with pytest.raises(UnsupportedModel, match="no-weights.*no weights"):
         OnnxInt8Embedder("no-weights", folder("bert", mean), cache_dir=tmp_path / "cache")
+
+
+def test_pooling_configs_and_modes(model: tuple[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "cls-model"
+    shutil.copytree(model[1], path, ignore=shutil.ignore_patterns("*.safetensors"))
+    for config, mode in (({"pooling_mode": "cls", "embedding_dimension": 384}, "cls"),  # ST 6
+                         ({"pooling_mode_max_tokens": True}, "max"),  # legacy booleans
+                         ({"word_embedding_dimension": 384}, "mean")):  # none set: mean
+        (path / "1_Pooling" / "config.json").write_text(json.dumps(config))
+        assert ModelSpec("cls-model", path).pooling == mode
+
+    hidden = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) - 10
+    mask = np.array([[1, 1, 0], [1, 1, 1]])
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(_pool(hidden, mask, "cls"), unit(hidden[:, 0]), rtol=1e-6)
+    want_mean = unit(np.stack([hidden[0, :2].mean(0), hidden[1].mean(0)]))
+    np.testing.assert_allclose(_pool(hidden, mask, "mean"), want_mean, rtol=1e-6)
+    np.testing.assert_allclose(_pool(hidden, mask, "mean_sqrt_len_tokens"), want_mean, rtol=1e-6)
+    want_max = unit(np.stack([hidden[0, :2].max(0), hidden[1].max(0)]))
+    np.testing.assert_allclose(_pool(hidden, mask, "max"), want_max, rtol=1e-6)
