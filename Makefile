@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/mypy
 
 proto: install
-	PATH=$(BIN):$$PATH ./proto/generate.sh
+	PATH=$(CURDIR)/$(BIN):$$PATH ./proto/generate.sh
 
 # Fails when the committed generated code differs from what the pinned grpcio-tools makes.
 check-proto: proto
