@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,18 @@ def start_serve(data_dir: Path, port: int, metrics_port: int = 0, *extra: str) -
     )
     wait_for_port(port, proc)
     return proc
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, grace: float = 60) -> None:
+    """Graceful stop (SIGTERM: a server drains and snapshots), then SIGKILL if it hangs."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:

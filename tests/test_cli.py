@@ -7,15 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, free_port, run_cli, start_serve
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except Exception:  # noqa: BLE001
-        proc.kill()
+from conftest import SAMPLES, free_port, run_cli, start_serve, stop_process
 
 
 def test_index_a_folder_then_reindex_skips_unchanged_and_deletes_missing(tmp_path: Path) -> None:
@@ -81,7 +73,7 @@ def test_serving_folder_refuses_a_second_writer_and_index_via_server_works(tmp_p
         missing = run_cli("search", "nope", "x", "--server", f"127.0.0.1:{port}", check=False)
         assert missing.returncode != 0 and "NOT_FOUND" in missing.stderr
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "beir"])

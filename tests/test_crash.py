@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, start_serve
+from conftest import free_port, start_serve, stop_process
 
 from neardex.client import Client, NeardexError
 from neardex.indexer.catalog import Catalog
@@ -79,18 +79,6 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """Graceful stop (SIGTERM: drain and snapshot), then SIGKILL if it hangs."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-
-
 def _check_store_matches_index(data_dir: Path) -> int:
     """Open the folder in this process (it takes the folder's lock, so no server may hold it) and
     compare the chunk ids of the document store with the ids the FAISS index answers for."""
@@ -148,7 +136,7 @@ def test_kill_9_during_upsert_stream_keeps_every_acknowledged_batch(tmp_path: Pa
             assert sorted(d.id for d in stored.documents) == [_doc_id(i) for i in range(info.documents)]
             assert info.vectors == info.chunks, info
             assert info.chunks >= info.documents, info
-        _stop(server)
+        stop_process(server)
         assert server.returncode == 0, f"restarted server exited {server.returncode} on SIGTERM"
         server = None
 
@@ -208,7 +196,7 @@ def test_kill_9_after_deletes_and_updates_keeps_them(tmp_path: Path) -> None:
             info = client.info(COLLECTION)
             assert info.documents == len(kept), info
             assert info.chunks == before.chunks and info.vectors == info.chunks, (before, info)
-        _stop(server)
+        stop_process(server)
         assert server.returncode == 0, f"restarted server exited {server.returncode} on SIGTERM"
         server = None
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, start_serve, wait_for_port
+from conftest import free_port, start_serve, stop_process, wait_for_port
 
 from neardex.client import Client, NotFound
 
@@ -56,17 +56,6 @@ def _drain(proc: subprocess.Popen[bytes]) -> None:
             pass
 
     threading.Thread(target=read, daemon=True).start()
-
-
-def _stop(proc: subprocess.Popen[Any] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 def _query(base: str, expr: str) -> list[dict[str, Any]]:
@@ -169,5 +158,5 @@ def test_prometheus_scrapes_the_servers_metrics(tmp_path: Path) -> None:
         # Each short document is one chunk, and every chunk has its vector in the index.
         assert chunks == vectors == len(DOCUMENTS)
     finally:
-        _stop(prometheus)
-        _stop(server)
+        stop_process(prometheus)
+        stop_process(server)
