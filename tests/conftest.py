@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,8 +65,19 @@ def start_serve(data_dir: Path, port: int, metrics_port: int = 0, *extra: str) -
          "--port", str(port), "--metrics-port", str(metrics_port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+    _drain(proc)
     wait_for_port(port, proc)
     return proc
+
+
+def _drain(proc: subprocess.Popen[bytes]) -> None:
+    # Nobody reads the server's output; an unread pipe that fills up would block the server.
+    def read() -> None:
+        assert proc.stdout is not None
+        for _ in proc.stdout:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
 
 
 def stop_process(proc: subprocess.Popen[Any] | None, grace: float = 60) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,20 +55,9 @@ def _documents(count: int) -> Iterator[dict[str, str]]:
         yield {"id": _doc_id(i), "text": _text(i)}
 
 
-def _drain(proc: subprocess.Popen[bytes]) -> None:
-    # start_serve pipes the server's output; an unread pipe that fills up would block the server.
-    def read() -> None:
-        assert proc.stdout is not None
-        for _ in proc.stdout:
-            pass
-
-    threading.Thread(target=read, daemon=True).start()
-
-
 def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = start_serve(data_dir, port)
-    _drain(proc)
     return proc, f"127.0.0.1:{port}"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -46,16 +45,6 @@ QUERIES = [
     "a tower with a light by the sea",
 ]
 SCRAPE_DEADLINE_S = 60
-
-
-def _drain(proc: subprocess.Popen[bytes]) -> None:
-    # start_serve pipes the server's output; an unread pipe that fills up would block the server.
-    def read() -> None:
-        assert proc.stdout is not None
-        for _ in proc.stdout:
-            pass
-
-    threading.Thread(target=read, daemon=True).start()
 
 
 def _query(base: str, expr: str) -> list[dict[str, Any]]:
@@ -96,7 +85,6 @@ def test_prometheus_scrapes_the_servers_metrics(tmp_path: Path) -> None:
     prometheus: subprocess.Popen[bytes] | None = None
     try:
         server = start_serve(tmp_path / "data", port, metrics_port)
-        _drain(server)
         wait_for_port(metrics_port, server, timeout=30)
 
         with Client(f"127.0.0.1:{port}", timeout=120) as client:
