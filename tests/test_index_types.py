@@ -99,3 +99,41 @@ def test_bad_index_specs() -> None:
     with pytest.raises(InvalidArgument, match="index.params"):
         IndexSpec.parse("ivfpq", {"m": -1})
     assert vector_index.KINDS == ("flat", "hnsw", "ivfpq", "auto")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_a_mapped_snapshot_searches_in_place_and_reads_itself_whole_to_change(
+        tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    spec = IndexSpec.parse(kind, {"ivfpq": {"nlist": 16, "m": 8, "nbits": 4}}.get(kind, {}))
+    built = VectorIndex.build(spec, 32, ids, vectors)
+    assert built.trained_kind == kind
+    path = tmp_path / "index.faiss"
+    built.save(path)
+
+    by_id = np.zeros((5001, 32), dtype=np.float32)  # the store: stored vectors by id
+    by_id[ids] = vectors
+    by_id[5000] = -vectors[0]
+
+    def fetch(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return wanted, by_id[wanted]
+
+    built.fetch_vectors = fetch
+    mapped = VectorIndex.load(path, spec, 32, mmap=True)
+    mapped.fetch_vectors = fetch
+    assert mapped.mapped_from == path
+    np.testing.assert_array_equal(mapped.search(vectors[:20], 5)[1], built.search(vectors[:20], 5)[1])
+    assert sorted(mapped.ids()) == list(ids)
+
+    mapped.remove(ids[:100])
+    mapped.add(np.array([5000], dtype=np.int64), by_id[5000:])
+    assert mapped.mapped_from is None  # read whole by the first change
+    assert mapped.live == 2901
+    found = mapped.search(vectors[:100], 3)[1]
+    assert not set(found.ravel()) & set(ids[:100].tolist())
+    mapped.save(tmp_path / "next.faiss")
+    again = VectorIndex.load(tmp_path / "next.faiss", spec, 32, mmap=True)
+    assert again.live == 2901 and 5000 in set(again.ids().tolist())

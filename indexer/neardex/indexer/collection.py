@@ -39,6 +39,8 @@ MANIFEST = "manifest.json"
 DATABASE = "docs.sqlite"
 # Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
 CHECKPOINT_CHANGES = 20_000
+# Snapshots at least this large open memory-mapped: a server starts without reading them whole.
+MMAP_MIN_BYTES = 64 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -234,7 +236,8 @@ class Collection:
         snapshots = self._snapshots()
         if snapshots:
             seq, path = snapshots[-1]
-            index = VectorIndex.load(path, self.manifest.index, self.manifest.dimension)
+            index = VectorIndex.load(path, self.manifest.index, self.manifest.dimension,
+                                     mmap=path.stat().st_size >= MMAP_MIN_BYTES)
         else:
             seq, index = 0, VectorIndex.empty(self.manifest.index, self.manifest.dimension)
         self._replay(index, seq)
@@ -452,9 +455,7 @@ class Collection:
     def index_ids(self) -> set[int]:
         """Ids the FAISS index answers for (tombstones excluded): equal to chunk_ids when in step."""
         with self._lock.read():
-            inner = self.index.index
-            ids = {int(i) for i in (faiss_id_map(inner))}
-            return ids - self.index.tombstones
+            return {int(i) for i in self.index.ids()} - self.index.tombstones
 
     def allowed_chunks(self, flt: Filter) -> np.ndarray:
         where, params = to_sql(flt, "d.metadata")
@@ -689,12 +690,6 @@ class Collection:
         """Close without a checkpoint: the folder is being deleted."""
         self._closed = True
         self._db.close()
-
-
-def faiss_id_map(index: Any) -> np.ndarray:
-    import faiss
-
-    return faiss.vector_to_array(faiss.downcast_index(index).id_map)
 
 
 def validate_documents(documents: Sequence[Document]) -> None:

@@ -35,11 +35,14 @@ class Server:
     catalog: Catalog
     health: health.HealthServicer
     port: int
+    batchers: dict[int, QueryBatcher]  # filled as collections load their models
     metrics_server: Any = None
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace).wait()
+        for batcher in list(self.batchers.values()):
+            batcher.close()
         # Closing snapshots every index, so the next start replays no change log.
         self.catalog.close()
         if self.metrics_server is not None:
@@ -88,7 +91,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     except BaseException:
         catalog.close()
         raise
-    return Server(server, catalog, health_servicer, port, metrics_server), port
+    return Server(server, catalog, health_servicer, port, batchers, metrics_server), port
 
 
 def serve(settings: Settings, ready: Any = None) -> None:

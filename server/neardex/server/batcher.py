@@ -3,13 +3,14 @@
 Requests join a queue; one worker thread hands everything queued (up to max_size texts) to the
 model in one call. The model runs one call at a time, so requests that arrive while it is busy
 gather into the next call by themselves: batching costs a lone request nothing. max_wait adds an
-optional pause to gather more before a call, for loads where that pays.
+optional pause to gather more before a call, for loads where that pays; a full batch never waits.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -18,6 +19,7 @@ import numpy as np
 from . import metrics
 
 Encode = Callable[[Sequence[str]], np.ndarray]
+Pending = tuple[list[str], "Future[np.ndarray]"]
 
 
 class QueryBatcher:
@@ -25,7 +27,7 @@ class QueryBatcher:
         self._encode = encode
         self.max_size = max_size
         self.max_wait = max_wait
-        self._queue: list[tuple[list[str], Future[np.ndarray]]] = []
+        self._queue: deque[Pending] = deque()
         self._queued_texts = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -36,29 +38,33 @@ class QueryBatcher:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts, in order; raises what the model raised for this request."""
-        if self._worker is None or len(texts) >= self.max_size:
-            return self._encode(texts)
         future: Future[np.ndarray] = Future()
         with self._cond:
-            self._queue.append((list(texts), future))
-            self._queued_texts += len(texts)
-            metrics.BATCH_QUEUE_DEPTH.set(self._queued_texts)
-            self._cond.notify()
+            queued = not self._closed and self._worker is not None and len(texts) < self.max_size
+            if queued:
+                self._queue.append((list(texts), future))
+                self._queued_texts += len(texts)
+                metrics.BATCH_QUEUE_DEPTH.set(self._queued_texts)
+                self._cond.notify()
+        if not queued:  # already a full batch, batching off, or closing: no reason to queue
+            return self._encode(texts)
         return future.result()
 
-    def _take(self) -> list[tuple[list[str], Future[np.ndarray]]]:
+    def _take(self) -> list[Pending]:
+        """The next batch: waits for a first request, then up to max_wait for more."""
         with self._cond:
             while not self._queue and not self._closed:
                 self._cond.wait()
             deadline = time.monotonic() + self.max_wait
-            while self.max_wait and self._queued_texts < self.max_size and not self._closed:
+            while self._queued_texts < self.max_size and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            taken, size = [], 0
+            taken: list[Pending] = []
+            size = 0
             while self._queue and (not taken or size + len(self._queue[0][0]) <= self.max_size):
-                item = self._queue.pop(0)
+                item = self._queue.popleft()
                 taken.append(item)
                 size += len(item[0])
             self._queued_texts -= size
@@ -66,26 +72,32 @@ class QueryBatcher:
             return taken
 
     def _run(self) -> None:
-        while not self._closed:
+        while True:
             batch = self._take()
-            if not batch:
-                continue
-            texts = [t for item, _ in batch for t in item]
-            try:
-                vectors = self._encode(texts)
-            except Exception:  # noqa: BLE001 - retry one by one so one bad request fails alone
-                for item, future in batch:
-                    try:
-                        future.set_result(self._encode(item))
-                    except Exception as exc:  # noqa: BLE001
-                        future.set_exception(exc)
-                continue
-            row = 0
+            if not batch:  # closed and drained
+                return
+            self._answer(batch)
+
+    def _answer(self, batch: list[Pending]) -> None:
+        texts = [t for item, _ in batch for t in item]
+        try:
+            vectors = self._encode(texts)
+        except Exception:  # noqa: BLE001 - retry one by one so a bad request fails alone
             for item, future in batch:
-                future.set_result(vectors[row : row + len(item)])
-                row += len(item)
+                try:
+                    future.set_result(self._encode(item))
+                except Exception as exc:  # noqa: BLE001
+                    future.set_exception(exc)
+            return
+        row = 0
+        for item, future in batch:
+            future.set_result(vectors[row : row + len(item)])
+            row += len(item)
 
     def close(self) -> None:
+        """Stop taking requests; those already queued are still answered."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join()

@@ -1,0 +1,189 @@
+"""The query micro-batching queue, over the bundled model: every request gets its own vectors
+in order, concurrent requests share model calls, the size and time budgets decide a flush, and
+one request's failure fails no other."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from neardex.indexer.embedder import Embedder, load_embedder
+from neardex.server.batcher import QueryBatcher
+
+POISON = "this text makes the model fail"
+
+
+class RecordingModel:
+    """The real model, recording each call's texts; a call can be held open to let a queue build,
+    and a call containing POISON fails as a model call can (out of memory, a bad input)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.calls: list[list[str]] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        self.started.set()
+        self.release.wait(timeout=30)
+        if POISON in texts:
+            raise RuntimeError("model call failed")
+        return self.embedder.encode(texts)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return load_embedder()
+
+
+@pytest.fixture
+def model(embedder: Embedder) -> RecordingModel:
+    return RecordingModel(embedder)
+
+
+def texts_for(i: int) -> list[str]:
+    return [f"question number {i} about topic {j}" for j in range(1 + i % 3)]
+
+
+def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingModel,
+                                                            embedder: Embedder) -> None:
+    batcher = QueryBatcher(model.encode, max_size=16)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(lambda i: batcher.encode(texts_for(i)), range(60)))
+    finally:
+        batcher.close()
+    for i, vectors in enumerate(results):
+        expected = embedder.encode(texts_for(i))
+        assert vectors.shape == expected.shape
+        # Padding differs with the batch a text shares, so vectors agree to float tolerance.
+        np.testing.assert_allclose(vectors, expected, atol=1e-4)
+    assert sum(len(c) for c in model.calls) == sum(len(texts_for(i)) for i in range(60))
+    assert all(len(c) <= 16 for c in model.calls)
+
+
+def test_requests_arriving_during_a_model_call_share_the_next(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=64)
+    model.release.clear()
+    try:
+        with ThreadPoolExecutor(9) as pool:
+            first = pool.submit(batcher.encode, ["the first request"])
+            assert model.started.wait(timeout=30)
+            rest = [pool.submit(batcher.encode, [f"waiting request {i}"]) for i in range(8)]
+            while batcher._queued_texts < 8:  # all eight queued behind the running call
+                time.sleep(0.01)
+            assert REGISTRY.get_sample_value("neardex_batch_queue_depth") == 8
+            model.release.set()
+            assert first.result(timeout=30).shape == (1, 384)
+            assert all(f.result(timeout=30).shape == (1, 384) for f in rest)
+    finally:
+        model.release.set()
+        batcher.close()
+    assert model.calls == [["the first request"], [f"waiting request {i}" for i in range(8)]]
+    assert REGISTRY.get_sample_value("neardex_batch_queue_depth") == 0
+
+
+def test_a_batch_never_exceeds_max_size_and_keeps_arrival_order(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=4)
+    model.release.clear()
+    try:
+        with ThreadPoolExecutor(11) as pool:
+            pool.submit(batcher.encode, ["blocker"])
+            assert model.started.wait(timeout=30)
+            futures = []
+            for i in range(10):
+                futures.append(pool.submit(batcher.encode, [f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"]))
+                while batcher._queued_texts < sum(2 if j % 2 else 1 for j in range(i + 1)):
+                    time.sleep(0.005)  # submit in a known order
+            model.release.set()
+            for f in futures:
+                f.result(timeout=30)
+    finally:
+        model.release.set()
+        batcher.close()
+    flat = [t for call in model.calls[1:] for t in call]
+    assert flat == [t for i in range(10) for t in ([f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"])]
+    assert all(len(call) <= 4 for call in model.calls)
+    # A request's texts are never split across two model calls.
+    for call in model.calls[1:]:
+        assert not any(t.endswith("a") and f"{t[:-1]}b" not in call for t in call)
+
+
+def test_time_budget_gathers_requests_that_arrive_within_it(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=64, max_wait=2.0)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(batcher.encode, ["early"])
+            time.sleep(0.2)  # well inside the two-second budget
+            second = pool.submit(batcher.encode, ["late"])
+            first.result(timeout=30)
+            second.result(timeout=30)
+    finally:
+        batcher.close()
+    assert model.calls == [["early", "late"]]
+
+
+def test_a_full_batch_does_not_wait_for_the_time_budget(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=4, max_wait=600.0)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            halves = [pool.submit(batcher.encode, ["a", "b"]), pool.submit(batcher.encode, ["c", "d"])]
+            # Far less than the ten-minute budget: the flush came from the size.
+            assert all(h.result(timeout=60).shape == (2, 384) for h in halves)
+    finally:
+        batcher.close()
+    assert sorted(t for c in model.calls for t in c) == ["a", "b", "c", "d"]
+
+
+def test_a_failing_request_fails_alone(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=64)
+    model.release.clear()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            pool.submit(batcher.encode, ["blocker"])
+            assert model.started.wait(timeout=30)
+            good = [pool.submit(batcher.encode, [f"good {i}"]) for i in range(4)]
+            bad = pool.submit(batcher.encode, ["fine text", POISON])
+            while batcher._queued_texts < 6:
+                time.sleep(0.01)
+            model.release.set()
+            with pytest.raises(RuntimeError, match="model call failed"):
+                bad.result(timeout=30)
+            assert all(g.result(timeout=30).shape == (1, 384) for g in good)
+    finally:
+        model.release.set()
+        batcher.close()
+    # The shared call failed, then each request was retried on its own.
+    assert any(POISON in c and len(c) == 6 for c in model.calls)
+
+
+def test_close_answers_what_is_queued_and_later_requests_run_directly(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=64)
+    model.release.clear()
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(batcher.encode, ["blocker"])
+        assert model.started.wait(timeout=30)
+        queued = pool.submit(batcher.encode, ["queued before close"])
+        while batcher._queued_texts < 1:
+            time.sleep(0.01)
+        closing = pool.submit(batcher.close)
+        model.release.set()
+        assert queued.result(timeout=30).shape == (1, 384)
+        closing.result(timeout=30)
+    assert batcher.encode(["after close"]).shape == (1, 384)
+    assert model.calls[-1] == ["after close"]
+
+
+def test_batching_off_calls_the_model_directly(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=1)
+    assert batcher.encode(["alone"]).shape == (1, 384)
+    assert model.calls == [["alone"]]
+    batcher.close()
