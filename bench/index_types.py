@@ -14,6 +14,7 @@ corpus's so the resemblance can be judged.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import tempfile
@@ -134,8 +135,8 @@ def main() -> None:
                 sample = queries[: args.flat_queries] if kind == "flat" else queries
                 found = index.search(queries, 10, **kw)[1] if kind != "flat" else truth
                 recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
-                q1 = qps(lambda q, kw=kw: index.search(q, 10, **kw), sample, 1)
-                q2 = qps(lambda q, kw=kw: index.search(q, 10, **kw), sample, 2)
+                search = functools.partial(index.search, k=10, **kw)
+                q1, q2 = qps(search, sample, 1), qps(search, sample, 2)
                 label = f"{kind} {name}={value}" if name else kind
                 report[label] = {"kind": kind, "params": {**spec.params, **kw}, "build_s": build.seconds,
                                  "bytes_per_vector": size, "open_s": opened.seconds,
@@ -143,7 +144,7 @@ def main() -> None:
                                  "recall@10": recall}
                 rows.append([label, build.seconds, size, opened.seconds, q1, q2, recall])
                 print(rows[-1], flush=True)
-            del index
+            del index, search
             gc.collect()
     print_table(["kind", "build s", "bytes/vector", "open s", "QPS 1 thread", "QPS 2 threads",
                  "recall@10"], rows)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neardex.indexer.catalog import MODEL_CACHE, Catalog
+from neardex.indexer.documents import Document
 from neardex.indexer.embedder import TorchEmbedder, resolve_model
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.onnx_int8 import ModelSpec, OnnxInt8Embedder, TextTooLong, UnsupportedModel, _pool
@@ -258,3 +260,21 @@ def test_pooling_configs_and_modes(model: tuple[str, Path], tmp_path: Path) -> N
     np.testing.assert_allclose(_pool(hidden, mask, "mean_sqrt_len_tokens"), want_mean, rtol=1e-6)
     want_max = unit(np.stack([hidden[0, :2].max(0), hidden[1].max(0)]))
     np.testing.assert_allclose(_pool(hidden, mask, "max"), want_max, rtol=1e-6)
+
+
+def test_a_collection_builds_its_encoder_beside_the_data(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEARDEX_MODEL_CACHE", raising=False)
+    data = tmp_path / "data"
+    with Catalog(data) as catalog:
+        collection = catalog.create("docs", encoder="onnx-int8", default_mode="dense")
+        collection.upsert([Document("lava", "Volcanoes erupt molten lava and ash."),
+                           Document("bread", "Bakers knead dough and bake bread in ovens.")])
+        assert collection.search("where does bread come from", k=1).hits[0].id == "bread"
+    builds = [p for p in (data / MODEL_CACHE).iterdir() if p.is_dir()]
+    assert [p.name for p in builds] == [collection.embedder.model_dir.name]
+    with Catalog(data) as catalog:
+        reopened = catalog.get("docs")
+        assert reopened.manifest.encoder == "onnx-int8"
+        assert reopened.embedder.model_dir == builds[0]
+        assert reopened.search("molten rock from a mountain", k=1).hits[0].id == "lava"

@@ -24,6 +24,8 @@ from .vector_index import IndexSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LOCK_FILE = ".neardex.lock"
+# Encoders built from a model's weights (onnx-int8) are cached here, beside the data they serve.
+MODEL_CACHE = ".models"
 
 # Wraps a collection's embedder for queries, e.g. with the server's micro-batching queue.
 QueryEncoderFactory = Callable[[Embedder], QueryEncoder]
@@ -92,7 +94,7 @@ class Catalog:
             if folder.exists():
                 raise AlreadyExists(f"name: collection {name!r} already exists")
             model_name, model_path = resolve_model(model)
-            embedder = load_embedder(str(model_path) if model_name != DEFAULT_MODEL else None, encoder)
+            embedder = self.embedder(str(model_path) if model_name != DEFAULT_MODEL else None, encoder)
             window = embedder.max_seq_length - 2
             chunk_tokens = chunk_tokens or window
             if not 8 <= chunk_tokens <= window:
@@ -125,7 +127,7 @@ class Catalog:
                 if not (folder / "manifest.json").exists():
                     raise NotFound(f"collection: {name!r} does not exist")
                 manifest = Collection.read_manifest(folder)
-                embedder = load_embedder(manifest.model_path or None, manifest.encoder)
+                embedder = self.embedder(manifest.model_path or None, manifest.encoder)
                 if embedder.dimension != manifest.dimension:
                     raise FailedPrecondition(
                         f"model: {manifest.model} gives dimension {embedder.dimension}, but"
@@ -159,6 +161,11 @@ class Catalog:
             if collection is not None:
                 collection.destroy_handles()
             shutil.rmtree(trash, ignore_errors=True)
+
+    def embedder(self, model: str | None, encoder: str) -> Embedder:
+        """The loaded model for collections of this folder (shared with other folders'
+        collections of the same model and encoder)."""
+        return load_embedder(model, encoder, cache_dir=self.root / MODEL_CACHE)
 
     def query_encoder(self, embedder: Embedder) -> QueryEncoder:
         return self.query_encoder_factory(embedder) if self.query_encoder_factory else embedder.encode

@@ -137,22 +137,26 @@ def check_fits(embedder: Embedder, text: str, field: str) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: Path, name: str, encoder: str) -> Embedder:
+def _load(path: Path, name: str, encoder: str, cache_dir: Path | None) -> Embedder:
     if encoder == "torch":
         return TorchEmbedder(name, path)
     if encoder == "onnx-int8":
         from .onnx_int8 import OnnxInt8Embedder
 
-        return OnnxInt8Embedder(name, path)
+        return OnnxInt8Embedder(name, path, cache_dir)
     raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
 
 
 _load_lock = threading.Lock()
 
 
-def load_embedder(model: str | None = None, encoder: str = "torch") -> Embedder:
+def load_embedder(model: str | None = None, encoder: str = "torch",
+                  cache_dir: Path | None = None) -> Embedder:
+    """The model, loaded once per process; cache_dir is where an encoder built from the model's
+    weights (onnx-int8) keeps its build."""
     name, path = resolve_model(model)
     if encoder not in ENCODERS:
         raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
     with _load_lock:
-        return _load(path, name, encoder)
+        # The torch encoder builds nothing: one copy serves every cache folder.
+        return _load(path, name, encoder, cache_dir if encoder != "torch" else None)

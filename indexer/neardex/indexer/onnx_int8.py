@@ -20,7 +20,8 @@ numpy. Texts are tokenized with the model's own fast tokenizer, sorted by length
 to the longest text of each batch; nothing is ever truncated: a text longer than the model's
 max_seq_length raises TextTooLong (a ValueError).
 
-The cache folder is keyed by a hash of the source model's weight files and config.json, the build
+Builds are cached beside the data (a data folder's .models; NEARDEX_MODEL_CACHE overrides), in
+a folder keyed by a hash of the source model's weight files and config.json, the build
 recipe version and the ONNX Runtime version, so a changed model or a new recipe is rebuilt rather
 than served stale. A build goes to a temporary folder that is renamed into place when complete;
 a lock file serializes concurrent builders, and the rename alone keeps readers from ever seeing a
@@ -98,8 +99,12 @@ class UnsupportedModel(InvalidArgument, ValueError):
     """The model folder is not a BERT-style sentence-transformers model this encoder can build."""
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("NEARDEX_MODEL_CACHE", Path.home() / ".cache" / "neardex"))
+def cache_dir_for(given: Path | None) -> Path:
+    """NEARDEX_MODEL_CACHE, when set, holds every build (one cache shared by several data
+    folders); otherwise the folder given (a data folder's .models), else the user's cache."""
+    if env := os.environ.get("NEARDEX_MODEL_CACHE"):
+        return Path(env)
+    return Path(given) if given is not None else Path.home() / ".cache" / "neardex"
 
 
 def default_threads() -> int:
@@ -468,7 +473,7 @@ class OnnxInt8Embedder:
         self.dimension = self.spec.dimension
         self.max_seq_length = self.spec.max_seq_length
         self.tokenizer = load_tokenizer(self.spec)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_dir = cache_dir_for(cache_dir)
         started = time.perf_counter()
         self.model_dir, self.manifest, self.built = ensure_built(
             self.spec, self.cache_dir, self.tokenizer)

@@ -12,7 +12,7 @@ import numpy as np
 from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.collection import Collection, SearchResult
-from neardex.indexer.embedder import check_fits, load_embedder
+from neardex.indexer.embedder import check_fits
 from neardex.indexer.errors import InvalidArgument, ResourceExhausted
 from neardex.indexer.vector_index import IndexSpec
 from neardex.v1 import neardex_pb2 as pb
@@ -167,7 +167,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             collection = self._collection(request.collection)
             embedder, encode = collection.embedder, collection.encode_queries
         else:
-            embedder = load_embedder(None, self.settings.default_encoder)
+            embedder = self.catalog.embedder(None, self.settings.default_encoder)
             encode = self.catalog.query_encoder(embedder)
         for i, text in enumerate(request.texts):
             if not text.strip():
