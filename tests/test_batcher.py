@@ -4,10 +4,11 @@ one request's failure fails no other."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -49,6 +50,28 @@ def model(embedder: Embedder) -> RecordingModel:
     return RecordingModel(embedder)
 
 
+@contextlib.contextmanager
+def model_busy(model: RecordingModel, batcher: QueryBatcher, workers: int,
+               first: str = "blocker") -> Iterator[tuple[ThreadPoolExecutor, Future[np.ndarray]]]:
+    """A pool whose first request holds the model call open until model.release is set, so
+    later requests queue behind it; the batcher is closed on the way out."""
+    model.release.clear()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            running = pool.submit(batcher.encode, [first])
+            assert model.started.wait(timeout=30)
+            yield pool, running
+            model.release.set()
+    finally:
+        model.release.set()
+        batcher.close()
+
+
+def wait_queued(batcher: QueryBatcher, texts: int) -> None:
+    while batcher._queued_texts < texts:
+        time.sleep(0.005)
+
+
 def texts_for(i: int) -> list[str]:
     return [f"question number {i} about topic {j}" for j in range(1 + i % 3)]
 
@@ -72,43 +95,27 @@ def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingMode
 
 def test_requests_arriving_during_a_model_call_share_the_next(model: RecordingModel) -> None:
     batcher = QueryBatcher(model.encode, max_size=64)
-    model.release.clear()
-    try:
-        with ThreadPoolExecutor(9) as pool:
-            first = pool.submit(batcher.encode, ["the first request"])
-            assert model.started.wait(timeout=30)
-            rest = [pool.submit(batcher.encode, [f"waiting request {i}"]) for i in range(8)]
-            while batcher._queued_texts < 8:  # all eight queued behind the running call
-                time.sleep(0.01)
-            assert REGISTRY.get_sample_value("neardex_batch_queue_depth") == 8
-            model.release.set()
-            assert first.result(timeout=30).shape == (1, 384)
-            assert all(f.result(timeout=30).shape == (1, 384) for f in rest)
-    finally:
+    with model_busy(model, batcher, 9, first="the first request") as (pool, first):
+        rest = [pool.submit(batcher.encode, [f"waiting request {i}"]) for i in range(8)]
+        wait_queued(batcher, 8)  # all eight queued behind the running call
+        assert REGISTRY.get_sample_value("neardex_batch_queue_depth") == 8
         model.release.set()
-        batcher.close()
+        assert first.result(timeout=30).shape == (1, 384)
+        assert all(f.result(timeout=30).shape == (1, 384) for f in rest)
     assert model.calls == [["the first request"], [f"waiting request {i}" for i in range(8)]]
     assert REGISTRY.get_sample_value("neardex_batch_queue_depth") == 0
 
 
 def test_a_batch_never_exceeds_max_size_and_keeps_arrival_order(model: RecordingModel) -> None:
     batcher = QueryBatcher(model.encode, max_size=4)
-    model.release.clear()
-    try:
-        with ThreadPoolExecutor(11) as pool:
-            pool.submit(batcher.encode, ["blocker"])
-            assert model.started.wait(timeout=30)
-            futures = []
-            for i in range(10):
-                futures.append(pool.submit(batcher.encode, [f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"]))
-                while batcher._queued_texts < sum(2 if j % 2 else 1 for j in range(i + 1)):
-                    time.sleep(0.005)  # submit in a known order
-            model.release.set()
-            for f in futures:
-                f.result(timeout=30)
-    finally:
+    with model_busy(model, batcher, 11) as (pool, _):
+        futures = []
+        for i in range(10):
+            futures.append(pool.submit(batcher.encode, [f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"]))
+            wait_queued(batcher, sum(2 if j % 2 else 1 for j in range(i + 1)))  # a known order
         model.release.set()
-        batcher.close()
+        for f in futures:
+            f.result(timeout=30)
     flat = [t for call in model.calls[1:] for t in call]
     assert flat == [t for i in range(10) for t in ([f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"])]
     assert all(len(call) <= 4 for call in model.calls)
@@ -145,36 +152,26 @@ def test_a_full_batch_does_not_wait_for_the_time_budget(model: RecordingModel) -
 
 def test_a_failing_request_fails_alone(model: RecordingModel) -> None:
     batcher = QueryBatcher(model.encode, max_size=64)
-    model.release.clear()
-    try:
-        with ThreadPoolExecutor(6) as pool:
-            pool.submit(batcher.encode, ["blocker"])
-            assert model.started.wait(timeout=30)
-            good = [pool.submit(batcher.encode, [f"good {i}"]) for i in range(4)]
-            bad = pool.submit(batcher.encode, ["fine text", POISON])
-            while batcher._queued_texts < 6:
-                time.sleep(0.01)
-            model.release.set()
-            with pytest.raises(RuntimeError, match="model call failed"):
-                bad.result(timeout=30)
-            assert all(g.result(timeout=30).shape == (1, 384) for g in good)
-    finally:
+    with model_busy(model, batcher, 6) as (pool, _):
+        good = [pool.submit(batcher.encode, [f"good {i}"]) for i in range(4)]
+        bad = pool.submit(batcher.encode, ["fine text", POISON])
+        wait_queued(batcher, 6)
         model.release.set()
-        batcher.close()
+        with pytest.raises(RuntimeError, match="model call failed"):
+            bad.result(timeout=30)
+        assert all(g.result(timeout=30).shape == (1, 384) for g in good)
     # The shared call failed, then each request was retried on its own.
     assert any(POISON in c and len(c) == 6 for c in model.calls)
 
 
 def test_close_answers_what_is_queued_and_later_requests_run_directly(model: RecordingModel) -> None:
     batcher = QueryBatcher(model.encode, max_size=64)
-    model.release.clear()
-    with ThreadPoolExecutor(3) as pool:
-        pool.submit(batcher.encode, ["blocker"])
-        assert model.started.wait(timeout=30)
+    with model_busy(model, batcher, 3) as (pool, _):
         queued = pool.submit(batcher.encode, ["queued before close"])
-        while batcher._queued_texts < 1:
-            time.sleep(0.01)
+        wait_queued(batcher, 1)
         closing = pool.submit(batcher.close)
+        while not batcher._closed:  # closed while the request still waits
+            time.sleep(0.005)
         model.release.set()
         assert queued.result(timeout=30).shape == (1, 384)
         closing.result(timeout=30)

@@ -67,20 +67,20 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
-def _check_store_matches_index(data_dir: Path) -> int:
-    """Open the folder in this process (it takes the folder's lock, so no server may hold it) and
-    compare the chunk ids of the document store with the ids the FAISS index answers for."""
-    catalog = Catalog(data_dir)
-    try:
+def _stop_and_check_store(server: subprocess.Popen[bytes], data_dir: Path, chunks: int) -> None:
+    """Stop the restarted server cleanly, then open the folder in this process (it takes the
+    folder's lock, so no server may hold it) and compare the chunk ids of the document store with
+    the ids the FAISS index answers for."""
+    stop_process(server)
+    assert server.returncode == 0, f"restarted server exited {server.returncode} on SIGTERM"
+    with Catalog(data_dir) as catalog:
         collection = catalog.get(COLLECTION)
         chunk_ids = collection.chunk_ids()
         index_ids = collection.index_ids()
-        assert chunk_ids == index_ids, (
-            f"store-only chunks {sorted(chunk_ids - index_ids)[:20]},"
-            f" index-only ids {sorted(index_ids - chunk_ids)[:20]}")
-        return len(chunk_ids)
-    finally:
-        catalog.close()
+    assert chunk_ids == index_ids, (
+        f"store-only chunks {sorted(chunk_ids - index_ids)[:20]},"
+        f" index-only ids {sorted(index_ids - chunk_ids)[:20]}")
+    assert len(chunk_ids) == chunks
 
 
 def test_kill_9_during_upsert_stream_keeps_every_acknowledged_batch(tmp_path: Path) -> None:
@@ -124,11 +124,7 @@ def test_kill_9_during_upsert_stream_keeps_every_acknowledged_batch(tmp_path: Pa
             assert sorted(d.id for d in stored.documents) == [_doc_id(i) for i in range(info.documents)]
             assert info.vectors == info.chunks, info
             assert info.chunks >= info.documents, info
-        stop_process(server)
-        assert server.returncode == 0, f"restarted server exited {server.returncode} on SIGTERM"
-        server = None
-
-        assert _check_store_matches_index(data_dir) == info.chunks
+        server = _stop_and_check_store(server, data_dir, info.chunks)
     finally:
         if server is not None:
             _kill(server)
@@ -184,11 +180,7 @@ def test_kill_9_after_deletes_and_updates_keeps_them(tmp_path: Path) -> None:
             info = client.info(COLLECTION)
             assert info.documents == len(kept), info
             assert info.chunks == before.chunks and info.vectors == info.chunks, (before, info)
-        stop_process(server)
-        assert server.returncode == 0, f"restarted server exited {server.returncode} on SIGTERM"
-        server = None
-
-        assert _check_store_matches_index(data_dir) == info.chunks
+        server = _stop_and_check_store(server, data_dir, info.chunks)
     finally:
         if server is not None:
             _kill(server)

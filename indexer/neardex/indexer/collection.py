@@ -10,12 +10,13 @@ was acknowledged, and index and store always come back holding the same ids.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +217,9 @@ class Collection:
         rows = self._db.execute(
             "SELECT c.id, d.title, d.text, c.start, c.end FROM chunks c"
             " JOIN documents d ON d.id = c.doc_id")
-        self._db.execute("BEGIN IMMEDIATE")
-        lexical.add(self._db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
-                               for cid, title, text, start, end in rows.fetchall()))
-        self._db.execute("COMMIT")
+        with self._transaction() as db:
+            lexical.add(db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
+                             for cid, title, text, start, end in rows.fetchall()))
 
     # -- the FAISS cache ----------------------------------------------------------------------
 
@@ -344,9 +344,7 @@ class Collection:
             return
         now = time.time()
         with self._write_mutex:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 removed = self._delete_chunks_of(db, [d.id for d, _ in changed])
                 added_ids: list[int] = []
                 row = 0
@@ -371,14 +369,22 @@ class Collection:
                     lexical.add(db, zip(added_ids[len(added_ids) - len(chunks):], texts))
                 db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
                                [(i,) for i in added_ids])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             with self._lock.write():
                 self.index.remove(np.array(removed, dtype=np.int64))
                 self.index.add(np.array(added_ids, dtype=np.int64), vectors[:row])
                 self._after_write()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed whole or not at all; the caller holds the write mutex
+        (or, while the collection opens, owns it alone)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     @staticmethod
     def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
@@ -397,19 +403,13 @@ class Collection:
         if not ids:
             return 0
         with self._write_mutex:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 removed = self._delete_chunks_of(db, ids)
                 deleted = 0
                 for part in _batched(ids, 500):
                     cur = db.execute(
                         f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
                     deleted += cur.rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             with self._lock.write():
                 self.index.remove(np.array(removed, dtype=np.int64))
                 self._after_write()

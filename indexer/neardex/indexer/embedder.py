@@ -59,12 +59,40 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
 
 
-class TorchEmbedder:
+class SerialEncoder:
+    """What every encoder shares: one model call at a time, and observers told each call's size
+    and duration. One call at a time because the model runtimes already spread one batch over
+    every core: concurrent calls would only fight over the cores with smaller batches."""
+
+    dimension: int
+
+    def __init__(self) -> None:
+        self.observers: list[EmbedObserver] = []
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            started = time.perf_counter()
+            vectors = self._encode(list(texts), max(1, int(batch_size)))
+            elapsed = time.perf_counter() - started
+        for observe in self.observers:
+            observe(len(texts), elapsed)
+        return vectors
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in order."""
+        raise NotImplementedError
+
+
+class TorchEmbedder(SerialEncoder):
     """The fp32 PyTorch path through sentence-transformers itself."""
 
     encoder = "torch"
 
     def __init__(self, name: str, path: Path) -> None:
+        super().__init__()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
@@ -75,26 +103,10 @@ class TorchEmbedder:
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         self.dimension = int(self.model.get_embedding_dimension())
-        self.observers: list[EmbedObserver] = []
-        # torch releases the GIL while computing; one model call at a time keeps the two cores
-        # busy with one large batch instead of fighting over them with many small ones.
-        self._lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            started = time.perf_counter()
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            elapsed = time.perf_counter() - started
-        for observe in self.observers:
-            observe(len(texts), elapsed)
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

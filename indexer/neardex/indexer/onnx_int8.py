@@ -38,14 +38,14 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .embedder import SerialEncoder
 from .errors import InvalidArgument
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -460,7 +460,7 @@ def _complete(folder: Path) -> bool:
 # The encoder
 
 
-class OnnxInt8Embedder:
+class OnnxInt8Embedder(SerialEncoder):
     """Int8 ONNX Runtime encoding with the same vectors (cosine >= 0.99) as TorchEmbedder."""
 
     encoder = "onnx-int8"
@@ -468,6 +468,7 @@ class OnnxInt8Embedder:
     def __init__(self, name: str, path: Path, cache_dir: Path | None = None, *,
                  threads: int | None = None, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
                  spinning: bool = True) -> None:
+        super().__init__()
         self.name, self.path = name, Path(path)
         self.spec = ModelSpec(name, self.path)
         self.dimension = self.spec.dimension
@@ -492,20 +493,6 @@ class OnnxInt8Embedder:
         self._backend.no_padding()
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad) if pad is not None else 0
-        self.observers: list[Any] = []
-        # One model call at a time: ORT already spreads one batch over every core.
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            started = time.perf_counter()
-            vectors = self._encode(list(texts), max(1, int(batch_size)))
-            elapsed = time.perf_counter() - started
-        for observe in self.observers:
-            observe(len(texts), elapsed)
-        return vectors
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         encodings = self._backend.encode_batch(texts, add_special_tokens=True)
