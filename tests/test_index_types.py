@@ -3,6 +3,7 @@ rebuilds for HNSW, training for IVF-PQ, per-query effort)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ def test_search_upsert_delete_reopen(tmp_path: Path, kind: str, monkeypatch) -> 
     with Catalog(data) as cat:
         col = cat.create("docs", index=IndexSpec.parse(kind, params), default_mode="dense")
         col.upsert(_docs(700))
+        col.wait_for_rebuild()
         if kind == "ivfpq":
             assert col.index.trained_kind == "ivfpq"
         hit = col.search("bees and honey", k=1).hits[0]
@@ -54,6 +56,7 @@ def test_hnsw_tombstones_trigger_a_rebuild(tmp_path: Path) -> None:
         col.delete([f"d{i}" for i in range(10)])
         assert len(col.index.tombstones) == 10
         col.delete([f"d{i}" for i in range(10, 30)])  # past 20%: the graph is rebuilt clean
+        col.wait_for_rebuild()
         assert col.index.tombstones == set() and col.index.index.ntotal == 70
         assert col.chunk_ids() == col.index_ids()
 
@@ -137,3 +140,41 @@ def test_a_mapped_snapshot_searches_in_place_and_reads_itself_whole_to_change(
     mapped.save(tmp_path / "next.faiss")
     again = VectorIndex.load(tmp_path / "next.faiss", spec, 32, mmap=True)
     assert again.live == 2901 and 5000 in set(again.ids().tolist())
+
+
+def test_searches_and_writes_go_on_during_a_background_rebuild(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    release, building = threading.Event(), threading.Event()
+    real_build = VectorIndex.build
+
+    def held_build(*args: object) -> VectorIndex:
+        building.set()
+        assert release.wait(timeout=60)
+        return real_build(*args)  # type: ignore[arg-type]
+
+    data = tmp_path / "data"
+    with Catalog(data) as cat:
+        col = cat.create("docs", index=IndexSpec.parse("hnsw", {"m": 8}), default_mode="dense")
+        col.upsert(_docs(100))
+        monkeypatch.setattr(VectorIndex, "build", staticmethod(held_build))
+        col.delete([f"d{i}" for i in range(30)])  # past 20% tombstones: a rebuild starts
+        assert building.wait(timeout=30)
+        # The rebuild is under way and holds no lock: reads and writes carry on.
+        assert {h.id for h in col.search("bees make honey", k=20).hits}.isdisjoint(
+            {f"d{i}" for i in range(30)})
+        col.upsert([Document("glacier", "Glaciers carve deep valleys into mountains.")])
+        col.delete(["d50"])
+        assert col.search("glaciers carving valleys", k=1).hits[0].id == "glacier"
+        release.set()
+        col.wait_for_rebuild(timeout=60)
+        # The fresh index caught up with the writes made while it was built.
+        # The thirty tombstones are gone; the delete made meanwhile is the only one left.
+        assert col.index.live == 70 and len(col.index.tombstones) == 1
+        assert col.chunk_ids() == col.index_ids()
+        assert col.search("glaciers carving valleys", k=1).hits[0].id == "glacier"
+        assert "d50" not in {h.id for h in col.search("rivers flow to the sea", k=70).hits}
+    monkeypatch.undo()
+    with Catalog(data) as cat:
+        col = cat.get("docs")
+        assert len(col.index.tombstones) == 1  # the rebuilt index was snapshotted
+        assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 70

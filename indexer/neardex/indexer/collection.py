@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -40,6 +41,7 @@ MANIFEST = "manifest.json"
 DATABASE = "docs.sqlite"
 # Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
 CHECKPOINT_CHANGES = 20_000
+log = logging.getLogger("neardex.indexer")
 # Snapshots at least this large open memory-mapped: a server starts without reading them whole.
 MMAP_MIN_BYTES = 64 << 20
 
@@ -175,8 +177,10 @@ class Collection:
         self._db.executescript(_SCHEMA)
         if lexical.create_table(self._db):
             self._fill_lexical()
-        self.index = self._attach(self._load_index())
         self._closed = False
+        self._rebuilder: threading.Thread | None = None
+        self.index = self._attach(self._load_index())
+        self._maybe_rebuild()
 
     # -- creation and opening -----------------------------------------------------------------
 
@@ -241,8 +245,6 @@ class Collection:
         else:
             seq, index = 0, VectorIndex.empty(self.manifest.index, self.manifest.dimension)
         self._replay(index, seq)
-        if index.needs_rebuild():
-            index = self._rebuild()
         return index
 
     def _replay(self, index: VectorIndex, after_seq: int) -> None:
@@ -278,12 +280,52 @@ class Collection:
         index.fetch_vectors = self.vectors_of
         return index
 
-    def _rebuild(self) -> VectorIndex:
-        ids, vectors = self._all_vectors()
-        return VectorIndex.build(self.manifest.index, self.manifest.dimension, ids, vectors)
+    def _maybe_rebuild(self) -> None:
+        """Start rebuilding the index in the background when it asks for it (HNSW tombstones
+        piled up, IVF-PQ has enough vectors to train). Called with the write lock held, or
+        while the collection opens."""
+        if not self.index.needs_rebuild() or self._closed:
+            return
+        if self._rebuilder is not None and self._rebuilder.is_alive():
+            return
+        self._rebuilder = threading.Thread(target=self._rebuild, name=f"rebuild-{self.manifest.name}",
+                                           daemon=True)
+        self._rebuilder.start()
 
-    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+    def _rebuild(self) -> None:
+        """Build a fresh index from the stored vectors while searches and writes go on with the
+        old one, then catch it up with the changes made meanwhile and swap it in. Checkpoints wait
+        for the swap, so the change log still holds every change the catch-up needs."""
+        try:
+            db = sqlite3.connect(self.folder / DATABASE, timeout=30)
+            try:
+                db.execute("BEGIN")  # one snapshot for both reads
+                (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+                ids, vectors = self._all_vectors(db)
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            started = time.perf_counter()
+            fresh = VectorIndex.build(self.manifest.index, self.manifest.dimension, ids, vectors)
+            with self._write_mutex, self._lock.write():
+                if self._closed:
+                    return
+                self._replay(fresh, seq)
+                self.index = self._attach(fresh)
+            log.info("collection %s: index rebuilt (%d vectors, %.1f s)", self.manifest.name,
+                     len(ids), time.perf_counter() - started)
+            self.checkpoint(force=True)  # so the next open starts from the rebuilt index
+        except Exception:
+            # The old index still answers correctly; the next write tries again.
+            log.exception("collection %s: index rebuild failed", self.manifest.name)
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> None:
+        rebuilder = self._rebuilder
+        if rebuilder is not None:
+            rebuilder.join(timeout)
+
+    def _all_vectors(self, db: sqlite3.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
+        rows = (db or self._reader()).execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         vectors = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
                    .reshape(len(rows), self.manifest.dimension))
@@ -291,6 +333,11 @@ class Collection:
 
     def checkpoint(self, force: bool = False) -> None:
         """Snapshot the index and trim the change log it now contains."""
+        rebuilder = self._rebuilder
+        if rebuilder is not None and rebuilder.is_alive() and rebuilder is not threading.current_thread():
+            if not force:
+                return  # the rebuild's catch-up needs the log; the swap is followed by one
+            rebuilder.join()
         with self._write_mutex, self._lock.read():
             (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
             (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
@@ -372,7 +419,7 @@ class Collection:
             with self._lock.write():
                 self.index.remove(np.array(removed, dtype=np.int64))
                 self.index.add(np.array(added_ids, dtype=np.int64), vectors[:row])
-                self._after_write()
+                self._maybe_rebuild()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -412,14 +459,10 @@ class Collection:
                     deleted += cur.rowcount
             with self._lock.write():
                 self.index.remove(np.array(removed, dtype=np.int64))
-                self._after_write()
+                self._maybe_rebuild()
         self.checkpoint()
         return deleted
 
-    def _after_write(self) -> None:
-        # Called with the write lock held.
-        if self.index.needs_rebuild():
-            self.index = self._attach(self._rebuild())
 
     # -- reads --------------------------------------------------------------------------------
 
