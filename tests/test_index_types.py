@@ -178,3 +178,19 @@ def test_searches_and_writes_go_on_during_a_background_rebuild(tmp_path: Path,
         col = cat.get("docs")
         assert len(col.index.tombstones) == 1  # the rebuilt index was snapshotted
         assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 70
+
+
+def test_ivfpq_trains_once_big_enough_and_again_when_it_outgrows_its_lists() -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((6200, 16)).astype(np.float32)
+    spec = IndexSpec.parse("ivfpq", {"m": 4, "nbits": 4})
+    index = VectorIndex.build(spec, 16, np.arange(1000), vectors[:1000])
+    assert index.trained_kind == "flat" and not index.needs_rebuild()  # too few to train
+    index.add(np.arange(1000, 3000), vectors[1000:3000])
+    assert index.needs_rebuild()
+    index = VectorIndex.build(spec, 16, np.arange(3000), vectors[:3000])
+    assert index.trained_kind == "ivfpq" and not index.needs_rebuild()
+    lists = index.index.nlist
+    index.add(np.arange(3000, 6200), vectors[3000:])  # more than twice the size it trained at
+    assert index.needs_rebuild()
+    assert VectorIndex.build(spec, 16, np.arange(6200), vectors).index.nlist >= 2 * lists

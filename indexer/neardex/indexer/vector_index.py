@@ -4,7 +4,8 @@ All three answer the same calls (add, remove, search with an id filter, save, lo
 remove vectors from an HNSW graph, so there removed ids become tombstones that searches exclude,
 and the collection rebuilds the index from its stored vectors when tombstones pile up
 (needs_rebuild). IVF-PQ must be trained, so it stays exact until enough vectors exist to train it
-(needs_rebuild again); trained, it removes ids itself. IVF-PQ keeps its ids in its own inverted
+(needs_rebuild again), and is trained again when the collection outgrows its lists; trained, it
+removes ids itself. IVF-PQ keeps its ids in its own inverted
 lists, with no id map beside them, so a vector costs its code plus one id.
 
 A large snapshot is opened memory-mapped (load(mmap=True)): searches read it in place, and the
@@ -181,8 +182,13 @@ class VectorIndex:
     def needs_rebuild(self) -> bool:
         if len(self.tombstones) > TOMBSTONE_REBUILD_SHARE * max(self.index.ntotal, 1):
             return True
-        return (self.spec.kind == "ivfpq" and self.trained_kind == "flat"
-                and self.live >= self.ivfpq_min_train(self.spec))
+        if self.spec.kind != "ivfpq":
+            return False
+        if self.trained_kind == "flat":
+            return self.live >= self.ivfpq_min_train(self.spec)
+        # Lists sized for the collection when it was trained get long as it grows: retrain when
+        # its size now calls for twice as many.
+        return not self.spec.params.get("nlist") and _ivf_nlist(self.spec, self.live) >= 2 * self.index.nlist
 
     # -- search -------------------------------------------------------------------------------
 
