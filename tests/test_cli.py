@@ -86,3 +86,15 @@ def test_index_jsonl_and_beir(tmp_path: Path, fmt: str) -> None:
     out = run_cli("index", str(path), "--collection", "docs", "--data-dir", str(tmp_path / "data"), "--quiet",
                   "--format", fmt).stdout
     assert "indexed 5 documents" in out
+
+
+def test_index_kind_and_parameters_from_the_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli("index", str(SAMPLES), "--collection", "docs", "--data-dir", str(data), "--quiet",
+            "--index", "hnsw:m=8,ef_search=48")
+    manifest = json.loads((data / "docs" / "manifest.json").read_text())
+    assert manifest["index"] == {"kind": "hnsw", "params": {"m": 8, "ef_construction": 64, "ef_search": 48}}
+    bad = run_cli("index", str(SAMPLES), "--collection", "other", "--data-dir", str(data), "--quiet",
+                  "--index", "hnsw:size=8", check=False)
+    assert bad.returncode == 2 and "unknown parameter(s) ['size'] for hnsw" in bad.stderr
+    assert not (data / "other").exists()

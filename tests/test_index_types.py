@@ -87,11 +87,10 @@ def test_per_query_effort_and_exact_ids(tmp_path: Path) -> None:
         ivf.exact_search(queries, 10)
 
 
-def test_auto_picks_by_size_and_memory() -> None:
-    auto = IndexSpec.parse("auto")
-    assert auto.resolve(1_000, 384, 10**9).kind == "flat"
-    assert auto.resolve(1_000_000, 384, 8 * 10**9).kind == "hnsw"
-    assert auto.resolve(1_000_000, 384, 10**9).kind == "ivfpq"
+def test_auto_resolves_by_size_and_memory() -> None:
+    assert IndexSpec.parse("auto").resolve(1_000, 384).kind == "flat"
+    assert IndexSpec.parse("auto", {"memory_mb": 8192}).resolve(1_000_000, 384).kind == "hnsw"
+    assert IndexSpec.parse("auto", {"memory_mb": 1024}).resolve(1_000_000, 384).kind == "ivfpq"
 
 
 def test_bad_index_specs() -> None:
@@ -194,3 +193,41 @@ def test_ivfpq_trains_once_big_enough_and_again_when_it_outgrows_its_lists() -> 
     index.add(np.arange(3000, 6200), vectors[3000:])  # more than twice the size it trained at
     assert index.needs_rebuild()
     assert VectorIndex.build(spec, 16, np.arange(6200), vectors).index.nlist >= 2 * lists
+
+
+def test_auto_picks_by_size_and_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vector_index, "AUTO_FLAT_LIMIT", 500)
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((600, 16)).astype(np.float32)
+    auto = IndexSpec.parse("auto")
+    small = VectorIndex.build(auto, 16, np.arange(400), vectors[:400])
+    assert small.trained_kind == "flat" and not small.needs_rebuild()
+    small.add(np.arange(400, 600), vectors[400:600])
+    assert small.needs_rebuild()  # grown past exact search
+    grown = VectorIndex.build(auto, 16, np.arange(600), vectors[:600])
+    assert grown.trained_kind == "hnsw" and grown.spec == auto and not grown.needs_rebuild()
+    grown.save(tmp_path / "auto.faiss")
+    assert VectorIndex.load(tmp_path / "auto.faiss", auto, 16).trained_kind == "hnsw"
+    # Past the memory budget HNSW no longer fits: compressed IVF-PQ (its 256-centroid codebooks
+    # train on 10,000 vectors).
+    tight = IndexSpec.parse("auto", {"memory_mb": 0})
+    many = rng.standard_normal((10_000, 48)).astype(np.float32)
+    assert VectorIndex.build(tight, 48, np.arange(10_000), many).trained_kind == "ivfpq"
+    with pytest.raises(InvalidArgument, match="memory_mb"):
+        IndexSpec.parse("auto", {"memory": 1})
+
+
+def test_an_auto_collection_moves_to_hnsw_as_it_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vector_index, "AUTO_FLAT_LIMIT", 200)
+    with Catalog(tmp_path / "data") as cat:
+        col = cat.create("docs", index=IndexSpec.parse("auto"), default_mode="dense")
+        col.upsert(_docs(150))
+        col.wait_for_rebuild()
+        assert col.index.trained_kind == "flat"
+        col.upsert(_docs(150, offset=150))
+        col.wait_for_rebuild()
+        assert col.index.trained_kind == "hnsw"
+        assert col.chunk_ids() == col.index_ids()
+        assert "bees make honey" in col.search("bees and honey", k=1).hits[0].text
+    with Catalog(tmp_path / "data") as cat:
+        assert cat.get("docs").index.trained_kind == "hnsw"

@@ -34,6 +34,8 @@ DEFAULT_PARAMS: dict[str, dict[str, int]] = {
     # 48 sub-quantizers x 8 bits = 48 bytes of code per vector (plus 8 for its id); the
     # candidates (refine x k) are re-ranked exactly with the stored vectors.
     "ivfpq": {"nlist": 0, "m": 48, "nbits": 8, "nprobe": 32, "refine": 4},
+    # auto: flat while small, then HNSW while its graph and vectors fit this many MiB, else IVF-PQ.
+    "auto": {"memory_mb": 4096},
 }
 
 # Below this many vectors exact search is fast enough that approximation only loses recall.
@@ -53,26 +55,25 @@ class IndexSpec:
         if kind not in KINDS:
             raise InvalidArgument(f"index.kind: unknown index kind {kind!r}; expected one of {KINDS}")
         given = dict(params or {})
-        if kind != "auto":
-            unknown = set(given) - set(DEFAULT_PARAMS[kind])
-            if unknown:
-                raise InvalidArgument(
-                    f"index.params: unknown parameter(s) {sorted(unknown)} for {kind};"
-                    f" expected {sorted(DEFAULT_PARAMS[kind])}"
-                )
-            if any(v < 0 for v in given.values()):
-                raise InvalidArgument("index.params: parameters must not be negative")
-            given = {**DEFAULT_PARAMS[kind], **given}
-        return IndexSpec(kind, given)
+        unknown = set(given) - set(DEFAULT_PARAMS[kind])
+        if unknown:
+            raise InvalidArgument(
+                f"index.params: unknown parameter(s) {sorted(unknown)} for {kind};"
+                f" expected {sorted(DEFAULT_PARAMS[kind])}"
+            )
+        if any(v < 0 for v in given.values()):
+            raise InvalidArgument("index.params: parameters must not be negative")
+        return IndexSpec(kind, {**DEFAULT_PARAMS[kind], **given})
 
-    def resolve(self, vectors: int, dimension: int, memory_budget_bytes: int) -> IndexSpec:
-        """The concrete kind 'auto' stands for at this size and memory budget."""
+    def resolve(self, vectors: int, dimension: int) -> IndexSpec:
+        """The concrete kind 'auto' stands for at this size: exact search while it is fast, HNSW
+        while it fits the memory budget, IVF-PQ (about 62 bytes a vector) beyond."""
         if self.kind != "auto":
             return self
         if vectors < AUTO_FLAT_LIMIT:
             return IndexSpec.parse("flat")
         hnsw_bytes = vectors * (dimension * 4 + DEFAULT_PARAMS["hnsw"]["m"] * 2 * 4 + 16)
-        return IndexSpec.parse("hnsw" if hnsw_bytes <= memory_budget_bytes else "ivfpq")
+        return IndexSpec.parse("hnsw" if hnsw_bytes <= self.params["memory_mb"] << 20 else "ivfpq")
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "params": dict(self.params)}
@@ -89,7 +90,9 @@ class VectorIndex:
         # Full vectors by id for IVF-PQ's exact re-ranking; the collection reads them from its store.
         self.fetch_vectors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
         self.index = index
-        self.spec = spec
+        self.spec = spec  # as the collection asked for it, possibly auto
+        # The kind and parameters in force: for auto, what the FAISS structure is.
+        self.concrete = spec if spec.kind != "auto" else IndexSpec.parse(_structure_kind(index))
         self.dimension = dimension
         self.tombstones: set[int] = tombstones or set()
         # The snapshot file a memory-mapped index reads from; None once the index is in memory.
@@ -108,7 +111,8 @@ class VectorIndex:
         return VectorIndex(faiss.IndexIDMap2(faiss.IndexFlatIP(dimension)), spec, dimension)
 
     @staticmethod
-    def build(spec: IndexSpec, dimension: int, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+    def build(requested: IndexSpec, dimension: int, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
+        spec = requested.resolve(len(ids), dimension)
         if spec.kind == "ivfpq" and len(ids) >= VectorIndex.ivfpq_min_train(spec):
             nlist = _ivf_nlist(spec, len(ids))
             quantizer = faiss.IndexFlatIP(dimension)
@@ -124,9 +128,10 @@ class VectorIndex:
             ivf.train(sample)
             # Only the PQ codes live in memory; the exact re-ranking reads the candidates' full
             # vectors from the store (fetch_vectors), so a vector costs its code plus its id.
-            index = VectorIndex(ivf, spec, dimension)
+            index = VectorIndex(ivf, requested, dimension)
         else:
             index = VectorIndex.empty(spec, dimension)
+            index.spec = requested
         if len(ids):
             index.add(ids, vectors)
         return index
@@ -138,9 +143,9 @@ class VectorIndex:
     @property
     def trained_kind(self) -> str:
         """What the FAISS structure really is now (ivfpq stays exact until trained)."""
-        if self.spec.kind == "ivfpq" and not isinstance(self.index, faiss.IndexIVF):
+        if self.concrete.kind == "ivfpq" and not isinstance(self.index, faiss.IndexIVF):
             return "flat"
-        return self.spec.kind
+        return self.concrete.kind
 
     def ids(self) -> np.ndarray:
         """Every id the FAISS structure holds, tombstones included."""
@@ -182,13 +187,15 @@ class VectorIndex:
     def needs_rebuild(self) -> bool:
         if len(self.tombstones) > TOMBSTONE_REBUILD_SHARE * max(self.index.ntotal, 1):
             return True
-        if self.spec.kind != "ivfpq":
+        if self.spec.kind == "auto" and self.spec.resolve(self.live, self.dimension).kind != self.concrete.kind:
+            return True  # grown past what its kind suits
+        if self.concrete.kind != "ivfpq":
             return False
         if self.trained_kind == "flat":
-            return self.live >= self.ivfpq_min_train(self.spec)
+            return self.live >= self.ivfpq_min_train(self.concrete)
         # Lists sized for the collection when it was trained get long as it grows: retrain when
         # its size now calls for twice as many.
-        return not self.spec.params.get("nlist") and _ivf_nlist(self.spec, self.live) >= 2 * self.index.nlist
+        return not self.concrete.params["nlist"] and _ivf_nlist(self.concrete, self.live) >= 2 * self.index.nlist
 
     # -- search -------------------------------------------------------------------------------
 
@@ -201,10 +208,10 @@ class VectorIndex:
         kind = self.trained_kind
         if kind == "hnsw":
             params = faiss.SearchParametersHNSW(sel=selector) if selector else faiss.SearchParametersHNSW()
-            params.efSearch = max(ef_search or self.spec.params["ef_search"], k)
+            params.efSearch = max(ef_search or self.concrete.params["ef_search"], k)
         elif kind == "ivfpq":
             params = faiss.SearchParametersIVF(sel=selector) if selector else faiss.SearchParametersIVF()
-            params.nprobe = nprobe or self.spec.params["nprobe"]
+            params.nprobe = nprobe or self.concrete.params["nprobe"]
             if self.fetch_vectors is not None:
                 return self._refined(queries, k, params)
         else:
@@ -216,7 +223,7 @@ class VectorIndex:
     def _refined(self, queries: np.ndarray, k: int, params: faiss.SearchParameters) -> tuple[np.ndarray, np.ndarray]:
         """IVF-PQ candidates (refine x k of them) re-ranked by exact inner product."""
         assert self.fetch_vectors is not None
-        wide = max(k, int(k * self.spec.params["refine"]))
+        wide = max(k, int(k * self.concrete.params["refine"]))
         _, candidates = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), wide, params=params)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
@@ -295,6 +302,14 @@ class VectorIndex:
         if index.d != dimension:
             raise InvalidArgument(f"index: stored index has dimension {index.d}, expected {dimension}")
         return VectorIndex(index, spec, dimension, tombstones, mapped)
+
+
+def _structure_kind(index: faiss.Index) -> str:
+    if isinstance(index, faiss.IndexIVF):
+        return "ivfpq"
+    if isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
+        return "hnsw"
+    return "flat"
 
 
 def _read(path: Path) -> faiss.Index:

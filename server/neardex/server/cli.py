@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-tokens", type=int, default=0, help="chunk size in model tokens (default: the model's window)")
     p.add_argument("--overlap-tokens", type=int, default=-1)
     p.add_argument("--model", default=None, help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--index", default="flat", help="flat, hnsw, ivfpq or auto")
+    p.add_argument("--index", default="flat", type=index_spec,
+                   help="flat, hnsw, ivfpq or auto, with parameters: hnsw:m=32,ef_search=256")
     p.add_argument("--encoder", default="", help="torch or onnx-int8 (new collections)")
     p.add_argument("--mode", default="", help="default search mode of a new collection")
     p.add_argument("--delete-missing", action="store_true", help="remove documents absent from PATH")
@@ -92,13 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", default=None, help="reuse this collection of --data-dir")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--encoder", default="")
-    p.add_argument("--index", default="flat")
+    p.add_argument("--index", default="flat", type=index_spec)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)
     return parser
 
 
 # -- index ------------------------------------------------------------------------------------
+
+
+def index_spec(text: str) -> Any:
+    """KIND or KIND:NAME=N,NAME=N (e.g. hnsw:m=16,ef_search=256) as an IndexSpec."""
+    from neardex.indexer.vector_index import IndexSpec
+
+    kind, _, rest = text.partition(":")
+    params: dict[str, int] = {}
+    for item in filter(None, rest.split(",")):
+        name, eq, value = item.partition("=")
+        if not eq or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=N (a whole number)")
+        params[name.strip()] = int(value)
+    try:
+        return IndexSpec.parse(kind, params)
+    except NeardexError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _documents(args: argparse.Namespace, skipped: list[ReadError]) -> Iterator[Any]:
@@ -154,9 +172,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
-    from neardex.indexer.vector_index import IndexSpec
 
-    return dict(model=args.model, index=IndexSpec.parse(args.index), chunk_tokens=args.chunk_tokens,
+    return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
                 overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder)
 
 
@@ -185,7 +202,7 @@ def _index_remote(args: argparse.Namespace, documents: Iterator[Any], progress: 
     with Client(args.server, timeout=600) as client:
         spec = _collection_options(args)
         client.create_collection(
-            args.collection, model=args.model, index={"kind": spec["index"].kind},
+            args.collection, model=args.model, index={"kind": spec["index"].kind, **spec["index"].params},
             chunk_tokens=args.chunk_tokens or None,
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
             default_mode=args.mode or None, encoder=args.encoder or None, exist_ok=True)
@@ -302,7 +319,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from neardex.indexer.errors import InvalidArgument
     from neardex.indexer.pipeline import index_documents
     from neardex.indexer.readers import read_beir
-    from neardex.indexer.vector_index import IndexSpec
 
     from .evaluation import evaluate, load_judged
 
@@ -318,7 +334,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 collection = catalog.get(args.collection)
             else:
                 collection = catalog.create(args.collection or "eval", encoder=args.encoder,
-                                            index=IndexSpec.parse(args.index))
+                                            index=args.index)
                 progress = _Progress(args.json)
                 index_documents(collection, read_beir(args.beir_dir), progress=progress)
                 progress.close()
