@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = 64 * 1024 * 1024
     # Encoder for collections created without naming one.
     default_encoder: str = "torch"
-    # Micro-batching of concurrent query embeddings; 0 turns it off.
+    # Micro-batching of concurrent query embeddings; 0 or 1 turns it off.
     batch_max_size: int = 64
     batch_wait_ms: float = 0.0
     # Share of searches on approximate indexes whose results are checked against exact search.
