@@ -38,6 +38,9 @@ DEFAULT_PARAMS: dict[str, dict[str, int]] = {
     "auto": {"memory_mb": 4096},
 }
 
+MMAP_FLAT = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+MMAP_IVF = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+
 # Below this many vectors exact search is fast enough that approximation only loses recall.
 AUTO_FLAT_LIMIT = 50_000
 # Rebuild HNSW when this share of its vectors are tombstones.
@@ -290,11 +293,15 @@ class VectorIndex:
     @staticmethod
     def load(path: Path, spec: IndexSpec, dimension: int, mmap: bool = False) -> VectorIndex:
         index, mapped = None, None
-        if mmap:
+        # Flat vectors (flat, HNSW's storage) map with IO_FLAG_MMAP_IFC, IVF lists with
+        # IO_FLAG_MMAP alone (it refuses the other); whatever maps neither is read whole.
+        mappings = (MMAP_FLAT, MMAP_IVF) if mmap else ()
+        for flags in mappings:
             try:
-                index, mapped = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY), path
+                index, mapped = faiss.read_index(str(path), flags), path
+                break
             except RuntimeError:
-                pass  # not every index type can be mapped: read it whole
+                continue
         if index is None:
             index = _read(path)
         tomb = _tomb_path(path)
