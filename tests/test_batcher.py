@@ -179,8 +179,11 @@ def test_close_answers_what_is_queued_and_later_requests_run_directly(model: Rec
     assert model.calls[-1] == ["after close"]
 
 
-def test_batching_off_calls_the_model_directly(model: RecordingModel) -> None:
+def test_batching_off_still_runs_one_request_per_call_on_the_worker(model: RecordingModel) -> None:
     batcher = QueryBatcher(model.encode, max_size=1)
-    assert batcher.encode(["alone"]).shape == (1, 384)
-    assert model.calls == [["alone"]]
-    batcher.close()
+    with model_busy(model, batcher, 4) as (pool, _):
+        waiting = [pool.submit(batcher.encode, [f"request {i}", "its second text"]) for i in range(3)]
+        wait_queued(batcher, 6)
+        model.release.set()
+        assert all(w.result(timeout=30).shape == (2, 384) for w in waiting)
+    assert model.calls == [["blocker"], *([f"request {i}", "its second text"] for i in range(3))]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 from prometheus_client import REGISTRY
 
 from neardex.client import Client
@@ -41,3 +44,40 @@ def test_quality_metrics(tmp_path: Path) -> None:
             assert 0.8 <= mean <= 1.0
     finally:
         server.stop(grace=1)
+
+
+def test_recall_checks_never_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neardex.indexer.catalog import Catalog
+    from neardex.indexer.documents import Document
+    from neardex.indexer.vector_index import IndexSpec
+    from neardex.server.quality import RecallSampler
+
+    release = threading.Event()
+    with Catalog(tmp_path / "data") as catalog:
+        collection = catalog.create("ann", index=IndexSpec.parse("hnsw", {"m": 8}))
+        collection.upsert([Document(f"d{i}", f"note {i} on subject {i % 5}") for i in range(50)])
+        exact_ids = collection.exact_ids
+
+        def slow_exact_ids(vectors: np.ndarray, k: int) -> np.ndarray:
+            assert release.wait(timeout=60)  # an exact search slower than the searches arrive
+            return exact_ids(vectors, k)
+
+        monkeypatch.setattr(collection, "exact_ids", slow_exact_ids)
+        sampler = RecallSampler(rate=1.0)
+        dropped = _value("neardex_ann_recall_checks_dropped_total")
+        checked = _value("neardex_ann_recall_at_10_count", collection="ann")
+        for i in range(6):
+            sampler.maybe_check(collection, f"subject {i % 5}", None, 10)
+        assert _value("neardex_ann_recall_checks_dropped_total") == dropped + 4
+        release.set()
+        _wait_for_checks(checked + 2)  # the admitted two
+        sampler.maybe_check(collection, "subject 1", None, 10)  # room again once they are done
+        assert _value("neardex_ann_recall_checks_dropped_total") == dropped + 4
+        _wait_for_checks(checked + 3)
+
+
+def _wait_for_checks(count: float) -> None:
+    deadline = time.monotonic() + 60
+    while _value("neardex_ann_recall_at_10_count", collection="ann") < count:
+        assert time.monotonic() < deadline, "an admitted recall check never finished"
+        time.sleep(0.05)

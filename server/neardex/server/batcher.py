@@ -4,6 +4,10 @@ Requests join a queue; one worker thread hands everything queued (up to max_size
 model in one call. The model runs one call at a time, so requests that arrive while it is busy
 gather into the next call by themselves: batching costs a lone request nothing. max_wait adds an
 optional pause to gather more before a call, for loads where that pays; a full batch never waits.
+
+Every model call runs on the worker, even with batching off (max_size 1: one request per call).
+PyTorch's OpenMP runtime keeps a thread team per calling thread, so model calls made from
+whichever gRPC thread took the request leave idle teams spinning on the two cores.
 """
 
 from __future__ import annotations
@@ -31,22 +35,20 @@ class QueryBatcher:
         self._queued_texts = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._worker: threading.Thread | None = None
-        if max_size > 1:
-            self._worker = threading.Thread(target=self._run, name="query-batcher", daemon=True)
-            self._worker.start()
+        self._worker = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+        self._worker.start()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts, in order; raises what the model raised for this request."""
         future: Future[np.ndarray] = Future()
         with self._cond:
-            queued = not self._closed and self._worker is not None and len(texts) < self.max_size
+            queued = not self._closed
             if queued:
                 self._queue.append((list(texts), future))
                 self._queued_texts += len(texts)
                 metrics.BATCH_QUEUE_DEPTH.set(self._queued_texts)
                 self._cond.notify()
-        if not queued:  # already a full batch, batching off, or closing: no reason to queue
+        if not queued:  # closing: the worker takes no more
             return self._encode(texts)
         return future.result()
 
@@ -99,5 +101,4 @@ class QueryBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._worker is not None:
-            self._worker.join()
+        self._worker.join()

@@ -30,6 +30,8 @@ SEARCH_EMPTY = Counter("neardex_search_empty", "Searches that returned no hit", 
 ANN_RECALL = Histogram("neardex_ann_recall_at_10",
                        "Sampled recall@10 of the approximate index against exact search",
                        ["collection"], buckets=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+RECALL_CHECKS_DROPPED = Counter("neardex_ann_recall_checks_dropped_total",
+                                "Sampled recall checks skipped because earlier ones were still running")
 
 
 def observe_embed(batch: int, seconds: float) -> None:

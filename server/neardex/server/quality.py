@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,14 +26,26 @@ class RecallSampler:
         self.rate = rate
         self._random = random.Random(seed)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recall-sampler")
+        # One check running and one waiting at most: an exact search over a large collection can
+        # be slower than the sampled searches arrive, and a backlog would only grow.
+        self._slots = threading.BoundedSemaphore(2)
 
     def maybe_check(self, collection: Collection, text: str | None, vector: np.ndarray | None,
                     k: int) -> None:
         if collection.index.trained_kind == "flat" or self._random.random() >= self.rate:
             return
+        if not self._slots.acquire(blocking=False):
+            metrics.RECALL_CHECKS_DROPPED.inc()
+            return
         self._pool.submit(self._check, collection, text, vector)
 
     def _check(self, collection: Collection, text: str | None, vector: np.ndarray | None) -> float | None:
+        try:
+            return self._recall(collection, text, vector)
+        finally:
+            self._slots.release()
+
+    def _recall(self, collection: Collection, text: str | None, vector: np.ndarray | None) -> float | None:
         try:
             if vector is None:
                 vector = collection.encode_queries([text or ""])[0]
