@@ -500,16 +500,23 @@ class Collection:
         with self._lock.read():
             return {int(i) for i in self.index.ids()} - self.index.tombstones
 
-    def allowed_chunks(self, flt: Filter) -> np.ndarray:
+    @staticmethod
+    def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
+        """A query for the ids of the chunks whose document matches flt, and its parameters."""
         where, params = to_sql(flt, "d.metadata")
-        rows = self._reader().execute(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
+        return f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params
+
+    def allowed_chunks(self, flt: Filter | None) -> np.ndarray | None:
+        """Ids of the chunks flt allows; None when there is no filter."""
+        if not flt:
+            return None
+        rows = self._reader().execute(*self._filter_sql(flt))
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def dense_search(self, vectors: np.ndarray, k: int, flt: Filter | None = None,
+    def dense_search(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None,
                      ef_search: int = 0, nprobe: int = 0) -> list[list[tuple[int, float]]]:
-        """Per query, (chunk id, score) best first, at most k chunks."""
-        allowed = self.allowed_chunks(flt) if flt else None
+        """Per query, (chunk id, score) best first, at most k chunks, among allowed (every chunk
+        when None)."""
         if allowed is not None and not len(allowed):
             return [[] for _ in range(len(vectors))]
         with self._lock.read():
@@ -585,14 +592,13 @@ class Collection:
                 return out[:k]
             want *= 4
 
-    def dense_candidates(self, vector: np.ndarray, k: int, flt: Filter | None = None,
+    def dense_candidates(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None,
                          ef_search: int = 0, nprobe: int = 0) -> list[Candidate]:
         return self._grouped(
-            lambda n: self.dense_search(vector[None, :], n, flt, ef_search, nprobe)[0], k)
+            lambda n: self.dense_search(vector[None, :], n, allowed, ef_search, nprobe)[0], k)
 
     def lexical_candidates(self, text: str, k: int, flt: Filter | None = None) -> list[Candidate]:
-        allowed = (("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE "
-                    + to_sql(flt, "d.metadata")[0], to_sql(flt, "d.metadata")[1]) if flt else None)
+        allowed = self._filter_sql(flt) if flt else None
         return self._grouped(lambda n: lexical.search(self._reader(), text, n, allowed), k)
 
     def complete(self, text: str, vector: np.ndarray, dense: list[Candidate],
@@ -661,10 +667,14 @@ class Collection:
         lists: dict[str, list[Candidate]] = {}
         # Fusion needs both rankings deeper than k, or a document second in both is lost.
         depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+        allowed = None
         if mode != "lexical":
             vector = self.check_vector(vector)
             t = time.perf_counter()
-            lists["dense"] = self.dense_candidates(vector, depth, flt, ef_search, nprobe)
+            # Dense retrieval runs twice in hybrid search and widens as it goes: the filter is
+            # resolved to chunk ids once.
+            allowed = self.allowed_chunks(flt)
+            lists["dense"] = self.dense_candidates(vector, depth, allowed, ef_search, nprobe)
             timings["dense"] = _ms(t)
         if mode != "dense":
             t = time.perf_counter()
@@ -681,7 +691,7 @@ class Collection:
                 t = time.perf_counter()
                 _, top = self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]])
                 feedback = fusion.rocchio(vector, top)
-                lists["dense"] = self.dense_candidates(feedback, depth, flt, ef_search, nprobe)
+                lists["dense"] = self.dense_candidates(feedback, depth, allowed, ef_search, nprobe)
                 ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
                 timings["feedback"] = _ms(t)
         else:
