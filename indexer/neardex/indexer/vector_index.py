@@ -99,6 +99,9 @@ class VectorIndex:
         self.concrete = spec if spec.kind != "auto" else IndexSpec.parse(_structure_kind(index))
         self.dimension = dimension
         self.tombstones: set[int] = tombstones or set()
+        # The selector excluding the tombstones, built by the first search after they change:
+        # a selector over 200,000 ids costs milliseconds to build, too much for every query.
+        self._excluded: faiss.IDSelector | None = None
         # The snapshot file a memory-mapped index reads from; None once the index is in memory.
         self.mapped_from = mapped_from
 
@@ -172,6 +175,7 @@ class VectorIndex:
         if len(ids):
             self._in_memory()
             self.tombstones.difference_update(int(i) for i in ids)
+            self._excluded = None
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                     np.ascontiguousarray(ids, dtype=np.int64))
 
@@ -183,6 +187,7 @@ class VectorIndex:
             self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         else:
             self.tombstones.update(int(i) for i in ids)
+            self._excluded = None
 
     @property
     def live(self) -> int:
@@ -264,8 +269,7 @@ class VectorIndex:
         if allowed is not None:
             selectors.append(faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)))
         if self.tombstones:
-            dead = np.fromiter(self.tombstones, dtype=np.int64, count=len(self.tombstones))
-            selectors.append(faiss.IDSelectorNot(faiss.IDSelectorBatch(dead)))
+            selectors.append(self._live_selector())
         if not selectors:
             return None
         selector = selectors[0]
@@ -274,6 +278,17 @@ class VectorIndex:
         # FAISS keeps raw pointers: hold the parts alive as long as the combined selector.
         selector.parts = selectors  # type: ignore[attr-defined]
         return selector
+
+    def _live_selector(self) -> faiss.IDSelector:
+        """Every id but the tombstones; callers hold the collection's read lock, writers (which
+        change the tombstones) its write lock."""
+        if self._excluded is None:
+            dead = faiss.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64,
+                                                     count=len(self.tombstones)))
+            excluded = faiss.IDSelectorNot(dead)
+            excluded.parts = [dead]  # type: ignore[attr-defined]  # FAISS keeps a raw pointer
+            self._excluded = excluded
+        return self._excluded
 
     # -- persistence --------------------------------------------------------------------------
 
