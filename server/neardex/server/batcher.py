@@ -84,7 +84,10 @@ class QueryBatcher:
         texts = [t for item, _ in batch for t in item]
         try:
             vectors = self._encode(texts)
-        except Exception:  # noqa: BLE001 - retry one by one so a bad request fails alone
+        except Exception as exc:  # noqa: BLE001 - retry one by one so a bad request fails alone
+            if len(batch) == 1:  # it already was alone: its failure is its own
+                batch[0][1].set_exception(exc)
+                return
             for item, future in batch:
                 try:
                     future.set_result(self._encode(item))

@@ -172,7 +172,6 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
-
     return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
                 overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder)
 
@@ -200,9 +199,8 @@ def _index_remote(args: argparse.Namespace, documents: Iterator[Any], progress: 
     summary = IndexSummary()
     started = time.perf_counter()
     with Client(args.server, timeout=600) as client:
-        spec = _collection_options(args)
         client.create_collection(
-            args.collection, model=args.model, index={"kind": spec["index"].kind, **spec["index"].params},
+            args.collection, model=args.model, index={"kind": args.index.kind, **args.index.params},
             chunk_tokens=args.chunk_tokens or None,
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
             default_mode=args.mode or None, encoder=args.encoder or None, exist_ok=True)
