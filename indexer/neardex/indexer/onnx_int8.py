@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import SerialEncoder
+from .embedder import SerialEncoder, plain_tokenizer
 from .errors import InvalidArgument
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -483,14 +483,9 @@ class OnnxInt8Embedder(SerialEncoder):
         self.max_batch_tokens = max_batch_tokens
         self.session = _session(self.model_dir / "model.onnx", self.threads, spinning=spinning)
         self._inputs = [i.name for i in self.session.get_inputs()]
-        # A private copy of the Rust tokenizer: no truncation or padding state shared with callers
-        # of self.tokenizer (the chunker, check_fits), which may run on other threads.
-        backend = self.tokenizer.backend_tokenizer
-        from tokenizers import Tokenizer
-
-        self._backend = Tokenizer.from_str(backend.to_str())
-        self._backend.no_truncation()
-        self._backend.no_padding()
+        # The raw tokenizer without truncation or padding that counting uses too: nothing
+        # changes its settings, so encodes and counts can share it across threads.
+        self._backend = plain_tokenizer(self)
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad) if pad is not None else 0
 
