@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from neardex.indexer.documents import Document
 from neardex.indexer.embedder import TorchEmbedder, resolve_model
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.onnx_int8 import ModelSpec, OnnxInt8Embedder, TextTooLong, UnsupportedModel, _pool
+
+T = TypeVar("T")
 
 TEXTS = [
     "hello",
@@ -156,15 +160,20 @@ def test_observers_called(int8: OnnxInt8Embedder) -> None:
     assert len(calls) == 1 and calls[0][0] == 3 and calls[0][1] > 0
 
 
+def _concurrently(call: Callable[[], T], threads: int) -> list[T]:
+    """The results of `threads` calls started together (a failed call leaves no result)."""
+    results: list[T] = []
+    running = [threading.Thread(target=lambda: results.append(call())) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return results
+
+
 def test_thread_safe(int8: OnnxInt8Embedder) -> None:
     want = int8.encode(TEXTS[:8])
-    results: list[np.ndarray] = []
-    threads = [threading.Thread(target=lambda: results.append(int8.encode(TEXTS[:8])))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _concurrently(lambda: int8.encode(TEXTS[:8]), 4)
     assert len(results) == 4
     for got in results:
         np.testing.assert_allclose(got, want, atol=1e-6)
@@ -199,14 +208,7 @@ def test_rebuilt_when_model_changes(model: tuple[str, Path], cache_dir: Path,
     save_file(weights, str(copy / "model.safetensors"), metadata={"format": "pt"})
 
     # Two builders at once: one builds, the other waits for it and loads the result.
-    built: list[OnnxInt8Embedder] = []
-    threads = [threading.Thread(
-        target=lambda: built.append(OnnxInt8Embedder("model-copy", copy, cache_dir=cache_dir)))
-        for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    built = _concurrently(lambda: OnnxInt8Embedder("model-copy", copy, cache_dir=cache_dir), 2)
     assert len(built) == 2
     assert sorted(e.built for e in built) == [False, True]
     changed = built[0]
