@@ -19,7 +19,7 @@ from pathlib import Path
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve  # noqa: E402
+from conftest import free_port, start_serve, stop_process  # noqa: E402
 
 
 def sweep(port: int, queries: list[str], levels: list[int], seconds: float, mode: str) -> list[dict[str, float]]:
@@ -85,8 +85,7 @@ def main() -> None:
                 try:
                     results[label].append(sweep(port, queries, args.concurrency, args.seconds, args.mode))
                 finally:
-                    proc.terminate()
-                    proc.wait(timeout=60)
+                    stop_process(proc)
     table = []
     for i, clients in enumerate(args.concurrency):
         on = [r[i] for r in results["batching on"]]

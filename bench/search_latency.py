@@ -20,7 +20,7 @@ from pathlib import Path
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve  # noqa: E402
+from conftest import free_port, start_serve, stop_process  # noqa: E402
 
 
 def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> list[float]:
@@ -72,8 +72,7 @@ def main() -> None:
                     results[f"gRPC Search {mode}"] = timed(
                         queries, args.repeat, lambda q, mode=mode: client.search(args.collection, q, k=args.k, mode=mode))
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_process(proc)
     floor = median(results["in-process embed + FAISS"])
     dense = median(results["in-process search dense"])
     rows = [[name, median(v), percentile(v, 99), median(v) / floor, median(v) / dense] for name, v in results.items()]
