@@ -85,7 +85,9 @@ class Answerer:
         # A sentence alone often lacks its subject ("It is 6,650 km long."); the document title,
         # embedded with every chunk too, gives it back.
         flat = [f"{h.title} {h.text[s:e]}" if h.title else h.text[s:e] for h, hs in zip(hits, spans) for s, e in hs]
-        sentence_vectors = self.collection.embedder.encode(flat)
+        # Through the query encoder: in the server that is the batching worker, the one thread
+        # every request-time model call runs on.
+        sentence_vectors = self.collection.encode_queries(flat)
         similarity = sentence_vectors @ vector
         best: list[tuple[int, int, float]] = []
         row = 0
