@@ -22,6 +22,11 @@ RUN pip install ./proto ./client ./indexer ./server
 ENV HF_HUB_OFFLINE=1 \
     NEARDEX_DATA_DIR=/data
 
+# The server runs as an unprivileged user that owns only its data folder.
+RUN useradd --system --uid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin neardex \
+    && mkdir -p /data && chown neardex:neardex /data
+USER neardex
+
 VOLUME /data
 EXPOSE 50051 9100
 

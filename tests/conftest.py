@@ -59,7 +59,8 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
 
 
 def start_serve(data_dir: Path, port: int, metrics_port: int = 0, *extra: str) -> subprocess.Popen[bytes]:
-    """`neardex serve` as a user starts it, in its own process."""
+    """`neardex serve` as a user starts it, in its own process; `proc.output` collects what it
+    prints, line by line."""
     proc = subprocess.Popen(
         [str(NEARDEX), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
          "--port", str(port), "--metrics-port", str(metrics_port), *extra],
@@ -71,11 +72,14 @@ def start_serve(data_dir: Path, port: int, metrics_port: int = 0, *extra: str) -
 
 
 def _drain(proc: subprocess.Popen[bytes]) -> None:
-    # Nobody reads the server's output; an unread pipe that fills up would block the server.
+    # An unread pipe that fills up would block the server: a thread reads it all along.
+    lines: list[str] = []
+    proc.output = lines  # type: ignore[attr-defined]
+
     def read() -> None:
         assert proc.stdout is not None
-        for _ in proc.stdout:
-            pass
+        for line in proc.stdout:
+            lines.append(line.decode(errors="replace"))
 
     threading.Thread(target=read, daemon=True).start()
 

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from neardex.indexer import deadline
 from neardex.indexer.embedder import Embedder, load_embedder
+from neardex.indexer.errors import DeadlineExceeded, Overloaded
 from neardex.server.batcher import QueryBatcher
 
 POISON = "this text makes the model fail"
@@ -187,3 +189,44 @@ def test_batching_off_still_runs_one_request_per_call_on_the_worker(model: Recor
         model.release.set()
         assert all(w.result(timeout=30).shape == (2, 384) for w in waiting)
     assert model.calls == [["blocker"], *([f"request {i}", "its second text"] for i in range(3))]
+
+
+def test_past_the_queue_limit_a_request_is_refused_at_once(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=64, max_queue=4)
+    with model_busy(model, batcher, 4) as (pool, _):
+        waiting = pool.submit(batcher.encode, ["one", "two", "three"])
+        wait_queued(batcher, 3)
+        with pytest.raises(Overloaded, match="NEARDEX_BATCH_MAX_QUEUE"):
+            batcher.encode(["four", "five"])
+        fits = pool.submit(batcher.encode, ["four"])
+        wait_queued(batcher, 4)
+        model.release.set()
+        assert waiting.result(timeout=30).shape == (3, 384) and fits.result(timeout=30).shape == (1, 384)
+    assert ["four", "five"] not in model.calls
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(model: RecordingModel) -> None:
+    batcher = QueryBatcher(model.encode, max_size=64)
+
+    def with_deadline(texts: list[str], seconds: float) -> np.ndarray:
+        with deadline.bound(deadline.Deadline(time.monotonic() + seconds)):
+            return batcher.encode(texts)
+
+    with model_busy(model, batcher, 3) as (pool, _):
+        expiring = pool.submit(with_deadline, ["too late"], 0.05)
+        patient = pool.submit(with_deadline, ["in time"], 60)
+        wait_queued(batcher, 2)
+        time.sleep(0.1)
+        model.release.set()
+        with pytest.raises(DeadlineExceeded):
+            expiring.result(timeout=30)
+        assert patient.result(timeout=30).shape == (1, 384)
+    assert model.calls == [["blocker"], ["in time"]]
+    # An expired request is refused before it joins the queue at all.
+    idle = QueryBatcher(model.encode)
+    try:
+        with pytest.raises(DeadlineExceeded), deadline.bound(deadline.Deadline(time.monotonic() - 1)):
+            idle.encode(["never queued"])
+    finally:
+        idle.close()
+    assert ["never queued"] not in model.calls

@@ -25,6 +25,7 @@ from neardex.client import (
     InvalidArgument,
     NeardexError,
     NotFound,
+    ResourceExhausted,
     RetryPolicy,
     SearchResult,
     Unavailable,
@@ -575,6 +576,39 @@ def test_deadline_exceeded_retried_only_for_idempotent_calls(server: ScriptedSer
 
     asyncio.run(scenario())
     assert server.calls["Upsert"] == 2
+
+
+def _overloaded_then(times: int, answer: Any, retry_after: bool = True) -> Behaviour:
+    state = {"refusals": 0}
+
+    def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+        if state["refusals"] < times:
+            state["refusals"] += 1
+            if retry_after:
+                context.set_trailing_metadata((("neardex-retry-after-ms", "20"),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "server busy")
+        return answer
+
+    return behaviour
+
+
+def test_a_refusal_for_load_is_retried_but_a_limit_is_not(server: ScriptedServer) -> None:
+    server.behaviours["Upsert"] = _overloaded_then(2, pb.UpsertResponse(upserted=1, ids=["a"]))
+    server.behaviours["ListCollections"] = _overloaded_then(5, LISTING, retry_after=False)
+    with Client(server.target, retry=FAST) as client:
+        # Refused before any work: safe to send again, even a write.
+        assert client.upsert("docs", [{"id": "a", "text": "x"}]).upserted == 1
+        with pytest.raises(ResourceExhausted, match="server busy"):
+            client.collections()
+    assert server.calls["Upsert"] == 3
+    assert server.calls["ListCollections"] == 1
+
+    async def scenario() -> list[str]:
+        server.behaviours["ListCollections"] = _overloaded_then(1, LISTING)
+        async with AsyncClient(server.target, retry=FAST) as client:
+            return [i.name for i in await client.collections()]
+
+    assert asyncio.run(scenario()) == ["docs"]
 
 
 def test_client_deadline_applies_per_call(server: ScriptedServer) -> None:

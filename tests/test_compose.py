@@ -113,3 +113,15 @@ def test_dashboard_queries_only_defined_metrics() -> None:
     assert not unknown, (
         f"{DASHBOARD.name} queries metrics that neardex.server.metrics does not expose: {unknown};"
         f" defined: {sorted(defined)}")
+
+
+@needs_compose
+def test_compose_server_requires_keys() -> None:
+    result = _compose("config")
+    assert result.returncode == 0, result.stderr
+    assert "NEARDEX_API_KEYS_FILE: /data/api-keys.json" in result.stdout
+
+
+def test_image_runs_as_a_user_not_root() -> None:
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    assert lines and lines[-1][1] not in ("root", "0")

@@ -7,6 +7,7 @@ retrying on DEADLINE_EXCEEDED), and pairs the request builder with the response 
 
 from __future__ import annotations
 
+import os
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -15,7 +16,8 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import grpc
@@ -147,11 +149,54 @@ def _check_timeout(timeout: object, field: str = "timeout") -> float:
     return float(timeout)
 
 
+# Where the client and the command line find an API key when none is passed.
+API_KEY_ENV = "NEARDEX_API_KEY"
+PemSource = str | os.PathLike[str] | bytes
+
+
+def _pem(source: PemSource | None, field: str) -> bytes | None:
+    """PEM bytes given directly, or read from a path."""
+    if source is None or isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"{field}: cannot read {source}: {exc.strerror}") from None
+
+
+def channel_credentials(
+    tls: bool,
+    ca_cert: PemSource | None,
+    client_cert: PemSource | None,
+    client_key: PemSource | None,
+    credentials: grpc.ChannelCredentials | None,
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials for the channel, or None for plaintext. Giving a CA or a client
+    certificate implies TLS."""
+    wants_tls = tls or any(x is not None for x in (ca_cert, client_cert, client_key))
+    if credentials is not None:
+        if wants_tls:
+            raise InvalidArgument("credentials: give either credentials or tls/ca_cert/client_cert, not both")
+        return credentials
+    if not wants_tls:
+        return None
+    if (client_cert is None) != (client_key is None):
+        raise InvalidArgument("client_cert, client_key: a client certificate needs its private key, and back")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca_cert, "ca_cert"),
+        private_key=_pem(client_key, "client_key"),
+        certificate_chain=_pem(client_cert, "client_cert"),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     timeout: float
     retry: RetryPolicy
     options: list[tuple[str, Any]]
+    # Neither is ever shown: the metadata carries the API key.
+    credentials: grpc.ChannelCredentials | None = field(default=None, repr=False)
+    metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
     def make(
@@ -160,6 +205,13 @@ class Settings:
         retry: RetryPolicy | None,
         options: Iterable[tuple[str, Any]] | None,
         max_message_bytes: int,
+        *,
+        api_key: str | None = None,
+        tls: bool = False,
+        ca_cert: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> Settings:
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
             raise InvalidArgument(f"max_message_bytes: expected an int, got {max_message_bytes!r}")
@@ -170,15 +222,27 @@ class Settings:
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        if not isinstance(key, str) or any(c in key for c in "\r\n"):
+            raise InvalidArgument("api_key: expected a string on one line")
         return cls(
             timeout=_check_timeout(timeout),
             retry=retry if retry is not None else RetryPolicy(),
             options=[opt for opt in limits if opt[0] not in keys] + given,
+            credentials=channel_credentials(tls, ca_cert, client_cert, client_key, credentials),
+            metadata=(("authorization", f"Bearer {key.strip()}"),) if key.strip() else (),
         )
 
     def deadline(self, timeout: float | None) -> float:
         """Seconds allowed for one attempt of a call (or for a whole stream)."""
         return self.timeout if timeout is None else _check_timeout(timeout)
+
+    def describe(self, cls: str, target: str) -> str:
+        """The client's repr: where it connects and how, never with what key."""
+        parts = [repr(target), f"tls={self.credentials is not None}"]
+        if self.metadata:
+            parts.append("api_key=<set>")
+        return f"{cls}({', '.join(parts)})"
 
 
 def health_from_error(err: grpc.RpcError) -> bool:

@@ -48,17 +48,28 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         options: list[tuple[str, Any]] | None = None,
         max_message_bytes: int = calls.DEFAULT_MAX_MESSAGE_BYTES,
+        api_key: str | None = None,
+        tls: bool = False,
+        ca_cert: calls.PemSource | None = None,
+        client_cert: calls.PemSource | None = None,
+        client_key: calls.PemSource | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._settings = calls.Settings.make(timeout, retry, options, max_message_bytes)
-        opts = self._settings.options
+        self._settings = calls.Settings.make(
+            timeout, retry, options, max_message_bytes, api_key=api_key, tls=tls, ca_cert=ca_cert,
+            client_cert=client_cert, client_key=client_key, credentials=credentials)
+        self.target = target
+        opts, creds = self._settings.options, self._settings.credentials
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, options=opts)
-            if credentials is not None
+            grpc.aio.secure_channel(target, creds, options=opts)
+            if creds is not None
             else grpc.aio.insecure_channel(target, options=opts)
         )
         self._stub = neardex_pb2_grpc.NeardexStub(self._channel)  # type: ignore[no-untyped-call]
         self._health_check = self._channel.unary_unary(convert.HEALTH_CHECK_METHOD)
+
+    def __repr__(self) -> str:
+        return self._settings.describe("AsyncClient", self.target)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -81,7 +92,7 @@ class AsyncClient:
         while True:
             attempt += 1
             try:
-                response = await method(call.request, timeout=deadline)
+                response = await method(call.request, timeout=deadline, metadata=self._settings.metadata)
             except grpc.RpcError as err:
                 delay = delay_or_raise(self._settings.retry, err, call.idempotent, attempt)
                 await asyncio.sleep(delay)
@@ -162,7 +173,9 @@ class AsyncClient:
         deadline: float,
     ) -> AsyncIterator[calls.OutT]:
         feed = calls.StreamFeed()
-        call = getattr(self._stub, rpc.method)(feed.arequests(requests), timeout=deadline)
+        call = getattr(self._stub, rpc.method)(
+            feed.arequests(requests), timeout=deadline, metadata=self._settings.metadata
+        )
         try:
             async for response in call:
                 yield rpc.parse(response)
@@ -260,7 +273,8 @@ class AsyncClient:
     async def health(self, *, timeout: float | None = None) -> bool:
         try:
             payload = await self._health_check(
-                convert.HEALTH_CHECK_REQUEST, timeout=self._settings.deadline(timeout)
+                convert.HEALTH_CHECK_REQUEST, timeout=self._settings.deadline(timeout),
+                metadata=self._settings.metadata,
             )
         except grpc.RpcError as err:
             return calls.health_from_error(err)

@@ -36,6 +36,11 @@ class Client:
     ``timeout`` bounds each attempt of a call (a retried call may take longer in total) and can
     be overridden per call with ``timeout=``. Failures raise
     :class:`~neardex.client.errors.NeardexError` subclasses.
+
+    ``api_key`` (default: ``$NEARDEX_API_KEY``) is sent with every call as
+    ``authorization: Bearer KEY``. ``tls=True`` connects over TLS, trusting the system's CAs or
+    ``ca_cert``; ``client_cert`` and ``client_key`` authenticate the client (mutual TLS). PEM
+    arguments are paths or bytes. ``credentials`` takes ready-made gRPC channel credentials instead.
     """
 
     def __init__(
@@ -46,17 +51,28 @@ class Client:
         retry: RetryPolicy | None = None,
         options: list[tuple[str, Any]] | None = None,
         max_message_bytes: int = calls.DEFAULT_MAX_MESSAGE_BYTES,
+        api_key: str | None = None,
+        tls: bool = False,
+        ca_cert: calls.PemSource | None = None,
+        client_cert: calls.PemSource | None = None,
+        client_key: calls.PemSource | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._settings = calls.Settings.make(timeout, retry, options, max_message_bytes)
-        opts = self._settings.options
+        self._settings = calls.Settings.make(
+            timeout, retry, options, max_message_bytes, api_key=api_key, tls=tls, ca_cert=ca_cert,
+            client_cert=client_cert, client_key=client_key, credentials=credentials)
+        self.target = target
+        opts, creds = self._settings.options, self._settings.credentials
         self._channel = (
-            grpc.secure_channel(target, credentials, options=opts)
-            if credentials is not None
+            grpc.secure_channel(target, creds, options=opts)
+            if creds is not None
             else grpc.insecure_channel(target, options=opts)
         )
         self._stub = neardex_pb2_grpc.NeardexStub(self._channel)  # type: ignore[no-untyped-call]
         self._health_check = self._channel.unary_unary(convert.HEALTH_CHECK_METHOD)
+
+    def __repr__(self) -> str:
+        return self._settings.describe("Client", self.target)
 
     def close(self) -> None:
         self._channel.close()
@@ -79,7 +95,7 @@ class Client:
         while True:
             attempt += 1
             try:
-                response = method(call.request, timeout=deadline)
+                response = method(call.request, timeout=deadline, metadata=self._settings.metadata)
             except grpc.RpcError as err:
                 time.sleep(delay_or_raise(self._settings.retry, err, call.idempotent, attempt))
             else:
@@ -166,7 +182,9 @@ class Client:
         deadline: float,
     ) -> Iterator[calls.OutT]:
         feed = calls.StreamFeed()
-        responses = getattr(self._stub, rpc.method)(feed.requests(requests), timeout=deadline)
+        responses = getattr(self._stub, rpc.method)(
+            feed.requests(requests), timeout=deadline, metadata=self._settings.metadata
+        )
         try:
             for response in responses:
                 yield rpc.parse(response)
@@ -271,7 +289,8 @@ class Client:
         retried: a probe reports the present state."""
         try:
             payload = self._health_check(
-                convert.HEALTH_CHECK_REQUEST, timeout=self._settings.deadline(timeout)
+                convert.HEALTH_CHECK_REQUEST, timeout=self._settings.deadline(timeout),
+                metadata=self._settings.metadata,
             )
         except grpc.RpcError as err:
             return calls.health_from_error(err)

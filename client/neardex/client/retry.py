@@ -13,12 +13,17 @@ __all__ = ["RetryPolicy"]
 
 # Caps the exponent so a huge attempt number cannot overflow a float.
 _MAX_EXPONENT = 62
+# Trailing metadata a server sends with a refusal for load (RESOURCE_EXHAUSTED): the call may be
+# sent again after this many milliseconds. Without it, RESOURCE_EXHAUSTED means the request itself
+# is over a limit and would fail again.
+RETRY_AFTER_MS = "neardex-retry-after-ms"
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries UNAVAILABLE (the request never reached a server able to serve it) for every call,
-    and DEADLINE_EXCEEDED only for idempotent calls, whose repetition is harmless. Use
+    """Retries UNAVAILABLE (the request never reached a server able to serve it) and a refusal
+    for load (RESOURCE_EXHAUSTED carrying the server's retry-after) for every call, and
+    DEADLINE_EXCEEDED only for idempotent calls, whose repetition is harmless. Use
     ``RetryPolicy(max_attempts=1)`` to turn retries off."""
 
     max_attempts: int = 4
@@ -31,11 +36,14 @@ class RetryPolicy:
         if self.base_delay < 0 or self.max_delay < 0:
             raise ValueError("delays must not be negative")
 
-    def should_retry(self, code: grpc.StatusCode, idempotent: bool, attempt: int) -> bool:
-        """``attempt`` counts the attempts made so far, the failed one included (1-based)."""
+    def should_retry(
+        self, code: grpc.StatusCode, idempotent: bool, attempt: int, overloaded: bool = False
+    ) -> bool:
+        """``attempt`` counts the attempts made so far, the failed one included (1-based);
+        ``overloaded``: the server refused the call for load and said when to retry."""
         if attempt >= self.max_attempts:
             return False
-        if code == grpc.StatusCode.UNAVAILABLE:
+        if code == grpc.StatusCode.UNAVAILABLE or (overloaded and code == grpc.StatusCode.RESOURCE_EXHAUSTED):
             return True
         return idempotent and code == grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -51,6 +59,20 @@ class RetryPolicy:
 def delay_or_raise(policy: RetryPolicy, err: grpc.RpcError, idempotent: bool, attempt: int) -> float:
     """The shared decision of the sync and async retry loops: the delay before the next attempt,
     or the mapped :class:`~neardex.client.errors.NeardexError` when giving up."""
-    if policy.should_retry(status_code_of(err), idempotent, attempt):
-        return policy.backoff(attempt)
+    retry_after = _retry_after(err)
+    if policy.should_retry(status_code_of(err), idempotent, attempt, retry_after is not None):
+        return max(policy.backoff(attempt), retry_after or 0.0)
     raise from_rpc_error(err) from err
+
+
+def _retry_after(err: grpc.RpcError) -> float | None:
+    """Seconds the server asked the caller to wait before trying again, if it asked."""
+    trailing = getattr(err, "trailing_metadata", None)
+    try:
+        pairs = trailing() if callable(trailing) else None
+        for key, value in pairs or ():
+            if key == RETRY_AFTER_MS:
+                return max(float(value), 0.0) / 1000.0
+    except (TypeError, ValueError):
+        return None
+    return None

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import deadline
 from .chunker import sentence_spans
 from .collection import Collection, Hit
 from .embedder import check_fits
@@ -68,6 +69,7 @@ class Answerer:
         check_fits(self.collection.embedder, question, "question")
         started = time.perf_counter()
         timings: dict[str, float] = {}
+        deadline.check("embed")
         vector = self.collection.encode_queries([question])[0]
         timings["embed"] = _ms(started)
         retrieval = self.collection.search(text=question, vector=vector, k=max(k, MIN_CANDIDATES),
@@ -80,6 +82,7 @@ class Answerer:
             timings["total"] = _ms(started)
             return AskResult([], timings)
 
+        deadline.check("sentences")
         t = time.perf_counter()
         spans = [sentence_spans(h.text) or [(0, len(h.text))] for h in hits]
         # A sentence alone often lacks its subject ("It is 6,650 km long."); the document title,

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fusion, lexical
+from . import deadline, fusion, lexical
 from .chunker import Chunker
 from .documents import Chunk, Document
 from .embedder import Embedder, check_fits, plain_tokenizer
@@ -374,7 +374,9 @@ class Collection:
         changed = [(d, h) for d, h in zip(documents, hashes) if stored.get(d.id) != h]
         prepared = [self.prepare(d) for d, _ in changed]
         texts = [t for _, doc_texts in prepared for t in doc_texts]
-        vectors = self.embedder.encode(texts, batch_size=batch_size)
+        vectors = self._embed(texts, batch_size)
+        # A write whose caller has gone is not made: it would be acknowledged to nobody.
+        deadline.check("write")
         self._write(changed, prepared, vectors)
         self.checkpoint()
         return UpsertResult(
@@ -384,6 +386,18 @@ class Collection:
             ids=[d.id for d in documents],
             tokens=sum(c.tokens for chunks, _ in prepared for c in chunks),
         )
+
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Vectors of a write's chunk texts, one model call per `batch_size` texts in length
+        order (so each call pads little). Between calls the model is free for queries, and the
+        caller's deadline is checked: a write whose caller has gone stops within one call."""
+        vectors = np.empty((len(texts), self.manifest.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            part = order[start : start + batch_size]
+            deadline.check("embed")
+            vectors[part] = self.embedder.encode([texts[i] for i in part], batch_size=batch_size)
+        return vectors
 
     def _write(self, changed: list[tuple[Document, str]],
                prepared: list[tuple[list[Chunk], list[str]]], vectors: np.ndarray) -> None:
@@ -449,6 +463,7 @@ class Collection:
     def delete(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
+        deadline.check("delete")
         with self._write_mutex:
             with self._transaction() as db:
                 removed = self._delete_chunks_of(db, ids)
@@ -662,6 +677,7 @@ class Collection:
             if not has_text:
                 raise InvalidArgument("query: must not be empty")
             check_fits(self.embedder, text or "", "query")
+            deadline.check("embed")
             vector = self.encode_queries([text or ""])[0]
             timings["embed"] = _ms(started)
         lists: dict[str, list[Candidate]] = {}
@@ -670,6 +686,7 @@ class Collection:
         allowed = None
         if mode != "lexical":
             vector = self.check_vector(vector)
+            deadline.check("dense")
             t = time.perf_counter()
             # Dense retrieval runs twice in hybrid search and widens as it goes: the filter is
             # resolved to chunk ids once.
@@ -677,6 +694,7 @@ class Collection:
             lists["dense"] = self.dense_candidates(vector, depth, allowed, ef_search, nprobe)
             timings["dense"] = _ms(t)
         if mode != "dense":
+            deadline.check("lexical")
             t = time.perf_counter()
             lists["lexical"] = self.lexical_candidates(text or "", depth, flt)
             timings["lexical"] = _ms(t)
@@ -688,6 +706,7 @@ class Collection:
             if weight > 0 and ranked:
                 # Rocchio feedback: move the query towards the best fused documents and search
                 # densely again; the lexical list stays, it already matched the words.
+                deadline.check("feedback")
                 t = time.perf_counter()
                 _, top = self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]])
                 feedback = fusion.rocchio(vector, top)
@@ -698,6 +717,7 @@ class Collection:
             ranked = lists[mode]
         if min_score is not None:
             ranked = [c for c in ranked if c.score >= min_score]
+        deadline.check("fetch")
         t = time.perf_counter()
         hits = self.materialize(ranked[:k], lists)
         timings["fetch"] = _ms(t)

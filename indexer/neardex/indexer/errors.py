@@ -29,3 +29,23 @@ class FailedPrecondition(NeardexError):
 
 class ResourceExhausted(NeardexError):
     """A request exceeds a server limit."""
+
+
+class Overloaded(ResourceExhausted):
+    """The server is at a load limit right now; the same request can succeed a moment later."""
+
+
+class Unauthenticated(NeardexError):
+    """The call carries no API key, or one the server does not know."""
+
+
+class PermissionDenied(NeardexError):
+    """The caller's key is known but its role or collections do not allow the call."""
+
+
+class DeadlineExceeded(NeardexError):
+    """The caller's deadline passed before the work was done; the rest of it is not started."""
+
+
+class Cancelled(NeardexError):
+    """The caller went away before the work was done; the rest of it is not started."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
-from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,15 +17,17 @@ from prometheus_client import start_http_server
 
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.embedder import Embedder
-from neardex.v1 import neardex_pb2, neardex_pb2_grpc
+from neardex.indexer.errors import InvalidArgument
+from neardex.v1 import neardex_pb2_grpc
 
 from . import metrics
+from .auth import KeyStore
 from .batcher import QueryBatcher
+from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
 from .service import NeardexService
 from .settings import Settings
 
 log = logging.getLogger("neardex.server")
-SERVICE_NAME = neardex_pb2.DESCRIPTOR.services_by_name["Neardex"].full_name
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Server:
     health: health.HealthServicer
     port: int
     batchers: dict[int, QueryBatcher]  # filled as collections load their models
+    keys: KeyStore | None = None
     metrics_server: Any = None
 
     def stop(self, grace: float | None = 5.0) -> None:
@@ -61,18 +65,28 @@ def create_server(settings: Settings) -> tuple[Server, int]:
             if metrics.observe_embed not in getattr(embedder, "observers", []):
                 embedder.observers.append(metrics.observe_embed)  # type: ignore[attr-defined]
             batchers[id(embedder)] = QueryBatcher(embedder.encode, settings.batch_max_size,
-                                                  settings.batch_wait_ms / 1000.0)
+                                                  settings.batch_wait_ms / 1000.0,
+                                                  settings.batch_max_queue)
         return batchers[id(embedder)].encode
 
+    if settings.max_concurrent_rpcs < 1:
+        raise InvalidArgument(f"max_concurrent_rpcs: must be at least 1, got {settings.max_concurrent_rpcs}")
+    # Read before anything opens: a bad keys file or certificate stops the start with its reason.
+    keys = KeyStore(settings.api_keys_file) if settings.api_keys_file else None
+    credentials = server_credentials(settings)
     catalog = Catalog(settings.data_dir, default_encoder=settings.default_encoder,
                       query_encoder_factory=query_encoder)
     try:
+        pool = CallPool(settings.max_concurrent_rpcs)
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers),
+            pool,
+            interceptors=[Gate(pool, settings.max_concurrent_rpcs, keys)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
+            # A backstop above the gate's own limit: refusals are cheap but not free.
+            maximum_concurrent_rpcs=2 * settings.max_concurrent_rpcs + 4 * SPARE_THREADS,
         )
         neardex_pb2_grpc.add_NeardexServicer_to_server(NeardexService(catalog, settings), server)
         health_servicer = health.HealthServicer()
@@ -81,9 +95,11 @@ def create_server(settings: Settings) -> tuple[Server, int]:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        port = (server.add_secure_port(address, credentials) if credentials is not None
+                else server.add_insecure_port(address))
         if port == 0:
-            raise OSError(f"port: cannot listen on {settings.host}:{settings.port}")
+            raise OSError(f"port: cannot listen on {address}")
         metrics_server = None
         if settings.metrics_port:
             metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
@@ -91,15 +107,53 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     except BaseException:
         catalog.close()
         raise
-    return Server(server, catalog, health_servicer, port, batchers, metrics_server), port
+    return Server(server, catalog, health_servicer, port, batchers, keys, metrics_server), port
+
+
+def _read(path: Path, field: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"{field}: cannot read {path}: {exc.strerror}") from None
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS for the gRPC port when a certificate is given; with a client CA, mutual TLS."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise InvalidArgument("tls_client_ca: client certificates need TLS: give tls_cert and tls_key too")
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise InvalidArgument("tls_cert, tls_key: TLS needs both the certificate chain and its private key")
+    chain = [(_read(settings.tls_key, "tls_key"), _read(settings.tls_cert, "tls_cert"))]
+    if settings.tls_client_ca is None:
+        return grpc.ssl_server_credentials(chain)
+    return grpc.ssl_server_credentials(chain, root_certificates=_read(settings.tls_client_ca, "tls_client_ca"),
+                                       require_client_auth=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(settings: Settings, ready: Any = None) -> None:
-    """Run in the foreground until SIGINT or SIGTERM, then drain and snapshot."""
+    """Run in the foreground until SIGINT or SIGTERM, then drain and snapshot; SIGHUP reloads
+    the API keys file."""
     server, port = create_server(settings)
+    if server.keys is None and not _is_loopback(settings.host):
+        log.warning("no API keys: anyone who can reach %s:%d may read, write and delete every"
+                    " collection; start with --api-keys FILE (see `neardex keys create`)", settings.host, port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if server.keys is not None:
+        keys = server.keys
+        signal.signal(signal.SIGHUP, lambda *_: keys.reload())
     if ready is not None:
         ready(server, port)
     stop.wait()

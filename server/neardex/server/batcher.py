@@ -8,6 +8,10 @@ optional pause to gather more before a call, for loads where that pays; a full b
 Every model call runs on the worker, even with batching off (max_size 1: one request per call).
 PyTorch's OpenMP runtime keeps a thread team per calling thread, so model calls made from
 whichever gRPC thread took the request leave idle teams spinning on the two cores.
+
+The queue is bounded (max_queue texts): past it a request is refused at once rather than left to
+wait behind work the server cannot finish in time. A request whose caller's deadline passed or who
+cancelled while it waited is dropped from the batch, not embedded.
 """
 
 from __future__ import annotations
@@ -20,17 +24,24 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from neardex.indexer import deadline
+from neardex.indexer.errors import NeardexError, Overloaded
+
 from . import metrics
 
 Encode = Callable[[Sequence[str]], np.ndarray]
-Pending = tuple[list[str], "Future[np.ndarray]"]
+Pending = tuple[list[str], "Future[np.ndarray]", deadline.Deadline | None]
+
+DEFAULT_MAX_QUEUE = 4096
 
 
 class QueryBatcher:
-    def __init__(self, encode: Encode, max_size: int = 64, max_wait: float = 0.0) -> None:
+    def __init__(self, encode: Encode, max_size: int = 64, max_wait: float = 0.0,
+                 max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self._encode = encode
         self.max_size = max_size
         self.max_wait = max_wait
+        self.max_queue = max_queue
         self._queue: deque[Pending] = deque()
         self._queued_texts = 0
         self._cond = threading.Condition()
@@ -40,11 +51,21 @@ class QueryBatcher:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts, in order; raises what the model raised for this request."""
+        request = deadline.current()
+        if request is not None:
+            request.check("embed")
         future: Future[np.ndarray] = Future()
         with self._cond:
             queued = not self._closed
+            # A lone request larger than the queue still runs: it is bounded by the request
+            # size limits, and refusing it would make it impossible to serve at all.
+            if queued and self._queued_texts and self._queued_texts + len(texts) > self.max_queue:
+                raise Overloaded(
+                    f"embedding queue: {self._queued_texts} texts wait for the model and {len(texts)}"
+                    f" more would pass the limit of {self.max_queue} (NEARDEX_BATCH_MAX_QUEUE);"
+                    " retry later")
             if queued:
-                self._queue.append((list(texts), future))
+                self._queue.append((list(texts), future, request))
                 self._queued_texts += len(texts)
                 metrics.BATCH_QUEUE_DEPTH.set(self._queued_texts)
                 self._cond.notify()
@@ -57,9 +78,9 @@ class QueryBatcher:
         with self._cond:
             while not self._queue and not self._closed:
                 self._cond.wait()
-            deadline = time.monotonic() + self.max_wait
+            until = time.monotonic() + self.max_wait
             while self._queued_texts < self.max_size and not self._closed:
-                left = deadline - time.monotonic()
+                left = until - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
@@ -67,35 +88,39 @@ class QueryBatcher:
             size = 0
             while self._queue and (not taken or size + len(self._queue[0][0]) <= self.max_size):
                 item = self._queue.popleft()
+                self._queued_texts -= len(item[0])
+                if _abandoned(item):
+                    continue
                 taken.append(item)
                 size += len(item[0])
-            self._queued_texts -= size
             metrics.BATCH_QUEUE_DEPTH.set(self._queued_texts)
             return taken
 
     def _run(self) -> None:
         while True:
             batch = self._take()
-            if not batch:  # closed and drained
-                return
+            if not batch:
+                if self._closed and not self._queue:  # closed and drained
+                    return
+                continue  # every request taken had been abandoned
             self._answer(batch)
 
     def _answer(self, batch: list[Pending]) -> None:
-        texts = [t for item, _ in batch for t in item]
+        texts = [t for item, _, _ in batch for t in item]
         try:
             vectors = self._encode(texts)
         except Exception as exc:  # noqa: BLE001 - retry one by one so a bad request fails alone
             if len(batch) == 1:  # it already was alone: its failure is its own
                 batch[0][1].set_exception(exc)
                 return
-            for item, future in batch:
+            for item, future, _ in batch:
                 try:
                     future.set_result(self._encode(item))
                 except Exception as exc:  # noqa: BLE001
                     future.set_exception(exc)
             return
         row = 0
-        for item, future in batch:
+        for item, future, _ in batch:
             future.set_result(vectors[row : row + len(item)])
             row += len(item)
 
@@ -105,3 +130,16 @@ class QueryBatcher:
             self._closed = True
             self._cond.notify_all()
         self._worker.join()
+
+
+def _abandoned(item: Pending) -> bool:
+    """Whether the request's caller no longer waits; its future then carries the reason."""
+    _, future, request = item
+    if request is None:
+        return False
+    try:
+        request.check("embed")
+    except NeardexError as exc:
+        future.set_exception(exc)
+        return True
+    return False

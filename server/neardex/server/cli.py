@@ -1,10 +1,11 @@
-"""The neardex command: index, serve, search, ask, eval."""
+"""The neardex command: index, serve, search, ask, eval, keys."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -16,6 +17,7 @@ from neardex.indexer.errors import NeardexError
 from neardex.indexer.readers import FORMATS, FieldNames, ReadError, read_documents
 
 DEFAULT_SERVER = "localhost:50051"
+KEYS_FILE_ENV = "NEARDEX_API_KEYS_FILE"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True)
     p.add_argument("--data-dir", type=Path, default=None, help="data folder (default: $NEARDEX_DATA_DIR or ./data)")
     p.add_argument("--server", default=None, help="send documents through a running server HOST:PORT")
+    add_connection_options(p)
     p.add_argument("--format", choices=FORMATS, default="auto")
     p.add_argument("--id-field", action="append", default=None, help="key holding the id (repeatable)")
     p.add_argument("--text-field", default="text")
@@ -71,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--metrics-port", type=int, default=None)
     p.add_argument("--batch-max-size", type=int, default=None, help="query micro-batch size; 1 turns batching off")
+    p.add_argument("--max-concurrent-rpcs", type=int, default=None,
+                   help="calls held at once; more are refused with RESOURCE_EXHAUSTED"
+                        " (default 64; NEARDEX_MAX_CONCURRENT_RPCS)")
+    p.add_argument("--api-keys", type=Path, default=None, metavar="FILE",
+                   help="require API keys listed in FILE, reloaded when it changes or on SIGHUP"
+                        " (NEARDEX_API_KEYS_FILE; see `neardex keys create`)")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
+                   help="serve TLS only, with this certificate chain (NEARDEX_TLS_CERT)")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="PEM",
+                   help="the certificate's private key (NEARDEX_TLS_KEY)")
+    p.add_argument("--tls-client-ca", type=Path, default=None, metavar="PEM",
+                   help="also require client certificates signed by this CA: mutual TLS (NEARDEX_TLS_CLIENT_CA)")
     p.set_defaults(run=cmd_serve)
 
     for name, help_text in (("search", "semantic search"), ("ask", "question-answering retrieval")):
@@ -82,8 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="metadata condition: key=value, key>=n, key<n ... (repeatable)")
         p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"))
         p.add_argument("--server", default=DEFAULT_SERVER)
+        add_connection_options(p)
         p.add_argument("--json", action="store_true")
         p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
+
+    p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
+    keys = p.add_subparsers(required=True, metavar="ACTION")
+    k = keys.add_parser("create", help="make a key, print it once and store only its hash")
+    k.add_argument("--name", required=True, help="who the key is for; shown in refusals and the list")
+    k.add_argument("--role", required=True, choices=("read", "write", "admin"))
+    k.add_argument("--collections", default="", metavar="PATTERNS",
+                   help="comma-separated collection names or globs the key may touch (default: all)")
+    k.set_defaults(run=cmd_keys_create)
+    k_list = keys.add_parser("list", help="names, roles and collections of the keys (never the keys)")
+    k_list.set_defaults(run=cmd_keys_list)
+    k_revoke = keys.add_parser("revoke", help="remove a key; a running server stops accepting it")
+    k_revoke.add_argument("name")
+    k_revoke.set_defaults(run=cmd_keys_revoke)
+    for action in (k, k_list, k_revoke):
+        action.add_argument("--file", type=Path, default=None,
+                            help=f"the keys file (default: ${KEYS_FILE_ENV})")
 
     p = sub.add_parser("eval", help="retrieval quality on a BEIR folder")
     p.add_argument("beir_dir", type=Path)
@@ -190,7 +223,6 @@ def _index_local(args: argparse.Namespace, documents: Iterator[Any], progress: _
 
 
 def _index_remote(args: argparse.Namespace, documents: Iterator[Any], progress: _Progress) -> Any:
-    from neardex.client import Client
     from neardex.client import Document as WireDocument
     from neardex.indexer.pipeline import IndexSummary, batched
 
@@ -198,7 +230,7 @@ def _index_remote(args: argparse.Namespace, documents: Iterator[Any], progress: 
         raise NeardexError("--delete-missing: works on a local --data-dir only, not with --server")
     summary = IndexSummary()
     started = time.perf_counter()
-    with Client(args.server, timeout=600) as client:
+    with connect(args, timeout=600) as client:
         client.create_collection(
             args.collection, model=args.model, index={"kind": args.index.kind, **args.index.params},
             chunk_tokens=args.chunk_tokens or None,
@@ -227,6 +259,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "data_dir": args.data_dir, "host": args.host, "port": args.port,
         "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size,
+        "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
+        "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
     }.items() if v is not None}
     settings = Settings(**overrides)
 
@@ -240,6 +274,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"try: {command} search {example} \"your question\" --server {settings.host}:{port}", flush=True)
 
     serve(settings, ready)
+    return 0
+
+
+# -- talking to a server ----------------------------------------------------------------------
+
+
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api-key", default=None, help="API key sent with every call (default: $NEARDEX_API_KEY)")
+    p.add_argument("--tls", action="store_true", default=None,
+                   help="connect over TLS (default: on when $NEARDEX_TLS is 1 or a CA / client certificate is given)")
+    p.add_argument("--ca-cert", type=Path, default=None, metavar="PEM",
+                   help="CA that signed the server's certificate (default: $NEARDEX_CA_CERT, else the system's)")
+    p.add_argument("--client-cert", type=Path, default=None, metavar="PEM",
+                   help="client certificate for mutual TLS (default: $NEARDEX_CLIENT_CERT)")
+    p.add_argument("--client-key", type=Path, default=None, metavar="PEM",
+                   help="its private key (default: $NEARDEX_CLIENT_KEY)")
+
+
+def connect(args: argparse.Namespace, timeout: float = 10.0) -> Any:
+    """A client for --server with the connection options, flags over NEARDEX_* variables."""
+    from neardex.client import Client
+
+    def env_path(value: Path | None, name: str) -> Path | None:
+        return value if value is not None else (Path(os.environ[name]) if os.environ.get(name) else None)
+
+    tls = args.tls if args.tls is not None else os.environ.get("NEARDEX_TLS", "") in ("1", "true", "yes")
+    return Client(args.server, timeout=timeout, api_key=args.api_key, tls=tls,
+                  ca_cert=env_path(args.ca_cert, "NEARDEX_CA_CERT"),
+                  client_cert=env_path(args.client_cert, "NEARDEX_CLIENT_CERT"),
+                  client_key=env_path(args.client_key, "NEARDEX_CLIENT_KEY"))
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def _keys_file(args: argparse.Namespace) -> Path:
+    path = args.file or (Path(os.environ[KEYS_FILE_ENV]) if os.environ.get(KEYS_FILE_ENV) else None)
+    if path is None:
+        raise NeardexError(f"--file: name the keys file (or set {KEYS_FILE_ENV})")
+    return Path(path)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from .auth import create_key
+
+    path = _keys_file(args)
+    key = create_key(path, args.name, args.role, args.collections)
+    print(f"created key {args.name!r} (role {args.role}) in {path}; it is shown once, store it now:",
+          file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from .auth import read_keys
+
+    keys = read_keys(_keys_file(args))
+    for key in keys:
+        print(f"{key.name}\t{key.role}\t{','.join(key.collections) or '*'}\t{key.created}")
+    if not keys:
+        print("no keys", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from .auth import revoke_key
+
+    path = _keys_file(args)
+    revoke_key(path, args.name)
+    print(f"revoked key {args.name!r} in {path}", file=sys.stderr)
     return 0
 
 
@@ -268,9 +372,7 @@ def parse_filters(items: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from neardex.client import Client
-
-    with Client(args.server) as client:
+    with connect(args) as client:
         result = client.search(args.collection, args.query, k=args.k,
                                filter=parse_filters(args.filter) or None, mode=args.mode)
     if args.json:
@@ -286,9 +388,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from neardex.client import Client
-
-    with Client(args.server) as client:
+    with connect(args) as client:
         result = client.ask(args.collection, args.query, k=args.k,
                             filter=parse_filters(args.filter) or None, mode=args.mode)
     if args.json:

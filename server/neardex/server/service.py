@@ -1,4 +1,7 @@
-"""The neardex.v1.Neardex servicer: validates requests and hands them to the catalog."""
+"""The neardex.v1.Neardex servicer: validates requests and hands them to the catalog.
+
+Keys, limits, deadlines and status codes are the gate's (gate.py): every method here may simply
+raise the domain errors of neardex.indexer.errors."""
 
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
 
 from . import convert, metrics
-from .errors import rpc
 from .quality import RecallSampler
 from .settings import Settings
 
@@ -42,7 +44,6 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     # -- collections --------------------------------------------------------------------------
 
-    @rpc
     def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CollectionInfo:
         spec = IndexSpec.parse(request.index.kind or "flat", dict(request.index.params))
         collection = self.catalog.create(
@@ -57,16 +58,13 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         self._sizes(collection)
         return convert.collection_to_pb(collection)
 
-    @rpc
     def ListCollections(self, request: pb.ListCollectionsRequest, context: Any) -> pb.ListCollectionsResponse:
         return pb.ListCollectionsResponse(
             collections=[convert.collection_to_pb(self.catalog.get(n)) for n in self.catalog.names()])
 
-    @rpc
     def GetCollection(self, request: pb.GetCollectionRequest, context: Any) -> pb.CollectionInfo:
         return convert.collection_to_pb(self.catalog.get(request.name))
 
-    @rpc
     def DeleteCollection(self, request: pb.DeleteCollectionRequest, context: Any) -> pb.DeleteCollectionResponse:
         self.catalog.delete(request.name)
         metrics.forget_collection(request.name)
@@ -84,35 +82,33 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         self._sizes(collection)
         return convert.upsert_result_to_pb(result)
 
-    @rpc
     def Upsert(self, request: pb.UpsertRequest, context: Any) -> pb.UpsertResponse:
         return self._upsert(request)
 
-    @rpc
     def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context: Any) -> Iterator[pb.UpsertResponse]:
         for request in requests:
             yield self._upsert(request)
 
-    @rpc
     def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
         collection = self._collection(request.collection)
         deleted = collection.delete(list(request.ids))
         self._sizes(collection)
         return pb.DeleteResponse(deleted=deleted)
 
-    @rpc
     def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
         found, missing = self._collection(request.collection).get(list(request.ids))
         return pb.GetResponse(documents=[convert.document_to_pb(d) for d in found], missing=missing)
 
     # -- search -------------------------------------------------------------------------------
 
-    def _search(self, request: pb.SearchRequest, field: str = "") -> SearchResult:
+    def _search(self, request: pb.SearchRequest, field: str = "",
+                encoded: np.ndarray | None = None) -> SearchResult:
+        """One search; `encoded` is the query text's vector when the caller embedded it already."""
         collection = self._collection(request.collection, f"{field}collection")
         k = self._top_k(request.top_k, f"{field}top_k")
         kind = request.WhichOneof("query")
         text = request.text if kind == "text" else None
-        vector = None
+        vector = encoded
         if kind == "vector":
             vector = collection.check_vector(np.asarray(request.vector.values, dtype=np.float32))
         elif not (text or "").strip():
@@ -132,20 +128,37 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             metrics.SEARCH_EMPTY.labels(collection.manifest.name).inc()
         return result
 
-    @rpc
     def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
         return convert.search_result_to_pb(self._search(request))
 
-    @rpc
     def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
-        if len(request.requests) > self.settings.max_top_k:
+        if len(request.requests) > self.settings.max_batch_searches:
             raise ResourceExhausted(
                 f"requests: {len(request.requests)} searches in one batch; the limit is"
-                f" {self.settings.max_top_k}")
+                f" {self.settings.max_batch_searches} (NEARDEX_MAX_BATCH_SEARCHES)")
+        encoded = self._encode_batch(request.requests)
         return pb.BatchSearchResponse(responses=[
-            convert.search_result_to_pb(self._search(r, f"requests[{i}].")) for i, r in enumerate(request.requests)])
+            convert.search_result_to_pb(self._search(r, f"requests[{i}].", encoded.get(i)))
+            for i, r in enumerate(request.requests)])
 
-    @rpc
+    def _encode_batch(self, requests: Any) -> dict[int, np.ndarray]:
+        """The vectors of every text query that dense retrieval needs, one model call per
+        collection, by request index."""
+        texts: dict[str, list[tuple[int, str]]] = {}
+        for i, r in enumerate(requests):
+            if r.WhichOneof("query") != "text" or not r.text.strip():
+                continue  # a vector query, or an empty one _search refuses
+            collection = self._collection(r.collection, f"requests[{i}].collection")
+            if collection.resolve_mode(convert.mode_from_pb(r.mode, f"requests[{i}].mode")) == "lexical":
+                continue
+            check_fits(collection.embedder, r.text, f"requests[{i}].query")
+            texts.setdefault(r.collection, []).append((i, r.text))
+        encoded: dict[int, np.ndarray] = {}
+        for name, items in texts.items():
+            vectors = self.catalog.get(name).encode_queries([t for _, t in items])
+            encoded.update({i: v for (i, _), v in zip(items, vectors)})
+        return encoded
+
     def Ask(self, request: pb.AskRequest, context: Any) -> pb.AskResponse:
         collection = self._collection(request.collection)
         k = self._top_k(request.top_k, "top_k")
@@ -156,7 +169,6 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         metrics.observe_timings(result.timings_ms)
         return convert.ask_result_to_pb(result)
 
-    @rpc
     def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
         if not request.texts:
             raise InvalidArgument("texts: give at least one text")

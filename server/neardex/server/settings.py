@@ -15,18 +15,30 @@ class Settings(BaseSettings):
     port: int = 50051
     # 0 disables the metrics endpoint (tests that run many servers in one process use it).
     metrics_port: int = 9100
-    workers: int = 16
+    # Calls held at once (running, or waiting for the model); past it RESOURCE_EXHAUSTED at once.
+    max_concurrent_rpcs: int = 64
     max_top_k: int = 1000
     max_batch_documents: int = 10_000
+    # Searches in one BatchSearch call.
+    max_batch_searches: int = 256
     max_message_bytes: int = 64 * 1024 * 1024
     # Encoder for collections created without naming one.
     default_encoder: str = "torch"
     # Micro-batching of concurrent query embeddings; 0 or 1 turns it off.
     batch_max_size: int = 64
     batch_wait_ms: float = 0.0
+    # Texts waiting for the model at most; past it a query is refused with RESOURCE_EXHAUSTED.
+    batch_max_queue: int = 4096
     # Share of searches on approximate indexes whose results are checked against exact search.
     recall_sample_rate: float = 0.01
     # A sentence-transformers CrossEncoder folder; when set, Ask reranks its candidates with it.
     cross_encoder: str = ""
     # Share of Ask's order given to the answering sentence's similarity (0: retrieval order).
     ask_sentence_weight: float = 0.0
+    # API keys file (see `neardex keys`); unset: every call is allowed, as on a laptop.
+    api_keys_file: Path | None = None
+    # TLS: certificate chain and private key (PEM); with a client CA, client certificates are
+    # required too (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
