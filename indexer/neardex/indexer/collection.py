@@ -158,6 +158,16 @@ class Stats:
 QueryEncoder = Callable[[Sequence[str]], np.ndarray]
 
 
+@dataclass
+class Transaction:
+    """An open write transaction and the index changes to apply when it commits."""
+
+    db: sqlite3.Connection
+    removed: list[int] = field(default_factory=list)
+    added_ids: list[int] = field(default_factory=list)
+    added_vectors: list[np.ndarray] = field(default_factory=list)
+
+
 class Collection:
     """Thread-safe: searches run concurrently; writes are serialized and exclude searches only
     for the moment they swap the index, so no search sees half a document."""
@@ -221,8 +231,8 @@ class Collection:
         rows = self._db.execute(
             "SELECT c.id, d.title, d.text, c.start, c.end FROM chunks c"
             " JOIN documents d ON d.id = c.doc_id")
-        with self._transaction() as db:
-            lexical.add(db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
+        with self._transaction() as tx:
+            lexical.add(tx.db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
                              for cid, title, text, start, end in rows.fetchall()))
 
     # -- the FAISS cache ----------------------------------------------------------------------
@@ -338,7 +348,7 @@ class Collection:
             if not force:
                 return  # the rebuild's catch-up needs the log; the swap is followed by one
             rebuilder.join()
-        with self._write_mutex, self._lock.read():
+        with self._write_mutex, self._view():
             (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
             (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
             if not pending or (not force and pending < CHECKPOINT_CHANGES):
@@ -404,48 +414,76 @@ class Collection:
         if not changed:
             return
         now = time.time()
-        with self._write_mutex:
-            with self._transaction() as db:
-                removed = self._delete_chunks_of(db, [d.id for d, _ in changed])
-                added_ids: list[int] = []
-                row = 0
-                for (doc, digest), (chunks, texts) in zip(changed, prepared):
-                    db.execute(
-                        "INSERT INTO documents (id, title, text, metadata, hash, updated)"
-                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-                        " title=excluded.title, text=excluded.text, metadata=excluded.metadata,"
-                        " hash=excluded.hash, updated=excluded.updated",
-                        (doc.id, doc.title, doc.text, json.dumps(doc.metadata, ensure_ascii=False),
-                         digest, now),
+        with self._write_mutex, self._transaction() as tx:
+            db = tx.db
+            tx.removed += self._delete_chunks_of(db, [d.id for d, _ in changed])
+            row = 0
+            for (doc, digest), (chunks, texts) in zip(changed, prepared):
+                db.execute(
+                    "INSERT INTO documents (id, title, text, metadata, hash, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                    " title=excluded.title, text=excluded.text, metadata=excluded.metadata,"
+                    " hash=excluded.hash, updated=excluded.updated",
+                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata, ensure_ascii=False),
+                     digest, now),
+                )
+                ids = []
+                for chunk in chunks:
+                    cur = db.execute(
+                        "INSERT INTO chunks (doc_id, idx, start, end, tokens, vector)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (doc.id, chunk.index, chunk.start, chunk.end, chunk.tokens,
+                         vectors[row].tobytes()),
                     )
-                    for chunk in chunks:
-                        cur = db.execute(
-                            "INSERT INTO chunks (doc_id, idx, start, end, tokens, vector)"
-                            " VALUES (?, ?, ?, ?, ?, ?)",
-                            (doc.id, chunk.index, chunk.start, chunk.end, chunk.tokens,
-                             vectors[row].tobytes()),
-                        )
-                        added_ids.append(int(cur.lastrowid or 0))
-                        row += 1
-                    lexical.add(db, zip(added_ids[len(added_ids) - len(chunks):], texts))
-                db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
-                               [(i,) for i in added_ids])
-            with self._lock.write():
-                self.index.remove(np.array(removed, dtype=np.int64))
-                self.index.add(np.array(added_ids, dtype=np.int64), vectors[:row])
-                self._maybe_rebuild()
+                    ids.append(int(cur.lastrowid or 0))
+                    row += 1
+                lexical.add(db, zip(ids, texts))
+                tx.added_ids += ids
+            tx.added_vectors.append(vectors[:row])
+            db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
+                           [(i,) for i in tx.added_ids])
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _view(self) -> Iterator[None]:
+        """Hold the read lock across reads that must agree (the index's ids and the store's rows
+        at the same write). A view opened inside another in the same thread joins it: taking the
+        writer-preferring lock twice would wait on a writer that waits on this thread."""
+        depth = getattr(self._local, "views", 0)
+        if depth:
+            self._local.views = depth + 1
+            try:
+                yield
+            finally:
+                self._local.views = depth
+            return
+        with self._lock.read():
+            self._local.views = 1
+            try:
+                yield
+            finally:
+                self._local.views = 0
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
         """One write transaction, committed whole or not at all; the caller holds the write mutex
-        (or, while the collection opens, owns it alone)."""
+        (or, while the collection opens, owns it alone). The commit and the index changes the
+        body registered happen under the write lock together, so a search (which reads under the
+        read lock) sees the store and the index both before the write or both after it."""
         self._db.execute("BEGIN IMMEDIATE")
+        tx = Transaction(self._db)
         try:
-            yield self._db
+            yield tx
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        with self._lock.write():
+            self._db.execute("COMMIT")
+            if tx.removed:
+                self.index.remove(np.array(tx.removed, dtype=np.int64))
+            if tx.added_ids:
+                self.index.add(np.array(tx.added_ids, dtype=np.int64), np.vstack(tx.added_vectors))
+            if tx.removed or tx.added_ids:
+                self._maybe_rebuild()
 
     @staticmethod
     def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
@@ -464,17 +502,13 @@ class Collection:
         if not ids:
             return 0
         deadline.check("delete")
-        with self._write_mutex:
-            with self._transaction() as db:
-                removed = self._delete_chunks_of(db, ids)
-                deleted = 0
-                for part in _batched(ids, 500):
-                    cur = db.execute(
-                        f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
-                    deleted += cur.rowcount
-            with self._lock.write():
-                self.index.remove(np.array(removed, dtype=np.int64))
-                self._maybe_rebuild()
+        with self._write_mutex, self._transaction() as tx:
+            tx.removed += self._delete_chunks_of(tx.db, ids)
+            deleted = 0
+            for part in _batched(ids, 500):
+                cur = tx.db.execute(
+                    f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
+                deleted += cur.rowcount
         self.checkpoint()
         return deleted
 
@@ -512,7 +546,7 @@ class Collection:
 
     def index_ids(self) -> set[int]:
         """Ids the FAISS index answers for (tombstones excluded): equal to chunk_ids when in step."""
-        with self._lock.read():
+        with self._view():
             return {int(i) for i in self.index.ids()} - self.index.tombstones
 
     @staticmethod
@@ -534,7 +568,7 @@ class Collection:
         when None)."""
         if allowed is not None and not len(allowed):
             return [[] for _ in range(len(vectors))]
-        with self._lock.read():
+        with self._view():
             if not self.index.live:
                 return [[] for _ in range(len(vectors))]
             scores, ids = self.index.search(vectors, k, allowed, ef_search, nprobe)
@@ -542,7 +576,7 @@ class Collection:
                 for srow, irow in zip(scores, ids)]
 
     def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
-        with self._lock.read():
+        with self._view():
             if self.index.trained_kind == "ivfpq":
                 return self._exact_from_store(vectors[0], k)
             return self.index.exact_search(vectors, k)[0]
@@ -680,49 +714,53 @@ class Collection:
             deadline.check("embed")
             vector = self.encode_queries([text or ""])[0]
             timings["embed"] = _ms(started)
-        lists: dict[str, list[Candidate]] = {}
-        # Fusion needs both rankings deeper than k, or a document second in both is lost.
-        depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
-        allowed = None
         if mode != "lexical":
             vector = self.check_vector(vector)
-            deadline.check("dense")
-            t = time.perf_counter()
-            # Dense retrieval runs twice in hybrid search and widens as it goes: the filter is
-            # resolved to chunk ids once.
-            allowed = self.allowed_chunks(flt)
-            lists["dense"] = self.dense_candidates(vector, depth, allowed, ef_search, nprobe)
-            timings["dense"] = _ms(t)
-        if mode != "dense":
-            deadline.check("lexical")
-            t = time.perf_counter()
-            lists["lexical"] = self.lexical_candidates(text or "", depth, flt)
-            timings["lexical"] = _ms(t)
-        if mode == "hybrid":
-            t = time.perf_counter()
-            weight = fusion.dense_weight(self.embedder, text or "")
-            ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
-            timings["fuse"] = _ms(t)
-            if weight > 0 and ranked:
-                # Rocchio feedback: move the query towards the best fused documents and search
-                # densely again; the lexical list stays, it already matched the words.
-                deadline.check("feedback")
+        # Every read below sees the index and the store at the same write: a document being
+        # replaced is found at its old version or its new one, never at neither.
+        with self._view():
+            lists: dict[str, list[Candidate]] = {}
+            # Fusion needs both rankings deeper than k, or a document second in both is lost.
+            depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+            allowed = None
+            if mode != "lexical":
+                deadline.check("dense")
                 t = time.perf_counter()
-                _, top = self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]])
-                feedback = fusion.rocchio(vector, top)
-                lists["dense"] = self.dense_candidates(feedback, depth, allowed, ef_search, nprobe)
+                # Dense retrieval runs twice in hybrid search and widens as it goes: the filter is
+                # resolved to chunk ids once.
+                allowed = self.allowed_chunks(flt)
+                lists["dense"] = self.dense_candidates(vector, depth, allowed, ef_search, nprobe)
+                timings["dense"] = _ms(t)
+            if mode != "dense":
+                deadline.check("lexical")
+                t = time.perf_counter()
+                lists["lexical"] = self.lexical_candidates(text or "", depth, flt)
+                timings["lexical"] = _ms(t)
+            if mode == "hybrid":
+                t = time.perf_counter()
+                weight = fusion.dense_weight(self.embedder, text or "")
                 ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
-                timings["feedback"] = _ms(t)
-        else:
-            ranked = lists[mode]
-        if min_score is not None:
-            ranked = [c for c in ranked if c.score >= min_score]
-        deadline.check("fetch")
-        t = time.perf_counter()
-        hits = self.materialize(ranked[:k], lists)
-        timings["fetch"] = _ms(t)
-        timings["total"] = _ms(started)
-        return SearchResult(hits, timings, mode)
+                timings["fuse"] = _ms(t)
+                if weight > 0 and ranked:
+                    # Rocchio feedback: move the query towards the best fused documents and search
+                    # densely again; the lexical list stays, it already matched the words.
+                    deadline.check("feedback")
+                    t = time.perf_counter()
+                    _, top = self.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]])
+                    feedback = fusion.rocchio(vector, top)
+                    lists["dense"] = self.dense_candidates(feedback, depth, allowed, ef_search, nprobe)
+                    ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
+                    timings["feedback"] = _ms(t)
+            else:
+                ranked = lists[mode]
+            if min_score is not None:
+                ranked = [c for c in ranked if c.score >= min_score]
+            deadline.check("fetch")
+            t = time.perf_counter()
+            hits = self.materialize(ranked[:k], lists)
+            timings["fetch"] = _ms(t)
+            timings["total"] = _ms(started)
+            return SearchResult(hits, timings, mode)
 
     def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]]) -> list[Hit]:
         rows = self.fetch_chunks([c.chunk_id for c in ranked])
