@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -24,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from . import deadline, fusion, lexical
+from . import check, deadline, fusion, lexical, snapshots
 from .chunker import Chunker
 from .documents import Chunk, Document
 from .embedder import Embedder, check_fits, plain_tokenizer
 from .errors import FailedPrecondition, InvalidArgument
+from .files import write_durably
 from .filters import Filter, to_sql
 from .rwlock import RWLock
 from .vector_index import IndexSpec, VectorIndex
@@ -42,8 +42,6 @@ DATABASE = "docs.sqlite"
 # Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
 CHECKPOINT_CHANGES = 20_000
 log = logging.getLogger("neardex.indexer")
-# Snapshots at least this large open memory-mapped: a server starts without reading them whole.
-MMAP_MIN_BYTES = 64 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -186,10 +184,13 @@ class Collection:
         self._db = self._connect()
         self._db.executescript(_SCHEMA)
         if lexical.create_table(self._db):
-            self._fill_lexical()
+            with self._transaction() as tx:
+                lexical.rebuild(tx.db)
         self._closed = False
         self._rebuilder: threading.Thread | None = None
-        self.index = self._attach(self._load_index())
+        self.index = self._attach(snapshots.load(self.folder, self.manifest.index, self.manifest.dimension,
+                                                 self._db))
+        check.reconcile(self._db, self.index, folder, manifest.dimension)
         self._maybe_rebuild()
 
     # -- creation and opening -----------------------------------------------------------------
@@ -198,9 +199,7 @@ class Collection:
     def create(folder: Path, manifest: Manifest, embedder: Embedder,
                query_encoder: QueryEncoder | None = None) -> Collection:
         folder.mkdir(parents=True)
-        tmp = folder / (MANIFEST + ".tmp")
-        tmp.write_text(manifest.to_json())
-        os.replace(tmp, folder / MANIFEST)
+        write_durably(folder / MANIFEST, manifest.to_json())
         return Collection(folder, manifest, embedder, query_encoder)
 
     @staticmethod
@@ -225,66 +224,7 @@ class Collection:
             self._local.db = db
         return db
 
-    def _fill_lexical(self) -> None:
-        """Build the lexical index from the stored chunks: for collections written before it
-        existed, or whose lexical table was lost."""
-        rows = self._db.execute(
-            "SELECT c.id, d.title, d.text, c.start, c.end FROM chunks c"
-            " JOIN documents d ON d.id = c.doc_id")
-        with self._transaction() as tx:
-            lexical.add(tx.db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
-                             for cid, title, text, start, end in rows.fetchall()))
-
     # -- the FAISS cache ----------------------------------------------------------------------
-
-    def _snapshots(self) -> list[tuple[int, Path]]:
-        found = []
-        for path in self.folder.glob("index-*.faiss"):
-            try:
-                found.append((int(path.stem.split("-")[1]), path))
-            except ValueError:
-                continue
-        return sorted(found)
-
-    def _load_index(self) -> VectorIndex:
-        snapshots = self._snapshots()
-        if snapshots:
-            seq, path = snapshots[-1]
-            index = VectorIndex.load(path, self.manifest.index, self.manifest.dimension,
-                                     mmap=path.stat().st_size >= MMAP_MIN_BYTES)
-        else:
-            seq, index = 0, VectorIndex.empty(self.manifest.index, self.manifest.dimension)
-        self._replay(index, seq)
-        return index
-
-    def _replay(self, index: VectorIndex, after_seq: int) -> None:
-        rows = self._db.execute(
-            "SELECT ch.seq, ch.op, ch.chunk_id, c.vector FROM changes ch"
-            " LEFT JOIN chunks c ON c.id = ch.chunk_id WHERE ch.seq > ? ORDER BY ch.seq",
-            (after_seq,),
-        ).fetchall()
-        # Apply in runs of the same op so the log replays in large FAISS calls.
-        run_op, run_ids, run_vecs = None, [], []
-        undone: set[int] = set()
-        for _, op, chunk_id, blob in rows + [(None, None, None, None)]:
-            if op != run_op and run_ids:
-                ids = np.array(run_ids, dtype=np.int64)
-                if run_op == "add":
-                    index.add(ids, np.frombuffer(b"".join(run_vecs), dtype=np.float32)
-                              .reshape(len(run_ids), -1))
-                else:
-                    index.remove(ids)
-                run_ids, run_vecs = [], []
-            run_op = op
-            # An add whose chunk is gone was undone by a later del in the same log: skip both
-            # (chunk ids are never reused, so that id is in no snapshot either).
-            if op == "add" and blob is None:
-                undone.add(chunk_id)
-            elif op == "add":
-                run_ids.append(chunk_id)
-                run_vecs.append(blob)
-            elif op == "del" and chunk_id not in undone:
-                run_ids.append(chunk_id)
 
     def _attach(self, index: VectorIndex) -> VectorIndex:
         index.fetch_vectors = self.vectors_of
@@ -320,7 +260,7 @@ class Collection:
             with self._write_mutex, self._lock.write():
                 if self._closed:
                     return
-                self._replay(fresh, seq)
+                snapshots.replay(self._db, fresh, seq)
                 self.index = self._attach(fresh)
             log.info("collection %s: index rebuilt (%d vectors, %.1f s)", self.manifest.name,
                      len(ids), time.perf_counter() - started)
@@ -335,11 +275,7 @@ class Collection:
             rebuilder.join(timeout)
 
     def _all_vectors(self, db: sqlite3.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
-        rows = (db or self._reader()).execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-                   .reshape(len(rows), self.manifest.dimension))
-        return ids, vectors
+        return snapshots.stored_vectors(db or self._reader(), self.manifest.dimension)
 
     def checkpoint(self, force: bool = False) -> None:
         """Snapshot the index and trim the change log it now contains."""
@@ -353,12 +289,7 @@ class Collection:
             (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
             if not pending or (not force and pending < CHECKPOINT_CHANGES):
                 return
-            self.index.save(self.folder / f"index-{last:012d}.faiss")
-            for seq, path in self._snapshots():
-                if seq < last:
-                    path.unlink(missing_ok=True)
-                    path.with_name(path.name + ".tomb.npy").unlink(missing_ok=True)
-            self._db.execute("DELETE FROM changes WHERE seq <= ?", (last,))
+            snapshots.write(self.folder, self.index, self._db, last)
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -44,6 +44,21 @@ def add(db: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
     db.executemany(f"INSERT INTO {TABLE} (rowid, text) VALUES (?, ?)", rows)
 
 
+def rebuild(db: sqlite3.Connection) -> int:
+    """Refill the lexical table from the stored chunks (each with its document's title); the
+    caller holds a write transaction. Returns the rows written."""
+    db.execute(f"DELETE FROM {TABLE}")
+    rows = db.execute("SELECT c.id, d.title, d.text, c.start, c.end FROM chunks c"
+                      " JOIN documents d ON d.id = c.doc_id").fetchall()
+    add(db, ((cid, f"{title} {text[start:end]}" if title else text[start:end])
+             for cid, title, text, start, end in rows))
+    return len(rows)
+
+
+def row_ids(db: sqlite3.Connection) -> set[int]:
+    return {r[0] for r in db.execute(f"SELECT rowid FROM {TABLE}")}
+
+
 def remove(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> None:
     db.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [(i,) for i in chunk_ids])
 

@@ -14,7 +14,6 @@ first write reads it whole, since FAISS cannot modify a mapped index.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import faiss
 import numpy as np
 
 from .errors import InvalidArgument
+from .files import fsync_path, replace_durably
 
 KINDS = ("flat", "hnsw", "ivfpq", "auto")
 
@@ -299,12 +299,10 @@ class VectorIndex:
         self._in_memory()
         if self.tombstones:
             np.save(_tomb_path(path), np.fromiter(self.tombstones, dtype=np.int64))
-            _fsync(_tomb_path(path))
+            fsync_path(_tomb_path(path))
         tmp = path.with_name(path.name + ".tmp")
         faiss.write_index(self.index, str(tmp))
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(path.parent)
+        replace_durably(tmp, path)
 
     @staticmethod
     def load(path: Path, spec: IndexSpec, dimension: int, mmap: bool = False) -> VectorIndex:
@@ -342,10 +340,3 @@ def _read(path: Path) -> faiss.Index:
 def _tomb_path(path: Path) -> Path:
     return path.with_name(path.name + ".tomb.npy")
 
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from neardex.indexer.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from neardex.indexer.files import write_durably
 
 log = logging.getLogger("neardex.server")
 
@@ -132,15 +133,8 @@ def read_keys(path: Path) -> list[ApiKey]:
 
 def write_keys(path: Path, keys: Iterable[ApiKey]) -> None:
     """Write-then-rename, readable by the owner only: a server reading it never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     body = json.dumps({"version": FORMAT_VERSION, "keys": [k.to_json() for k in keys]}, indent=2)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(body + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_durably(path, body + "\n", mode=0o600)
 
 
 def create_key(path: Path, name: str, role: str, collections: str | Sequence[str] | None = None) -> str:

@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--file", type=Path, default=None,
                             help=f"the keys file (default: ${KEYS_FILE_ENV})")
 
+    p = sub.add_parser("check", help="verify that a data folder's stores and indexes agree")
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    p.add_argument("--collection", default=None, help="check this collection only (default: all)")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild the lexical and vector indexes from the store where they disagree")
+    p.add_argument("--json", action="store_true", help="one JSON report per collection")
+    p.set_defaults(run=cmd_check)
+
     p = sub.add_parser("eval", help="retrieval quality on a BEIR folder")
     p.add_argument("beir_dir", type=Path)
     p.add_argument("--mode", default="hybrid", help="dense, lexical, hybrid or ask")
@@ -275,6 +283,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(settings, ready)
     return 0
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from neardex.indexer.catalog import Catalog, validate_name
+    from neardex.indexer.check import check
+
+    if not args.data_dir.is_dir():
+        raise NeardexError(f"DATA_DIR: {args.data_dir} is not a folder")
+    # The folder's lock: nothing writes while it is checked or repaired.
+    with Catalog(args.data_dir) as catalog:
+        names = [validate_name(args.collection, "--collection")] if args.collection else catalog.names()
+        if args.collection and not catalog.exists(args.collection):
+            raise NeardexError(f"--collection: {args.collection!r} does not exist in {args.data_dir}")
+        reports = [check(catalog.root / name, repair=args.repair) for name in names]
+    for report in reports:
+        if args.json:
+            print(report.to_json())
+            continue
+        for line in report.repaired:
+            print(f"{report.collection}: repaired: {line}")
+        for line in report.problems:
+            print(f"{report.collection}: {line}")
+        if report.ok:
+            print(f"ok: {report.summary()}")
+    if not reports and not args.json:
+        print(f"ok: no collections in {args.data_dir}")
+    return 0 if all(r.ok for r in reports) else 1
 
 
 # -- talking to a server ----------------------------------------------------------------------

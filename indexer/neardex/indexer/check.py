@@ -1,0 +1,217 @@
+"""Does a collection agree with itself? The store (SQLite) against everything derived from it.
+
+The store's documents and chunks are the truth; the lexical (FTS5) rows and the vector index
+(newest snapshot plus the change log) are derived. `check` verifies that every chunk has its
+document and every document its chunks, that every vector has the manifest's dimension, and that
+both derived indexes hold exactly the stored chunks. `repair` rebuilds the derived ones from the
+store (and drops chunks whose document is gone); what it cannot rebuild (a damaged database, a
+document without chunks, which needs the model) stays reported.
+
+`reconcile` is the cheap form a collection runs as it opens: counts first, ids only when the
+counts differ, and what it finds it fixes in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import lexical, snapshots
+from .errors import NeardexError
+from .vector_index import VectorIndex
+
+log = logging.getLogger("neardex.indexer")
+
+DATABASE = "docs.sqlite"
+MANIFEST = "manifest.json"
+# Ids listed in one problem line at most; the count is always given in full.
+SHOWN = 5
+
+
+@dataclass
+class Report:
+    collection: str
+    documents: int = 0
+    chunks: int = 0
+    vectors: int = 0
+    lexical_rows: int = 0
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ok": self.ok})
+
+    def summary(self) -> str:
+        return (f"{self.collection}: {self.documents} documents, {self.chunks} chunks,"
+                f" {self.vectors} vectors, {self.lexical_rows} lexical rows")
+
+
+def _ids(values: set[int] | set[str]) -> str:
+    shown = ", ".join(str(v) for v in sorted(values)[:SHOWN])  # type: ignore[type-var]
+    return shown + (", ..." if len(values) > SHOWN else "")
+
+
+def check(folder: Path, repair: bool = False) -> Report:
+    """Check one collection folder; with repair, rebuild what is derived and check again."""
+    report = Report(folder.name)
+    _check(folder, report)
+    if repair and report.problems:
+        report.repaired = _repair(folder)
+        if report.repaired:
+            again = Report(folder.name, repaired=report.repaired)
+            _check(folder, again)
+            return again
+    return report
+
+
+def _check(folder: Path, report: Report) -> None:
+    from .collection import Manifest  # the manifest's own reader, with its version check
+
+    try:
+        manifest = Manifest.from_json((folder / MANIFEST).read_text())
+    except (OSError, ValueError, KeyError, TypeError, NeardexError) as exc:
+        report.problems.append(f"manifest: cannot be read: {exc}")
+        return
+    if not (folder / DATABASE).exists():
+        report.problems.append(f"store: {DATABASE} is missing")
+        return
+    db = sqlite3.connect(f"file:{folder / DATABASE}?mode=ro", uri=True, timeout=30)
+    try:
+        integrity = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+        if integrity != ["ok"]:
+            report.problems.append(f"store: SQLite integrity check failed: {'; '.join(integrity[:SHOWN])}")
+            return
+        (report.documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        chunk_ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        report.chunks = len(chunk_ids)
+        orphans = {r[0] for r in db.execute(
+            "SELECT c.id FROM chunks c LEFT JOIN documents d ON d.id = c.doc_id WHERE d.id IS NULL")}
+        if orphans:
+            report.problems.append(f"store: {len(orphans)} chunks whose document is gone: {_ids(orphans)}")
+        empty = {r[0] for r in db.execute(
+            "SELECT d.id FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id)")}
+        if empty:
+            report.problems.append(f"store: {len(empty)} documents without chunks (upsert them again): {_ids(empty)}")
+        wrong = {r[0] for r in db.execute("SELECT id FROM chunks WHERE length(vector) != ?",
+                                         (4 * manifest.dimension,))}
+        if wrong:
+            report.problems.append(
+                f"store: {len(wrong)} chunks whose vector is not of dimension {manifest.dimension}: {_ids(wrong)}")
+        try:
+            rows = lexical.row_ids(db)
+        except sqlite3.Error as exc:
+            report.problems.append(f"lexical: cannot be read: {exc}")
+        else:
+            report.lexical_rows = len(rows)
+            _compare("lexical", chunk_ids, rows, report)
+        if wrong:
+            return  # the vectors cannot be loaded into an index of the manifest's dimension
+        try:
+            index = snapshots.load(folder, manifest.index, manifest.dimension, db)
+        except Exception as exc:  # noqa: BLE001 - a broken snapshot is a finding, not a crash
+            report.problems.append(f"index: cannot be loaded: {type(exc).__name__}: {exc}")
+            return
+        if index.dimension != manifest.dimension:
+            report.problems.append(f"index: dimension {index.dimension}, manifest says {manifest.dimension}")
+        live = {int(i) for i in index.ids()} - index.tombstones
+        report.vectors = len(live)
+        _compare("index", chunk_ids, live, report)
+    finally:
+        db.close()
+
+
+def _compare(name: str, chunk_ids: set[int], held: set[int], report: Report) -> None:
+    missing, extra = chunk_ids - held, held - chunk_ids
+    if missing:
+        report.problems.append(f"{name}: {len(missing)} chunks missing: {_ids(missing)}")
+    if extra:
+        report.problems.append(f"{name}: {len(extra)} entries for chunks that do not exist: {_ids(extra)}")
+
+
+def _repair(folder: Path) -> list[str]:
+    """Rebuild the lexical rows and the vector index from the store; drop orphan chunks."""
+    from .collection import Manifest
+
+    try:
+        manifest = Manifest.from_json((folder / MANIFEST).read_text())
+    except (OSError, ValueError, KeyError, TypeError, NeardexError):
+        return []
+    db = sqlite3.connect(folder / DATABASE, timeout=30, isolation_level=None)
+    done: list[str] = []
+    try:
+        if [r[0] for r in db.execute("PRAGMA quick_check").fetchall()] != ["ok"]:
+            return []
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            orphans = db.execute("DELETE FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").rowcount
+            if orphans:
+                done.append(f"store: dropped {orphans} chunks whose document is gone")
+            lexical.create_table(db)
+            done.append(f"lexical: rebuilt ({lexical.rebuild(db)} rows)")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        ids, vectors = _valid_vectors(db, manifest.dimension)
+        fresh = VectorIndex.build(manifest.index, manifest.dimension, ids, vectors)
+        snapshots.write(folder, fresh, db, snapshots.last_change(db, folder))
+        done.append(f"index: rebuilt ({len(ids)} vectors)")
+    finally:
+        db.close()
+    return done
+
+
+def _valid_vectors(db: sqlite3.Connection, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = db.execute("SELECT id, vector FROM chunks WHERE length(vector) = ? ORDER BY id",
+                      (4 * dimension,)).fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
+
+
+def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimension: int) -> list[str]:
+    """The check a collection runs as it opens, fixing what it finds: the counts of stored chunks,
+    lexical rows and live vectors are compared, and only when they differ the ids; a fixed index
+    is snapshotted at once. The caller owns the database (no write can run meanwhile)."""
+    fixed: list[str] = []
+    (chunks,) = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+    (rows,) = db.execute(f"SELECT COUNT(*) FROM {lexical.TABLE}_docsize").fetchone()
+    if rows != chunks:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            written = lexical.rebuild(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        fixed.append(f"lexical index held {rows} rows for {chunks} chunks: rebuilt ({written} rows)")
+    if index.live != chunks:
+        stored = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        live = {int(i) for i in index.ids()} - index.tombstones
+        missing, extra = sorted(stored - live), sorted(live - stored)
+        if extra:
+            index.remove(np.array(extra, dtype=np.int64))
+        if missing:
+            found = {}
+            for i in range(0, len(missing), 500):
+                part = missing[i : i + 500]
+                found.update(db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})",
+                                        part).fetchall())
+            ids = [i for i in missing if len(found[i]) == 4 * dimension]
+            if ids:
+                index.add(np.array(ids, dtype=np.int64),
+                          np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(len(ids), -1))
+        snapshots.write(folder, index, db, snapshots.last_change(db, folder))
+        fixed.append(f"vector index missed {len(missing)} stored chunks and held {len(extra)} deleted ones: fixed")
+    for line in fixed:
+        log.warning("collection %s: %s", folder.name, line)
+    return fixed
