@@ -28,9 +28,9 @@ RUN useradd --system --uid 10001 --home-dir /data --no-create-home --shell /usr/
 USER neardex
 
 VOLUME /data
-EXPOSE 50051 9100
+EXPOSE 50051 50052
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import grpc; from grpc_health.v1 import health_pb2, health_pb2_grpc; ch = grpc.insecure_channel('localhost:50051'); r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=''), timeout=3); raise SystemExit(0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1)"
 
-CMD ["neardex", "serve", "--data-dir", "/data", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9100"]
+CMD ["neardex", "serve", "--data-dir", "/data", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "50052"]

@@ -29,7 +29,7 @@ index-sample: install
 	$(BIN)/neardex index samples/neardex-docs --collection docs --data-dir $(DATA)
 
 run: index-sample
-	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 9100
+	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052
 
 test: install system-deps
 	$(BIN)/python -m pytest

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pickle
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.readers import (
     FieldNames,
+    Ignored,
     ReadError,
+    count_documents,
     detect_format,
     read_beir,
     read_csv,
@@ -378,9 +381,59 @@ def test_dir_empty_text_is_an_error_or_skipped(tmp_path: Path) -> None:
     assert [Path(e.path).name for e in skipped] == ["empty.txt", "scripts.html"]
 
 
-def test_dir_requires_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgument, match="is not a directory"):
-        read_dir(write(tmp_path / "a.txt", "x"))
+def test_dir_reads_one_file_as_a_folder_of_one(tmp_path: Path) -> None:
+    (doc,) = read_documents(write(tmp_path / "notes.md", "# Notes\nThe Nile flows north.\n"))
+    assert (doc.id, doc.title, doc.metadata["path"]) == ("notes.md", "Notes", "notes.md")
+    ignored: list[ReadError] = []
+    assert list(read_dir(write(tmp_path / "photo.png", b"\x89PNG"), on_skip=ignored.append)) == []
+    assert [type(e) for e in ignored] == [Ignored]
+
+
+def test_dir_skips_binary_files_with_a_reason(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", "fine")
+    write(tmp_path / "image.txt", bytes(range(256)) * 20)
+    write(tmp_path / "noise.md", bytes(random.Random(1).randrange(128, 256) for _ in range(4000)))
+    assert "image.txt: binary content (NUL bytes), not text" in str(read_error(read_dir(tmp_path)))
+    skipped: list[ReadError] = []
+    assert [d.id for d in read_dir(tmp_path, skip_errors=True, on_skip=skipped.append)] == ["a.txt"]
+    assert [(Path(e.path).name, e.reason.split(" (")[0]) for e in skipped] == [
+        ("image.txt", "binary content"), ("noise.md", "binary content")]
+
+
+def test_dir_reads_utf16_with_a_byte_order_mark(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", "Grüße aus Köln".encode("utf-16"))
+    (doc,) = read_dir(tmp_path)
+    assert doc.text == "Grüße aus Köln"
+
+
+def test_dir_reports_ignored_extensions_without_failing(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", "fine")
+    write(tmp_path / "b.pdf", b"%PDF-1.4")
+    write(tmp_path / "sub" / "c", "no extension")
+    reported: list[ReadError] = []
+    assert [d.id for d in read_dir(tmp_path, on_skip=reported.append)] == ["a.txt"]
+    assert [(type(e), Path(e.path).name) for e in reported] == [(Ignored, "b.pdf"), (Ignored, "c")]
+    assert count_documents(tmp_path) == 1
+
+
+def test_dir_symlink_loops_and_dangling_links_are_per_file_errors(tmp_path: Path) -> None:
+    write(tmp_path / "a.txt", "fine")
+    (tmp_path / "loop").symlink_to(tmp_path)  # a folder link: not followed, so no loop
+    (tmp_path / "x.txt").symlink_to(tmp_path / "y.txt")
+    (tmp_path / "y.txt").symlink_to(tmp_path / "x.txt")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "missing.md")
+    skipped: list[ReadError] = []
+    assert [d.id for d in read_dir(tmp_path, skip_errors=True, on_skip=skipped.append)] == ["a.txt"]
+    assert sorted(Path(e.path).name for e in skipped) == ["gone.md", "x.txt", "y.txt"]
+    assert all(e.reason.startswith("cannot read") for e in skipped)
+
+
+@pytest.mark.parametrize(("name", "content", "count"), [
+    ("c.jsonl", '{"id": 1, "text": "a"}\n\n{"id": 2, "text": "b"}\n', 2),
+    ("c.csv", 'id,text\n1,"a, quoted\nline"\n2,b\n', 2),
+])
+def test_count_documents(tmp_path: Path, name: str, content: str, count: int) -> None:
+    assert count_documents(write(tmp_path / name, content)) == count
 
 
 # --- detect_format and read_documents --------------------------------------------------------

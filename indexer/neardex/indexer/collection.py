@@ -256,6 +256,8 @@ class Collection:
             finally:
                 db.close()
             started = time.perf_counter()
+            log.info("collection %s: rebuilding the %s index from %d stored vectors", self.manifest.name,
+                     self.manifest.index.resolve(len(ids), self.manifest.dimension).kind, len(ids))
             fresh = VectorIndex.build(self.manifest.index, self.manifest.dimension, ids, vectors)
             with self._write_mutex, self._lock.write():
                 if self._closed:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from .collection import Collection, UpsertResult
+from .collection import UpsertResult
 from .documents import Document
 
 # Documents per write: large enough that length-sorted embedding batches stay full, small enough
@@ -63,12 +64,24 @@ def run_batches(documents: Iterable[Document], write: Writer, *, batch_size: int
     return summary, seen
 
 
-def index_documents(collection: Collection, documents: Iterable[Document], *,
+class Target(Protocol):
+    """Where documents go: a local Collection, or a collection behind a server."""
+
+    def upsert(self, documents: Sequence[Document]) -> UpsertResult: ...
+
+    def all_ids(self) -> set[str]: ...
+
+    def delete(self, ids: Sequence[str]) -> int: ...
+
+    def checkpoint(self) -> None: ...
+
+
+def index_documents(target: Target, documents: Iterable[Document], *,
                     delete_missing: bool = False, batch_size: int = WRITE_BATCH,
                     progress: Progress | None = None) -> IndexSummary:
-    summary, seen = run_batches(documents, collection.upsert, batch_size=batch_size,
+    summary, seen = run_batches(documents, target.upsert, batch_size=batch_size,
                                 progress=progress)
     if delete_missing:
-        summary.deleted = collection.delete(sorted(collection.all_ids() - seen))
-    collection.checkpoint()
+        summary.deleted = target.delete(sorted(target.all_ids() - seen))
+    target.checkpoint()
     return summary

@@ -2,16 +2,20 @@
 
 Every reader is lazy: it holds at most one record in memory, so corpora larger than RAM index fine.
 Arguments are checked when a reader is called; records are checked as they are read, and a bad one
-raises ReadError naming its file and line, or is skipped when skip_errors is set.
+raises ReadError naming its file and line, or is skipped when skip_errors is set. Files a folder
+reader leaves out on purpose (other extensions) are reported as Ignored, never raised: they are
+not errors, but the caller counts them so nobody wonders where a file went.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +64,15 @@ class ReadError(InvalidArgument):
         return type(self), (self.path, self.line, self.reason)
 
 
+class Ignored(ReadError):
+    """A file a folder reader leaves out on purpose (its extension); reported, never raised."""
+
+
 OnSkip = Callable[[ReadError], None]
+# Share of undecodable or control characters past which a file is binary, not text.
+BINARY_SHARE = 0.1
+# How much of a file the binary test reads.
+_SNIFF = 64 * 1024
 
 
 @dataclass(frozen=True)  # frozen: one instance is shared as every reader's default argument
@@ -113,10 +125,36 @@ def detect_format(path: StrPath) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv"):
         return "csv"
+    if suffix in DIR_EXTENSIONS:
+        return "dir"  # one file of a kind a folder may hold: a folder of one
     raise InvalidArgument(
         f"path: cannot tell the format of {path}; supported: .jsonl, .ndjson, .csv, .tsv, "
-        "a BEIR folder (with corpus.jsonl) or a folder of .txt, .md, .markdown, .html, .htm files"
+        "a BEIR folder (with corpus.jsonl), a folder of .txt, .md, .markdown, .html, .htm files,"
+        " or one such file"
     )
+
+
+def count_documents(path: StrPath, format: str = "auto") -> int | None:
+    """How many records the input holds, counted cheaply (lines, rows or files) for a progress
+    total; None when that is not cheap to know. Malformed records are counted too."""
+    path = Path(path)
+    try:
+        format = detect_format(path) if format == "auto" else format
+        if format == "beir":
+            path, format = path / "corpus.jsonl", "jsonl"
+        if format == "jsonl":
+            with path.open("rb") as file:
+                return sum(1 for line in file if line.strip())
+        if format == "csv":
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+            csv.field_size_limit(_CSV_FIELD_SIZE_LIMIT)
+            with path.open(newline="", encoding="utf-8-sig", errors="replace") as file:
+                return max(sum(1 for _ in csv.reader(file, delimiter=delimiter)) - 1, 0)
+        if format == "dir":
+            return sum(1 for item in _dir_files(path) if not isinstance(item, Ignored))
+    except (OSError, InvalidArgument, csv.Error):
+        return None
+    return None
 
 
 def read_jsonl(
@@ -154,12 +192,17 @@ def read_beir(
 def read_dir(
     root: StrPath, skip_errors: bool = False, on_skip: OnSkip | None = None
 ) -> Iterator[Document]:
-    """Every .txt, .md, .markdown, .html and .htm file under root, one Document per file.
+    """Every .txt, .md, .markdown, .html and .htm file under root, one Document per file; root
+    may also be one such file.
 
-    Ids are paths relative to root with forward slashes, so they are the same on every OS and
-    stable across re-indexing; hidden files and folders are left out.
+    Ids are paths relative to root with forward slashes (a lone file's id is its name), so they
+    are the same on every OS and stable across re-indexing; hidden files and folders are left out,
+    and symbolic links to folders are not followed (no loops). Binary files are errors, not text.
     """
-    return _emit(_dir_items(_existing(root, directory=True)), skip_errors, on_skip)
+    root = Path(root)
+    if not root.exists() and not root.is_symlink():
+        raise InvalidArgument(f"path: {root} does not exist")
+    return _emit(_dir_items(root), skip_errors, on_skip)
 
 
 def _existing(path: StrPath, *, directory: bool) -> Path:
@@ -177,7 +220,7 @@ def _emit(
     for item in items:
         if isinstance(item, Document):
             yield item
-        elif not skip_errors:
+        elif not skip_errors and not isinstance(item, Ignored):
             raise item
         elif on_skip is not None:
             on_skip(item)
@@ -287,26 +330,62 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
-def _dir_items(root: Path) -> Iterator[Document | ReadError]:
+def _dir_files(root: Path) -> Iterator[tuple[Path, str, str] | Ignored]:
+    """(path, id, extension) of every file a folder reader reads, Ignored for the others."""
+    if not root.is_dir():
+        extension = root.suffix.lower()
+        if extension in DIR_EXTENSIONS:
+            yield root, root.name, extension
+        else:
+            yield Ignored(root, None, f"not a {', '.join(DIR_EXTENSIONS)} file")
+        return
     for folder, subfolders, files in os.walk(root):
         # Sorting in place steers os.walk, so the order is the same on every file system.
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         for name in sorted(files):
             extension = os.path.splitext(name)[1].lower()
-            if name.startswith(".") or extension not in DIR_EXTENSIONS:
+            if name.startswith("."):
                 continue
             path = Path(folder, name)
-            try:
-                yield _file_document(path, path.relative_to(root).as_posix(), extension)
-            except OSError as error:
-                yield ReadError(path, None, f"cannot read: {error.strerror}")
-            except ValueError as error:
-                yield ReadError(path, None, str(error))
+            if extension not in DIR_EXTENSIONS:
+                yield Ignored(path, None, f"extension {extension or '(none)'} is not read")
+                continue
+            yield path, path.relative_to(root).as_posix(), extension
+
+
+def _dir_items(root: Path) -> Iterator[Document | ReadError]:
+    for item in _dir_files(root):
+        if isinstance(item, Ignored):
+            yield item
+            continue
+        path, relative, extension = item
+        try:
+            yield _file_document(path, relative, extension)
+        except OSError as error:
+            yield ReadError(path, None, f"cannot read: {error.strerror or error}")
+        except ValueError as error:
+            yield ReadError(path, None, str(error))
+
+
+def decode_text(raw: bytes) -> str:
+    """The text of a file: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a
+    few bad bytes become U+FFFD). Raises ValueError for binary content: NUL bytes, or more than
+    BINARY_SHARE undecodable or control characters."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", errors="replace")
+    if b"\x00" in raw[:_SNIFF]:
+        raise ValueError("binary content (NUL bytes), not text")
+    text = raw.decode("utf-8-sig", errors="replace")
+    sample = text[:_SNIFF]
+    bad = sum(1 for c in sample if c == "\ufffd" or (unicodedata.category(c) == "Cc" and c not in "\t\n\r\f\v"))
+    if sample and bad > BINARY_SHARE * len(sample):
+        raise ValueError(f"binary content ({bad / len(sample):.0%} undecodable or control characters), not text")
+    return text
 
 
 def _file_document(path: Path, relative: str, extension: str) -> Document:
     stat = path.stat()
-    content = path.read_bytes().decode("utf-8-sig", errors="replace")
+    content = decode_text(path.read_bytes())
     if extension in (".html", ".htm"):
         title, text = _html_title_and_text(content)
     elif extension in (".md", ".markdown"):

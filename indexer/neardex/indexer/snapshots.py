@@ -7,6 +7,7 @@ previous one in force, and the log is trimmed only after the new snapshot is on 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from .vector_index import IndexSpec, VectorIndex
 
+log = logging.getLogger("neardex.indexer")
 # Snapshots at least this large open memory-mapped: a server starts without reading them whole.
 MMAP_MIN_BYTES = 64 << 20
 
@@ -76,6 +78,8 @@ def replay(db: sqlite3.Connection, index: VectorIndex, after_seq: int) -> None:
 def write(folder: Path, index: VectorIndex, db: sqlite3.Connection, last: int) -> None:
     """Snapshot the index as holding every change up to `last`, then drop older snapshots and the
     log rows the new one holds. The caller keeps writes out meanwhile."""
+    log.info("collection %s: writing an index snapshot (%d vectors, changes up to %d)", folder.name,
+             index.live, last)
     index.save(folder / f"index-{last:012d}.faiss")
     for seq, path in snapshots(folder):
         if seq < last:

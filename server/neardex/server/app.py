@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from prometheus_client import start_http_server
 
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.embedder import Embedder
-from neardex.indexer.errors import InvalidArgument
+from neardex.indexer.errors import FailedPrecondition, InvalidArgument
 from neardex.v1 import neardex_pb2_grpc
 
 from . import metrics
@@ -84,6 +85,8 @@ def create_server(settings: Settings) -> tuple[Server, int]:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                # Two servers must not share a port: the second would silently take half the calls.
+                ("grpc.so_reuseport", 0),
             ],
             # A backstop above the gate's own limit: refusals are cheap but not free.
             maximum_concurrent_rpcs=2 * settings.max_concurrent_rpcs + 4 * SPARE_THREADS,
@@ -96,18 +99,52 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{settings.host}:{settings.port}"
-        port = (server.add_secure_port(address, credentials) if credentials is not None
-                else server.add_insecure_port(address))
+        # Checked with a plain socket first: gRPC's own failure is a core log line and a bare
+        # RuntimeError, and says nothing a user can act on.
+        ensure_free(settings.host, settings.port, "port", "--port / NEARDEX_PORT")
+        if settings.metrics_port:
+            ensure_free(settings.host, settings.metrics_port, "metrics_port",
+                        "--metrics-port / NEARDEX_METRICS_PORT, or 0 for none")
+        try:
+            port = (server.add_secure_port(address, credentials) if credentials is not None
+                    else server.add_insecure_port(address))
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"port: cannot listen on {address}")
+            raise FailedPrecondition(
+                f"port: cannot listen on {address}: the address is in use or not this machine's"
+                " (choose another with --port / NEARDEX_PORT)")
         metrics_server = None
         if settings.metrics_port:
-            metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+            try:
+                metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+            except OSError as exc:
+                raise FailedPrecondition(
+                    f"metrics_port: cannot listen on {settings.host}:{settings.metrics_port}: {exc.strerror}"
+                    " (choose another with --metrics-port / NEARDEX_METRICS_PORT, or 0 for none)") from None
         server.start()
     except BaseException:
         catalog.close()
         raise
     return Server(server, catalog, health_servicer, port, batchers, keys, metrics_server), port
+
+
+def ensure_free(host: str, port: int, field: str, hint: str) -> None:
+    """Refuse at once, naming the setting, when host:port cannot be listened on."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise FailedPrecondition(f"host: cannot resolve {host!r}: {exc.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise FailedPrecondition(
+                    f"{field}: cannot listen on {host}:{port}: {exc.strerror} (choose another with {hint})") from None
 
 
 def _read(path: Path, field: str) -> bytes:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from neardex.indexer.errors import NeardexError
-from neardex.indexer.readers import FORMATS, FieldNames, ReadError, read_documents
+from neardex.indexer.readers import FORMATS, FieldNames, Ignored, ReadError, count_documents, read_documents
 
 DEFAULT_SERVER = "localhost:50051"
 KEYS_FILE_ENV = "NEARDEX_API_KEYS_FILE"
@@ -41,64 +45,123 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neardex-server")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _setting(name: str, what: str = "") -> str:
+    """'(default: X; NEARDEX_NAME)' for a server setting, read from Settings itself."""
+    from .settings import Settings
+
+    default = Settings.model_fields[name].default
+    shown = what or ("none" if default is None else default)
+    return f"(default: {shown}; ${'NEARDEX_' + name.upper()})"
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neardex", description="Embedding search service")
+    parser.add_argument("--version", action="version", version=f"neardex {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", help="index a document collection")
-    p.add_argument("path", type=Path, help="a JSONL or CSV file, a BEIR folder or a folder of files")
-    p.add_argument("--collection", required=True)
-    p.add_argument("--data-dir", type=Path, default=None, help="data folder (default: $NEARDEX_DATA_DIR or ./data)")
-    p.add_argument("--server", default=None, help="send documents through a running server HOST:PORT")
+    p = sub.add_parser("index", help="index a document collection",
+                       description="Read documents, cut them into model-token chunks, embed and store"
+                                   " them; unchanged documents are skipped on a re-run.")
+    p.add_argument("path", type=Path, help="a JSONL, CSV or TSV file, a BEIR folder, a folder of"
+                                           " .txt/.md/.html files, or one such file")
+    p.add_argument("--collection", required=True, help="collection to write (created when missing)")
+    p.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
+    p.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="send documents through a running server instead of writing --data-dir")
     add_connection_options(p)
-    p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--id-field", action="append", default=None, help="key holding the id (repeatable)")
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--title-field", default="title")
-    p.add_argument("--chunk-tokens", type=int, default=0, help="chunk size in model tokens (default: the model's window)")
-    p.add_argument("--overlap-tokens", type=int, default=-1)
-    p.add_argument("--model", default=None, help="sentence-transformers model folder (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--index", default="flat", type=index_spec,
-                   help="flat, hnsw, ivfpq or auto, with parameters: hnsw:m=32,ef_search=256")
-    p.add_argument("--encoder", default="", help="torch or onnx-int8 (new collections)")
-    p.add_argument("--mode", default="", help="default search mode of a new collection")
-    p.add_argument("--delete-missing", action="store_true", help="remove documents absent from PATH")
-    p.add_argument("--skip-errors", action="store_true", help="skip malformed records instead of stopping")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="input format (default: auto, from the file name or folder layout)")
+    p.add_argument("--id-field", action="append", default=None, metavar="KEY",
+                   help="JSONL/CSV key holding the id; repeatable, first present wins (default: id, then _id)")
+    p.add_argument("--text-field", default="text", metavar="KEY", help="JSONL/CSV key holding the text (default: text)")
+    p.add_argument("--title-field", default="title", metavar="KEY",
+                   help="JSONL/CSV key holding the title, embedded with every chunk (default: title)")
+    p.add_argument("--chunk-tokens", type=int, default=0, metavar="N",
+                   help="chunk size in model tokens, new collections (default: the model's window, 254 for the bundled model)")
+    p.add_argument("--overlap-tokens", type=int, default=-1, metavar="N",
+                   help="tokens shared by consecutive chunks, new collections (default: 1/8 of the chunk size, at most 32)")
+    p.add_argument("--model", default=None, metavar="FOLDER",
+                   help="sentence-transformers model folder, new collections (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
+                   help="vector index of a new collection: flat, hnsw, ivfpq or auto, with parameters,"
+                        " e.g. hnsw:m=32,ef_search=256 (default: flat)")
+    p.add_argument("--encoder", default="", choices=("", "torch", "onnx-int8"),
+                   help=f"encoder of a new collection {_setting('default_encoder')}")
+    p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
+                   help="default search mode of a new collection (default: hybrid)")
+    p.add_argument("--delete-missing", action="store_true", help="remove stored documents absent from PATH")
+    p.add_argument("--skip-errors", action="store_true",
+                   help="skip malformed records and unreadable files (each reported) instead of stopping")
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N",
+                   help="documents per write; each write is acknowledged whole (default: 256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_index)
 
-    p = sub.add_parser("serve", help="serve every collection of a data folder over gRPC")
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.add_argument("--metrics-port", type=int, default=None)
-    p.add_argument("--batch-max-size", type=int, default=None, help="query micro-batch size; 1 turns batching off")
-    p.add_argument("--max-concurrent-rpcs", type=int, default=None,
-                   help="calls held at once; more are refused with RESOURCE_EXHAUSTED"
-                        " (default 64; NEARDEX_MAX_CONCURRENT_RPCS)")
+    p = sub.add_parser("serve", help="serve every collection of a data folder over gRPC",
+                       description="Serve a data folder's collections over gRPC, with Prometheus metrics on"
+                                   " their own port. Every option can also be set by its NEARDEX_* variable.")
+    p.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
+    p.add_argument("--host", default=None, help=f"address to listen on {_setting('host')}")
+    p.add_argument("--port", type=port_number, default=None, help=f"gRPC port, 0 picks a free one {_setting('port')}")
+    p.add_argument("--metrics-port", type=port_number, default=None,
+                   help=f"Prometheus metrics port, 0 turns it off {_setting('metrics_port')}")
+    p.add_argument("--batch-max-size", type=positive_int, default=None, metavar="N",
+                   help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
+    p.add_argument("--max-concurrent-rpcs", type=positive_int, default=None, metavar="N",
+                   help=f"calls held at once; more are refused with RESOURCE_EXHAUSTED {_setting('max_concurrent_rpcs')}")
     p.add_argument("--api-keys", type=Path, default=None, metavar="FILE",
-                   help="require API keys listed in FILE, reloaded when it changes or on SIGHUP"
-                        " (NEARDEX_API_KEYS_FILE; see `neardex keys create`)")
+                   help="require API keys listed in FILE, reloaded when it changes or on SIGHUP;"
+                        f" see `neardex keys create` {_setting('api_keys_file', 'none: every call allowed')}")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
-                   help="serve TLS only, with this certificate chain (NEARDEX_TLS_CERT)")
+                   help=f"serve TLS only, with this certificate chain {_setting('tls_cert')}")
     p.add_argument("--tls-key", type=Path, default=None, metavar="PEM",
-                   help="the certificate's private key (NEARDEX_TLS_KEY)")
+                   help=f"the certificate's private key {_setting('tls_key')}")
     p.add_argument("--tls-client-ca", type=Path, default=None, metavar="PEM",
-                   help="also require client certificates signed by this CA: mutual TLS (NEARDEX_TLS_CLIENT_CA)")
+                   help=f"also require client certificates signed by this CA: mutual TLS {_setting('tls_client_ca')}")
     p.set_defaults(run=cmd_serve)
 
     for name, help_text in (("search", "semantic search"), ("ask", "question-answering retrieval")):
         p = sub.add_parser(name, help=f"{help_text} against a running server")
-        p.add_argument("collection")
-        p.add_argument("query")
-        p.add_argument("--k", type=int, default=10 if name == "search" else 5)
+        p.add_argument("collection", help="collection to search")
+        p.add_argument("query", help="the question" if name == "ask" else "query text")
+        k = 10 if name == "search" else 5
+        p.add_argument("--k", type=positive_int, default=k, help=f"results to return (default: {k})")
         p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                       help="metadata condition: key=value, key>=n, key<n ... (repeatable)")
-        p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"))
-        p.add_argument("--server", default=DEFAULT_SERVER)
+                       help="metadata condition: key=value, key>=n, key>n, key<=n, key<n (repeatable; all must hold)")
+        p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"),
+                       help="retrieval mode (default: the collection's)")
+        p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
         add_connection_options(p)
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="print the whole result as JSON")
         p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
@@ -127,15 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("eval", help="retrieval quality on a BEIR folder")
-    p.add_argument("beir_dir", type=Path)
-    p.add_argument("--mode", default="hybrid", help="dense, lexical, hybrid or ask")
+    p.add_argument("beir_dir", type=Path, metavar="BEIR_DIR", help="corpus.jsonl, queries.jsonl and qrels/test.tsv")
+    p.add_argument("--mode", default="hybrid", help="dense, lexical, hybrid or ask (default: hybrid)")
     p.add_argument("--compare", action="store_true", help="every mode, one table")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--collection", default=None, help="reuse this collection of --data-dir")
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--encoder", default="")
-    p.add_argument("--index", default="flat", type=index_spec)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--k", type=positive_int, default=10, help="cut-off of nDCG and MRR (default: 10)")
+    p.add_argument("--collection", default=None, help="reuse this collection of --data-dir instead of indexing")
+    p.add_argument("--data-dir", type=Path, default=None, help="keep the index here (default: a temporary folder)")
+    p.add_argument("--encoder", default="", choices=("", "torch", "onnx-int8"),
+                   help=f"encoder {_setting('default_encoder')}")
+    p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
+                   help="vector index (default: flat)")
+    p.add_argument("--json", action="store_true", help="one JSON line per mode")
     p.set_defaults(run=cmd_eval)
     return parser
 
@@ -160,11 +225,14 @@ def index_spec(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _documents(args: argparse.Namespace, skipped: list[ReadError]) -> Iterator[Any]:
+def _documents(args: argparse.Namespace, skipped: list[ReadError], ignored: list[Ignored]) -> Iterator[Any]:
     fields = FieldNames(id=tuple(args.id_field or ("id", "_id")), text=args.text_field,
                         title=args.title_field)
 
     def on_skip(err: ReadError) -> None:
+        if isinstance(err, Ignored):
+            ignored.append(err)
+            return
         skipped.append(err)
         print(f"skipped: {err}", file=sys.stderr)
 
@@ -172,10 +240,13 @@ def _documents(args: argparse.Namespace, skipped: list[ReadError]) -> Iterator[A
 
 
 class _Progress:
-    def __init__(self, quiet: bool) -> None:
+    """Documents and chunks per second, from the first document written (not the model load), with
+    a percentage and ETA when the input's size is known."""
+
+    def __init__(self, quiet: bool, total: int | None) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(unit="doc", disable=quiet, dynamic_ncols=True, file=sys.stderr)
+        self.bar = tqdm(unit="doc", total=total, disable=quiet, dynamic_ncols=True, file=sys.stderr)
         self.chunks = 0
         self.started = time.perf_counter()
 
@@ -189,24 +260,39 @@ class _Progress:
         self.bar.close()
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    from neardex.indexer.pipeline import IndexSummary
+def _ignored_note(ignored: list[Ignored]) -> str:
+    if not ignored:
+        return ""
+    kinds = Counter(Path(e.path).suffix.lower() or "(none)" for e in ignored)
+    return f", {len(ignored)} files ignored ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})"
 
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from neardex.indexer.catalog import validate_name
+    from neardex.indexer.pipeline import index_documents
+
+    validate_name(args.collection, "--collection")
     skipped: list[ReadError] = []
-    progress = _Progress(args.quiet)
-    try:
-        if args.server:
-            summary = _index_remote(args, _documents(args, skipped), progress)
-        else:
-            summary = _index_local(args, _documents(args, skipped), progress)
-    finally:
-        progress.close()
-    summary.skipped = len(skipped)
-    assert isinstance(summary, IndexSummary)
+    ignored: list[Ignored] = []
+    documents = _documents(args, skipped, ignored)
+    # The first batch is read before anything is created: input that fails at once, or holds no
+    # documents, leaves no empty collection behind.
+    first = list(itertools.islice(documents, args.batch_size))
+    if not first:
+        raise NeardexError(f"{args.path}: no documents to index ({len(skipped)} skipped{_ignored_note(ignored)});"
+                           f" nothing was written")
+    total = count_documents(args.path, args.format)
+    with (_remote_target(args) if args.server else _local_target(args)) as target:
+        progress = _Progress(args.quiet, total)
+        try:
+            summary = index_documents(target, itertools.chain(first, documents), delete_missing=args.delete_missing,
+                                      batch_size=args.batch_size, progress=progress)
+        finally:
+            progress.close()
     print(
         f"indexed {summary.documents} documents into {args.collection!r}: {summary.upserted} written,"
         f" {summary.unchanged} unchanged, {summary.deleted} deleted, {summary.chunks} chunks,"
-        f" {summary.tokens} tokens, {summary.skipped} skipped, {summary.seconds:.1f} s"
+        f" {summary.tokens} tokens, {len(skipped)} skipped{_ignored_note(ignored)}, {summary.seconds:.1f} s"
         f" ({summary.documents / max(summary.seconds, 1e-9):.1f} documents/s)"
     )
     return 0
@@ -217,44 +303,66 @@ def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
                 overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder)
 
 
-def _index_local(args: argparse.Namespace, documents: Iterator[Any], progress: _Progress) -> Any:
-    from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+@contextlib.contextmanager
+def _local_target(args: argparse.Namespace) -> Iterator[Any]:
+    """The collection in --data-dir. A run that fails before its first write removes the
+    collection it created, and the data folder too when it made it and left it empty."""
+    from neardex.indexer.catalog import LOCK_FILE, Catalog
 
     from .settings import Settings
 
-    data_dir = args.data_dir or Settings().data_dir
-    with Catalog(data_dir, default_encoder=Settings().default_encoder) as catalog:
-        collection = catalog.get_or_create(args.collection, **_collection_options(args))
-        return index_documents(collection, documents, delete_missing=args.delete_missing,
-                               batch_size=args.batch_size, progress=progress)
+    data_dir = Path(args.data_dir or Settings().data_dir)
+    made_dir = not data_dir.exists()
+    try:
+        with Catalog(data_dir, default_encoder=Settings().default_encoder) as catalog:
+            existed = catalog.exists(args.collection)
+            collection = catalog.get_or_create(args.collection, **_collection_options(args))
+            try:
+                yield collection
+            except BaseException:
+                if not existed and collection.stats().documents == 0:
+                    catalog.delete(args.collection)
+                raise
+    finally:
+        if made_dir and data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _index_remote(args: argparse.Namespace, documents: Iterator[Any], progress: _Progress) -> Any:
-    from neardex.client import Document as WireDocument
-    from neardex.indexer.pipeline import IndexSummary, batched
+class _RemoteTarget:
+    """A collection behind a server, written through the client."""
 
+    def __init__(self, client: Any, collection: str) -> None:
+        self.client = client
+        self.collection = collection
+
+    def upsert(self, documents: Sequence[Any]) -> Any:
+        from neardex.client import Document as WireDocument
+
+        return self.client.upsert(self.collection, [WireDocument(id=d.id, text=d.text, title=d.title,
+                                                                 metadata=d.metadata) for d in documents],
+                                  batch_size=max(len(documents), 1))
+
+    def all_ids(self) -> set[str]:
+        raise NeardexError("--delete-missing: works on a local --data-dir only, not with --server")
+
+    def delete(self, ids: Sequence[str]) -> int:
+        return int(self.client.delete(self.collection, list(ids))) if ids else 0
+
+    def checkpoint(self) -> None:
+        """The server snapshots on its own schedule."""
+
+
+@contextlib.contextmanager
+def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
     if args.delete_missing:
         raise NeardexError("--delete-missing: works on a local --data-dir only, not with --server")
-    summary = IndexSummary()
-    started = time.perf_counter()
     with connect(args, timeout=600) as client:
         client.create_collection(
             args.collection, model=args.model, index={"kind": args.index.kind, **args.index.params},
             chunk_tokens=args.chunk_tokens or None,
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
             default_mode=args.mode or None, encoder=args.encoder or None, exist_ok=True)
-        wire = (WireDocument(id=d.id, text=d.text, title=d.title, metadata=d.metadata)
-                for batch in batched(documents, args.batch_size) for d in batch)
-        for ack in client.upsert_stream(args.collection, wire, batch_size=args.batch_size):
-            summary.documents += len(ack.ids)
-            summary.upserted += ack.upserted
-            summary.unchanged += ack.unchanged
-            summary.chunks += ack.chunks
-            summary.tokens += ack.tokens
-            progress(len(ack.ids), ack.chunks)
-    summary.seconds = time.perf_counter() - started
-    return summary
+        yield _RemoteTarget(client, args.collection)
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -396,17 +504,29 @@ def parse_filters(items: Sequence[str]) -> dict[str, Any]:
             if op in item:
                 key, raw = item.split(op, 1)
                 key = key.strip()
+                if not key:
+                    raise NeardexError(f"--filter: {item!r} has no key before {op!r}")
                 if name is None:
                     try:
                         result[key] = json.loads(raw)
                     except json.JSONDecodeError:
                         result[key] = raw
                 else:
-                    result.setdefault(key, {})[name] = float(raw)
+                    result.setdefault(key, {})[name] = _number(raw, item, op)
                 break
         else:
             raise NeardexError(f"--filter: {item!r} is not KEY=VALUE, KEY>=N, KEY>N, KEY<=N or KEY<N")
     return result
+
+
+def _number(raw: str, item: str, op: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise NeardexError(f"--filter: {item!r}: {op} needs a number after it, got {raw.strip()!r}")
+    return value
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -471,7 +591,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             else:
                 collection = catalog.create(args.collection or "eval", encoder=args.encoder,
                                             index=args.index)
-                progress = _Progress(args.json)
+                progress = _Progress(args.json, count_documents(args.beir_dir, "beir"))
                 index_documents(collection, read_beir(args.beir_dir), progress=progress)
                 progress.close()
             documents = collection.stats().documents

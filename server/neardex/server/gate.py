@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 import grpc
 
 from neardex.indexer import deadline
-from neardex.indexer.errors import Overloaded
+from neardex.indexer.errors import InvalidArgument, Overloaded
 from neardex.v1 import neardex_pb2
 
 from . import auth, metrics
@@ -101,6 +101,7 @@ class Gate(grpc.ServerInterceptor):
             return handler
         call = Call(details.method[len(_PREFIX):], metadata=dict(details.invocation_metadata or ()))
         _CALL.set(call)
+        handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
         if self.pool.held >= self.max_calls:
             return _replace(handler, self._refuse(call))
         return _replace(handler, self._unary(call, handler) if not handler.response_streaming
@@ -121,20 +122,22 @@ class Gate(grpc.ServerInterceptor):
 
     def _admit(self, call: Call, handler: Any, request: Any) -> tuple[auth.ApiKey | None, Any]:
         """The caller's key and the request as the servicer may take it: a unary request is
-        authorised now, a streamed one message by message as it arrives."""
+        decoded and authorised now, a streamed one message by message as it arrives."""
         call.ran = True
-        if self.keys is None:
-            return None, request
-        key = self.keys.authenticate(auth.presented_key(call.metadata))
+        key = self.keys.authenticate(auth.presented_key(call.metadata)) if self.keys is not None else None
         if handler.request_streaming:
-            return key, self._authorized(call, key, request)
-        auth.authorize(key, call.method, request)
+            return key, self._checked(call, key, request)
+        _decoded(request)
+        if key is not None:
+            auth.authorize(key, call.method, request)
         return key, request
 
     @staticmethod
-    def _authorized(call: Call, key: auth.ApiKey, requests: Iterator[Any]) -> Iterator[Any]:
-        for request in requests:
-            auth.authorize(key, call.method, request)
+    def _checked(call: Call, key: auth.ApiKey | None, requests: Iterator[Any]) -> Iterator[Any]:
+        for i, request in enumerate(requests):
+            _decoded(request, f"requests[{i}]")
+            if key is not None:
+                auth.authorize(key, call.method, request)
             yield request
 
     def _unary(self, call: Call, handler: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
@@ -200,6 +203,32 @@ class Gate(grpc.ServerInterceptor):
 
 
 _END = object()
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request message that did not parse, in place of the message: the gate refuses it with
+    INVALID_ARGUMENT (gRPC itself would answer INTERNAL)."""
+
+    reason: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError, or a UnicodeDecodeError
+            return Undecodable(str(exc) or type(exc).__name__)
+
+    return parse
+
+
+def _decoded(request: Any, field: str = "request") -> None:
+    if isinstance(request, Undecodable):
+        raise InvalidArgument(f"{field}: not a valid message of this RPC: {request.reason}")
 
 
 def _replace(handler: Any, behavior: Callable[..., Any]) -> Any:

@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 50051
     # 0 disables the metrics endpoint (tests that run many servers in one process use it).
-    metrics_port: int = 9100
+    # Beside the gRPC port: the exporter range 9100-9999 is allocated in full, 9100 to node_exporter.
+    metrics_port: int = 50052
     # Calls held at once (running, or waiting for the model); past it RESOURCE_EXHAUSTED at once.
     max_concurrent_rpcs: int = 64
     max_top_k: int = 1000
