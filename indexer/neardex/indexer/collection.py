@@ -27,7 +27,7 @@ from . import check, deadline, fusion, lexical, snapshots
 from .chunker import Chunker
 from .documents import Chunk, Document
 from .embedder import Embedder, check_fits, plain_tokenizer
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from .files import write_durably
 from .filters import Filter, to_sql
 from .rwlock import RWLock
@@ -279,6 +279,16 @@ class Collection:
     def _all_vectors(self, db: sqlite3.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
         return snapshots.stored_vectors(db or self._reader(), self.manifest.dimension)
 
+    def _checkpoint_after_write(self) -> None:
+        """A checkpoint a write may trigger. The write is committed already: a snapshot that
+        cannot be written (a full disk) is logged and tried again later, never reported as the
+        write's failure. The change log keeps every change meanwhile."""
+        try:
+            self.checkpoint()
+        except (OSError, RuntimeError, sqlite3.Error) as exc:
+            log.error("collection %s: index snapshot not written (%s); the change log keeps the changes",
+                      self.manifest.name, exc)
+
     def checkpoint(self, force: bool = False) -> None:
         """Snapshot the index and trim the change log it now contains."""
         rebuilder = self._rebuilder
@@ -321,7 +331,7 @@ class Collection:
         # A write whose caller has gone is not made: it would be acknowledged to nobody.
         deadline.check("write")
         self._write(changed, prepared, vectors)
-        self.checkpoint()
+        self._checkpoint_after_write()
         return UpsertResult(
             upserted=len(changed),
             unchanged=len(documents) - len(changed),
@@ -402,21 +412,27 @@ class Collection:
         (or, while the collection opens, owns it alone). The commit and the index changes the
         body registered happen under the write lock together, so a search (which reads under the
         read lock) sees the store and the index both before the write or both after it."""
-        self._db.execute("BEGIN IMMEDIATE")
-        tx = Transaction(self._db)
         try:
-            yield tx
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        with self._lock.write():
-            self._db.execute("COMMIT")
-            if tx.removed:
-                self.index.remove(np.array(tx.removed, dtype=np.int64))
-            if tx.added_ids:
-                self.index.add(np.array(tx.added_ids, dtype=np.int64), np.vstack(tx.added_vectors))
-            if tx.removed or tx.added_ids:
-                self._maybe_rebuild()
+            self._db.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self._db)
+            try:
+                yield tx
+                with self._lock.write():
+                    self._db.execute("COMMIT")
+                    if tx.removed:
+                        self.index.remove(np.array(tx.removed, dtype=np.int64))
+                    if tx.added_ids:
+                        self.index.add(np.array(tx.added_ids, dtype=np.int64), np.vstack(tx.added_vectors))
+                    if tx.removed or tx.added_ids:
+                        self._maybe_rebuild()
+            except BaseException:
+                # SQLite rolls back by itself after some failures (a full disk): only roll back
+                # what is still open, or the rollback's own error would hide the cause.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc) from exc
 
     @staticmethod
     def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
@@ -442,7 +458,7 @@ class Collection:
                 cur = tx.db.execute(
                     f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
                 deleted += cur.rowcount
-        self.checkpoint()
+        self._checkpoint_after_write()
         return deleted
 
 
@@ -734,6 +750,16 @@ class Collection:
         """Close without a checkpoint: the folder is being deleted."""
         self._closed = True
         self._db.close()
+
+
+def storage_error(exc: sqlite3.OperationalError) -> Exception:
+    """A store write that the disk refused, as a domain error; other failures stay as they are."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR") or "full" in str(exc):
+        return ResourceExhausted(
+            f"store: the disk refused the write ({exc}: it is full, or a file-size limit was reached);"
+            " nothing of this write was stored, and the collection stays readable. Free space and retry")
+    return exc
 
 
 def validate_documents(documents: Sequence[Document]) -> None:

@@ -301,8 +301,12 @@ class VectorIndex:
             np.save(_tomb_path(path), np.fromiter(self.tombstones, dtype=np.int64))
             fsync_path(_tomb_path(path))
         tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        replace_durably(tmp, path)
+        try:
+            faiss.write_index(self.index, str(tmp))
+            replace_durably(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a half-written snapshot only takes space
+            raise
 
     @staticmethod
     def load(path: Path, spec: IndexSpec, dimension: int, mmap: bool = False) -> VectorIndex:
