@@ -196,7 +196,11 @@ def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimensio
         fixed.append(f"lexical index held {rows} rows for {chunks} chunks: rebuilt ({written} rows)")
     if index.live != chunks:
         stored = {r[0] for r in db.execute("SELECT id FROM chunks")}
-        live = {int(i) for i in index.ids()} - index.tombstones
+        held = {int(i) for i in index.ids()}
+        stale = index.forget_tombstones(index.tombstones - held)
+        if stale:
+            fixed.append(f"vector index had {stale} tombstones for vectors it does not hold: dropped")
+        live = held - index.tombstones
         missing, extra = sorted(stored - live), sorted(live - stored)
         if extra:
             index.remove(np.array(extra, dtype=np.int64))
@@ -211,7 +215,8 @@ def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimensio
                 index.add(np.array(ids, dtype=np.int64),
                           np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(len(ids), -1))
         snapshots.write(folder, index, db, snapshots.last_change(db, folder))
-        fixed.append(f"vector index missed {len(missing)} stored chunks and held {len(extra)} deleted ones: fixed")
+        if missing or extra:
+            fixed.append(f"vector index missed {len(missing)} stored chunks and held {len(extra)} deleted ones: fixed")
     for line in fixed:
         log.warning("collection %s: %s", folder.name, line)
     return fixed

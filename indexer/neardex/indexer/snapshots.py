@@ -1,8 +1,12 @@
 """The vector index as a cache of the store: snapshots on disk plus the store's change log.
 
-A snapshot `index-<seq>.faiss` holds every change up to log row <seq>; opening loads the newest
-and replays the log after it. Writing a snapshot is a durable rename, so a crash leaves the
+A snapshot `index-<seq>-<n>.faiss` holds every change up to log row <seq>; opening loads the
+newest and replays the log after it. Writing a snapshot is a durable rename, so a crash leaves the
 previous one in force, and the log is trimmed only after the new snapshot is on disk.
+
+An HNSW snapshot's tombstones live beside it (`<snapshot>.tomb.npy`). The <n> makes every
+snapshot's name new even when no change came since the last one: a tombstone file left by a
+write that crashed can then never be read as the tombstones of a later snapshot of the same seq.
 """
 
 from __future__ import annotations
@@ -20,15 +24,19 @@ log = logging.getLogger("neardex.indexer")
 MMAP_MIN_BYTES = 64 << 20
 
 
+def _name_key(path: Path) -> tuple[int, int] | None:
+    """(seq, n) of a snapshot or of a file beside it (tombstones, a half-written .tmp)."""
+    parts = path.name.split(".")[0].split("-")
+    try:
+        return int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+    except (IndexError, ValueError):
+        return None
+
+
 def snapshots(folder: Path) -> list[tuple[int, Path]]:
     """(seq, path) of every snapshot in the folder, oldest first."""
-    found = []
-    for path in folder.glob("index-*.faiss"):
-        try:
-            found.append((int(path.stem.split("-")[1]), path))
-        except ValueError:
-            continue
-    return sorted(found)
+    found = [(key, path) for path in folder.glob("index-*.faiss") if (key := _name_key(path)) is not None]
+    return [(key[0], path) for key, path in sorted(found)]
 
 
 def load(folder: Path, spec: IndexSpec, dimension: int, db: sqlite3.Connection) -> VectorIndex:
@@ -80,11 +88,15 @@ def write(folder: Path, index: VectorIndex, db: sqlite3.Connection, last: int) -
     log rows the new one holds. The caller keeps writes out meanwhile."""
     log.info("collection %s: writing an index snapshot (%d vectors, changes up to %d)", folder.name,
              index.live, last)
-    index.save(folder / f"index-{last:012d}.faiss")
-    for seq, path in snapshots(folder):
-        if seq < last:
-            path.unlink(missing_ok=True)
-            path.with_name(path.name + ".tomb.npy").unlink(missing_ok=True)
+    # Every file of a snapshot counts, a crashed write's leftovers too: the new name is unused.
+    newest = max((key for p in folder.glob("index-*") if (key := _name_key(p))), default=(0, 0))
+    n = newest[1] + 1 if newest[0] == last else 0
+    path = folder / f"index-{last:012d}-{n}.faiss"
+    index.save(path)
+    keep = {path.name, path.name + ".tomb.npy"}
+    for old in folder.glob("index-*"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
     db.execute("DELETE FROM changes WHERE seq <= ?", (last,))
 
 

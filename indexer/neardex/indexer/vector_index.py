@@ -189,6 +189,14 @@ class VectorIndex:
             self.tombstones.update(int(i) for i in ids)
             self._excluded = None
 
+    def forget_tombstones(self, ids: set[int]) -> int:
+        """Drop these ids from the tombstones; how many were there."""
+        dropped = len(self.tombstones & ids)
+        if dropped:
+            self.tombstones -= ids
+            self._excluded = None
+        return dropped
+
     @property
     def live(self) -> int:
         return int(self.index.ntotal) - len(self.tombstones)
@@ -297,6 +305,7 @@ class VectorIndex:
         the previous snapshot in force, never half of this one."""
         # A mapped IVF index would write a reference to its source file, not its lists.
         self._in_memory()
+        # The snapshot's name is new (see snapshots.py), so no older tombstone file can pair with it.
         if self.tombstones:
             np.save(_tomb_path(path), np.fromiter(self.tombstones, dtype=np.int64))
             fsync_path(_tomb_path(path))
