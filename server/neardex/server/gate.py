@@ -42,6 +42,8 @@ _PREFIX = f"/{SERVICE_NAME}/"
 SPARE_THREADS = 8
 # A caller refused for load may try again after this long.
 RETRY_AFTER = "100"
+# Characters of a status message at most.
+MAX_MESSAGE = 1024
 
 
 @dataclass
@@ -185,6 +187,10 @@ class Gate(grpc.ServerInterceptor):
 
     def _fail(self, call: Call, context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         code, message = status_of(exc)
+        if len(message) > MAX_MESSAGE:
+            # Messages quote what was sent; gRPC refuses a status message past its metadata limit
+            # (16 KiB, percent-encoded), so a huge input must not make a huge message.
+            message = message[: MAX_MESSAGE - 1] + "…"
         if code is grpc.StatusCode.INTERNAL:
             log.error("%s failed", call.method, exc_info=exc)
         if isinstance(exc, Overloaded):
