@@ -48,7 +48,8 @@ INT32 = [0, 1, -1, 2, 10, 1000, 100_000, 2**31 - 1, -(2**31)]
 INT64 = [0, 1, -1, 2**63 - 1, -(2**63), 2**53 + 1]
 FLOATS = [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e38, -1e38, 1e-45, 3.4e38]
 # A status code the server may answer with, and the start of a message that names a field.
-FIELD_FIRST = re.compile(r"^[a-z_][\w.\[\]]*(, [a-z_][\w.\[\]]*)*: ")
+_FIELD = r"[a-z_]\w*(\.\w+|\[(\d+|'[^']*'|\"[^\"]*\")\])*"
+FIELD_FIRST = re.compile(rf"^{_FIELD}(, {_FIELD})*: ")
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 

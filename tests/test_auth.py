@@ -28,7 +28,7 @@ DOC = pb.Document(id="d1", text="Apollo 11 landed on the Moon in July 1969.")
 ROLES = ("read", "write", "admin")
 # What each role may call, as the README promises it; the server's own table is not the oracle.
 NEEDS = {
-    "read": {"Search", "BatchSearch", "Ask", "Get", "Embed", "ListCollections", "GetCollection"},
+    "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Scroll", "Embed", "ListCollections", "GetCollection"},
     "write": {"Upsert", "UpsertStream", "Delete"},
     "admin": {"CreateCollection", "DeleteCollection"},
 }
@@ -50,6 +50,8 @@ def request_for(method: str, target: str) -> Any:
         "UpsertStream": iter([pb.UpsertRequest(collection=target, documents=[pb.Document(id="d3", text="Bread rises.")])]),
         "Delete": pb.DeleteRequest(collection=target, ids=["d1"]),
         "Get": pb.GetRequest(collection=target, ids=["d1"]),
+        "Count": pb.CountRequest(collection=target),
+        "Scroll": pb.ScrollRequest(collection=target, limit=10),
         "Search": search,
         "BatchSearch": pb.BatchSearchRequest(requests=[search, search]),
         "Ask": pb.AskRequest(collection=target, question="When did Apollo 11 land?", top_k=1),

@@ -33,6 +33,7 @@ from .models import (
     GetResult,
     Hit,
     RetrieverScore,
+    ScrollPage,
     SearchResult,
     UpsertResult,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "ResourceExhausted",
     "RetrieverScore",
     "RetryPolicy",
+    "ScrollPage",
     "SearchResult",
     "Unauthenticated",
     "Unavailable",

@@ -113,6 +113,18 @@ GET = Rpc(
     build=convert.get_request,
     parse=convert.get_result,
 )
+COUNT = Rpc(
+    "Count",
+    idempotent=True,
+    build=convert.count_request,
+    parse=convert.counted,
+)
+SCROLL = Rpc(
+    "Scroll",
+    idempotent=True,
+    build=convert.scroll_request,
+    parse=convert.scroll_page,
+)
 SEARCH = Rpc(
     "Search",
     idempotent=True,

@@ -20,6 +20,7 @@ from .models import (
     CollectionInfo,
     Document,
     GetResult,
+    ScrollPage,
     SearchResult,
     UpsertResult,
 )
@@ -190,9 +191,60 @@ class AsyncClient:
         return await self._invoke(calls.DELETE.prepare(collection, ids), timeout)
 
     async def get(
-        self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None
+        self,
+        collection: str,
+        ids: str | Iterable[str],
+        *,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
+        timeout: float | None = None,
     ) -> GetResult:
-        return await self._invoke(calls.GET.prepare(collection, ids), timeout)
+        return await self._invoke(calls.GET.prepare(collection, ids, text=text, metadata=metadata), timeout)
+
+    async def count(
+        self, collection: str, *, filter: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> int:
+        """How many documents match ``filter`` (all of them without one)."""
+        return await self._invoke(calls.COUNT.prepare(collection, filter=filter), timeout)
+
+    async def scroll(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
+        timeout: float | None = None,
+    ) -> ScrollPage:
+        prepared = calls.SCROLL.prepare(
+            collection, filter=filter, limit=limit, cursor=cursor, text=text, metadata=metadata
+        )
+        return await self._invoke(prepared, timeout)
+
+    async def scroll_all(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        page_size: int = 100,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Document]:
+        """Every matching document, page after page (see :meth:`Client.scroll_all`)."""
+        cursor: str | None = None
+        while True:
+            page = await self.scroll(
+                collection, filter=filter, limit=page_size, cursor=cursor, text=text, metadata=metadata,
+                timeout=timeout,
+            )
+            for document in page.documents:
+                yield document
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     # -- retrieval ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .models import (
     CollectionInfo,
     Document,
     GetResult,
+    ScrollPage,
     SearchResult,
     UpsertResult,
 )
@@ -199,8 +200,65 @@ class Client:
         """Deletes documents by id; returns how many existed."""
         return self._invoke(calls.DELETE.prepare(collection, ids), timeout)
 
-    def get(self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None) -> GetResult:
-        return self._invoke(calls.GET.prepare(collection, ids), timeout)
+    def get(
+        self,
+        collection: str,
+        ids: str | Iterable[str],
+        *,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
+        timeout: float | None = None,
+    ) -> GetResult:
+        """Documents by id, in the order asked; ``text=False`` leaves texts out, ``metadata=False``
+        leaves metadata out and a list of keys keeps only those."""
+        return self._invoke(calls.GET.prepare(collection, ids, text=text, metadata=metadata), timeout)
+
+    def count(
+        self, collection: str, *, filter: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> int:
+        """How many documents match ``filter`` (all of them without one)."""
+        return self._invoke(calls.COUNT.prepare(collection, filter=filter), timeout)
+
+    def scroll(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
+        timeout: float | None = None,
+    ) -> ScrollPage:
+        """One page of documents in id order, ``limit`` at most; pass the page's ``next_cursor`` (and
+        the same filter) for the next. Each page reads the collection as it is then."""
+        prepared = calls.SCROLL.prepare(
+            collection, filter=filter, limit=limit, cursor=cursor, text=text, metadata=metadata
+        )
+        return self._invoke(prepared, timeout)
+
+    def scroll_all(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        page_size: int = 100,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
+        timeout: float | None = None,
+    ) -> Iterator[Document]:
+        """Every matching document, fetched a page at a time as the iteration goes; ``timeout``
+        bounds each page."""
+        cursor: str | None = None
+        while True:
+            page = self.scroll(
+                collection, filter=filter, limit=page_size, cursor=cursor, text=text, metadata=metadata,
+                timeout=timeout,
+            )
+            yield from page.documents
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     # -- retrieval ------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from .models import (
     GetResult,
     Hit,
     RetrieverScore,
+    ScrollPage,
     SearchResult,
     UpsertResult,
 )
@@ -37,6 +38,8 @@ __all__ = [
     "batch_search_results",
     "collection_info",
     "collection_infos",
+    "count_request",
+    "counted",
     "create_collection_request",
     "delete_collection_request",
     "delete_request",
@@ -46,6 +49,7 @@ __all__ = [
     "document_to_proto",
     "embed_request",
     "embeddings",
+    "fields_to_proto",
     "filter_to_proto",
     "get_collection_request",
     "get_request",
@@ -56,6 +60,8 @@ __all__ = [
     "metadata_to_struct",
     "mode_from_proto",
     "mode_to_proto",
+    "scroll_page",
+    "scroll_request",
     "search_request",
     "search_result",
     "struct_to_metadata",
@@ -366,8 +372,52 @@ def delete_request(collection: str, ids: str | Iterable[str]) -> pb.DeleteReques
     return pb.DeleteRequest(collection=collection, ids=_ids(ids))
 
 
-def get_request(collection: str, ids: str | Iterable[str]) -> pb.GetRequest:
-    return pb.GetRequest(collection=collection, ids=_ids(ids))
+def fields_to_proto(text: bool = True, metadata: bool | Sequence[str] = True) -> pb.Fields | None:
+    """``text=False`` leaves texts out; ``metadata=False`` leaves metadata out, a list of keys keeps
+    only those. None when everything is asked for (the wire's default)."""
+    if not isinstance(text, bool):
+        raise InvalidArgument(f"text: expected True or False, got {text!r}")
+    if text and metadata is True:
+        return None
+    fields = pb.Fields(no_text=not text)
+    if metadata is False:
+        fields.no_metadata = True
+    elif metadata is not True:
+        keys = _ids(metadata, "metadata")  # type: ignore[arg-type]
+        if not keys:
+            raise InvalidArgument("metadata: give True, False or at least one key")
+        fields.metadata_keys.extend(keys)
+    return fields
+
+
+def get_request(
+    collection: str, ids: str | Iterable[str], *, text: bool = True, metadata: bool | Sequence[str] = True
+) -> pb.GetRequest:
+    return pb.GetRequest(collection=collection, ids=_ids(ids), fields=fields_to_proto(text, metadata))
+
+
+def count_request(collection: str, *, filter: Mapping[str, Any] | None = None) -> pb.CountRequest:
+    return pb.CountRequest(collection=collection, filter=filter_to_proto(filter))
+
+
+def scroll_request(
+    collection: str,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+    text: bool = True,
+    metadata: bool | Sequence[str] = True,
+) -> pb.ScrollRequest:
+    if cursor is not None and not isinstance(cursor, str):
+        raise InvalidArgument(f"cursor: expected the next_cursor of a page, got {cursor!r}")
+    return pb.ScrollRequest(
+        collection=collection,
+        filter=filter_to_proto(filter),
+        limit=_int_arg("limit", limit, minimum=1),
+        cursor=cursor or "",
+        fields=fields_to_proto(text, metadata),
+    )
 
 
 def _vector(query: Any, field: str) -> pb.Vector:
@@ -548,6 +598,17 @@ def get_result(message: pb.GetResponse) -> GetResult:
     return GetResult(
         documents=[document_from_proto(d) for d in message.documents],
         missing=list(message.missing),
+    )
+
+
+def counted(message: pb.CountResponse) -> int:
+    return message.count
+
+
+def scroll_page(message: pb.ScrollResponse) -> ScrollPage:
+    return ScrollPage(
+        documents=[document_from_proto(d) for d in message.documents],
+        next_cursor=message.next_cursor or None,
     )
 
 

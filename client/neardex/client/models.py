@@ -22,6 +22,7 @@ __all__ = [
     "GetResult",
     "Hit",
     "RetrieverScore",
+    "ScrollPage",
     "SearchResult",
     "UpsertResult",
 ]
@@ -155,3 +156,13 @@ class UpsertResult(_Frozen):
 class GetResult(_Frozen):
     documents: list[Document] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)
+
+
+class ScrollPage(_SequenceOf[Document], _Frozen):  # type: ignore[misc]
+    """One page of documents in id order; pass ``next_cursor`` to get the next (None: the last)."""
+
+    documents: list[Document] = Field(default_factory=list)
+    next_cursor: str | None = None
+
+    def _items(self) -> list[Document]:
+        return self.documents

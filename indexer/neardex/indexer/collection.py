@@ -483,6 +483,23 @@ class Collection:
                 found[doc_id] = Document(doc_id, text, title, json.loads(meta))
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
+    def count(self, flt: Filter | None = None) -> int:
+        """Documents matching flt (every document without one)."""
+        where, params = to_sql(flt or {}, "d.metadata")
+        (n,) = self._reader().execute(f"SELECT COUNT(*) FROM documents d WHERE {where}", params).fetchone()
+        return int(n)
+
+    def scroll(self, after: str, limit: int, flt: Filter | None = None,
+               text: bool = True) -> list[Document]:
+        """Up to `limit` documents matching flt with ids after `after`, in id order (keyset
+        paging: no offset to skip over, and each page reads the store as it is then)."""
+        where, params = to_sql(flt or {}, "d.metadata")
+        columns = "d.id, d.title, d.text, d.metadata" if text else "d.id, d.title, '', d.metadata"
+        rows = self._reader().execute(
+            f"SELECT {columns} FROM documents d WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?",
+            [after, *params, limit])
+        return [Document(doc_id, body, title, json.loads(meta)) for doc_id, title, body, meta in rows]
+
     def stats(self) -> Stats:
         db = self._reader()
         (documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()

@@ -24,6 +24,16 @@ class Condition:
 
 
 Filter = dict[str, Condition]
+_PLAIN_KEY = re.compile(r"^[A-Za-z_]\w{0,63}$", re.ASCII)
+
+
+def key_field(prefix: str, key: str) -> str:
+    """How an error names a metadata key: `filter.year`, or `filter['odd key']` for a key that
+    is no plain name (so control characters and huge keys arrive quoted and bounded)."""
+    if _PLAIN_KEY.match(key):
+        return f"{prefix}.{key}"
+    shown = key if len(key) <= 64 else key[:64] + "..."
+    return f"{prefix}[{shown!r}]"
 
 
 def parse_filter(spec: dict[str, Any] | None) -> Filter:
@@ -31,7 +41,7 @@ def parse_filter(spec: dict[str, Any] | None) -> Filter:
     {"k": {"eq": v}} / {"k": {"in": [..]}} explicit forms."""
     result: Filter = {}
     for key, value in (spec or {}).items():
-        field = f"filter.{key}"
+        field = key_field("filter", key)
         if isinstance(value, Condition):
             result[key] = value
         elif isinstance(value, dict):

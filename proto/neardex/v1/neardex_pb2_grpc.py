@@ -78,6 +78,16 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.GetRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.GetResponse.FromString,
                 _registered_method=True)
+        self.Count = channel.unary_unary(
+                '/neardex.v1.Neardex/Count',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.CountRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.CountResponse.FromString,
+                _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/neardex.v1.Neardex/Scroll',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.ScrollRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.ScrollResponse.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/neardex.v1.Neardex/Search',
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.SearchRequest.SerializeToString,
@@ -158,6 +168,22 @@ class NeardexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Count(self, request, context):
+        """How many documents match a filter (all of them without one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Scroll(self, request, context):
+        """Documents in id order, a page at a time: each page continues after the cursor of the one
+        before it. A page reads the collection as it is then: documents written behind the cursor
+        meanwhile are not seen, and no document is returned twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Search(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -225,6 +251,16 @@ def add_NeardexServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.GetRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.GetResponse.SerializeToString,
+            ),
+            'Count': grpc.unary_unary_rpc_method_handler(
+                    servicer.Count,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.CountRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.CountResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.ScrollRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.ScrollResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -467,6 +503,60 @@ class Neardex:
             '/neardex.v1.Neardex/Get',
             neardex_dot_v1_dot_neardex__pb2.GetRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Count(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/Count',
+            neardex_dot_v1_dot_neardex__pb2.CountRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/Scroll',
+            neardex_dot_v1_dot_neardex__pb2.ScrollRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.ScrollResponse.FromString,
             options,
             channel_credentials,
             insecure,

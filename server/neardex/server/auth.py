@@ -41,6 +41,8 @@ REQUIRED_ROLE: dict[str, str] = {
     "BatchSearch": "read",
     "Ask": "read",
     "Get": "read",
+    "Count": "read",
+    "Scroll": "read",
     "Embed": "read",
     "ListCollections": "read",
     "GetCollection": "read",

@@ -343,7 +343,8 @@ class _RemoteTarget:
                                   batch_size=max(len(documents), 1))
 
     def all_ids(self) -> set[str]:
-        raise NeardexError("--delete-missing: works on a local --data-dir only, not with --server")
+        pages = self.client.scroll_all(self.collection, page_size=1000, text=False, metadata=False)
+        return {d.id for d in pages}
 
     def delete(self, ids: Sequence[str]) -> int:
         return int(self.client.delete(self.collection, list(ids))) if ids else 0
@@ -354,8 +355,6 @@ class _RemoteTarget:
 
 @contextlib.contextmanager
 def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
-    if args.delete_missing:
-        raise NeardexError("--delete-missing: works on a local --data-dir only, not with --server")
     with connect(args, timeout=600) as client:
         client.create_collection(
             args.collection, model=args.model, index={"kind": args.index.kind, **args.index.params},

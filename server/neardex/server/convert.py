@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -10,7 +11,7 @@ from neardex.indexer.answers import AskResult
 from neardex.indexer.collection import MODES, Collection, Hit, SearchResult, UpsertResult
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.filters import Condition, Filter, validate_condition
+from neardex.indexer.filters import Condition, Filter, key_field, validate_condition
 from neardex.v1 import neardex_pb2 as pb
 
 MODE_TO_PB = {"": pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE,
@@ -38,13 +39,43 @@ def documents_from_pb(docs: Any) -> list[Document]:
     return [Document(d.id, d.text, d.title, struct_to_dict(d.metadata)) for d in docs]
 
 
-def document_to_pb(doc: Document) -> pb.Document:
-    return pb.Document(id=doc.id, text=doc.text, title=doc.title, metadata=dict_to_struct(doc.metadata))
+def document_to_pb(doc: Document, fields: pb.Fields | None = None) -> pb.Document:
+    """The document with the parts `fields` asks for (all of them by default)."""
+    if fields is None:
+        return pb.Document(id=doc.id, text=doc.text, title=doc.title, metadata=dict_to_struct(doc.metadata))
+    message = pb.Document(id=doc.id, title=doc.title, text="" if fields.no_text else doc.text)
+    if not fields.no_metadata:
+        keys = list(fields.metadata_keys)
+        kept = {k: doc.metadata[k] for k in keys if k in doc.metadata} if keys else doc.metadata
+        message.metadata.CopyFrom(dict_to_struct(kept))
+    return message
+
+
+CURSOR_PREFIX = "after:"
+
+
+def cursor_to_pb(last_id: str) -> str:
+    """An opaque cursor: the last id of a page, so the next page starts after it."""
+    return base64.urlsafe_b64encode((CURSOR_PREFIX + last_id).encode()).decode()
+
+
+def cursor_from_pb(cursor: str) -> str:
+    """The id a page starts after ('' for the first page)."""
+    if not cursor:
+        return ""
+    try:
+        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeError):
+        decoded = ""
+    if not decoded.startswith(CURSOR_PREFIX):
+        raise InvalidArgument("cursor: not a cursor this server gave; send next_cursor of the previous page")
+    return decoded[len(CURSOR_PREFIX):]
 
 
 def filter_from_pb(flt: pb.Filter) -> Filter:
     result: Filter = {}
     for key, cond in flt.conditions.items():
+        field = key_field("filter", key)
         kind = cond.WhichOneof("kind")
         if kind == "eq":
             value = json_format.MessageToDict(cond.eq)
@@ -56,8 +87,8 @@ def filter_from_pb(flt: pb.Filter) -> Filter:
                       if cond.range.HasField(op)}
             condition = Condition("range", bounds)
         else:
-            raise InvalidArgument(f"filter.{key}: condition has no kind (eq, in or range)")
-        validate_condition(f"filter.{key}", key, condition)
+            raise InvalidArgument(f"{field}: condition has no kind (eq, in or range)")
+        validate_condition(field, key, condition)
         result[key] = condition
     return result
 

@@ -26,6 +26,7 @@ from .quality import RecallSampler
 from .settings import Settings
 
 log = logging.getLogger("neardex.server")
+DEFAULT_SCROLL_LIMIT = 100
 
 
 class NeardexService(neardex_pb2_grpc.NeardexServicer):
@@ -97,7 +98,26 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
         found, missing = self._collection(request.collection).get(list(request.ids))
-        return pb.GetResponse(documents=[convert.document_to_pb(d) for d in found], missing=missing)
+        fields = request.fields if request.HasField("fields") else None
+        return pb.GetResponse(documents=[convert.document_to_pb(d, fields) for d in found], missing=missing)
+
+    def Count(self, request: pb.CountRequest, context: Any) -> pb.CountResponse:
+        collection = self._collection(request.collection)
+        flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
+        return pb.CountResponse(count=collection.count(flt))
+
+    def Scroll(self, request: pb.ScrollRequest, context: Any) -> pb.ScrollResponse:
+        collection = self._collection(request.collection)
+        limit = request.limit or DEFAULT_SCROLL_LIMIT
+        if not 1 <= limit <= self.settings.max_batch_documents:
+            raise InvalidArgument(f"limit: must be between 1 and {self.settings.max_batch_documents}, got {limit}")
+        flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
+        fields = request.fields if request.HasField("fields") else None
+        documents = collection.scroll(convert.cursor_from_pb(request.cursor), limit, flt,
+                                      text=not (fields and fields.no_text))
+        return pb.ScrollResponse(
+            documents=[convert.document_to_pb(d, fields) for d in documents],
+            next_cursor=convert.cursor_to_pb(documents[-1].id) if len(documents) == limit else "")
 
     # -- search -------------------------------------------------------------------------------
 
