@@ -28,7 +28,8 @@ DOC = pb.Document(id="d1", text="Apollo 11 landed on the Moon in July 1969.")
 ROLES = ("read", "write", "admin")
 # What each role may call, as the README promises it; the server's own table is not the oracle.
 NEEDS = {
-    "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Scroll", "Embed", "ListCollections", "GetCollection"},
+    "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Scroll", "Embed", "SearchSimilar", "Similarity",
+             "Tokenize", "ListCollections", "GetCollection"},
     "write": {"Upsert", "UpsertStream", "Delete"},
     "admin": {"CreateCollection", "DeleteCollection"},
 }
@@ -56,6 +57,9 @@ def request_for(method: str, target: str) -> Any:
         "BatchSearch": pb.BatchSearchRequest(requests=[search, search]),
         "Ask": pb.AskRequest(collection=target, question="When did Apollo 11 land?", top_k=1),
         "Embed": pb.EmbedRequest(texts=["hello"], collection=target),
+        "SearchSimilar": pb.SearchSimilarRequest(collection=target, positive=["d1"], top_k=3),
+        "Similarity": pb.SimilarityRequest(texts=["a", "b"], collection=target),
+        "Tokenize": pb.TokenizeRequest(text="hello world", collection=target),
     }[method]
 
 

@@ -28,6 +28,7 @@ from .errors import (
 from .models import (
     Answer,
     AskResult,
+    ChunkSpan,
     CollectionInfo,
     Document,
     GetResult,
@@ -35,6 +36,8 @@ from .models import (
     RetrieverScore,
     ScrollPage,
     SearchResult,
+    Token,
+    Tokenization,
     UpsertResult,
 )
 from .retry import RetryPolicy
@@ -45,6 +48,7 @@ __all__ = [
     "AskResult",
     "AsyncClient",
     "Cancelled",
+    "ChunkSpan",
     "Client",
     "CollectionInfo",
     "DeadlineExceeded",
@@ -62,6 +66,8 @@ __all__ = [
     "RetryPolicy",
     "ScrollPage",
     "SearchResult",
+    "Token",
+    "Tokenization",
     "Unauthenticated",
     "Unavailable",
     "Unknown",

@@ -143,6 +143,24 @@ ASK = Rpc(
     build=convert.ask_request,
     parse=convert.ask_result,
 )
+SEARCH_SIMILAR = Rpc(
+    "SearchSimilar",
+    idempotent=True,
+    build=convert.similar_request,
+    parse=convert.search_result,
+)
+SIMILARITY = Rpc(
+    "Similarity",
+    idempotent=True,
+    build=convert.similarity_request,
+    parse=convert.similarity_matrix,
+)
+TOKENIZE = Rpc(
+    "Tokenize",
+    idempotent=True,
+    build=convert.tokenize_request,
+    parse=convert.tokenization,
+)
 EMBED = Rpc(
     "Embed",
     idempotent=True,

@@ -22,6 +22,7 @@ from .models import (
     GetResult,
     ScrollPage,
     SearchResult,
+    Tokenization,
     UpsertResult,
 )
 from .retry import RetryPolicy, delay_or_raise
@@ -319,6 +320,46 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> list[list[float]]:
         return await self._invoke(calls.EMBED.prepare(texts, collection=collection), timeout)
+
+    async def similar(
+        self,
+        collection: str,
+        positive: str | Iterable[str],
+        *,
+        negative: str | Iterable[str] | None = None,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        prepared = calls.SEARCH_SIMILAR.prepare(
+            collection,
+            positive,
+            negative=negative,
+            k=k,
+            filter=filter,
+            min_score=min_score,
+            ef_search=ef_search,
+            nprobe=nprobe,
+        )
+        return await self._invoke(prepared, timeout)
+
+    async def similarity(
+        self,
+        texts: Sequence[str],
+        others: Sequence[str] | None = None,
+        *,
+        collection: str | None = None,
+        timeout: float | None = None,
+    ) -> list[list[float]]:
+        return await self._invoke(calls.SIMILARITY.prepare(texts, others, collection=collection), timeout)
+
+    async def tokenize(
+        self, text: str, *, collection: str | None = None, timeout: float | None = None
+    ) -> Tokenization:
+        return await self._invoke(calls.TOKENIZE.prepare(text, collection=collection), timeout)
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .models import (
     GetResult,
     ScrollPage,
     SearchResult,
+    Tokenization,
     UpsertResult,
 )
 from .retry import RetryPolicy, delay_or_raise
@@ -339,6 +340,53 @@ class Client:
     ) -> list[list[float]]:
         """Embeds texts with the collection's model, or the server's default model."""
         return self._invoke(calls.EMBED.prepare(texts, collection=collection), timeout)
+
+    def similar(
+        self,
+        collection: str,
+        positive: str | Iterable[str],
+        *,
+        negative: str | Iterable[str] | None = None,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        min_score: float | None = None,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        """Documents like the stored ``positive`` ones (and unlike ``negative``), from their
+        stored vectors: each document counts as the mean of its chunks' vectors, and the query is
+        2 x mean(positive) - mean(negative). The given documents are not among the hits."""
+        prepared = calls.SEARCH_SIMILAR.prepare(
+            collection,
+            positive,
+            negative=negative,
+            k=k,
+            filter=filter,
+            min_score=min_score,
+            ef_search=ef_search,
+            nprobe=nprobe,
+        )
+        return self._invoke(prepared, timeout)
+
+    def similarity(
+        self,
+        texts: Sequence[str],
+        others: Sequence[str] | None = None,
+        *,
+        collection: str | None = None,
+        timeout: float | None = None,
+    ) -> list[list[float]]:
+        """The cosine similarity of each of ``texts`` with each of ``others`` (with each other when
+        ``others`` is None), from the collection's model or the server's default: a list of rows."""
+        return self._invoke(calls.SIMILARITY.prepare(texts, others, collection=collection), timeout)
+
+    def tokenize(
+        self, text: str, *, collection: str | None = None, timeout: float | None = None
+    ) -> Tokenization:
+        """The model's subword tokens of ``text`` with their offsets, whether it fits one model
+        call, and the chunks the collection (or the default chunking) would cut it into."""
+        return self._invoke(calls.TOKENIZE.prepare(text, collection=collection), timeout)
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .errors import Internal, InvalidArgument
 from .models import (
     Answer,
     AskResult,
+    ChunkSpan,
     CollectionInfo,
     Document,
     GetResult,
@@ -28,6 +29,8 @@ from .models import (
     RetrieverScore,
     ScrollPage,
     SearchResult,
+    Token,
+    Tokenization,
     UpsertResult,
 )
 
@@ -63,6 +66,11 @@ __all__ = [
     "scroll_page",
     "scroll_request",
     "search_request",
+    "similar_request",
+    "similarity_matrix",
+    "similarity_request",
+    "tokenization",
+    "tokenize_request",
     "search_result",
     "struct_to_metadata",
     "to_document",
@@ -540,14 +548,64 @@ def ask_request(
     )
 
 
-def embed_request(texts: Sequence[str], *, collection: str | None = None) -> pb.EmbedRequest:
+def _texts(texts: Sequence[str], field: str = "texts") -> list[str]:
+    """A list of texts: any sequence of str (a numpy array of strings too), never a lone str."""
     if isinstance(texts, str):
-        raise InvalidArgument("texts: expected a sequence of str, got a single str")
+        raise InvalidArgument(f"{field}: expected a sequence of str, got a single str")
     items = list(texts)
     for i, text in enumerate(items):
         if not isinstance(text, str):
-            raise InvalidArgument(f"texts[{i}]: expected a str, got {type(text).__name__}")
-    return pb.EmbedRequest(texts=items, collection=collection or "")
+            raise InvalidArgument(f"{field}[{i}]: expected a str, got {type(text).__name__}")
+    return [str(text) for text in items]
+
+
+def embed_request(texts: Sequence[str], *, collection: str | None = None) -> pb.EmbedRequest:
+    return pb.EmbedRequest(texts=_texts(texts), collection=collection or "")
+
+
+def similarity_request(
+    texts: Sequence[str], others: Sequence[str] | None = None, *, collection: str | None = None
+) -> pb.SimilarityRequest:
+    return pb.SimilarityRequest(
+        texts=_texts(texts),
+        others=_texts(others, "others") if others is not None else [],
+        collection=collection or "",
+    )
+
+
+def tokenize_request(text: str, *, collection: str | None = None) -> pb.TokenizeRequest:
+    if not isinstance(text, str):
+        raise InvalidArgument(f"text: expected a str, got {type(text).__name__}")
+    return pb.TokenizeRequest(text=text, collection=collection or "")
+
+
+def similar_request(
+    collection: str,
+    positive: str | Iterable[str],
+    *,
+    negative: str | Iterable[str] | None = None,
+    k: int = 10,
+    filter: Mapping[str, Any] | None = None,
+    min_score: float | None = None,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+) -> pb.SearchSimilarRequest:
+    request = pb.SearchSimilarRequest(
+        collection=collection,
+        positive=_ids(positive, "positive"),
+        negative=_ids(negative, "negative") if negative is not None else [],
+        top_k=_int_arg("k", k, minimum=1),
+        filter=filter_to_proto(filter),
+        ef_search=_optional_int_arg("ef_search", ef_search, minimum=0),
+        nprobe=_optional_int_arg("nprobe", nprobe, minimum=0),
+    )
+    if not request.positive:
+        raise InvalidArgument("positive: give at least one document id")
+    if min_score is not None:
+        if not _is_number(min_score):
+            raise InvalidArgument(f"min_score: expected a number, got {min_score!r}")
+        request.min_score = float(min_score)
+    return request
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,6 +716,21 @@ def ask_result(message: pb.AskResponse) -> AskResult:
 
 def embeddings(message: pb.EmbedResponse) -> list[list[float]]:
     return [list(v.values) for v in message.vectors]
+
+
+def similarity_matrix(message: pb.SimilarityResponse) -> list[list[float]]:
+    return [list(row.values) for row in message.rows]
+
+
+def tokenization(message: pb.TokenizeResponse) -> Tokenization:
+    return Tokenization(
+        tokens=[Token(token=t.token, id=t.id, start=t.start, end=t.end) for t in message.tokens],
+        count=message.count,
+        window=message.window,
+        fits=message.fits,
+        chunks=[ChunkSpan(index=c.index, start=c.start, end=c.end, tokens=c.tokens) for c in message.chunks],
+        model=message.model,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Answer",
     "AskResult",
+    "ChunkSpan",
     "CollectionInfo",
     "Document",
     "GetResult",
@@ -24,6 +25,8 @@ __all__ = [
     "RetrieverScore",
     "ScrollPage",
     "SearchResult",
+    "Token",
+    "Tokenization",
     "UpsertResult",
 ]
 
@@ -166,3 +169,37 @@ class ScrollPage(_SequenceOf[Document], _Frozen):  # type: ignore[misc]
 
     def _items(self) -> list[Document]:
         return self.documents
+
+
+class Token(_Frozen):
+    """One subword piece of the model's tokenizer, with its character offsets in the text."""
+
+    token: str
+    id: int
+    start: int
+    end: int
+
+
+class ChunkSpan(_Frozen):
+    """Where a collection's chunker cuts a text: ``text[start:end]``, ``tokens`` model tokens."""
+
+    index: int
+    start: int
+    end: int
+    tokens: int
+
+
+class Tokenization(_Frozen):
+    """How the model sees a text: its tokens (without special tokens), whether it fits one model
+    call (``count <= window``), and the chunks a collection would cut it into."""
+
+    tokens: list[Token] = Field(default_factory=list)
+    count: int = 0
+    window: int = 0
+    fits: bool = True
+    chunks: list[ChunkSpan] = Field(default_factory=list)
+    model: str = ""
+
+    def readable(self) -> str:
+        """The tokens as the model's vocabulary writes them: ``un ##believ ##able``."""
+        return " ".join(t.token for t in self.tokens)

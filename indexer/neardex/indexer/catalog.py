@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from .chunker import default_overlap
 from .collection import MODES, Collection, Manifest, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -101,7 +102,7 @@ class Catalog:
                 raise InvalidArgument(
                     f"chunk_tokens: must be between 8 and the model's window of {window}, got {chunk_tokens}")
             if overlap_tokens < 0:
-                overlap_tokens = min(32, chunk_tokens // 8)
+                overlap_tokens = default_overlap(chunk_tokens)
             manifest = Manifest(
                 name=name,
                 model=model_name,

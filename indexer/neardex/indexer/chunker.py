@@ -50,6 +50,11 @@ class _Tokens:
     cuttable: list[bool]  # a chunk may begin at token i (it starts a new word)
 
 
+def default_overlap(chunk_tokens: int) -> int:
+    """Tokens consecutive chunks share when a collection does not say: an eighth, at most 32."""
+    return min(32, chunk_tokens // 8)
+
+
 class Chunker:
     """Splits document text into overlapping token-bounded chunks."""
 

@@ -27,7 +27,7 @@ from . import check, deadline, fusion, lexical, snapshots
 from .chunker import Chunker
 from .documents import Chunk, Document
 from .embedder import Embedder, check_fits, plain_tokenizer
-from .errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from .errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from .files import write_durably
 from .filters import Filter, to_sql
 from .rwlock import RWLock
@@ -743,6 +743,54 @@ class Collection:
             hits.append(Hit(doc_id, cand.score, text[start:end], title, json.loads(meta), idx,
                             start, end, retrievers))
         return hits
+
+    def document_vectors(self, ids: Sequence[str], field: str) -> np.ndarray:
+        """Each document's vector, the normalized mean of its chunks' vectors, one row per id;
+        NotFound names the first id that is not stored."""
+        rows: dict[str, list[bytes]] = {}
+        for part in _batched(list(dict.fromkeys(ids)), 500):
+            for doc_id, blob in self._reader().execute(
+                    f"SELECT doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})", part):
+                rows.setdefault(doc_id, []).append(blob)
+        out = np.zeros((len(ids), self.manifest.dimension), dtype=np.float32)
+        for i, doc_id in enumerate(ids):
+            if doc_id not in rows:
+                raise NotFound(f"{field}[{i}]: document {doc_id!r} does not exist in collection {self.manifest.name!r}")
+            mean = np.frombuffer(b"".join(rows[doc_id]), dtype=np.float32).reshape(-1, self.manifest.dimension).mean(0)
+            out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return out
+
+    def similar(self, positive: Sequence[str], negative: Sequence[str] = (), k: int = 10,
+                flt: Filter | None = None, min_score: float | None = None, ef_search: int = 0,
+                nprobe: int = 0) -> SearchResult:
+        """Documents like `positive` and unlike `negative`, from stored vectors alone: the query is
+        the mean of the positive documents' vectors, pushed away from the negative ones' mean
+        (2 x positive - negative, as Qdrant's average-vector recommendation does). The given
+        documents are not among the hits."""
+        if not positive:
+            raise InvalidArgument("positive: give at least one document id")
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        with self._view():
+            query = self.document_vectors(positive, "positive").mean(0)
+            if negative:
+                query = 2 * query - self.document_vectors(negative, "negative").mean(0)
+            query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
+            timings["vectors"] = _ms(started)
+            excluded = set(positive) | set(negative)
+            deadline.check("dense")
+            t = time.perf_counter()
+            found = self.dense_candidates(query, k + len(excluded), self.allowed_chunks(flt), ef_search, nprobe)
+            ranked = [c for c in found if c.doc_id not in excluded][:k]
+            if min_score is not None:
+                ranked = [c for c in ranked if c.score >= min_score]
+            timings["dense"] = _ms(t)
+            deadline.check("fetch")
+            t = time.perf_counter()
+            hits = self.materialize(ranked, {"dense": found})
+            timings["fetch"] = _ms(t)
+        timings["total"] = _ms(started)
+        return SearchResult(hits, timings, "dense")
 
     def check_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
         arr = np.asarray(vector, dtype=np.float32).reshape(-1)

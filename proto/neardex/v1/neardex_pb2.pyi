@@ -35,7 +35,7 @@ class IndexSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., params: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder")
+    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class CreateCollectionRequest(_message.Message):
     OVERLAP_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODE_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     index: IndexSpec
@@ -50,7 +51,8 @@ class CreateCollectionRequest(_message.Message):
     overlap_tokens: int
     default_mode: SearchMode
     encoder: str
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ...) -> None: ...
+    dimension: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
     __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params")
@@ -116,16 +118,18 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "title", "metadata")
+    __slots__ = ("id", "text", "title", "metadata", "vector")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     title: str
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    vector: Vector
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "documents")
@@ -410,3 +414,89 @@ class EmbedResponse(_message.Message):
     dimension: int
     model: str
     def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+
+class SearchSimilarRequest(_message.Message):
+    __slots__ = ("collection", "positive", "negative", "top_k", "filter", "min_score", "ef_search", "nprobe")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    positive: _containers.RepeatedScalarFieldContainer[str]
+    negative: _containers.RepeatedScalarFieldContainer[str]
+    top_k: int
+    filter: Filter
+    min_score: float
+    ef_search: int
+    nprobe: int
+    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[str]] = ..., negative: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ...) -> None: ...
+
+class SimilarityRequest(_message.Message):
+    __slots__ = ("texts", "others", "collection")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    OTHERS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    others: _containers.RepeatedScalarFieldContainer[str]
+    collection: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., others: _Optional[_Iterable[str]] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class SimilarityResponse(_message.Message):
+    __slots__ = ("rows", "model")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[Vector]
+    model: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class TokenizeRequest(_message.Message):
+    __slots__ = ("text", "collection")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    collection: str
+    def __init__(self, text: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class Token(_message.Message):
+    __slots__ = ("token", "id", "start", "end")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    id: int
+    start: int
+    end: int
+    def __init__(self, token: _Optional[str] = ..., id: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class ChunkSpan(_message.Message):
+    __slots__ = ("index", "start", "end", "tokens")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    start: int
+    end: int
+    tokens: int
+    def __init__(self, index: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class TokenizeResponse(_message.Message):
+    __slots__ = ("tokens", "count", "window", "fits", "chunks", "model")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    FITS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    count: int
+    window: int
+    fits: bool
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkSpan]
+    model: str
+    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., count: _Optional[int] = ..., window: _Optional[int] = ..., fits: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkSpan, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...

@@ -108,6 +108,21 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.SearchSimilar = channel.unary_unary(
+                '/neardex.v1.Neardex/SearchSimilar',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.SearchSimilarRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.SearchResponse.FromString,
+                _registered_method=True)
+        self.Similarity = channel.unary_unary(
+                '/neardex.v1.Neardex/Similarity',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.SimilarityRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.SimilarityResponse.FromString,
+                _registered_method=True)
+        self.Tokenize = channel.unary_unary(
+                '/neardex.v1.Neardex/Tokenize',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.TokenizeRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.TokenizeResponse.FromString,
+                _registered_method=True)
 
 
 class NeardexServicer:
@@ -209,6 +224,29 @@ class NeardexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchSimilar(self, request, context):
+        """Documents like the given stored ones (and unlike the negative ones), found from their stored
+        vectors without embedding anything; the given documents are left out of the hits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Similarity(self, request, context):
+        """The cosine similarity of every text of one list with every text of another (or of itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Tokenize(self, request, context):
+        """How the model sees a text: its subword tokens with their character offsets, whether it fits
+        one model call, and the chunks a collection would cut it into.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NeardexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +319,21 @@ def add_NeardexServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.EmbedRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.EmbedResponse.SerializeToString,
+            ),
+            'SearchSimilar': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchSimilar,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.SearchSimilarRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.SearchResponse.SerializeToString,
+            ),
+            'Similarity': grpc.unary_unary_rpc_method_handler(
+                    servicer.Similarity,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.SimilarityRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.SimilarityResponse.SerializeToString,
+            ),
+            'Tokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tokenize,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.TokenizeRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.TokenizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -665,6 +718,87 @@ class Neardex:
             '/neardex.v1.Neardex/Embed',
             neardex_dot_v1_dot_neardex__pb2.EmbedRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchSimilar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/SearchSimilar',
+            neardex_dot_v1_dot_neardex__pb2.SearchSimilarRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Similarity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/Similarity',
+            neardex_dot_v1_dot_neardex__pb2.SimilarityRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.SimilarityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/Tokenize',
+            neardex_dot_v1_dot_neardex__pb2.TokenizeRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.TokenizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -164,6 +164,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the whole result as JSON")
         p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
 
+    p = sub.add_parser("similar", help="documents like stored ones, from their vectors, against a running server")
+    p.add_argument("collection", help="collection to search")
+    p.add_argument("ids", nargs="+", metavar="ID", help="stored documents to find more of")
+    p.add_argument("--negative", action="append", default=[], metavar="ID",
+                   help="a stored document to move away from (repeatable)")
+    p.add_argument("--k", type=positive_int, default=10, help="results to return (default: 10)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata condition, as for search (repeatable)")
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
+    add_connection_options(p)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.set_defaults(run=cmd_similar)
+
+    p = sub.add_parser("similarity", help="cosine similarity of texts, against a running server")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="two texts (their similarity), or more (every pair)")
+    p.add_argument("--collection", default=None, help="use this collection's model (default: the server's default model)")
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
+    add_connection_options(p)
+    p.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    p.set_defaults(run=cmd_similarity)
+
+    p = sub.add_parser("tokenize", help="the model's tokens of a text and where the chunker cuts it")
+    p.add_argument("collection", help="collection whose model and chunking to use; - for the server's default model")
+    p.add_argument("text", help="the text")
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
+    add_connection_options(p)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.set_defaults(run=cmd_tokenize)
+
     p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
     keys = p.add_subparsers(required=True, metavar="ACTION")
     k = keys.add_parser("create", help="make a key, print it once and store only its hash")
@@ -532,7 +561,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     with connect(args) as client:
         result = client.search(args.collection, args.query, k=args.k,
                                filter=parse_filters(args.filter) or None, mode=args.mode)
-    if args.json:
+    return _print_hits(result, args.json)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.similar(args.collection, args.ids, negative=args.negative or None, k=args.k,
+                                filter=parse_filters(args.filter) or None)
+    return _print_hits(result, args.json)
+
+
+def _print_hits(result: Any, as_json: bool) -> int:
+    if as_json:
         print(result.model_dump_json(indent=2))
         return 0
     for rank, hit in enumerate(result.hits, 1):
@@ -555,6 +595,35 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"{rank:>3}. {answer.confidence:.3f} {answer.passage.id}")
         print(f"     answer: {answer.sentence}")
         print(f"     passage: {_snippet(answer.passage.text)}")
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        matrix = client.similarity(args.texts, collection=args.collection)
+    if args.json:
+        print(json.dumps(matrix))
+    elif len(args.texts) == 2:
+        print(f"{matrix[0][1]:.4f}")
+    else:
+        for i, row in enumerate(matrix):
+            print(f"{i:>3}. " + " ".join(f"{v:6.3f}" for v in row) + f"  {_snippet(args.texts[i], 60)}")
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.tokenize(args.text, collection=None if args.collection == "-" else args.collection)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    print(result.readable())
+    fit = "fits" if result.fits else "does not fit"
+    print(f"{result.count} tokens ({result.model}); {fit} one model call of {result.window} tokens;"
+          f" {len(result.chunks)} chunk(s):")
+    for chunk in result.chunks:
+        print(f"  chunk {chunk.index}: characters {chunk.start}-{chunk.end}, {chunk.tokens} tokens:"
+              f" {_snippet(args.text[chunk.start:chunk.end], 100)}")
     return 0
 
 

@@ -14,8 +14,9 @@ import numpy as np
 
 from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
-from neardex.indexer.collection import Collection, SearchResult
-from neardex.indexer.embedder import check_fits
+from neardex.indexer.chunker import Chunker, default_overlap
+from neardex.indexer.collection import Collection, QueryEncoder, SearchResult
+from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
 from neardex.indexer.errors import InvalidArgument, ResourceExhausted
 from neardex.indexer.vector_index import IndexSpec
 from neardex.v1 import neardex_pb2 as pb
@@ -27,6 +28,8 @@ from .settings import Settings
 
 log = logging.getLogger("neardex.server")
 DEFAULT_SCROLL_LIMIT = 100
+# Characters Tokenize takes at most: its answer lists every token.
+MAX_TOKENIZE_CHARS = 1_000_000
 
 
 class NeardexService(neardex_pb2_grpc.NeardexServicer):
@@ -190,24 +193,78 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         return convert.ask_result_to_pb(result)
 
     def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
-        if not request.texts:
-            raise InvalidArgument("texts: give at least one text")
-        if len(request.texts) > self.settings.max_batch_documents:
-            raise ResourceExhausted(f"texts: {len(request.texts)} texts; the limit is"
-                                    f" {self.settings.max_batch_documents}")
-        if request.collection:
-            collection = self._collection(request.collection)
-            embedder, encode = collection.embedder, collection.encode_queries
-        else:
-            embedder = self.catalog.embedder(None, self.settings.default_encoder)
-            encode = self.catalog.query_encoder(embedder)
-        for i, text in enumerate(request.texts):
-            if not text.strip():
-                raise InvalidArgument(f"texts[{i}]: must not be empty")
-            check_fits(embedder, text, f"texts[{i}]")
-        vectors = encode(list(request.texts))
+        embedder, encode = self._model(request.collection)
+        texts = self._texts(embedder, request.texts, "texts", self.settings.max_batch_documents)
+        vectors = encode(texts)
         return pb.EmbedResponse(vectors=[pb.Vector(values=v.tolist()) for v in vectors],
                                 dimension=embedder.dimension, model=embedder.name)
+
+    def Similarity(self, request: pb.SimilarityRequest, context: Any) -> pb.SimilarityResponse:
+        embedder, encode = self._model(request.collection)
+        limit = self.settings.max_similarity_texts
+        texts = self._texts(embedder, request.texts, "texts", limit)
+        others = self._texts(embedder, request.others, "others", limit) if request.others else []
+        # One model call for both lists, through the batching worker like every query.
+        vectors = encode(texts + others)
+        left, right = vectors[: len(texts)], vectors[len(texts):] if others else vectors
+        matrix = np.clip(left @ right.T, -1.0, 1.0)
+        return pb.SimilarityResponse(rows=[pb.Vector(values=row.tolist()) for row in matrix], model=embedder.name)
+
+    def Tokenize(self, request: pb.TokenizeRequest, context: Any) -> pb.TokenizeResponse:
+        if len(request.text) > MAX_TOKENIZE_CHARS:
+            raise ResourceExhausted(f"text: {len(request.text)} characters; the limit is {MAX_TOKENIZE_CHARS}")
+        if request.collection:
+            collection = self._collection(request.collection)
+            embedder, chunker = collection.embedder, collection.chunker
+        else:
+            embedder = self.catalog.embedder(None, self.settings.default_encoder)
+            window = embedder.max_seq_length - 2
+            chunker = Chunker(plain_tokenizer(embedder), window, default_overlap(window))
+        encoding = plain_tokenizer(embedder).encode(request.text, add_special_tokens=False)
+        window = embedder.max_seq_length - 2
+        return pb.TokenizeResponse(
+            tokens=[pb.Token(token=t, id=i, start=start, end=end)
+                    for t, i, (start, end) in zip(encoding.tokens, encoding.ids, encoding.offsets)],
+            count=len(encoding.ids), window=window, fits=len(encoding.ids) <= window,
+            chunks=[pb.ChunkSpan(index=c.index, start=c.start, end=c.end, tokens=c.tokens)
+                    for c in chunker.chunks(request.text)],
+            model=embedder.name)
+
+    def SearchSimilar(self, request: pb.SearchSimilarRequest, context: Any) -> pb.SearchResponse:
+        collection = self._collection(request.collection)
+        for field, ids in (("positive", request.positive), ("negative", request.negative)):
+            for i, doc_id in enumerate(ids):
+                if not doc_id:
+                    raise InvalidArgument(f"{field}[{i}]: must not be empty")
+        result = collection.similar(
+            list(request.positive), list(request.negative), self._top_k(request.top_k, "top_k"),
+            flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
+            min_score=request.min_score if request.HasField("min_score") else None,
+            ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0))
+        metrics.observe_timings(result.timings_ms)
+        return convert.search_result_to_pb(result)
+
+    def _model(self, collection_name: str) -> tuple[Embedder, QueryEncoder]:
+        """The model a request names through its collection (the server's default without one),
+        and the encoder its queries go through."""
+        if collection_name:
+            collection = self._collection(collection_name)
+            return collection.embedder, collection.encode_queries
+        embedder = self.catalog.embedder(None, self.settings.default_encoder)
+        return embedder, self.catalog.query_encoder(embedder)
+
+    @staticmethod
+    def _texts(embedder: Embedder, texts: Any, field: str, limit: int) -> list[str]:
+        """Texts to embed as queries: at least one, at most `limit`, none empty or past the window."""
+        if not texts:
+            raise InvalidArgument(f"{field}: give at least one text")
+        if len(texts) > limit:
+            raise ResourceExhausted(f"{field}: {len(texts)} texts; the limit is {limit}")
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidArgument(f"{field}[{i}]: must not be empty")
+            check_fits(embedder, text, f"{field}[{i}]")
+        return list(texts)
 
     def _answerer(self, collection: Collection) -> Answerer:
         with self._answerers_lock:

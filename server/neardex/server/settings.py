@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     max_batch_documents: int = 10_000
     # Searches in one BatchSearch call.
     max_batch_searches: int = 256
+    # Texts in each list of one Similarity call.
+    max_similarity_texts: int = 256
     max_message_bytes: int = 64 * 1024 * 1024
     # Encoder for collections created without naming one.
     default_encoder: str = "torch"
