@@ -21,6 +21,7 @@ from .chunker import default_overlap
 from .collection import MODES, Collection, Manifest, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .files import fsync_path
 from .vector_index import IndexSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -53,6 +54,9 @@ class Catalog:
         self._lock_file = self._acquire_lock()
         self._open: dict[str, Collection] = {}
         self._mutex = threading.Lock()
+        # Leftovers of a create or a delete that a crash interrupted: never collections.
+        for leftover in [*self.root.glob(".creating-*"), *self.root.glob(".deleted-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def _acquire_lock(self) -> IO[str]:
         handle = open(self.root / LOCK_FILE, "a+")
@@ -115,7 +119,13 @@ class Catalog:
                 encoder=encoder,
                 default_mode=default_mode,
             )
-            collection = Collection.create(folder, manifest, embedder, self.query_encoder(embedder))
+            # Built aside and renamed into place: a crash leaves no half-made collection.
+            building = self.root / f".creating-{name}-{os.getpid()}"
+            shutil.rmtree(building, ignore_errors=True)
+            Collection.create(building, manifest, embedder).close()
+            os.replace(building, folder)
+            fsync_path(self.root)
+            collection = Collection(folder, manifest, embedder, self.query_encoder(embedder))
             self._open[name] = collection
             return collection
 
