@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -616,6 +616,39 @@ class Collection:
         allowed = self._filter_sql(flt) if flt else None
         return self._grouped(lambda n: lexical.search(self._reader(), text, n, allowed), k)
 
+    def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str]) -> dict[str, Candidate]:
+        """Each document's chunk closest to vector, with its cosine (documents not stored are left
+        out)."""
+        best: dict[str, Candidate] = {}
+        for part in _batched(list(doc_ids), 500):
+            rows = self._reader().execute(
+                f"SELECT id, doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})", part).fetchall()
+            if not rows:
+                continue
+            scores = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1) @ vector
+            for (chunk_id, doc_id, _), score in zip(rows, scores.tolist()):
+                if doc_id not in best or score > best[doc_id].score:
+                    best[doc_id] = Candidate(doc_id, chunk_id, score)
+        return best
+
+    def _on_cosine_scale(self, ranked: list[Candidate], vector: np.ndarray, k: int,
+                         min_score: float | None) -> list[Candidate]:
+        """The first k fused candidates (of those at min_score or above), in fused order, each
+        scored by its document's best cosine to the query: a scale that means the same for every
+        query, where fused scores (min-max normalized per query) always put the top hit at 1."""
+        out: list[Candidate] = []
+        block = max(k, 10)
+        for start in range(0, len(ranked), block):
+            part = ranked[start : start + block]
+            cosines = self.best_chunks(vector, [c.doc_id for c in part])
+            for cand in part:
+                best = cosines.get(cand.doc_id)
+                if best is not None and (min_score is None or best.score >= min_score):
+                    out.append(replace(cand, score=best.score))
+                    if len(out) == k:
+                        return out
+        return out
+
     def complete(self, text: str, vector: np.ndarray, dense: list[Candidate],
                  lexical_list: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
         """Both retrievers' scores for every document either one found.
@@ -627,20 +660,7 @@ class Collection:
         dense_docs = {c.doc_id for c in dense}
         lexical_docs = {c.doc_id for c in lexical_list}
         db = self._reader()
-        extra_dense: list[Candidate] = []
-        missing = sorted(lexical_docs - dense_docs)
-        for part in _batched(missing, 500):
-            rows = db.execute(f"SELECT id, doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})",
-                              part).fetchall()
-            if not rows:
-                continue
-            vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            scores = vecs @ vector
-            best: dict[str, Candidate] = {}
-            for (chunk_id, doc_id, _), score in zip(rows, scores.tolist()):
-                if doc_id not in best or score > best[doc_id].score:
-                    best[doc_id] = Candidate(doc_id, chunk_id, score)
-            extra_dense += best.values()
+        extra_dense = list(self.best_chunks(vector, sorted(lexical_docs - dense_docs)).values())
         extra_lexical: list[Candidate] = []
         missing = sorted(dense_docs - lexical_docs)
         if missing:
@@ -719,6 +739,13 @@ class Collection:
                     timings["feedback"] = _ms(t)
             else:
                 ranked = lists[mode]
+            # Scores that mean the same for every query: cosines (dense, hybrid), or BM25 as a share
+            # of the most the query's words can score (lexical).
+            if mode == "hybrid":
+                ranked = self._on_cosine_scale(ranked, vector, k, min_score)
+            elif mode == "lexical":
+                most = lexical.max_score(self._reader(), text or "")
+                ranked = [replace(c, score=c.score / most) for c in ranked]
             if min_score is not None:
                 ranked = [c for c in ranked if c.score >= min_score]
             deadline.check("fetch")

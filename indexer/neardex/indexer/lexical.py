@@ -9,6 +9,7 @@ them nearly worthless, and dropping them keeps OR queries short and fast).
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -63,15 +64,37 @@ def remove(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> None:
     db.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [(i,) for i in chunk_ids])
 
 
-def match_expression(query: str) -> str | None:
-    """An FTS5 OR-query of the query's distinct words, stop words dropped (kept if that is all
-    there is); None when the query has no words."""
+def query_words(query: str) -> list[str]:
+    """The query's distinct words, stop words dropped (kept if that is all there is)."""
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
-    content = [w for w in words if w not in STOPWORDS] or words
-    if not content:
-        return None
+    return [w for w in words if w not in STOPWORDS] or words
+
+
+def _term(word: str) -> str:
     # Quoted, each word is a plain term: no FTS5 operator or column filter can be injected.
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in content)
+    return '"' + word.replace('"', '""') + '"'
+
+
+def match_expression(query: str) -> str | None:
+    """An FTS5 OR-query of the query's words; None when the query has no words."""
+    return " OR ".join(_term(w) for w in query_words(query)) or None
+
+
+# FTS5's bm25() constants: a term's share of the score saturates at idf x (K1 + 1).
+K1 = 1.2
+
+
+def max_score(db: sqlite3.Connection, query: str) -> float:
+    """The highest BM25 the query's words can reach in this index: the sum, over its words, of
+    idf x (k1 + 1), the limit a word's share reaches as it repeats. Dividing by it puts scores on a
+    0-to-1 scale that means the same for every query. idf as FTS5 computes it: log((N - n + 0.5) /
+    (n + 0.5)), at least 1e-6."""
+    (rows,) = db.execute(f"SELECT COUNT(*) FROM {TABLE}_docsize").fetchone()
+    total = 0.0
+    for word in query_words(query):
+        (hits,) = db.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE {TABLE} MATCH ?", (_term(word),)).fetchone()
+        total += max(math.log((rows - hits + 0.5) / (hits + 0.5)), 1e-6) * (K1 + 1)
+    return total or 1.0
 
 
 def search(db: sqlite3.Connection, query: str, k: int,
