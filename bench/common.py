@@ -29,6 +29,19 @@ def load_queries(folder: Path = MSMARCO) -> list[str]:
         return [json.loads(line)["text"] for line in fh if line.strip()]
 
 
+def cpu_flags() -> str:
+    """The CPU features speed depends on, as /proc/cpuinfo lists them (give them with every figure)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in wanted if f in have) or "none of " + ", ".join(wanted)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))

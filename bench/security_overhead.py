@@ -19,19 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
+from common import ROOT, cpu_flags, load_corpus, load_queries, median, percentile, print_table, write_result
 
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import free_port, start_serve, stop_process  # noqa: E402
-
-
-def cpu_flags() -> str:
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return " ".join(f for f in wanted if f in have)
-    return "unknown"
 
 
 def main() -> None:

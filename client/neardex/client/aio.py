@@ -113,6 +113,7 @@ class AsyncClient:
         overlap_tokens: int | None = None,
         default_mode: str | None = None,
         encoder: str | None = None,
+        dimension: int | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> CollectionInfo:
@@ -124,6 +125,7 @@ class AsyncClient:
             overlap_tokens=overlap_tokens,
             default_mode=default_mode,
             encoder=encoder,
+            dimension=dimension,
         )
         try:
             return await self._invoke(prepared, timeout)
@@ -198,9 +200,10 @@ class AsyncClient:
         *,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        vectors: bool = False,
         timeout: float | None = None,
     ) -> GetResult:
-        return await self._invoke(calls.GET.prepare(collection, ids, text=text, metadata=metadata), timeout)
+        return await self._invoke(calls.GET.prepare(collection, ids, text=text, metadata=metadata, vectors=vectors), timeout)
 
     async def count(
         self, collection: str, *, filter: Mapping[str, Any] | None = None, timeout: float | None = None
@@ -217,10 +220,11 @@ class AsyncClient:
         cursor: str | None = None,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        vectors: bool = False,
         timeout: float | None = None,
     ) -> ScrollPage:
         prepared = calls.SCROLL.prepare(
-            collection, filter=filter, limit=limit, cursor=cursor, text=text, metadata=metadata
+            collection, filter=filter, limit=limit, cursor=cursor, text=text, metadata=metadata, vectors=vectors
         )
         return await self._invoke(prepared, timeout)
 

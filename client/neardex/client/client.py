@@ -115,11 +115,15 @@ class Client:
         overlap_tokens: int | None = None,
         default_mode: str | None = None,
         encoder: str | None = None,
+        dimension: int | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> CollectionInfo:
         """``index`` is a kind ("flat", "hnsw", "ivfpq", "auto") or ``{"kind": ..., **params}``.
-        With ``exist_ok`` an existing collection is returned as it is, whatever its settings."""
+        ``model="none"`` with a ``dimension`` makes a collection of your own vectors: each document
+        brings its ``vector`` (text optional, for lexical search); vectors are scaled to unit length
+        and scores are cosines. With ``exist_ok`` an existing collection is returned as it is,
+        whatever its settings."""
         prepared = calls.CREATE_COLLECTION.prepare(
             name,
             model=model,
@@ -128,6 +132,7 @@ class Client:
             overlap_tokens=overlap_tokens,
             default_mode=default_mode,
             encoder=encoder,
+            dimension=dimension,
         )
         try:
             return self._invoke(prepared, timeout)
@@ -208,11 +213,12 @@ class Client:
         *,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        vectors: bool = False,
         timeout: float | None = None,
     ) -> GetResult:
         """Documents by id, in the order asked; ``text=False`` leaves texts out, ``metadata=False``
         leaves metadata out and a list of keys keeps only those."""
-        return self._invoke(calls.GET.prepare(collection, ids, text=text, metadata=metadata), timeout)
+        return self._invoke(calls.GET.prepare(collection, ids, text=text, metadata=metadata, vectors=vectors), timeout)
 
     def count(
         self, collection: str, *, filter: Mapping[str, Any] | None = None, timeout: float | None = None
@@ -229,12 +235,13 @@ class Client:
         cursor: str | None = None,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        vectors: bool = False,
         timeout: float | None = None,
     ) -> ScrollPage:
         """One page of documents in id order, ``limit`` at most; pass the page's ``next_cursor`` (and
         the same filter) for the next. Each page reads the collection as it is then."""
         prepared = calls.SCROLL.prepare(
-            collection, filter=filter, limit=limit, cursor=cursor, text=text, metadata=metadata
+            collection, filter=filter, limit=limit, cursor=cursor, text=text, metadata=metadata, vectors=vectors
         )
         return self._invoke(prepared, timeout)
 

@@ -277,16 +277,22 @@ def to_document(value: Document | Mapping[str, Any], field: str = "document") ->
             raise InvalidArgument(f"{field}: give either 'id' or '_id', not both")
         data["id"] = data.pop("_id")
     try:
-        return Document.model_validate(data)
+        document = Document.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{_loc(field, e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InvalidArgument(problems) from None
+    if "text" not in data and document.vector is None:
+        raise InvalidArgument(f"{field}.text: missing (a document has a text, or a vector in a collection"
+                              " without a model)")
+    return document
 
 
 def document_to_proto(document: Document, field: str = "document") -> pb.Document:
     message = pb.Document(id=document.id, text=document.text, title=document.title)
     if document.metadata:
         message.metadata.CopyFrom(metadata_to_struct(document.metadata, f"{field}.metadata"))
+    if document.vector is not None:
+        message.vector.CopyFrom(_vector(document.vector, f"{field}.vector"))
     return message
 
 
@@ -297,6 +303,8 @@ def document_from_proto(message: pb.Document) -> Document:
         text=message.text,
         title=message.title,
         metadata=struct_to_metadata(message.metadata),
+        vector=list(message.vector.values) if message.HasField("vector") else None,
+        chunk_vectors=[list(v.values) for v in message.chunk_vectors],
     )
 
 
@@ -313,10 +321,12 @@ def create_collection_request(
     overlap_tokens: int | None = None,
     default_mode: str | None = None,
     encoder: str | None = None,
+    dimension: int | None = None,
 ) -> pb.CreateCollectionRequest:
     request = pb.CreateCollectionRequest(
         name=name,
         model=model or "",
+        dimension=_optional_int_arg("dimension", dimension, minimum=1),
         chunk_tokens=_optional_int_arg("chunk_tokens", chunk_tokens, minimum=0),
         # -1 asks for the server's default overlap; 0 is a real choice (no overlap).
         overlap_tokens=-1
@@ -380,14 +390,18 @@ def delete_request(collection: str, ids: str | Iterable[str]) -> pb.DeleteReques
     return pb.DeleteRequest(collection=collection, ids=_ids(ids))
 
 
-def fields_to_proto(text: bool = True, metadata: bool | Sequence[str] = True) -> pb.Fields | None:
+def fields_to_proto(
+    text: bool = True, metadata: bool | Sequence[str] = True, vectors: bool = False
+) -> pb.Fields | None:
     """``text=False`` leaves texts out; ``metadata=False`` leaves metadata out, a list of keys keeps
-    only those. None when everything is asked for (the wire's default)."""
-    if not isinstance(text, bool):
-        raise InvalidArgument(f"text: expected True or False, got {text!r}")
-    if text and metadata is True:
+    only those; ``vectors=True`` adds the vectors. None for the wire's default (text and all
+    metadata)."""
+    for name, value in (("text", text), ("vectors", vectors)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{name}: expected True or False, got {value!r}")
+    if text and metadata is True and not vectors:
         return None
-    fields = pb.Fields(no_text=not text)
+    fields = pb.Fields(no_text=not text, vectors=vectors)
     if metadata is False:
         fields.no_metadata = True
     elif metadata is not True:
@@ -399,9 +413,14 @@ def fields_to_proto(text: bool = True, metadata: bool | Sequence[str] = True) ->
 
 
 def get_request(
-    collection: str, ids: str | Iterable[str], *, text: bool = True, metadata: bool | Sequence[str] = True
+    collection: str,
+    ids: str | Iterable[str],
+    *,
+    text: bool = True,
+    metadata: bool | Sequence[str] = True,
+    vectors: bool = False,
 ) -> pb.GetRequest:
-    return pb.GetRequest(collection=collection, ids=_ids(ids), fields=fields_to_proto(text, metadata))
+    return pb.GetRequest(collection=collection, ids=_ids(ids), fields=fields_to_proto(text, metadata, vectors))
 
 
 def count_request(collection: str, *, filter: Mapping[str, Any] | None = None) -> pb.CountRequest:
@@ -416,6 +435,7 @@ def scroll_request(
     cursor: str | None = None,
     text: bool = True,
     metadata: bool | Sequence[str] = True,
+    vectors: bool = False,
 ) -> pb.ScrollRequest:
     if cursor is not None and not isinstance(cursor, str):
         raise InvalidArgument(f"cursor: expected the next_cursor of a page, got {cursor!r}")
@@ -424,7 +444,7 @@ def scroll_request(
         filter=filter_to_proto(filter),
         limit=_int_arg("limit", limit, minimum=1),
         cursor=cursor or "",
-        fields=fields_to_proto(text, metadata),
+        fields=fields_to_proto(text, metadata, vectors),
     )
 
 

@@ -62,10 +62,16 @@ class _SequenceOf(Sequence[_T]):
 
 
 class Document(_Frozen):
+    """A document to store, or as stored. ``vector`` is sent only to a collection without a model
+    (its own vector); Get and Scroll return ``vector`` (the normalized mean of the chunks'
+    vectors, as SearchSimilar takes it) and ``chunk_vectors`` when asked with ``vectors=True``."""
+
     id: str = Field(min_length=1)
-    text: str
+    text: str = ""
     title: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    vector: list[float] | None = None
+    chunk_vectors: list[list[float]] = Field(default_factory=list)
 
 
 class RetrieverScore(_Frozen):

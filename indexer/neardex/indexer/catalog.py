@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import IO
 
 from .chunker import default_overlap
-from .collection import MODES, Collection, Manifest, QueryEncoder
+from .collection import MODES, NO_MODEL, Collection, Manifest, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .files import fsync_path
 from .vector_index import IndexSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Dimensions a collection of its caller's own vectors may have.
+MAX_DIMENSION = 8192
 LOCK_FILE = ".neardex.lock"
 # Encoders built from a model's weights (onnx-int8) are cached here, beside the data they serve.
 MODEL_CACHE = ".models"
@@ -86,39 +88,33 @@ class Catalog:
 
     def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
-               encoder: str = "") -> Collection:
+               encoder: str = "", dimension: int = 0) -> Collection:
+        """model NO_MODEL ("none") makes a collection of the caller's own vectors of `dimension`."""
         validate_name(name)
-        encoder = encoder or self.default_encoder
-        if encoder not in ENCODERS:
+        own_vectors = model == NO_MODEL
+        encoder = NO_MODEL if own_vectors else encoder or self.default_encoder
+        if not own_vectors and encoder not in ENCODERS:
             raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
-        default_mode = default_mode or "hybrid"
+        if own_vectors and not 1 <= dimension <= MAX_DIMENSION:
+            raise InvalidArgument(f"dimension: a collection without a model needs the dimension of its"
+                                  f" vectors, 1 to {MAX_DIMENSION}; got {dimension}")
+        if not own_vectors and dimension:
+            raise InvalidArgument("dimension: comes from the model; give it only with model 'none'")
+        default_mode = default_mode or ("dense" if own_vectors else "hybrid")
         if default_mode not in MODES:
             raise InvalidArgument(f"default_mode: unknown mode {default_mode!r}; expected one of {MODES}")
         with self._mutex:
             folder = self.root / name
             if folder.exists():
                 raise AlreadyExists(f"name: collection {name!r} already exists")
-            model_name, model_path = resolve_model(model)
-            embedder = self.embedder(str(model_path) if model_name != DEFAULT_MODEL else None, encoder)
-            window = embedder.max_seq_length - 2
-            chunk_tokens = chunk_tokens or window
-            if not 8 <= chunk_tokens <= window:
-                raise InvalidArgument(
-                    f"chunk_tokens: must be between 8 and the model's window of {window}, got {chunk_tokens}")
-            if overlap_tokens < 0:
-                overlap_tokens = default_overlap(chunk_tokens)
-            manifest = Manifest(
-                name=name,
-                model=model_name,
-                # The bundled model's folder differs per install, so it is found by name on open.
-                model_path="" if model_name == DEFAULT_MODEL else str(model_path),
-                dimension=embedder.dimension,
-                chunk_tokens=chunk_tokens,
-                overlap_tokens=overlap_tokens,
-                index=index or IndexSpec.parse("flat"),
-                encoder=encoder,
-                default_mode=default_mode,
-            )
+            if own_vectors:
+                embedder = None
+                manifest = Manifest(name=name, model=NO_MODEL, model_path="", dimension=dimension,
+                                    chunk_tokens=0, overlap_tokens=0, index=index or IndexSpec.parse("flat"),
+                                    encoder=NO_MODEL, default_mode=default_mode)
+            else:
+                embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
+                                                          default_mode, encoder)
             # Built aside and renamed into place: a crash leaves no half-made collection.
             building = self.root / f".creating-{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
@@ -129,6 +125,30 @@ class Catalog:
             self._open[name] = collection
             return collection
 
+    def _model_manifest(self, name: str, model: str | None, index: IndexSpec | None, chunk_tokens: int,
+                        overlap_tokens: int, default_mode: str, encoder: str) -> tuple[Embedder, Manifest]:
+        model_name, model_path = resolve_model(model)
+        embedder = self.embedder(str(model_path) if model_name != DEFAULT_MODEL else None, encoder)
+        window = embedder.max_seq_length - 2
+        chunk_tokens = chunk_tokens or window
+        if not 8 <= chunk_tokens <= window:
+            raise InvalidArgument(
+                f"chunk_tokens: must be between 8 and the model's window of {window}, got {chunk_tokens}")
+        if overlap_tokens < 0:
+            overlap_tokens = default_overlap(chunk_tokens)
+        return embedder, Manifest(
+            name=name,
+            model=model_name,
+            # The bundled model's folder differs per install, so it is found by name on open.
+            model_path="" if model_name == DEFAULT_MODEL else str(model_path),
+            dimension=embedder.dimension,
+            chunk_tokens=chunk_tokens,
+            overlap_tokens=overlap_tokens,
+            index=index or IndexSpec.parse("flat"),
+            encoder=encoder,
+            default_mode=default_mode,
+        )
+
     def get(self, name: str, *, expect_model: str | None = None) -> Collection:
         validate_name(name)
         with self._mutex:
@@ -138,15 +158,17 @@ class Catalog:
                 if not (folder / "manifest.json").exists():
                     raise NotFound(f"collection: {name!r} does not exist")
                 manifest = Collection.read_manifest(folder)
-                embedder = self.embedder(manifest.model_path or None, manifest.encoder)
-                if embedder.dimension != manifest.dimension:
-                    raise FailedPrecondition(
-                        f"model: {manifest.model} gives dimension {embedder.dimension}, but"
-                        f" collection {name!r} holds vectors of dimension {manifest.dimension}")
+                embedder = None
+                if manifest.model != NO_MODEL:
+                    embedder = self.embedder(manifest.model_path or None, manifest.encoder)
+                    if embedder.dimension != manifest.dimension:
+                        raise FailedPrecondition(
+                            f"model: {manifest.model} gives dimension {embedder.dimension}, but"
+                            f" collection {name!r} holds vectors of dimension {manifest.dimension}")
                 collection = Collection(folder, manifest, embedder, self.query_encoder(embedder))
                 self._open[name] = collection
         if expect_model is not None:
-            wanted, _ = resolve_model(expect_model)
+            wanted = NO_MODEL if expect_model == NO_MODEL else resolve_model(expect_model)[0]
             if wanted != collection.manifest.model:
                 raise FailedPrecondition(
                     f"model: collection {name!r} was built with {collection.manifest.model};"
@@ -178,7 +200,9 @@ class Catalog:
         collections of the same model and encoder)."""
         return load_embedder(model, encoder, cache_dir=self.root / MODEL_CACHE)
 
-    def query_encoder(self, embedder: Embedder) -> QueryEncoder:
+    def query_encoder(self, embedder: Embedder | None) -> QueryEncoder | None:
+        if embedder is None:
+            return None
         return self.query_encoder_factory(embedder) if self.query_encoder_factory else embedder.encode
 
     def close(self) -> None:

@@ -35,6 +35,11 @@ from .vector_index import IndexSpec, VectorIndex
 
 FORMAT_VERSION = 1
 MODES = ("dense", "lexical", "hybrid")
+# The model of a collection that stores the vectors its documents bring, and embeds nothing.
+NO_MODEL = "none"
+# Dense weight of hybrid search in such a collection: no tokenizer to measure the query's
+# vocabulary coverage with, so both retrievers count alike.
+NO_MODEL_DENSE_WEIGHT = 0.5
 # Documents each retriever contributes to hybrid fusion.
 FUSION_DEPTH = 100
 MANIFEST = "manifest.json"
@@ -170,14 +175,16 @@ class Collection:
     """Thread-safe: searches run concurrently; writes are serialized and exclude searches only
     for the moment they swap the index, so no search sees half a document."""
 
-    def __init__(self, folder: Path, manifest: Manifest, embedder: Embedder,
+    def __init__(self, folder: Path, manifest: Manifest, embedder: Embedder | None,
                  query_encoder: QueryEncoder | None = None) -> None:
+        """embedder is None for a collection without a model (manifest.model == NO_MODEL)."""
         self.folder = folder
         self.manifest = manifest
-        self.embedder = embedder
+        self._embedder = embedder
         # Queries may go through a shared micro-batching queue instead of the model directly.
-        self.encode_queries: QueryEncoder = query_encoder or embedder.encode
-        self.chunker = Chunker(plain_tokenizer(embedder), manifest.chunk_tokens, manifest.overlap_tokens)
+        self._encode_queries = query_encoder or (embedder.encode if embedder else None)
+        self._chunker = (Chunker(plain_tokenizer(embedder), manifest.chunk_tokens, manifest.overlap_tokens)
+                         if embedder else None)
         self._lock = RWLock()
         self._write_mutex = threading.Lock()
         self._local = threading.local()
@@ -193,10 +200,39 @@ class Collection:
         check.reconcile(self._db, self.index, folder, manifest.dimension)
         self._maybe_rebuild()
 
+    # -- the model ----------------------------------------------------------------------------
+
+    @property
+    def has_model(self) -> bool:
+        return self._embedder is not None
+
+    def require_model(self, field: str) -> Embedder:
+        """The collection's model, or InvalidArgument naming `field` when it has none."""
+        if self._embedder is None:
+            raise InvalidArgument(
+                f"{field}: collection {self.manifest.name!r} has no model (it stores the vectors its"
+                " documents bring): search it with a vector, or with text in lexical mode")
+        return self._embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.require_model("collection")
+
+    @property
+    def chunker(self) -> Chunker:
+        self.require_model("collection")
+        assert self._chunker is not None
+        return self._chunker
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.require_model("query")
+        assert self._encode_queries is not None
+        return self._encode_queries(texts)
+
     # -- creation and opening -----------------------------------------------------------------
 
     @staticmethod
-    def create(folder: Path, manifest: Manifest, embedder: Embedder,
+    def create(folder: Path, manifest: Manifest, embedder: Embedder | None,
                query_encoder: QueryEncoder | None = None) -> Collection:
         folder.mkdir(parents=True)
         write_durably(folder / MANIFEST, manifest.to_json())
@@ -306,10 +342,13 @@ class Collection:
     # -- writes -------------------------------------------------------------------------------
 
     def prepare(self, doc: Document) -> tuple[list[Chunk], list[str]]:
-        """Chunks of a document and the texts the model embeds for them.
+        """Chunks of a document and the texts the model embeds for them (without a model: the
+        whole document is one chunk, its text what lexical search reads).
 
         The title is embedded with every chunk when it fits in half the model's window; the chunk
         budget shrinks by the title's tokens, so title plus chunk never exceed the window."""
+        if not self.has_model:
+            return [Chunk(0, doc.text, 0, len(doc.text), 0)], [f"{doc.title} {doc.text}".strip()]
         window = self.embedder.max_seq_length - 2  # [CLS] and [SEP]
         title_tokens = self.chunker.count(doc.title) + 1 if doc.title else 0
         use_title = 0 < title_tokens <= window // 2
@@ -321,13 +360,15 @@ class Collection:
     def upsert(self, documents: Sequence[Document], batch_size: int = 64) -> UpsertResult:
         """Store documents durably; unchanged ones (same content hash) are neither re-embedded
         nor rewritten. Returns once the batch is committed to disk."""
-        validate_documents(documents)
+        validate_documents(documents, needs_text=self.has_model)
+        own = self._own_vectors(documents)
         hashes = [d.content_hash() for d in documents]
         stored = self._hashes([d.id for d in documents])
-        changed = [(d, h) for d, h in zip(documents, hashes) if stored.get(d.id) != h]
+        positions = [i for i, (d, h) in enumerate(zip(documents, hashes)) if stored.get(d.id) != h]
+        changed = [(documents[i], hashes[i]) for i in positions]
         prepared = [self.prepare(d) for d, _ in changed]
         texts = [t for _, doc_texts in prepared for t in doc_texts]
-        vectors = self._embed(texts, batch_size)
+        vectors = self._embed(texts, batch_size) if own is None else own[positions]
         # A write whose caller has gone is not made: it would be acknowledged to nobody.
         deadline.check("write")
         self._write(changed, prepared, vectors)
@@ -339,6 +380,33 @@ class Collection:
             ids=[d.id for d in documents],
             tokens=sum(c.tokens for chunks, _ in prepared for c in chunks),
         )
+
+    def _own_vectors(self, documents: Sequence[Document]) -> np.ndarray | None:
+        """The documents' own vectors, unit length, in a collection without a model; None in one
+        with a model, where a document bringing a vector is refused (the model embeds every
+        document of its collection, or the vectors would not be comparable)."""
+        if self.has_model:
+            for i, doc in enumerate(documents):
+                if doc.vector is not None:
+                    raise InvalidArgument(
+                        f"documents[{i}].vector: collection {self.manifest.name!r} embeds its documents with"
+                        f" {self.manifest.model}; send the text without a vector")
+            return None
+        out = np.zeros((len(documents), self.manifest.dimension), dtype=np.float32)
+        for i, doc in enumerate(documents):
+            if doc.vector is None:
+                raise InvalidArgument(f"documents[{i}].vector: collection {self.manifest.name!r} has no model;"
+                                      f" every document brings its vector of dimension {self.manifest.dimension}")
+            out[i] = self._unit(doc.vector, f"documents[{i}].vector")
+        return out
+
+    def _unit(self, vector: Sequence[float] | np.ndarray, field: str) -> np.ndarray:
+        """A vector of the collection's dimension scaled to unit length, so scores are cosines."""
+        arr = self.check_vector(vector, field)
+        norm = float(np.linalg.norm(arr))
+        if not norm or not np.isfinite(norm):
+            raise InvalidArgument(f"{field}: a zero vector has no direction to compare")
+        return arr / norm
 
     def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Vectors of a write's chunk texts, one model call per `batch_size` texts in length
@@ -696,7 +764,7 @@ class Collection:
         if vector is None and mode != "lexical":
             if not has_text:
                 raise InvalidArgument("query: must not be empty")
-            check_fits(self.embedder, text or "", "query")
+            check_fits(self.require_model("query"), text or "", "query")
             deadline.check("embed")
             vector = self.encode_queries([text or ""])[0]
             timings["embed"] = _ms(started)
@@ -724,7 +792,8 @@ class Collection:
                 timings["lexical"] = _ms(t)
             if mode == "hybrid":
                 t = time.perf_counter()
-                weight = fusion.dense_weight(self.embedder, text or "")
+                weight = (fusion.dense_weight(self.embedder, text or "") if self.has_model
+                          else NO_MODEL_DENSE_WEIGHT)
                 ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
                 timings["fuse"] = _ms(t)
                 if weight > 0 and ranked:
@@ -771,19 +840,27 @@ class Collection:
                             start, end, retrievers))
         return hits
 
-    def document_vectors(self, ids: Sequence[str], field: str) -> np.ndarray:
-        """Each document's vector, the normalized mean of its chunks' vectors, one row per id;
-        NotFound names the first id that is not stored."""
+    def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored chunk vectors of each document, one row per chunk in chunk order (documents
+        not stored are left out)."""
         rows: dict[str, list[bytes]] = {}
         for part in _batched(list(dict.fromkeys(ids)), 500):
             for doc_id, blob in self._reader().execute(
-                    f"SELECT doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})", part):
+                    f"SELECT doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})"
+                    " ORDER BY doc_id, idx", part):
                 rows.setdefault(doc_id, []).append(blob)
+        return {doc_id: np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(-1, self.manifest.dimension)
+                for doc_id, blobs in rows.items()}
+
+    def document_vectors(self, ids: Sequence[str], field: str) -> np.ndarray:
+        """Each document's vector, the normalized mean of its chunks' vectors, one row per id;
+        NotFound names the first id that is not stored."""
+        chunks = self.chunk_vectors(ids)
         out = np.zeros((len(ids), self.manifest.dimension), dtype=np.float32)
         for i, doc_id in enumerate(ids):
-            if doc_id not in rows:
+            if doc_id not in chunks:
                 raise NotFound(f"{field}[{i}]: document {doc_id!r} does not exist in collection {self.manifest.name!r}")
-            mean = np.frombuffer(b"".join(rows[doc_id]), dtype=np.float32).reshape(-1, self.manifest.dimension).mean(0)
+            mean = chunks[doc_id].mean(0)
             out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
         return out
 
@@ -819,14 +896,20 @@ class Collection:
         timings["total"] = _ms(started)
         return SearchResult(hits, timings, "dense")
 
-    def check_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
-        arr = np.asarray(vector, dtype=np.float32).reshape(-1)
+    def check_vector(self, vector: Sequence[float] | np.ndarray, field: str = "vector") -> np.ndarray:
+        with np.errstate(over="ignore"):
+            arr = np.asarray(vector, dtype=np.float32).reshape(-1)
         if arr.shape[0] != self.manifest.dimension:
             raise InvalidArgument(
-                f"vector: has dimension {arr.shape[0]}, collection {self.manifest.name!r} expects"
+                f"{field}: has dimension {arr.shape[0]}, collection {self.manifest.name!r} expects"
                 f" {self.manifest.dimension}")
         if not np.all(np.isfinite(arr)):
-            raise InvalidArgument("vector: contains NaN or infinite values")
+            raise InvalidArgument(f"{field}: contains NaN or infinite values")
+        if not self.has_model:  # the stored vectors are unit length: so is the query
+            norm = float(np.linalg.norm(arr))
+            if not norm or not np.isfinite(norm):
+                raise InvalidArgument(f"{field}: a zero vector has no direction to compare")
+            arr = arr / norm
         return arr
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -854,14 +937,14 @@ def storage_error(exc: sqlite3.OperationalError) -> Exception:
     return exc
 
 
-def validate_documents(documents: Sequence[Document]) -> None:
+def validate_documents(documents: Sequence[Document], needs_text: bool = True) -> None:
     seen: dict[str, int] = {}
     for i, doc in enumerate(documents):
         if not isinstance(doc.id, str) or not doc.id.strip():
             raise InvalidArgument(f"documents[{i}].id: must be a non-empty string")
         if len(doc.id) > 1024:
             raise InvalidArgument(f"documents[{i}].id: longer than 1024 characters")
-        if not isinstance(doc.text, str) or not doc.text.strip():
+        if not isinstance(doc.text, str) or (needs_text and not doc.text.strip()):
             raise InvalidArgument(f"documents[{i}].text: must not be empty (id {doc.id!r})")
         if doc.id in seen:
             raise InvalidArgument(

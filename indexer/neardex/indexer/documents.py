@@ -14,12 +14,16 @@ class Document:
     text: str
     title: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The document's own vector, in a collection without a model (and only there).
+    vector: tuple[float, ...] | None = None
 
     def content_hash(self) -> str:
         """Hash of everything that shapes the stored document; unchanged hash means skip."""
-        payload = json.dumps(
-            [self.title, self.text, self.metadata], sort_keys=True, ensure_ascii=False, default=str
-        )
+        # Text documents hash as they always did: a new field must not re-embed stored collections.
+        parts: list[Any] = [self.title, self.text, self.metadata]
+        if self.vector is not None:
+            parts.append(list(self.vector))
+        payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def embedding_text(self, chunk_text: str) -> str:

@@ -118,18 +118,20 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "title", "metadata", "vector")
+    __slots__ = ("id", "text", "title", "metadata", "vector", "chunk_vectors")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_VECTORS_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     title: str
     metadata: _struct_pb2.Struct
     vector: Vector
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+    chunk_vectors: _containers.RepeatedCompositeFieldContainer[Vector]
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., chunk_vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "documents")
@@ -178,14 +180,16 @@ class GetRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ...) -> None: ...
 
 class Fields(_message.Message):
-    __slots__ = ("no_text", "no_metadata", "metadata_keys")
+    __slots__ = ("no_text", "no_metadata", "metadata_keys", "vectors")
     NO_TEXT_FIELD_NUMBER: _ClassVar[int]
     NO_METADATA_FIELD_NUMBER: _ClassVar[int]
     METADATA_KEYS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
     no_text: bool
     no_metadata: bool
     metadata_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, no_text: _Optional[bool] = ..., no_metadata: _Optional[bool] = ..., metadata_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    vectors: bool
+    def __init__(self, no_text: _Optional[bool] = ..., no_metadata: _Optional[bool] = ..., metadata_keys: _Optional[_Iterable[str]] = ..., vectors: _Optional[bool] = ...) -> None: ...
 
 class CountRequest(_message.Message):
     __slots__ = ("collection", "filter")

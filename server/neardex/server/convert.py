@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from neardex.indexer.answers import AskResult
@@ -36,11 +37,14 @@ def dict_to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def documents_from_pb(docs: Any) -> list[Document]:
-    return [Document(d.id, d.text, d.title, struct_to_dict(d.metadata)) for d in docs]
+    return [Document(d.id, d.text, d.title, struct_to_dict(d.metadata),
+                     tuple(d.vector.values) if d.HasField("vector") else None) for d in docs]
 
 
-def document_to_pb(doc: Document, fields: pb.Fields | None = None) -> pb.Document:
-    """The document with the parts `fields` asks for (all of them by default)."""
+def document_to_pb(doc: Document, fields: pb.Fields | None = None,
+                   chunk_vectors: np.ndarray | None = None) -> pb.Document:
+    """The document with the parts `fields` asks for (text and metadata by default); with
+    fields.vectors, its chunks' vectors and their normalized mean."""
     if fields is None:
         return pb.Document(id=doc.id, text=doc.text, title=doc.title, metadata=dict_to_struct(doc.metadata))
     message = pb.Document(id=doc.id, title=doc.title, text="" if fields.no_text else doc.text)
@@ -48,6 +52,10 @@ def document_to_pb(doc: Document, fields: pb.Fields | None = None) -> pb.Documen
         keys = list(fields.metadata_keys)
         kept = {k: doc.metadata[k] for k in keys if k in doc.metadata} if keys else doc.metadata
         message.metadata.CopyFrom(dict_to_struct(kept))
+    if fields.vectors and chunk_vectors is not None and len(chunk_vectors):
+        mean = chunk_vectors.mean(0)
+        message.vector.values.extend((mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist())
+        message.chunk_vectors.extend(pb.Vector(values=v.tolist()) for v in chunk_vectors)
     return message
 
 

@@ -58,6 +58,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             overlap_tokens=request.overlap_tokens if request.overlap_tokens or request.chunk_tokens else -1,
             default_mode=convert.mode_from_pb(request.default_mode, "default_mode"),
             encoder=request.encoder,
+            dimension=request.dimension,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
@@ -100,9 +101,10 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         return pb.DeleteResponse(deleted=deleted)
 
     def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
-        found, missing = self._collection(request.collection).get(list(request.ids))
+        collection = self._collection(request.collection)
+        found, missing = collection.get(list(request.ids))
         fields = request.fields if request.HasField("fields") else None
-        return pb.GetResponse(documents=[convert.document_to_pb(d, fields) for d in found], missing=missing)
+        return pb.GetResponse(documents=self._documents_to_pb(collection, found, fields), missing=missing)
 
     def Count(self, request: pb.CountRequest, context: Any) -> pb.CountResponse:
         collection = self._collection(request.collection)
@@ -119,8 +121,13 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         documents = collection.scroll(convert.cursor_from_pb(request.cursor), limit, flt,
                                       text=not (fields and fields.no_text))
         return pb.ScrollResponse(
-            documents=[convert.document_to_pb(d, fields) for d in documents],
+            documents=self._documents_to_pb(collection, documents, fields),
             next_cursor=convert.cursor_to_pb(documents[-1].id) if len(documents) == limit else "")
+
+    @staticmethod
+    def _documents_to_pb(collection: Collection, documents: list[Any], fields: pb.Fields | None) -> list[pb.Document]:
+        vectors = collection.chunk_vectors([d.id for d in documents]) if fields is not None and fields.vectors else {}
+        return [convert.document_to_pb(d, fields, vectors.get(d.id)) for d in documents]
 
     # -- search -------------------------------------------------------------------------------
 
@@ -172,8 +179,9 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             if r.WhichOneof("query") != "text" or not r.text.strip():
                 continue  # a vector query, or an empty one _search refuses
             collection = self._collection(r.collection, f"requests[{i}].collection")
-            if collection.resolve_mode(convert.mode_from_pb(r.mode, f"requests[{i}].mode")) == "lexical":
-                continue
+            mode = collection.resolve_mode(convert.mode_from_pb(r.mode, f"requests[{i}].mode"))
+            if mode == "lexical" or not collection.has_model:
+                continue  # nothing to embed, or nothing to embed with (the search says so)
             check_fits(collection.embedder, r.text, f"requests[{i}].query")
             texts.setdefault(r.collection, []).append((i, r.text))
         encoded: dict[int, np.ndarray] = {}
