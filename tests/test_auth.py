@@ -31,7 +31,7 @@ NEEDS = {
     "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Scroll", "Embed", "SearchSimilar", "Similarity",
              "Tokenize", "ListCollections", "GetCollection"},
     "write": {"Upsert", "UpsertStream", "Delete"},
-    "admin": {"CreateCollection", "DeleteCollection"},
+    "admin": {"CreateCollection", "DeleteCollection", "IndexMetadata"},
 }
 NEEDED_ROLE = {method: role for role, methods in NEEDS.items() for method in methods}
 # Scope of the key under test, and the collection each call targets.
@@ -47,6 +47,7 @@ def request_for(method: str, target: str) -> Any:
         "ListCollections": pb.ListCollectionsRequest(),
         "GetCollection": pb.GetCollectionRequest(name=target),
         "DeleteCollection": pb.DeleteCollectionRequest(name=target),
+        "IndexMetadata": pb.IndexMetadataRequest(collection=target, keys=["topic"]),
         "Upsert": pb.UpsertRequest(collection=target, documents=[pb.Document(id="d2", text="The Nile flows north.")]),
         "UpsertStream": iter([pb.UpsertRequest(collection=target, documents=[pb.Document(id="d3", text="Bread rises.")])]),
         "Delete": pb.DeleteRequest(collection=target, ids=["d1"]),

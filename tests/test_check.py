@@ -113,6 +113,16 @@ def test_store_damage_is_named_and_only_the_derived_part_repaired(data_dir: Path
     assert not any("whose document is gone" in line for line in left)
 
 
+def test_a_metadata_index_out_of_step_is_found_and_rebuilt(data_dir: Path) -> None:
+    with Catalog(data_dir) as catalog:
+        catalog.get("docs").index_metadata(["topic", "year"])
+    store(data_dir).execute("DELETE FROM meta_values WHERE doc_id = 'apollo'")
+    code, lines = check(data_dir, "--collection", "docs")
+    assert code == 1 and lines == ["docs: metadata index: 1 rows missing, 0 rows for values no document holds"]
+    code, lines = check(data_dir, "--collection", "docs", "--repair")
+    assert code == 0 and "docs: repaired: metadata index: rebuilt (2 rows)" in lines
+
+
 def test_a_broken_snapshot_is_reported_and_rebuilt(data_dir: Path) -> None:
     with Catalog(data_dir) as catalog:
         catalog.get("docs").checkpoint(force=True)

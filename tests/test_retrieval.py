@@ -12,6 +12,7 @@ from neardex.indexer.catalog import Catalog
 from neardex.indexer.chunker import sentence_spans
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
+from neardex.indexer.filters import parse_filter
 
 DOCS = [
     Document("apollo", "Apollo 11 launched from Florida on 16 July 1969. It landed on the Moon on 20 July 1969. "
@@ -82,14 +83,8 @@ def test_a_collection_without_lexical_index_gets_one_on_open(tmp_path: Path) -> 
 def test_filters_apply_to_every_mode(col) -> None:
     expected = {"dense": ["nile"], "hybrid": ["nile"], "lexical": []}  # no geo text says "Apollo"
     for mode, ids in expected.items():
-        hits = col.search("Moon landing Apollo", k=4, mode=mode, flt={"kind": fusion_cond("geo")}).hits
+        hits = col.search("Moon landing Apollo", k=4, mode=mode, flt=parse_filter({"kind": "geo"})).hits
         assert [h.id for h in hits] == ids, mode
-
-
-def fusion_cond(value: str):
-    from neardex.indexer.filters import Condition
-
-    return Condition("eq", value)
 
 
 def test_bad_modes_and_queries(col) -> None:

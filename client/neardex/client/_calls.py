@@ -87,6 +87,12 @@ DELETE_COLLECTION = Rpc(
     build=convert.delete_collection_request,
     parse=convert.deleted_collection,
 )
+INDEX_METADATA = Rpc(
+    "IndexMetadata",
+    idempotent=True,
+    build=convert.index_metadata_request,
+    parse=convert.collection_info,
+)
 UPSERT = Rpc(
     "Upsert",
     idempotent=False,

@@ -14,7 +14,7 @@ from neardex.v1 import neardex_pb2_grpc
 
 from . import _calls as calls
 from . import convert
-from .errors import AlreadyExists, from_rpc_error
+from .errors import AlreadyExists, NotFound, from_rpc_error
 from .models import (
     AskResult,
     CollectionInfo,
@@ -114,6 +114,7 @@ class AsyncClient:
         default_mode: str | None = None,
         encoder: str | None = None,
         dimension: int | None = None,
+        indexed_keys: Iterable[str] | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> CollectionInfo:
@@ -126,6 +127,7 @@ class AsyncClient:
             default_mode=default_mode,
             encoder=encoder,
             dimension=dimension,
+            indexed_keys=indexed_keys,
         )
         try:
             return await self._invoke(prepared, timeout)
@@ -139,6 +141,18 @@ class AsyncClient:
 
     async def info(self, name: str, *, timeout: float | None = None) -> CollectionInfo:
         return await self._invoke(calls.GET_COLLECTION.prepare(name), timeout)
+
+    async def collection_exists(self, name: str, *, timeout: float | None = None) -> bool:
+        try:
+            await self.info(name, timeout=timeout)
+        except NotFound:
+            return False
+        return True
+
+    async def index_metadata(
+        self, collection: str, keys: str | Iterable[str], *, timeout: float | None = None
+    ) -> CollectionInfo:
+        return await self._invoke(calls.INDEX_METADATA.prepare(collection, keys), timeout)
 
     async def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
         await self._invoke(calls.DELETE_COLLECTION.prepare(name), timeout)
@@ -190,8 +204,15 @@ class AsyncClient:
             call.cancel()
         feed.raise_error()
 
-    async def delete(self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None) -> int:
-        return await self._invoke(calls.DELETE.prepare(collection, ids), timeout)
+    async def delete(
+        self,
+        collection: str,
+        ids: str | Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        return await self._invoke(calls.DELETE.prepare(collection, ids, filter=filter), timeout)
 
     async def get(
         self,

@@ -13,7 +13,7 @@ from neardex.v1 import neardex_pb2_grpc
 
 from . import _calls as calls
 from . import convert
-from .errors import AlreadyExists, from_rpc_error
+from .errors import AlreadyExists, NotFound, from_rpc_error
 from .models import (
     AskResult,
     CollectionInfo,
@@ -116,11 +116,13 @@ class Client:
         default_mode: str | None = None,
         encoder: str | None = None,
         dimension: int | None = None,
+        indexed_keys: Iterable[str] | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> CollectionInfo:
         """``index`` is a kind ("flat", "hnsw", "ivfpq", "auto") or ``{"kind": ..., **params}``.
-        ``model="none"`` with a ``dimension`` makes a collection of your own vectors: each document
+        ``indexed_keys`` names metadata keys whose filters use an index. ``model="none"`` with a
+        ``dimension`` makes a collection of your own vectors: each document
         brings its ``vector`` (text optional, for lexical search); vectors are scaled to unit length
         and scores are cosines. With ``exist_ok`` an existing collection is returned as it is,
         whatever its settings."""
@@ -133,6 +135,7 @@ class Client:
             default_mode=default_mode,
             encoder=encoder,
             dimension=dimension,
+            indexed_keys=indexed_keys,
         )
         try:
             return self._invoke(prepared, timeout)
@@ -146,6 +149,21 @@ class Client:
 
     def info(self, name: str, *, timeout: float | None = None) -> CollectionInfo:
         return self._invoke(calls.GET_COLLECTION.prepare(name), timeout)
+
+    def collection_exists(self, name: str, *, timeout: float | None = None) -> bool:
+        """Whether a collection of that name exists (an alias counts)."""
+        try:
+            self.info(name, timeout=timeout)
+        except NotFound:
+            return False
+        return True
+
+    def index_metadata(
+        self, collection: str, keys: str | Iterable[str], *, timeout: float | None = None
+    ) -> CollectionInfo:
+        """Answer filters on these metadata keys from an index from now on (a filter on a key
+        that is not indexed reads every document's metadata)."""
+        return self._invoke(calls.INDEX_METADATA.prepare(collection, keys), timeout)
 
     def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
         self._invoke(calls.DELETE_COLLECTION.prepare(name), timeout)
@@ -202,9 +220,17 @@ class Client:
             responses.cancel()
         feed.raise_error()
 
-    def delete(self, collection: str, ids: str | Iterable[str], *, timeout: float | None = None) -> int:
-        """Deletes documents by id; returns how many existed."""
-        return self._invoke(calls.DELETE.prepare(collection, ids), timeout)
+    def delete(
+        self,
+        collection: str,
+        ids: str | Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Deletes documents by id, or those matching ``filter`` (never an empty one); returns how
+        many existed."""
+        return self._invoke(calls.DELETE.prepare(collection, ids, filter=filter), timeout)
 
     def get(
         self,

@@ -55,6 +55,7 @@ __all__ = [
     "fields_to_proto",
     "filter_to_proto",
     "get_collection_request",
+    "index_metadata_request",
     "get_request",
     "get_result",
     "health_serving",
@@ -177,8 +178,9 @@ def metadata_to_struct(metadata: Mapping[str, Any], field: str = "metadata") -> 
 def _from_value(value: struct_pb2.Value) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
-        # Left as a float even when integral: see the note in models.
-        return value.number_value
+        # The wire carries every number as a double: a whole one was sent as an int.
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) <= _MAX_EXACT_INT else number
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":
@@ -204,57 +206,89 @@ def _scalar_value(value: Any, field: str) -> struct_pb2.Value:
     return _to_value(value, field)
 
 
-def _in_condition(values: Any, field: str) -> pb.Condition:
+def _values(values: Any, field: str, op: str) -> struct_pb2.ListValue:
     if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
-        raise InvalidArgument(f"{field}: 'in' expects a list of values, got {values!r}")
+        raise InvalidArgument(f"{field}: {op!r} expects a list of values, got {values!r}")
     items = [_scalar_value(v, f"{field}[{i}]") for i, v in enumerate(values)]
     if not items:
-        raise InvalidArgument(f"{field}: 'in' needs at least one value")
-    return pb.Condition(**{"in": struct_pb2.ListValue(values=items)})
+        raise InvalidArgument(f"{field}: {op!r} needs at least one value")
+    return struct_pb2.ListValue(values=items)
+
+
+_LIST_OPS = ("in", "not_in", "contains_any", "contains_all")
+FILTER_OPS = ("eq", "ne", *_LIST_OPS, "exists", *_RANGE_OPS)
 
 
 def _operator_condition(ops: Mapping[Any, Any], field: str) -> pb.Condition:
     keys = set(ops)
-    if keys == {"eq"}:
-        return pb.Condition(eq=_scalar_value(ops["eq"], f"{field}.eq"))
-    if keys == {"in"}:
-        return _in_condition(ops["in"], f"{field}.in")
+    if len(keys) == 1 and keys <= {"eq", "ne"}:
+        op = next(iter(keys))
+        return pb.Condition(**{op: _scalar_value(ops[op], f"{field}.{op}")})
+    if len(keys) == 1 and keys <= set(_LIST_OPS):
+        op = next(iter(keys))
+        return pb.Condition(**{op: _values(ops[op], f"{field}.{op}", op)})
+    if keys == {"exists"}:
+        if not isinstance(ops["exists"], bool):
+            raise InvalidArgument(f"{field}.exists: expected True or False, got {ops['exists']!r}")
+        return pb.Condition(exists=ops["exists"])
     unknown = sorted(map(repr, keys.difference(_RANGE_OPS)))
     if unknown or not keys:
         raise InvalidArgument(
-            f"{field}: expected {{'eq': v}}, {{'in': [...]}} or range bounds "
+            f"{field}: expected one of {', '.join(FILTER_OPS[:-4])} or range bounds "
             f"{', '.join(_RANGE_OPS)}; got " + (", ".join(unknown) if unknown else "no operator")
         )
-    bounds: dict[str, float] = {}
+    numbers: dict[str, float] = {}
+    texts: dict[str, str] = {}
     for op in _RANGE_OPS:
         if op in ops:
             bound = ops[op]
-            if not _is_number(bound) or math.isnan(float(bound)):
-                raise InvalidArgument(f"{field}.{op}: expected a number, got {bound!r}")
-            bounds[op] = float(bound)
-    return pb.Condition(range=pb.Range(**bounds))
+            if isinstance(bound, str):
+                texts[f"{op}_text"] = bound
+            elif _is_number(bound) and math.isfinite(float(bound)):
+                numbers[op] = float(bound)
+            else:
+                raise InvalidArgument(f"{field}.{op}: expected a number or a string, got {bound!r}")
+    if numbers and texts:
+        raise InvalidArgument(f"{field}: range bounds are all numbers or all strings")
+    return pb.Condition(range=pb.Range(**numbers, **texts))
 
 
-def filter_to_proto(filter: Mapping[str, Any] | None, field: str = "filter") -> pb.Filter | None:
-    """``{"lang": "en"}`` is equality, a list/tuple/set is membership, and a dict of operators
-    (``eq``, ``in``, or range bounds ``gt``/``gte``/``lt``/``lte``) states the condition
-    explicitly. Every condition must hold."""
+_COMBINATORS = {"$and": "all", "$or": "any", "$not": "none"}
+
+
+def filter_to_proto(filter: Mapping[str, Any] | None, field: str = "filter", depth: int = 0) -> pb.Filter | None:
+    """``{"lang": "en"}`` is equality (an array holding "en" matches too), a list/tuple/set is
+    membership, and a dict names the operator: ``eq``, ``ne``, ``in``, ``not_in``,
+    ``contains_any``, ``contains_all``, ``exists`` (True/False), or range bounds
+    ``gt``/``gte``/``lt``/``lte`` (numbers, or strings such as ISO dates). Keys are dotted paths
+    into nested metadata. Every condition must hold; ``"$and": [...]``, ``"$or": [...]`` and
+    ``"$not": {...}`` (or a list: none may match) combine filters to any depth."""
     if not filter:
         return None
     if not isinstance(filter, Mapping):
         raise InvalidArgument(f"{field}: expected a dict, got {type(filter).__name__}")
-    conditions: dict[str, pb.Condition] = {}
+    if depth > 32:
+        raise InvalidArgument(f"{field}: nested deeper than 32 levels")
+    message = pb.Filter()
     for key, spec in filter.items():
         if not isinstance(key, str) or not key:
             raise InvalidArgument(f"{field}: keys must be non-empty strings, got {key!r}")
         where = f"{field}.{key}"
-        if isinstance(spec, Mapping):
-            conditions[key] = _operator_condition(spec, where)
+        if key in _COMBINATORS:
+            subs = spec if isinstance(spec, list | tuple) else [spec]
+            target = getattr(message, _COMBINATORS[key])
+            for i, sub in enumerate(subs):
+                built = filter_to_proto(sub, f"{where}[{i}]", depth + 1)
+                if built is None:
+                    raise InvalidArgument(f"{where}[{i}]: an empty filter")
+                target.add().CopyFrom(built)
+        elif isinstance(spec, Mapping):
+            message.conditions[key].CopyFrom(_operator_condition(spec, where))
         elif isinstance(spec, list | tuple | set | frozenset):
-            conditions[key] = _in_condition(spec, where)
+            message.conditions[key].CopyFrom(pb.Condition(**{"in": _values(spec, where, "in")}))
         else:
-            conditions[key] = pb.Condition(eq=_scalar_value(spec, where))
-    return pb.Filter(conditions=conditions)
+            message.conditions[key].CopyFrom(pb.Condition(eq=_scalar_value(spec, where)))
+    return message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,11 +356,13 @@ def create_collection_request(
     default_mode: str | None = None,
     encoder: str | None = None,
     dimension: int | None = None,
+    indexed_keys: Iterable[str] | None = None,
 ) -> pb.CreateCollectionRequest:
     request = pb.CreateCollectionRequest(
         name=name,
         model=model or "",
         dimension=_optional_int_arg("dimension", dimension, minimum=1),
+        indexed_keys=_ids(indexed_keys or [], "indexed_keys"),
         chunk_tokens=_optional_int_arg("chunk_tokens", chunk_tokens, minimum=0),
         # -1 asks for the server's default overlap; 0 is a real choice (no overlap).
         overlap_tokens=-1
@@ -386,8 +422,21 @@ def _ids(ids: str | Iterable[str], field: str = "ids") -> list[str]:
     return items
 
 
-def delete_request(collection: str, ids: str | Iterable[str]) -> pb.DeleteRequest:
-    return pb.DeleteRequest(collection=collection, ids=_ids(ids))
+def delete_request(
+    collection: str, ids: str | Iterable[str] | None = None, *, filter: Mapping[str, Any] | None = None
+) -> pb.DeleteRequest:
+    if (ids is None) == (filter is None):
+        raise InvalidArgument("ids, filter: delete by ids or by a filter (one of them)")
+    if ids is not None:
+        return pb.DeleteRequest(collection=collection, ids=_ids(ids))
+    conditions = filter_to_proto(filter)
+    if conditions is None:
+        raise InvalidArgument("filter: an empty filter would delete every document; give conditions")
+    return pb.DeleteRequest(collection=collection, filter=conditions)
+
+
+def index_metadata_request(collection: str, keys: str | Iterable[str]) -> pb.IndexMetadataRequest:
+    return pb.IndexMetadataRequest(collection=collection, keys=_ids(keys, "keys"))
 
 
 def fields_to_proto(
@@ -647,6 +696,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         default_mode=mode_from_proto(message.default_mode),
         encoder=message.encoder,
         index_params=dict(message.index_params),
+        indexed_keys=list(message.indexed_keys),
     )
 
 

@@ -3,8 +3,8 @@
 They mirror the messages of ``neardex.v1`` with Python-side conventions: search modes are the
 strings ``"dense"``, ``"lexical"`` and ``"hybrid"`` (``""`` means the collection's default), and
 metadata is a plain JSON-like ``dict``. Metadata travels as ``google.protobuf.Struct``, whose only
-number type is a double: integers sent as metadata come back as floats (``2020`` -> ``2020.0``)
-and are left that way, since the wire cannot tell ``2020`` from ``2020.0``.
+number type is a double; whole numbers come back as ``int`` (``2020`` stays ``2020``; a float that
+is whole, ``2.0``, also comes back as ``2``, as in JSON).
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ class CollectionInfo(_Frozen):
     default_mode: str = ""
     encoder: str = ""
     index_params: dict[str, int] = Field(default_factory=dict)
+    indexed_keys: list[str] = Field(default_factory=list)
 
 
 class UpsertResult(_Frozen):

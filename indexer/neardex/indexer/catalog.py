@@ -13,7 +13,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +23,7 @@ from .collection import MODES, NO_MODEL, Collection, Manifest, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .files import fsync_path
+from .filters import Condition, validate_condition
 from .vector_index import IndexSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -88,9 +90,12 @@ class Catalog:
 
     def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
-               encoder: str = "", dimension: int = 0) -> Collection:
-        """model NO_MODEL ("none") makes a collection of the caller's own vectors of `dimension`."""
+               encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = ()) -> Collection:
+        """model NO_MODEL ("none") makes a collection of the caller's own vectors of `dimension`;
+        filters on `indexed_keys` are answered from an index instead of a scan."""
         validate_name(name)
+        for i, key in enumerate(indexed_keys):
+            validate_condition(f"indexed_keys[{i}]", key, Condition("exists", True))
         own_vectors = model == NO_MODEL
         encoder = NO_MODEL if own_vectors else encoder or self.default_encoder
         if not own_vectors and encoder not in ENCODERS:
@@ -115,6 +120,7 @@ class Catalog:
             else:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
                                                           default_mode, encoder)
+            manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)))
             # Built aside and renamed into place: a crash leaves no half-made collection.
             building = self.root / f".creating-{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)

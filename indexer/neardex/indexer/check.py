@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import lexical, snapshots
 from .errors import NeardexError
+from .filters import index_rows
 from .vector_index import VectorIndex
 
 log = logging.getLogger("neardex.indexer")
@@ -113,6 +116,8 @@ def _check(folder: Path, report: Report) -> None:
         else:
             report.lexical_rows = len(rows)
             _compare("lexical", chunk_ids, rows, report)
+        if manifest.indexed_keys:
+            _check_metadata_index(db, manifest.indexed_keys, report)
         if wrong:
             return  # the vectors cannot be loaded into an index of the manifest's dimension
         try:
@@ -127,6 +132,20 @@ def _check(folder: Path, report: Report) -> None:
         _compare("index", chunk_ids, live, report)
     finally:
         db.close()
+
+
+def _metadata_rows(db: sqlite3.Connection, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """The meta_values rows the stored documents' metadata calls for."""
+    return [(doc_id, *row) for doc_id, meta in db.execute("SELECT id, metadata FROM documents")
+            for row in index_rows(json.loads(meta), keys)]
+
+
+def _check_metadata_index(db: sqlite3.Connection, keys: tuple[str, ...], report: Report) -> None:
+    expected = Counter(_metadata_rows(db, keys))
+    held = Counter(tuple(r) for r in db.execute("SELECT doc_id, key, type, value FROM meta_values"))
+    if expected != held:
+        missing, extra = sum((expected - held).values()), sum((held - expected).values())
+        report.problems.append(f"metadata index: {missing} rows missing, {extra} rows for values no document holds")
 
 
 def _compare(name: str, chunk_ids: set[int], held: set[int], report: Report) -> None:
@@ -158,6 +177,11 @@ def _repair(folder: Path) -> list[str]:
                 done.append(f"store: dropped {orphans} chunks whose document is gone")
             lexical.create_table(db)
             done.append(f"lexical: rebuilt ({lexical.rebuild(db)} rows)")
+            if manifest.indexed_keys:
+                db.execute("DELETE FROM meta_values")
+                rows = _metadata_rows(db, manifest.indexed_keys)
+                db.executemany("INSERT INTO meta_values (doc_id, key, type, value) VALUES (?, ?, ?, ?)", rows)
+                done.append(f"metadata index: rebuilt ({len(rows)} rows)")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

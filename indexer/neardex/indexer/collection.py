@@ -29,7 +29,7 @@ from .documents import Chunk, Document
 from .embedder import Embedder, check_fits, plain_tokenizer
 from .errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from .files import write_durably
-from .filters import Filter, to_sql
+from .filters import Condition, Filter, index_rows, to_sql, validate_condition
 from .rwlock import RWLock
 from .vector_index import IndexSpec, VectorIndex
 
@@ -72,6 +72,14 @@ CREATE TABLE IF NOT EXISTS changes (
     op TEXT NOT NULL CHECK (op IN ('add', 'del')),
     chunk_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta_values (
+    doc_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value
+);
+CREATE INDEX IF NOT EXISTS meta_values_kv ON meta_values(key, value);
+CREATE INDEX IF NOT EXISTS meta_values_doc ON meta_values(doc_id);
 """
 
 
@@ -88,9 +96,11 @@ class Manifest:
     default_mode: str = "dense"
     normalize: bool = True
     format_version: int = FORMAT_VERSION
+    # Metadata keys answered from the meta_values table instead of a scan.
+    indexed_keys: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        data = {**self.__dict__, "index": self.index.to_dict()}
+        data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys)}
         return json.dumps(data, indent=2, sort_keys=True)
 
     @staticmethod
@@ -102,6 +112,7 @@ class Manifest:
                 f" (this neardex reads version {FORMAT_VERSION})"
             )
         data["index"] = IndexSpec.parse(data["index"]["kind"], data["index"]["params"])
+        data["indexed_keys"] = tuple(data.get("indexed_keys", ()))
         return Manifest(**data)
 
 
@@ -450,6 +461,7 @@ class Collection:
                     row += 1
                 lexical.add(db, zip(ids, texts))
                 tx.added_ids += ids
+            self._index_metadata(db, [doc for doc, _ in changed])
             tx.added_vectors.append(vectors[:row])
             db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
                            [(i,) for i in tx.added_ids])
@@ -502,11 +514,19 @@ class Collection:
         except sqlite3.OperationalError as exc:
             raise storage_error(exc) from exc
 
+    def _index_metadata(self, db: sqlite3.Connection, documents: Sequence[Document]) -> None:
+        """The meta_values rows of documents just written, for the collection's indexed keys."""
+        keys = self.manifest.indexed_keys
+        if keys:
+            db.executemany("INSERT INTO meta_values (doc_id, key, type, value) VALUES (?, ?, ?, ?)",
+                           [(doc.id, *row) for doc in documents for row in index_rows(doc.metadata, keys)])
+
     @staticmethod
     def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
         removed: list[int] = []
         for part in _batched(doc_ids, 500):
             marks = ",".join("?" * len(part))
+            db.execute(f"DELETE FROM meta_values WHERE doc_id IN ({marks})", part)
             removed += [r[0] for r in db.execute(
                 f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part)]
             db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
@@ -515,11 +535,18 @@ class Collection:
                        [(i,) for i in removed])
         return removed
 
-    def delete(self, ids: Sequence[str]) -> int:
-        if not ids:
+    def delete(self, ids: Sequence[str] = (), flt: Filter | None = None) -> int:
+        """Delete documents by id, or those matching a filter (never an empty one); returns how
+        many existed."""
+        if flt is not None and not flt:
+            raise InvalidArgument("filter: an empty filter would delete every document; give conditions")
+        if not ids and flt is None:
             return 0
         deadline.check("delete")
         with self._write_mutex, self._transaction() as tx:
+            if flt is not None:
+                where, params = self._where(flt)
+                ids = [r[0] for r in tx.db.execute(f"SELECT d.id FROM documents d WHERE {where}", params)]
             tx.removed += self._delete_chunks_of(tx.db, ids)
             deleted = 0
             for part in _batched(ids, 500):
@@ -529,6 +556,27 @@ class Collection:
         self._checkpoint_after_write()
         return deleted
 
+
+    def index_metadata(self, keys: Sequence[str]) -> None:
+        """Answer filters on these metadata keys from the meta_values table from now on: rows are
+        written for every stored document, then the manifest names the keys."""
+        new = [k for k in dict.fromkeys(keys) if k not in self.manifest.indexed_keys]
+        for i, key in enumerate(new):
+            validate_condition(f"keys[{i}]", key, Condition("exists", True))
+        if not new:
+            return
+        with self._write_mutex:
+            with self._transaction() as tx:
+                # Rows a crash left before the manifest named the key are replaced, not doubled.
+                tx.db.executemany("DELETE FROM meta_values WHERE key = ?", [(k,) for k in new])
+                rows = tx.db.execute("SELECT id, metadata FROM documents")
+                tx.db.executemany("INSERT INTO meta_values (doc_id, key, type, value) VALUES (?, ?, ?, ?)",
+                                  ((doc_id, *row) for doc_id, meta in rows.fetchall()
+                                   for row in index_rows(json.loads(meta), new)))
+            # Named only once its rows are committed: until then filters scan, which is right too.
+            manifest = replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new))
+            write_durably(self.folder / MANIFEST, manifest.to_json())
+            self.manifest = manifest
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -551,9 +599,13 @@ class Collection:
                 found[doc_id] = Document(doc_id, text, title, json.loads(meta))
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
+    def _where(self, flt: Filter | None) -> tuple[str, list[Any]]:
+        """A WHERE clause over documents `d` for flt, using the collection's metadata index."""
+        return to_sql(flt, "d.metadata", "d.id", self.manifest.indexed_keys)
+
     def count(self, flt: Filter | None = None) -> int:
         """Documents matching flt (every document without one)."""
-        where, params = to_sql(flt or {}, "d.metadata")
+        where, params = self._where(flt)
         (n,) = self._reader().execute(f"SELECT COUNT(*) FROM documents d WHERE {where}", params).fetchone()
         return int(n)
 
@@ -561,7 +613,7 @@ class Collection:
                text: bool = True) -> list[Document]:
         """Up to `limit` documents matching flt with ids after `after`, in id order (keyset
         paging: no offset to skip over, and each page reads the store as it is then)."""
-        where, params = to_sql(flt or {}, "d.metadata")
+        where, params = self._where(flt)
         columns = "d.id, d.title, d.text, d.metadata" if text else "d.id, d.title, '', d.metadata"
         rows = self._reader().execute(
             f"SELECT {columns} FROM documents d WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?",
@@ -583,10 +635,9 @@ class Collection:
         with self._view():
             return {int(i) for i in self.index.ids()} - self.index.tombstones
 
-    @staticmethod
-    def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
+    def _filter_sql(self, flt: Filter) -> tuple[str, list[Any]]:
         """A query for the ids of the chunks whose document matches flt, and its parameters."""
-        where, params = to_sql(flt, "d.metadata")
+        where, params = self._where(flt)
         return f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params
 
     def allowed_chunks(self, flt: Filter | None) -> np.ndarray | None:

@@ -1,30 +1,66 @@
-"""Metadata filters: equality, membership and numeric ranges, evaluated by SQLite.
+"""Metadata filters: a tree of conditions over dotted key paths, evaluated by SQLite.
 
-A filter maps metadata keys to conditions; a document matches when every condition holds. The
-store turns a filter into the set of chunk ids FAISS may return, so filtered search is exact
-rather than a post-filter that can come back short.
+A filter holds conditions on keys (all must hold), and sub-filters: `all` (each must match),
+`any` (at least one must match, when there are any) and `not_` (none may match), to any depth.
+A key is a dotted path into nested metadata (`address.city`).
+
+One rule makes every condition agree on arrays: a value *matches* a key when the key holds that
+value, or holds an array with that value among its elements. `eq` is that match; `in` and
+`contains_any` match any of their values, `contains_all` every one; `ne` and `not_in` are their
+negations (so a document without the key satisfies them). `range` compares numbers with numbers
+and strings with strings (ISO dates order correctly as strings); an array matches when one of its
+elements is in range. `exists` asks whether the key holds a value other than null. Booleans match
+only booleans and numbers only numbers (`1` is not `true`), and whole numbers equal their float
+form (`2001 == 2001.0`).
+
+The store turns a filter into the set of chunk ids FAISS may return, so filtered search is exact
+rather than a post-filter that can come back short. Keys listed as indexed in a collection are
+answered from its `meta_values` table (one row per scalar or array element, indexed by key and
+value) instead of a scan of every document's JSON.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgument
 
-_KEY = re.compile(r"^[A-Za-z0-9_.\-:]{1,128}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_\-:]{1,128}$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z_]\w{0,63}$", re.ASCII)
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# Operators of a condition, as the client's dict form and the wire name them.
+OPS = ("eq", "ne", "in", "not_in", "range", "exists", "contains_any", "contains_all")
+MAX_DEPTH = 32
+MAX_VALUES = 1000
+SCALAR = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True)
 class Condition:
-    op: str  # "eq", "in" or "range"
-    value: Any  # a scalar, a list of scalars, or {op: number} for ranges
+    op: str  # one of OPS
+    value: Any  # a scalar; a list of scalars; {op: bound} for range; a bool for exists
 
 
-Filter = dict[str, Condition]
-_PLAIN_KEY = re.compile(r"^[A-Za-z_]\w{0,63}$", re.ASCII)
+@dataclass(frozen=True)
+class Filter:
+    conditions: dict[str, Condition] = field(default_factory=dict)
+    all: tuple[Filter, ...] = ()
+    any: tuple[Filter, ...] = ()
+    not_: tuple[Filter, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.conditions or self.all or self.any or self.not_)
+
+    def keys(self) -> set[str]:
+        """Every key path the filter reads."""
+        out = set(self.conditions)
+        for sub in (*self.all, *self.any, *self.not_):
+            out |= sub.keys()
+        return out
 
 
 def key_field(prefix: str, key: str) -> str:
@@ -36,71 +72,215 @@ def key_field(prefix: str, key: str) -> str:
     return f"{prefix}[{shown!r}]"
 
 
-def parse_filter(spec: dict[str, Any] | None) -> Filter:
-    """Plain-Python filter -> Filter: {"k": v} eq, {"k": [..]} in, {"k": {"gte": 1}} range,
-    {"k": {"eq": v}} / {"k": {"in": [..]}} explicit forms."""
-    result: Filter = {}
-    for key, value in (spec or {}).items():
-        field = key_field("filter", key)
-        if isinstance(value, Condition):
-            result[key] = value
-        elif isinstance(value, dict):
-            if set(value) == {"eq"}:
-                result[key] = Condition("eq", value["eq"])
-            elif set(value) == {"in"}:
-                result[key] = Condition("in", list(value["in"]))
-            else:
-                result[key] = Condition("range", dict(value))
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            result[key] = Condition("in", list(value))
-        else:
-            result[key] = Condition("eq", value)
-        validate_condition(field, key, result[key])
-    return result
+def parse_filter(spec: dict[str, Any] | Filter | None, field_name: str = "filter") -> Filter:
+    """Plain-Python form -> Filter. `{"k": v}` is eq, `{"k": [..]}` in, `{"k": {"gte": 1}}` range,
+    `{"k": {"op": v}}` any operator; `{"$and": [...], "$or": [...], "$not": {...}}` combine."""
+    if isinstance(spec, Filter):
+        validate_filter(spec, field_name)
+        return spec
+    flt = _parse(spec or {}, field_name, 0)
+    validate_filter(flt, field_name)
+    return flt
 
 
-def validate_condition(field: str, key: str, cond: Condition) -> None:
-    if not _KEY.match(key):
-        raise InvalidArgument(f"{field}: metadata key must match {_KEY.pattern}")
-    scalar = (str, int, float, bool, type(None))
-    if cond.op == "eq":
-        if not isinstance(cond.value, scalar):
-            raise InvalidArgument(f"{field}: equality needs a string, number, boolean or null")
-    elif cond.op == "in":
-        if not cond.value:
-            raise InvalidArgument(f"{field}: 'in' needs at least one value")
-        if not all(isinstance(v, scalar) and v is not None for v in cond.value):
-            raise InvalidArgument(f"{field}: 'in' values must be strings, numbers or booleans")
+def _parse(spec: Any, where: str, depth: int) -> Filter:
+    if depth > MAX_DEPTH:
+        raise InvalidArgument(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(spec, dict):
+        raise InvalidArgument(f"{where}: expected a dict of conditions")
+    conditions: dict[str, Condition] = {}
+    subs: dict[str, list[Filter]] = {"$and": [], "$or": [], "$not": []}
+    for key, value in spec.items():
+        if key in subs:
+            items = value if isinstance(value, list) else [value]
+            subs[key] = [_parse(v, f"{where}.{key}[{i}]", depth + 1) for i, v in enumerate(items)]
+            continue
+        if not isinstance(key, str):
+            raise InvalidArgument(f"{where}: keys must be strings, got {key!r}")
+        conditions[key] = _condition(value, key_field(where, key))
+    return Filter(conditions, tuple(subs["$and"]), tuple(subs["$or"]), tuple(subs["$not"]))
+
+
+def _condition(value: Any, where: str) -> Condition:
+    if isinstance(value, Condition):
+        return value
+    if isinstance(value, dict):
+        ops = set(value)
+        if ops and ops <= set(RANGE_OPS):
+            return Condition("range", dict(value))
+        if len(ops) == 1 and next(iter(ops)) in OPS:
+            op = next(iter(ops))
+            return Condition(op, list(value[op]) if op in ("in", "not_in", "contains_any", "contains_all")
+                             and isinstance(value[op], (list, tuple, set, frozenset)) else value[op])
+        raise InvalidArgument(f"{where}: expected one operator of {', '.join(OPS)} or range bounds"
+                              f" {', '.join(RANGE_OPS)}, got {sorted(map(str, ops))}")
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return Condition("in", list(value))
+    return Condition("eq", value)
+
+
+def validate_filter(flt: Filter, where: str = "filter", depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidArgument(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    for key, cond in flt.conditions.items():
+        validate_condition(key_field(where, key), key, cond)
+    for name, subs in (("all", flt.all), ("any", flt.any), ("not", flt.not_)):
+        for i, sub in enumerate(subs):
+            validate_filter(sub, f"{where}.{name}[{i}]", depth + 1)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, SCALAR) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def validate_condition(where: str, key: str, cond: Condition) -> None:
+    segments = key.split(".")
+    if not all(_SEGMENT.match(s) for s in segments):
+        raise InvalidArgument(f"{where}: a key is a dotted path of names of A-Z, a-z, 0-9, '_', '-', ':'")
+    if cond.op in ("eq", "ne"):
+        if not _scalar(cond.value):
+            raise InvalidArgument(f"{where}: {cond.op} needs a string, a finite number, a boolean or null")
+    elif cond.op in ("in", "not_in", "contains_any", "contains_all"):
+        if not isinstance(cond.value, list) or not cond.value:
+            raise InvalidArgument(f"{where}: {cond.op} needs a list of at least one value")
+        if len(cond.value) > MAX_VALUES:
+            raise InvalidArgument(f"{where}: {cond.op} takes at most {MAX_VALUES} values, got {len(cond.value)}")
+        if not all(_scalar(v) and v is not None for v in cond.value):
+            raise InvalidArgument(f"{where}: {cond.op} values must be strings, finite numbers or booleans")
     elif cond.op == "range":
-        if not cond.value or set(cond.value) - set(RANGE_OPS):
-            raise InvalidArgument(f"{field}: a range takes gt, gte, lt and lte, got {sorted(cond.value)}")
-        for op, bound in cond.value.items():
-            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound != bound:
-                raise InvalidArgument(f"{field}.{op}: range bounds must be numbers")
+        if not isinstance(cond.value, dict) or not cond.value or set(cond.value) - set(RANGE_OPS):
+            raise InvalidArgument(f"{where}: a range takes gt, gte, lt and lte")
+        bounds = list(cond.value.values())
+        numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+        strings = all(isinstance(b, str) for b in bounds)
+        if not (numbers or strings):
+            raise InvalidArgument(f"{where}: range bounds must all be finite numbers, or all strings")
+    elif cond.op == "exists":
+        if not isinstance(cond.value, bool):
+            raise InvalidArgument(f"{where}: exists takes true or false")
     else:
-        raise InvalidArgument(f"{field}: unknown condition {cond.op!r}")
+        raise InvalidArgument(f"{where}: unknown condition {cond.op!r}")
 
 
-def to_sql(flt: Filter, column: str = "metadata") -> tuple[str, list[Any]]:
-    """WHERE clause (without the keyword) and its parameters over a JSON metadata column."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for key, cond in flt.items():
-        # The key is bound as a parameter inside a quoted JSON path, so no key can inject SQL.
-        expr = f"json_extract({column}, ?)"
-        path = '$."' + key + '"'
+# -- SQL ----------------------------------------------------------------------------------------
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a dotted key: a.b -> $."a"."b" (segments are validated names)."""
+    return "$" + "".join(f'."{segment}"' for segment in key.split("."))
+
+
+def _typed(value: Any, type_col: str, value_col: str) -> tuple[str, list[Any]]:
+    """SQL true when a JSON value (its json_type in type_col, its value in value_col) matches."""
+    if value is None:
+        return f"{type_col} = 'null'", []
+    if isinstance(value, bool):
+        return f"{type_col} = '{'true' if value else 'false'}'", []
+    if isinstance(value, (int, float)):
+        return f"{type_col} IN ('integer', 'real') AND {value_col} = ?", [value]
+    return f"{type_col} = 'text' AND {value_col} = ?", [value]
+
+
+def _in_range(bounds: dict[str, Any], type_col: str, value_col: str) -> tuple[str, list[Any]]:
+    numeric = not any(isinstance(b, str) for b in bounds.values())
+    kinds = "('integer', 'real')" if numeric else "('text')"
+    clauses = [f"{type_col} IN {kinds}"] + [f"{value_col} {RANGE_OPS[op]} ?" for op in bounds]
+    return " AND ".join(clauses), list(bounds.values())
+
+
+class SqlBuilder:
+    """WHERE clauses over a documents table's JSON metadata column; keys in `indexed` are looked up
+    in the meta_values table instead."""
+
+    def __init__(self, column: str, id_column: str, indexed: Iterable[str] = ()) -> None:
+        self.column = column
+        self.id_column = id_column
+        self.indexed = set(indexed)
+
+    def where(self, flt: Filter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for key, cond in flt.conditions.items():
+            sql, p = self.condition(key, cond)
+            clauses.append(f"({sql})")
+            params += p
+        for sub in flt.all:
+            sql, p = self.where(sub)
+            clauses.append(f"({sql})")
+            params += p
+        if flt.any:
+            parts = [self.where(sub) for sub in flt.any]
+            clauses.append("(" + " OR ".join(f"({sql})" for sql, _ in parts) + ")")
+            params += [v for _, p in parts for v in p]
+        for sub in flt.not_:
+            sql, p = self.where(sub)
+            clauses.append(f"NOT ({sql})")
+            params += p
+        return " AND ".join(clauses) or "1", params
+
+    def condition(self, key: str, cond: Condition) -> tuple[str, list[Any]]:
         if cond.op == "eq":
-            if cond.value is None:
-                clauses.append(f"{expr} IS NULL")
-                params.append(path)
-            else:
-                clauses.append(f"{expr} = ?")
-                params += [path, cond.value]
-        elif cond.op == "in":
-            clauses.append(f"{expr} IN ({', '.join('?' * len(cond.value))})")
-            params += [path, *cond.value]
-        else:
-            for op, bound in cond.value.items():
-                clauses.append(f"{expr} {RANGE_OPS[op]} ?")
-                params += [path, bound]
-    return " AND ".join(clauses) or "1", params
+            return self.matches(key, lambda t, v: _typed(cond.value, t, v), absent_null=cond.value is None)
+        if cond.op == "ne":
+            sql, params = self.condition(key, Condition("eq", cond.value))
+            return f"NOT ({sql})", params
+        if cond.op in ("in", "contains_any"):
+            parts = [self.condition(key, Condition("eq", v)) for v in cond.value]
+            return " OR ".join(f"({sql})" for sql, _ in parts), [v for _, p in parts for v in p]
+        if cond.op == "contains_all":
+            parts = [self.condition(key, Condition("eq", v)) for v in cond.value]
+            return " AND ".join(f"({sql})" for sql, _ in parts), [v for _, p in parts for v in p]
+        if cond.op == "not_in":
+            sql, params = self.condition(key, Condition("in", cond.value))
+            return f"NOT ({sql})", params
+        if cond.op == "range":
+            return self.matches(key, lambda t, v: _in_range(cond.value, t, v))
+        # exists
+        sql = f"COALESCE(json_type({self.column}, '{json_path(key)}'), 'null') != 'null'"
+        return (sql if cond.value else f"NOT ({sql})"), []
+
+    def matches(self, key: str, test: Callable[[str, str], tuple[str, list[Any]]],
+                absent_null: bool = False) -> tuple[str, list[Any]]:
+        """SQL true when the key's value passes `test`, or one element of its array does."""
+        # The path is written into the SQL, not bound: its segments are validated names (no
+        # quote can occur), and a literal path lets SQLite use an expression index on it.
+        path = f"'{json_path(key)}'"
+        if absent_null:  # eq null: the key holds null, or does not exist
+            return f"COALESCE(json_type({self.column}, {path}), 'null') = 'null'", []
+        if key in self.indexed:
+            sql, params = test("m.type", "m.value")
+            return f"{self.id_column} IN (SELECT m.doc_id FROM meta_values m WHERE m.key = ? AND {sql})", [key, *params]
+        whole, whole_params = test(f"json_type({self.column}, {path})", f"json_extract({self.column}, {path})")
+        element, element_params = test("e.type", "e.value")
+        # COALESCE: a missing key makes the comparisons NULL, and NOT NULL is NULL, not true.
+        return (f"COALESCE(({whole}) OR (json_type({self.column}, {path}) = 'array' AND EXISTS"
+                f" (SELECT 1 FROM json_each({self.column}, {path}) e WHERE {element})), 0)",
+                [*whole_params, *element_params])
+
+
+def to_sql(flt: Filter | None, column: str = "metadata", id_column: str = "id",
+           indexed: Iterable[str] = ()) -> tuple[str, list[Any]]:
+    """WHERE clause (without the keyword) and its parameters over a JSON metadata column."""
+    return SqlBuilder(column, id_column, indexed).where(flt or Filter())
+
+
+# -- meta_values rows ---------------------------------------------------------------------------
+
+
+def index_rows(metadata: dict[str, Any], keys: Iterable[str]) -> list[tuple[str, str, Any]]:
+    """(key, json type, value) rows of meta_values for one document's indexed keys: one per scalar
+    value, one per scalar element of an array."""
+    rows: list[tuple[str, str, Any]] = []
+    for key in keys:
+        value: Any = metadata
+        for segment in key.split("."):
+            value = value.get(segment) if isinstance(value, dict) else None
+            if value is None:
+                break
+        for item in value if isinstance(value, list) else [value]:
+            if item is None or isinstance(item, (dict, list)):
+                continue
+            kind = ("true" if item else "false") if isinstance(item, bool) else (
+                "integer" if isinstance(item, int) else "real" if isinstance(item, float) else "text")
+            rows.append((key, kind, item if kind in ("integer", "real", "text") else None))
+    return rows

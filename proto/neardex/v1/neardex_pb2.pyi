@@ -35,7 +35,7 @@ class IndexSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., params: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension")
+    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension", "indexed_keys")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class CreateCollectionRequest(_message.Message):
     DEFAULT_MODE_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_KEYS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     index: IndexSpec
@@ -52,10 +53,11 @@ class CreateCollectionRequest(_message.Message):
     default_mode: SearchMode
     encoder: str
     dimension: int
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ...) -> None: ...
+    indexed_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ..., indexed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params")
+    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys")
     class IndexParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +78,7 @@ class CollectionInfo(_message.Message):
     DEFAULT_MODE_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
     INDEX_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_KEYS_FIELD_NUMBER: _ClassVar[int]
     name: str
     documents: int
     chunks: int
@@ -89,7 +92,8 @@ class CollectionInfo(_message.Message):
     default_mode: SearchMode
     encoder: str
     index_params: _containers.ScalarMap[str, int]
-    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    indexed_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
@@ -116,6 +120,14 @@ class DeleteCollectionRequest(_message.Message):
 class DeleteCollectionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class IndexMetadataRequest(_message.Message):
+    __slots__ = ("collection", "keys")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Document(_message.Message):
     __slots__ = ("id", "text", "title", "metadata", "vector", "chunk_vectors")
@@ -156,12 +168,14 @@ class UpsertResponse(_message.Message):
     def __init__(self, upserted: _Optional[int] = ..., unchanged: _Optional[int] = ..., chunks: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("collection", "ids")
+    __slots__ = ("collection", "ids", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    filter: Filter
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -236,28 +250,46 @@ class GetResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Condition(_message.Message):
-    __slots__ = ("eq", "range")
+    __slots__ = ("eq", "range", "ne", "not_in", "exists", "contains_any", "contains_all")
     EQ_FIELD_NUMBER: _ClassVar[int]
     IN_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    NE_FIELD_NUMBER: _ClassVar[int]
+    NOT_IN_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_ANY_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_ALL_FIELD_NUMBER: _ClassVar[int]
     eq: _struct_pb2.Value
     range: Range
-    def __init__(self, eq: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., **kwargs) -> None: ...
+    ne: _struct_pb2.Value
+    not_in: _struct_pb2.ListValue
+    exists: bool
+    contains_any: _struct_pb2.ListValue
+    contains_all: _struct_pb2.ListValue
+    def __init__(self, eq: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., ne: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., not_in: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., exists: _Optional[bool] = ..., contains_any: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., contains_all: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., **kwargs) -> None: ...
 
 class Range(_message.Message):
-    __slots__ = ("gt", "gte", "lt", "lte")
+    __slots__ = ("gt", "gte", "lt", "lte", "gt_text", "gte_text", "lt_text", "lte_text")
     GT_FIELD_NUMBER: _ClassVar[int]
     GTE_FIELD_NUMBER: _ClassVar[int]
     LT_FIELD_NUMBER: _ClassVar[int]
     LTE_FIELD_NUMBER: _ClassVar[int]
+    GT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    GTE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LTE_TEXT_FIELD_NUMBER: _ClassVar[int]
     gt: float
     gte: float
     lt: float
     lte: float
-    def __init__(self, gt: _Optional[float] = ..., gte: _Optional[float] = ..., lt: _Optional[float] = ..., lte: _Optional[float] = ...) -> None: ...
+    gt_text: str
+    gte_text: str
+    lt_text: str
+    lte_text: str
+    def __init__(self, gt: _Optional[float] = ..., gte: _Optional[float] = ..., lt: _Optional[float] = ..., lte: _Optional[float] = ..., gt_text: _Optional[str] = ..., gte_text: _Optional[str] = ..., lt_text: _Optional[str] = ..., lte_text: _Optional[str] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("conditions",)
+    __slots__ = ("conditions", "all", "any", "none")
     class ConditionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -266,8 +298,14 @@ class Filter(_message.Message):
         value: Condition
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    NONE_FIELD_NUMBER: _ClassVar[int]
     conditions: _containers.MessageMap[str, Condition]
-    def __init__(self, conditions: _Optional[_Mapping[str, Condition]] = ...) -> None: ...
+    all: _containers.RepeatedCompositeFieldContainer[Filter]
+    any: _containers.RepeatedCompositeFieldContainer[Filter]
+    none: _containers.RepeatedCompositeFieldContainer[Filter]
+    def __init__(self, conditions: _Optional[_Mapping[str, Condition]] = ..., all: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., any: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., none: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)

@@ -58,6 +58,11 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.DeleteCollectionRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.DeleteCollectionResponse.FromString,
                 _registered_method=True)
+        self.IndexMetadata = channel.unary_unary(
+                '/neardex.v1.Neardex/IndexMetadata',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
+                _registered_method=True)
         self.Upsert = channel.unary_unary(
                 '/neardex.v1.Neardex/Upsert',
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.UpsertRequest.SerializeToString,
@@ -152,6 +157,13 @@ class NeardexServicer:
 
     def DeleteCollection(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IndexMetadata(self, request, context):
+        """Index more metadata keys of a collection (filters on them stop scanning every document).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -269,6 +281,11 @@ def add_NeardexServicer_to_server(servicer, server):
                     servicer.DeleteCollection,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.DeleteCollectionRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'IndexMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.IndexMetadata,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
                     servicer.Upsert,
@@ -448,6 +465,33 @@ class Neardex:
             '/neardex.v1.Neardex/DeleteCollection',
             neardex_dot_v1_dot_neardex__pb2.DeleteCollectionRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IndexMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/IndexMetadata',
+            neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
             insecure,

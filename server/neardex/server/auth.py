@@ -54,6 +54,7 @@ REQUIRED_ROLE: dict[str, str] = {
     "Delete": "write",
     "CreateCollection": "admin",
     "DeleteCollection": "admin",
+    "IndexMetadata": "admin",
 }
 
 # RPCs that name their collection in `name` rather than `collection`.

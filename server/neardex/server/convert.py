@@ -12,9 +12,11 @@ from neardex.indexer.answers import AskResult
 from neardex.indexer.collection import MODES, Collection, Hit, SearchResult, UpsertResult
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.filters import Condition, Filter, key_field, validate_condition
+from neardex.indexer.filters import MAX_DEPTH, OPS, Condition, Filter, key_field, validate_condition
 from neardex.v1 import neardex_pb2 as pb
 
+# Doubles hold every integer up to 2^53 exactly; beyond, a whole-looking double is no integer.
+MAX_EXACT_INT = 2**53
 MODE_TO_PB = {"": pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE,
               "lexical": pb.SEARCH_MODE_LEXICAL, "hybrid": pb.SEARCH_MODE_HYBRID}
 PB_TO_MODE = {v: k for k, v in MODE_TO_PB.items()}
@@ -27,7 +29,7 @@ def mode_from_pb(value: int, field: str = "mode") -> str:
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
+    return whole_numbers(json_format.MessageToDict(struct))
 
 
 def dict_to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
@@ -80,32 +82,51 @@ def cursor_from_pb(cursor: str) -> str:
     return decoded[len(CURSOR_PREFIX):]
 
 
-def filter_from_pb(flt: pb.Filter) -> Filter:
-    result: Filter = {}
+_LISTS = ("in", "not_in", "contains_any", "contains_all")
+_RANGE_NUMBERS = ("gt", "gte", "lt", "lte")
+
+
+def filter_from_pb(flt: pb.Filter, field: str = "filter", depth: int = 0) -> Filter:
+    """The wire's filter tree as a domain Filter, checked; errors name the condition's path."""
+    if depth > MAX_DEPTH:
+        raise InvalidArgument(f"{field}: nested deeper than {MAX_DEPTH} levels")
+    conditions = {}
     for key, cond in flt.conditions.items():
-        field = key_field("filter", key)
-        kind = cond.WhichOneof("kind")
-        if kind == "eq":
-            value = json_format.MessageToDict(cond.eq)
-            condition = Condition("eq", _int_if_integral(value))
-        elif kind == "in":
-            condition = Condition("in", [_int_if_integral(v) for v in json_format.MessageToDict(getattr(cond, "in"))])
-        elif kind == "range":
-            bounds = {op: getattr(cond.range, op) for op in ("gt", "gte", "lt", "lte")
-                      if cond.range.HasField(op)}
-            condition = Condition("range", bounds)
-        else:
-            raise InvalidArgument(f"{field}: condition has no kind (eq, in or range)")
-        validate_condition(field, key, condition)
-        result[key] = condition
-    return result
+        where = key_field(field, key)
+        condition = _condition_from_pb(cond, where)
+        validate_condition(where, key, condition)
+        conditions[key] = condition
+    subs = {name: tuple(filter_from_pb(sub, f"{field}.{name}[{i}]", depth + 1)
+                        for i, sub in enumerate(getattr(flt, name))) for name in ("all", "any", "none")}
+    return Filter(conditions, subs["all"], subs["any"], subs["none"])
 
 
-def _int_if_integral(value: Any) -> Any:
-    # Struct carries every number as a double; SQLite compares 2 and 2.0 equal either way, but
-    # JSON text of integers stays integral in the store, so keep equality exact.
-    if isinstance(value, float) and value.is_integer():
+def _condition_from_pb(cond: pb.Condition, where: str) -> Condition:
+    kind = cond.WhichOneof("kind")
+    if kind in ("eq", "ne"):
+        return Condition(kind, whole_numbers(json_format.MessageToDict(getattr(cond, kind))))
+    if kind in _LISTS:
+        return Condition(kind, whole_numbers(json_format.MessageToDict(getattr(cond, kind))))
+    if kind == "exists":
+        return Condition("exists", cond.exists)
+    if kind == "range":
+        bounds: dict[str, Any] = {op: getattr(cond.range, op) for op in _RANGE_NUMBERS if cond.range.HasField(op)}
+        texts = {op: getattr(cond.range, f"{op}_text") for op in _RANGE_NUMBERS if cond.range.HasField(f"{op}_text")}
+        if bounds and texts:
+            raise InvalidArgument(f"{where}: a range has number bounds or text bounds, not both")
+        return Condition("range", bounds or texts)
+    raise InvalidArgument(f"{where}: condition has no kind ({', '.join(OPS)})")
+
+
+def whole_numbers(value: Any) -> Any:
+    """JSON values with every whole number as an int: the wire (Struct) carries numbers as
+    doubles, and 2001 must stay 2001, not become 2001.0, in the store and on the way back."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_INT:
         return int(value)
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
     return value
 
 
@@ -145,5 +166,5 @@ def collection_to_pb(collection: Collection) -> pb.CollectionInfo:
         dimension=m.dimension, model=m.model, index_kind=collection.index.trained_kind
         if m.index.kind != "ivfpq" else "ivfpq", bytes=stats.bytes, chunk_tokens=m.chunk_tokens,
         overlap_tokens=m.overlap_tokens, default_mode=MODE_TO_PB[m.default_mode],
-        encoder=m.encoder, index_params=m.index.params,
+        encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys,
     )

@@ -59,6 +59,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             default_mode=convert.mode_from_pb(request.default_mode, "default_mode"),
             encoder=request.encoder,
             dimension=request.dimension,
+            indexed_keys=list(request.indexed_keys),
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
@@ -94,9 +95,19 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         for request in requests:
             yield self._upsert(request)
 
+    def IndexMetadata(self, request: pb.IndexMetadataRequest, context: Any) -> pb.CollectionInfo:
+        collection = self._collection(request.collection)
+        if not request.keys:
+            raise InvalidArgument("keys: give at least one metadata key to index")
+        collection.index_metadata(list(request.keys))
+        return convert.collection_to_pb(collection)
+
     def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
         collection = self._collection(request.collection)
-        deleted = collection.delete(list(request.ids))
+        if request.ids and request.HasField("filter"):
+            raise InvalidArgument("filter: delete by ids or by a filter, not both")
+        flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
+        deleted = collection.delete(list(request.ids), flt)
         self._sizes(collection)
         return pb.DeleteResponse(deleted=deleted)
 

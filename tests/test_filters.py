@@ -1,0 +1,246 @@
+"""The filter language: the store's SQL (with and without a metadata index) agrees with a plain
+Python reading of the same filter over random metadata; every condition and combinator works the
+same through the real server in Count, Scroll, Delete and every search mode; whole numbers stay
+whole from client to store and back."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from neardex.client import Client, InvalidArgument
+from neardex.indexer.catalog import Catalog
+from neardex.indexer.documents import Document
+from neardex.indexer.filters import Condition, Filter
+
+MISSING = object()
+KEYS = ["a", "b", "n.x", "n.y", "gone"]
+SCALARS = st.one_of(st.integers(-3, 3), st.sampled_from([0.5, 2.0, -1.5]), st.sampled_from(["x", "y", "2021-03-01",
+                                                                                               "2022-12-31", ""]),
+                    st.booleans(), st.none())
+
+
+def condition_strategy() -> st.SearchStrategy[Condition]:
+    non_null = SCALARS.filter(lambda v: v is not None)
+    number_bounds = st.dictionaries(st.sampled_from(["gt", "gte", "lt", "lte"]), st.integers(-3, 3), min_size=1)
+    text_bounds = st.dictionaries(st.sampled_from(["gt", "gte", "lt", "lte"]),
+                                  st.sampled_from(["2021-01-01", "2022-06-30", "x", ""]), min_size=1)
+    return st.one_of(
+        st.tuples(st.sampled_from(["eq", "ne"]), SCALARS),
+        st.tuples(st.sampled_from(["in", "not_in", "contains_any", "contains_all"]), st.lists(non_null, min_size=1,
+                                                                                              max_size=3)),
+        st.tuples(st.just("range"), st.one_of(number_bounds, text_bounds)),
+        st.tuples(st.just("exists"), st.booleans()),
+    ).map(lambda pair: Condition(*pair))
+
+
+def filter_strategy() -> st.SearchStrategy[Filter]:
+    leaf = st.dictionaries(st.sampled_from(KEYS), condition_strategy(), min_size=1, max_size=2).map(Filter)
+    return st.recursive(leaf, lambda inner: st.builds(
+        lambda c, al, an, no: Filter(c, tuple(al), tuple(an), tuple(no)),
+        st.dictionaries(st.sampled_from(KEYS), condition_strategy(), max_size=1),
+        st.lists(inner, max_size=2), st.lists(inner, max_size=2), st.lists(inner, max_size=1)), max_leaves=6)
+
+
+# -- the plain Python reading ----------------------------------------------------------------
+
+
+def value_at(metadata: dict[str, Any], key: str) -> Any:
+    value: Any = metadata
+    for segment in key.split("."):
+        if not isinstance(value, dict) or segment not in value:
+            return MISSING
+        value = value[segment]
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return isinstance(a, str) and isinstance(b, str) and a == b
+
+
+def holds(value: Any, test: Any) -> bool:
+    """test(value), or test of one element when value is an array."""
+    if value is MISSING:
+        return False
+    return any(test(v) for v in value) if isinstance(value, list) else test(value)
+
+
+def in_range(value: Any, bounds: dict[str, Any]) -> bool:
+    numeric = not any(isinstance(b, str) for b in bounds.values())
+    if numeric and not (isinstance(value, int | float) and not isinstance(value, bool)):
+        return False
+    if not numeric and not isinstance(value, str):
+        return False
+    ops = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
+    return all(ops[op](bound) for op, bound in bounds.items())
+
+
+def condition_holds(metadata: dict[str, Any], key: str, cond: Condition) -> bool:
+    value = value_at(metadata, key)
+    if cond.op == "eq":
+        return value is MISSING or value is None if cond.value is None else holds(value, lambda v: same(v, cond.value))
+    if cond.op == "ne":
+        return not condition_holds(metadata, key, Condition("eq", cond.value))
+    if cond.op in ("in", "contains_any"):
+        return any(condition_holds(metadata, key, Condition("eq", v)) for v in cond.value)
+    if cond.op == "contains_all":
+        return all(condition_holds(metadata, key, Condition("eq", v)) for v in cond.value)
+    if cond.op == "not_in":
+        return not condition_holds(metadata, key, Condition("in", cond.value))
+    if cond.op == "range":
+        return holds(value, lambda v: in_range(v, cond.value))
+    return (value is not MISSING and value is not None) == cond.value
+
+
+def matches(metadata: dict[str, Any], flt: Filter) -> bool:
+    return (all(condition_holds(metadata, k, c) for k, c in flt.conditions.items())
+            and all(matches(metadata, f) for f in flt.all)
+            and (not flt.any or any(matches(metadata, f) for f in flt.any))
+            and not any(matches(metadata, f) for f in flt.not_))
+
+
+# -- the store against it ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, list[dict[str, Any]]]]:
+    """The same 300 random documents in a plain collection and in one with every key indexed."""
+    import random
+
+    rng = random.Random(5)
+    pool: list[Any] = [-3, -1, 0, 1, 2, 3, 0.5, 2.0, -1.5, "x", "y", "2021-03-01", "2022-12-31", "", True, False, None]
+
+    def value() -> Any:
+        return [rng.choice(pool) for _ in range(rng.randint(0, 3))] if rng.random() < 0.3 else rng.choice(pool)
+
+    documents = []
+    for _ in range(300):
+        metadata: dict[str, Any] = {}
+        for key in ("a", "b"):
+            if rng.random() < 0.8:
+                metadata[key] = value()
+        if rng.random() < 0.7:
+            metadata["n"] = {k: value() for k in ("x", "y") if rng.random() < 0.7} if rng.random() < 0.8 else value()
+        documents.append(metadata)
+    with Catalog(tmp_path_factory.mktemp("filters")) as catalog:
+        plain = catalog.create("plain", model="none", dimension=2)
+        indexed = catalog.create("indexed", model="none", dimension=2, indexed_keys=["a", "b", "n.x"])
+        docs = [Document(f"d{i}", "", metadata=m, vector=(1.0, float(i))) for i, m in enumerate(documents)]
+        plain.upsert(docs)
+        indexed.upsert(docs[:150])
+        indexed.index_metadata(["n.y"])  # a key indexed after documents were stored
+        indexed.upsert(docs[150:])
+        yield plain, indexed, documents
+
+
+@seed(11)
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(flt=filter_strategy())
+def test_the_store_agrees_with_python(stores: tuple[Any, Any, list[dict[str, Any]]], flt: Filter) -> None:
+    plain, indexed, documents = stores
+    expected = sorted(f"d{i}" for i, m in enumerate(documents) if matches(m, flt))
+    for collection in (plain, indexed):
+        assert collection.count(flt) == len(expected)
+        assert sorted(d.id for d in collection.scroll("", 1000, flt, text=False)) == expected
+
+
+# -- through the server --------------------------------------------------------------------------
+
+
+BOOKS = [
+    {"id": "b1", "text": "A history of the river Nile and its delta.",
+     "metadata": {"year": 2001, "tags": ["river", "history"], "price": 12.5, "pub": {"city": "Cairo", "date": "2001-05-02"}}},
+    {"id": "b2", "text": "Mountains of the Andes and their glaciers.",
+     "metadata": {"year": 2015, "tags": ["mountain"], "pub": {"city": "Lima", "date": "2015-11-20"}}},
+    {"id": "b3", "text": "The river Amazon through the rainforest.",
+     "metadata": {"year": 2020, "tags": ["river", "forest"], "price": 30, "pub": {"city": "Manaus", "date": "2020-01-09"}}},
+    {"id": "b4", "text": "Deserts of Africa and the river that crosses one.",
+     "metadata": {"year": 1999, "tags": "desert", "draft": True}},
+]
+
+
+@pytest.fixture
+def books(client: Client) -> Client:
+    client.create_collection("books", indexed_keys=["year"])
+    client.upsert("books", BOOKS)
+    return client
+
+
+@pytest.mark.parametrize(("flt", "expected"), [
+    ({"tags": "river"}, {"b1", "b3"}),
+    ({"tags": {"contains_all": ["river", "history"]}}, {"b1"}),
+    ({"tags": {"contains_any": ["forest", "desert"]}}, {"b3", "b4"}),
+    ({"tags": {"ne": "river"}}, {"b2", "b4"}),
+    ({"year": {"not_in": [2001, 2015]}}, {"b3", "b4"}),
+    ({"year": {"gte": 2001, "lt": 2020}}, {"b1", "b2"}),
+    ({"pub.date": {"gte": "2010-01-01"}}, {"b2", "b3"}),
+    ({"pub.city": "Lima"}, {"b2"}),
+    ({"price": {"exists": True}}, {"b1", "b3"}),
+    ({"draft": {"exists": False}}, {"b1", "b2", "b3"}),
+    ({"$or": [{"year": 1999}, {"pub.city": "Cairo"}]}, {"b1", "b4"}),
+    ({"$not": {"tags": "river"}, "year": {"lt": 2016}}, {"b2", "b4"}),
+    ({"$and": [{"$or": [{"price": {"gt": 20}}, {"draft": True}]}, {"$not": [{"year": 1999}]}]}, {"b3"}),
+])
+def test_every_condition_in_every_mode(books: Client, flt: dict[str, Any], expected: set[str]) -> None:
+    assert books.count("books", filter=flt) == len(expected)
+    assert {d.id for d in books.scroll_all("books", filter=flt, page_size=2)} == expected
+    for mode in ("dense", "lexical", "hybrid"):
+        assert {h.id for h in books.search("books", "river", k=10, mode=mode, filter=flt)} <= expected
+    assert {h.id for h in books.search("books", "books about places", k=10, mode="dense", filter=flt)} == expected
+
+
+def test_whole_numbers_stay_whole(books: Client) -> None:
+    [doc] = books.get("books", ["b1"]).documents
+    assert doc.metadata["year"] == 2001 and isinstance(doc.metadata["year"], int)
+    assert isinstance(doc.metadata["price"], float)
+    [hit] = books.search("books", "Nile", k=1, mode="lexical")
+    assert isinstance(hit.metadata["year"], int)
+
+
+def test_delete_by_filter(books: Client) -> None:
+    assert books.delete("books", filter={"tags": "river", "year": {"gt": 2010}}) == 1
+    assert sorted(d.id for d in books.scroll_all("books")) == ["b1", "b2", "b4"]
+    assert books.count("books", filter={"year": 2020}) == 0
+    with pytest.raises(InvalidArgument, match="empty filter"):
+        books.delete("books", filter={})
+    with pytest.raises(InvalidArgument, match="ids, filter"):
+        books.delete("books", ["b1"], filter={"year": 2001})
+    assert books.count("books") == 3
+
+
+def test_indexing_a_key_later_keeps_results(books: Client) -> None:
+    before = books.count("books", filter={"pub.city": {"in": ["Lima", "Cairo"]}})
+    info = books.index_metadata("books", ["pub.city", "tags"])
+    assert info.indexed_keys == ["year", "pub.city", "tags"]
+    assert books.count("books", filter={"pub.city": {"in": ["Lima", "Cairo"]}}) == before == 2
+    assert books.count("books", filter={"tags": "river"}) == 2
+    books.upsert("books", [{"id": "b5", "text": "Another river book.", "metadata": {"tags": ["river"], "pub": {"city": "Lima"}}}])
+    assert books.count("books", filter={"tags": "river", "pub.city": "Lima"}) == 1
+    assert books.collection_exists("books") and not books.collection_exists("nope")
+
+
+def test_bad_filters_name_the_field(books: Client) -> None:
+    with pytest.raises(InvalidArgument, match="filter.year: range bounds"):
+        books.count("books", filter={"year": {"gte": 2000, "lt": "x"}})
+    with pytest.raises(InvalidArgument, match=r"filter\['bad key'\]"):
+        books.count("books", filter={"bad key": 1})
+    assert math.isfinite(books.count("books"))
+
+
+def test_a_real_path(tmp_path: Path) -> None:
+    # Keys with dots in a stored document are paths: {"a.b": 1} stored flat is not {"a": {"b": 1}}.
+    with Catalog(tmp_path) as catalog:
+        col = catalog.create("c", model="none", dimension=2)
+        col.upsert([Document("flat", "", metadata={"a.b": 1}, vector=(1.0, 0.0)),
+                    Document("nested", "", metadata={"a": {"b": 1}}, vector=(0.0, 1.0))])
+        assert [d.id for d in col.scroll("", 10, Filter({"a.b": Condition("eq", 1)}))] == ["nested"]
