@@ -244,3 +244,32 @@ def test_a_real_path(tmp_path: Path) -> None:
         col.upsert([Document("flat", "", metadata={"a.b": 1}, vector=(1.0, 0.0)),
                     Document("nested", "", metadata={"a": {"b": 1}}, vector=(0.0, 1.0))])
         assert [d.id for d in col.scroll("", 10, Filter({"a.b": Condition("eq", 1)}))] == ["nested"]
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+@pytest.mark.parametrize("limit", [20_000, 0])  # 0: the index answers first, a short answer is redone exactly
+def test_filtered_search_on_approximate_indexes_is_exact(tmp_path: Path, kind: str, limit: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from neardex.indexer import collection as collection_module
+    from neardex.indexer.filters import parse_filter
+    from neardex.indexer.vector_index import IndexSpec
+
+    monkeypatch.setattr(collection_module, "EXACT_FILTER_LIMIT", limit)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(1500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    spec = IndexSpec.parse(kind, {"m": 8} if kind == "hnsw" else {"nlist": 8, "m": 4, "nbits": 4, "nprobe": 1})
+    with Catalog(tmp_path) as catalog:
+        col = catalog.create("c", model="none", dimension=16, index=spec)
+        col.upsert([Document(f"d{i}", "", metadata={"bucket": i % 100}, vector=tuple(vectors[i])) for i in range(1500)])
+        col.wait_for_rebuild()
+        assert col.index.trained_kind == kind
+        for buckets in ([7], [1, 2, 3]):
+            allowed = [i for i in range(1500) if i % 100 in buckets]
+            for query in rng.normal(size=(5, 16)).astype(np.float32):
+                query /= np.linalg.norm(query)
+                expected = sorted(allowed, key=lambda i: -float(vectors[i] @ query))[:10]
+                hits = col.search(vector=query, k=10, flt=parse_filter({"bucket": buckets})).hits
+                assert [h.id for h in hits] == [f"d{i}" for i in expected]
