@@ -34,9 +34,9 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def ms(fn: Any) -> tuple[float, Any]:
+def ms(fn: Any, *args: Any) -> tuple[float, Any]:
     t = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return (time.perf_counter() - t) * 1000, out
 
 
@@ -73,10 +73,10 @@ def main() -> None:
         for share in SELECTIVITY:
             flt = parse_filter({"bucket": {"lt": int(1000 * share)}})
             plain, indexed = collections["flat"], collections["flat+index"]
-            resolve_plain = median([ms(lambda: plain.allowed_chunks(flt))[0] for _ in range(5)])
-            resolve_indexed = median([ms(lambda: indexed.allowed_chunks(flt))[0] for _ in range(5)])
-            count_plain = median([ms(lambda: plain.count(flt))[0] for _ in range(5)])
-            count_indexed = median([ms(lambda: indexed.count(flt))[0] for _ in range(5)])
+            resolve_plain = median([ms(plain.allowed_chunks, flt)[0] for _ in range(5)])
+            resolve_indexed = median([ms(indexed.allowed_chunks, flt)[0] for _ in range(5)])
+            count_plain = median([ms(plain.count, flt)[0] for _ in range(5)])
+            count_indexed = median([ms(indexed.count, flt)[0] for _ in range(5)])
             allowed = plain.allowed_chunks(flt)
             index_rows.append([f"{share:.1%}", len(allowed), resolve_plain, resolve_indexed, count_plain, count_indexed])
             for name in ("flat", "hnsw", "ivfpq"):
@@ -84,8 +84,9 @@ def main() -> None:
                 allowed = col.allowed_chunks(flt)
                 exact_ms, index_ms, found, recall = [], [], [], []
                 for q in queries:
-                    t_exact, exact = ms(lambda: col._exact_among(q[None, :], args.k, allowed)[0])
-                    t_index, (scores, ids) = ms(lambda: col.index.search(q[None, :], args.k, allowed))
+                    t_exact, exact_rows = ms(col._exact_among, q[None, :], args.k, allowed)
+                    t_index, (scores, ids) = ms(col.index.search, q[None, :], args.k, allowed)
+                    exact = exact_rows[0]
                     got = [int(i) for i in ids[0] if i >= 0]
                     truth = {i for i, _ in exact}
                     exact_ms.append(t_exact)

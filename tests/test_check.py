@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import free_port, run_cli, start_serve, stop_process
 
-from neardex.indexer import snapshots
+from neardex.indexer import index_cache
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 
@@ -45,7 +45,7 @@ def drop_from_snapshot(data_dir: Path, doc_id: str) -> int:
         docs = catalog.get("docs")
         ids = [r[0] for r in store(data_dir).execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
         docs.index.remove(np.array(ids, dtype=np.int64))
-        snapshots.write(docs.folder, docs.index, docs._db, snapshots.last_change(docs._db, docs.folder))
+        index_cache.write(docs.folder, docs.index, docs._db, index_cache.last_change(docs._db, docs.folder))
     return len(ids)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import lexical, snapshots
+from . import index_cache, lexical
 from .errors import NeardexError
 from .filters import index_rows
 from .vector_index import VectorIndex
@@ -121,7 +121,7 @@ def _check(folder: Path, report: Report) -> None:
         if wrong:
             return  # the vectors cannot be loaded into an index of the manifest's dimension
         try:
-            index = snapshots.load(folder, manifest.index, manifest.dimension, db)
+            index = index_cache.load(folder, manifest.index, manifest.dimension, db)
         except Exception as exc:  # noqa: BLE001 - a broken snapshot is a finding, not a crash
             report.problems.append(f"index: cannot be loaded: {type(exc).__name__}: {exc}")
             return
@@ -188,7 +188,7 @@ def _repair(folder: Path) -> list[str]:
             raise
         ids, vectors = _valid_vectors(db, manifest.dimension)
         fresh = VectorIndex.build(manifest.index, manifest.dimension, ids, vectors)
-        snapshots.write(folder, fresh, db, snapshots.last_change(db, folder))
+        index_cache.write(folder, fresh, db, index_cache.last_change(db, folder))
         done.append(f"index: rebuilt ({len(ids)} vectors)")
     finally:
         db.close()
@@ -238,7 +238,7 @@ def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimensio
             if ids:
                 index.add(np.array(ids, dtype=np.int64),
                           np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(len(ids), -1))
-        snapshots.write(folder, index, db, snapshots.last_change(db, folder))
+        index_cache.write(folder, index, db, index_cache.last_change(db, folder))
         if missing or extra:
             fixed.append(f"vector index missed {len(missing)} stored chunks and held {len(extra)} deleted ones: fixed")
     for line in fixed:

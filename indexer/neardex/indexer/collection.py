@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import check, deadline, fusion, lexical, snapshots
+from . import check, deadline, fusion, index_cache, lexical
 from .chunker import Chunker
 from .documents import Chunk, Document
 from .embedder import Embedder, check_fits, plain_tokenizer
@@ -210,7 +210,7 @@ class Collection:
                 lexical.rebuild(tx.db)
         self._closed = False
         self._rebuilder: threading.Thread | None = None
-        self.index = self._attach(snapshots.load(self.folder, self.manifest.index, self.manifest.dimension,
+        self.index = self._attach(index_cache.load(self.folder, self.manifest.index, self.manifest.dimension,
                                                  self._db))
         check.reconcile(self._db, self.index, folder, manifest.dimension)
         self._maybe_rebuild()
@@ -313,7 +313,7 @@ class Collection:
             with self._write_mutex, self._lock.write():
                 if self._closed:
                     return
-                snapshots.replay(self._db, fresh, seq)
+                index_cache.replay(self._db, fresh, seq)
                 self.index = self._attach(fresh)
             log.info("collection %s: index rebuilt (%d vectors, %.1f s)", self.manifest.name,
                      len(ids), time.perf_counter() - started)
@@ -328,7 +328,7 @@ class Collection:
             rebuilder.join(timeout)
 
     def _all_vectors(self, db: sqlite3.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return snapshots.stored_vectors(db or self._reader(), self.manifest.dimension)
+        return index_cache.stored_vectors(db or self._reader(), self.manifest.dimension)
 
     def _checkpoint_after_write(self) -> None:
         """A checkpoint a write may trigger. The write is committed already: a snapshot that
@@ -352,7 +352,7 @@ class Collection:
             (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
             if not pending or (not force and pending < CHECKPOINT_CHANGES):
                 return
-            snapshots.write(self.folder, self.index, self._db, last)
+            index_cache.write(self.folder, self.index, self._db, last)
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -305,7 +305,7 @@ class VectorIndex:
         the previous snapshot in force, never half of this one."""
         # A mapped IVF index would write a reference to its source file, not its lists.
         self._in_memory()
-        # The snapshot's name is new (see snapshots.py), so no older tombstone file can pair with it.
+        # The snapshot's name is new (see index_cache.py), so no older tombstone file can pair with it.
         if self.tombstones:
             np.save(_tomb_path(path), np.fromiter(self.tombstones, dtype=np.int64))
             fsync_path(_tomb_path(path))

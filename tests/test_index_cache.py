@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neardex.indexer import snapshots
+from neardex.indexer import index_cache
 from neardex.indexer.vector_index import IndexSpec, VectorIndex
 
 SPEC = IndexSpec.parse("hnsw", {"m": 8})
@@ -32,13 +32,13 @@ def test_a_crashed_writes_tombstones_never_pair_with_a_later_snapshot(tmp_path: 
     ids, vecs = vectors(50)
     with_tombstones = VectorIndex.build(SPEC, 8, ids, vecs)
     with_tombstones.remove(ids[:10])
-    snapshots.write(tmp_path, with_tombstones, db, 5)
-    assert snapshots.load(tmp_path, SPEC, 8, db).tombstones == set(range(1, 11))
+    index_cache.write(tmp_path, with_tombstones, db, 5)
+    assert index_cache.load(tmp_path, SPEC, 8, db).tombstones == set(range(1, 11))
     # A write of the same change number crashed after its tombstones, before its index.
     np.save(tmp_path / "index-000000000005-1.faiss.tomb.npy", np.arange(11, 21, dtype=np.int64))
     rebuilt = VectorIndex.build(SPEC, 8, ids[10:], vecs[10:])  # a rebuild: no tombstones
-    snapshots.write(tmp_path, rebuilt, db, 5)
-    loaded = snapshots.load(tmp_path, SPEC, 8, db)
+    index_cache.write(tmp_path, rebuilt, db, 5)
+    loaded = index_cache.load(tmp_path, SPEC, 8, db)
     assert loaded.tombstones == set() and loaded.live == 40
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index-000000000005-2.faiss"]
 
@@ -47,7 +47,7 @@ def test_the_newest_snapshot_wins_and_older_names_still_load(tmp_path: Path) -> 
     db = log_db()
     ids, vecs = vectors(20)
     VectorIndex.build(SPEC, 8, ids, vecs).save(tmp_path / "index-000000000003.faiss")  # the older naming
-    assert snapshots.load(tmp_path, SPEC, 8, db).live == 20
-    snapshots.write(tmp_path, VectorIndex.build(SPEC, 8, ids[:5], vecs[:5]), db, 7)
-    assert [seq for seq, _ in snapshots.snapshots(tmp_path)] == [7]
-    assert snapshots.load(tmp_path, SPEC, 8, db).live == 5
+    assert index_cache.load(tmp_path, SPEC, 8, db).live == 20
+    index_cache.write(tmp_path, VectorIndex.build(SPEC, 8, ids[:5], vecs[:5]), db, 7)
+    assert [seq for seq, _ in index_cache.snapshots(tmp_path)] == [7]
+    assert index_cache.load(tmp_path, SPEC, 8, db).live == 5
