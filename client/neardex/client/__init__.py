@@ -26,6 +26,7 @@ from .errors import (
     Unknown,
 )
 from .models import (
+    Alias,
     Answer,
     AskResult,
     ChunkSpan,
@@ -36,6 +37,7 @@ from .models import (
     RetrieverScore,
     ScrollPage,
     SearchResult,
+    Snapshot,
     Token,
     Tokenization,
     UpsertResult,
@@ -43,6 +45,7 @@ from .models import (
 from .retry import RetryPolicy
 
 __all__ = [
+    "Alias",
     "AlreadyExists",
     "Answer",
     "AskResult",
@@ -66,6 +69,7 @@ __all__ = [
     "RetryPolicy",
     "ScrollPage",
     "SearchResult",
+    "Snapshot",
     "Token",
     "Tokenization",
     "Unauthenticated",

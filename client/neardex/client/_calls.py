@@ -87,6 +87,21 @@ DELETE_COLLECTION = Rpc(
     build=convert.delete_collection_request,
     parse=convert.deleted_collection,
 )
+CREATE_ALIAS = Rpc("CreateAlias", idempotent=True, build=convert.create_alias_request, parse=convert.alias)
+DELETE_ALIAS = Rpc("DeleteAlias", idempotent=False, build=convert.delete_alias_request, parse=convert.nothing)
+LIST_ALIASES = Rpc("ListAliases", idempotent=True, build=convert.list_aliases_request, parse=convert.aliases)
+CREATE_SNAPSHOT = Rpc(
+    "CreateSnapshot", idempotent=False, build=convert.create_snapshot_request, parse=convert.snapshot
+)
+LIST_SNAPSHOTS = Rpc(
+    "ListSnapshots", idempotent=True, build=convert.list_snapshots_request, parse=convert.snapshot_list
+)
+DELETE_SNAPSHOT = Rpc(
+    "DeleteSnapshot", idempotent=False, build=convert.delete_snapshot_request, parse=convert.nothing
+)
+RESTORE_SNAPSHOT = Rpc(
+    "RestoreSnapshot", idempotent=False, build=convert.restore_snapshot_request, parse=convert.collection_info
+)
 INDEX_METADATA = Rpc(
     "IndexMetadata",
     idempotent=True,

@@ -16,12 +16,14 @@ from . import _calls as calls
 from . import convert
 from .errors import AlreadyExists, NotFound, from_rpc_error
 from .models import (
+    Alias,
     AskResult,
     CollectionInfo,
     Document,
     GetResult,
     ScrollPage,
     SearchResult,
+    Snapshot,
     Tokenization,
     UpsertResult,
 )
@@ -156,6 +158,40 @@ class AsyncClient:
 
     async def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
         await self._invoke(calls.DELETE_COLLECTION.prepare(name), timeout)
+
+    # -- aliases and snapshots ------------------------------------------------------------------
+
+    async def create_alias(
+        self, name: str, collection: str, *, replace: bool = False, timeout: float | None = None
+    ) -> Alias:
+        return await self._invoke(calls.CREATE_ALIAS.prepare(name, collection, replace=replace), timeout)
+
+    async def delete_alias(self, name: str, *, timeout: float | None = None) -> None:
+        await self._invoke(calls.DELETE_ALIAS.prepare(name), timeout)
+
+    async def aliases(self, collection: str | None = None, *, timeout: float | None = None) -> list[Alias]:
+        return await self._invoke(calls.LIST_ALIASES.prepare(collection), timeout)
+
+    async def create_snapshot(self, collection: str, *, timeout: float | None = None) -> Snapshot:
+        return await self._invoke(calls.CREATE_SNAPSHOT.prepare(collection), timeout)
+
+    async def snapshots(self, collection: str, *, timeout: float | None = None) -> list[Snapshot]:
+        return await self._invoke(calls.LIST_SNAPSHOTS.prepare(collection), timeout)
+
+    async def delete_snapshot(self, collection: str, name: str, *, timeout: float | None = None) -> None:
+        await self._invoke(calls.DELETE_SNAPSHOT.prepare(collection, name), timeout)
+
+    async def restore_snapshot(
+        self,
+        collection: str,
+        snapshot: str,
+        *,
+        target: str | None = None,
+        replace: bool = False,
+        timeout: float | None = None,
+    ) -> CollectionInfo:
+        prepared = calls.RESTORE_SNAPSHOT.prepare(collection, snapshot, target=target, replace=replace)
+        return await self._invoke(prepared, timeout)
 
     # -- documents ------------------------------------------------------------------------------
 

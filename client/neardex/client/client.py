@@ -15,12 +15,14 @@ from . import _calls as calls
 from . import convert
 from .errors import AlreadyExists, NotFound, from_rpc_error
 from .models import (
+    Alias,
     AskResult,
     CollectionInfo,
     Document,
     GetResult,
     ScrollPage,
     SearchResult,
+    Snapshot,
     Tokenization,
     UpsertResult,
 )
@@ -167,6 +169,43 @@ class Client:
 
     def delete_collection(self, name: str, *, timeout: float | None = None) -> None:
         self._invoke(calls.DELETE_COLLECTION.prepare(name), timeout)
+
+    # -- aliases and snapshots ------------------------------------------------------------------
+
+    def create_alias(
+        self, name: str, collection: str, *, replace: bool = False, timeout: float | None = None
+    ) -> Alias:
+        """Another name for a collection; with ``replace`` an existing alias switches to it in one step."""
+        return self._invoke(calls.CREATE_ALIAS.prepare(name, collection, replace=replace), timeout)
+
+    def delete_alias(self, name: str, *, timeout: float | None = None) -> None:
+        self._invoke(calls.DELETE_ALIAS.prepare(name), timeout)
+
+    def aliases(self, collection: str | None = None, *, timeout: float | None = None) -> list[Alias]:
+        return self._invoke(calls.LIST_ALIASES.prepare(collection), timeout)
+
+    def create_snapshot(self, collection: str, *, timeout: float | None = None) -> Snapshot:
+        """A consistent copy of the collection in one file on the server, taken while writes go on."""
+        return self._invoke(calls.CREATE_SNAPSHOT.prepare(collection), timeout)
+
+    def snapshots(self, collection: str, *, timeout: float | None = None) -> list[Snapshot]:
+        return self._invoke(calls.LIST_SNAPSHOTS.prepare(collection), timeout)
+
+    def delete_snapshot(self, collection: str, name: str, *, timeout: float | None = None) -> None:
+        self._invoke(calls.DELETE_SNAPSHOT.prepare(collection, name), timeout)
+
+    def restore_snapshot(
+        self,
+        collection: str,
+        snapshot: str,
+        *,
+        target: str | None = None,
+        replace: bool = False,
+        timeout: float | None = None,
+    ) -> CollectionInfo:
+        """The collection as the snapshot holds it, as ``target`` (default: ``collection``; ``replace`` puts it in place of an existing one)."""
+        prepared = calls.RESTORE_SNAPSHOT.prepare(collection, snapshot, target=target, replace=replace)
+        return self._invoke(prepared, timeout)
 
     # -- documents ------------------------------------------------------------------------------
 

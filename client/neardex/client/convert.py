@@ -19,6 +19,7 @@ from neardex.v1 import neardex_pb2 as pb
 
 from .errors import Internal, InvalidArgument
 from .models import (
+    Alias,
     Answer,
     AskResult,
     ChunkSpan,
@@ -29,6 +30,7 @@ from .models import (
     RetrieverScore,
     ScrollPage,
     SearchResult,
+    Snapshot,
     Token,
     Tokenization,
     UpsertResult,
@@ -435,6 +437,57 @@ def delete_request(
     return pb.DeleteRequest(collection=collection, filter=conditions)
 
 
+def create_alias_request(name: str, collection: str, *, replace: bool = False) -> pb.CreateAliasRequest:
+    return pb.CreateAliasRequest(name=name, collection=collection, replace=bool(replace))
+
+
+def delete_alias_request(name: str) -> pb.DeleteAliasRequest:
+    return pb.DeleteAliasRequest(name=name)
+
+
+def list_aliases_request(collection: str | None = None) -> pb.ListAliasesRequest:
+    return pb.ListAliasesRequest(collection=collection or "")
+
+
+def create_snapshot_request(collection: str) -> pb.CreateSnapshotRequest:
+    return pb.CreateSnapshotRequest(collection=collection)
+
+
+def list_snapshots_request(collection: str) -> pb.ListSnapshotsRequest:
+    return pb.ListSnapshotsRequest(collection=collection)
+
+
+def delete_snapshot_request(collection: str, name: str) -> pb.DeleteSnapshotRequest:
+    return pb.DeleteSnapshotRequest(collection=collection, name=name)
+
+
+def restore_snapshot_request(
+    collection: str, snapshot: str, *, target: str | None = None, replace: bool = False
+) -> pb.RestoreSnapshotRequest:
+    return pb.RestoreSnapshotRequest(collection=collection, snapshot=snapshot, target=target or "",
+                                     replace=bool(replace))
+
+
+def alias(message: pb.Alias) -> Alias:
+    return Alias(name=message.name, collection=message.collection)
+
+
+def aliases(message: pb.ListAliasesResponse) -> list[Alias]:
+    return [alias(a) for a in message.aliases]
+
+
+def snapshot(message: pb.Snapshot) -> Snapshot:
+    return Snapshot(collection=message.collection, name=message.name, bytes=message.bytes, created=message.created)
+
+
+def snapshot_list(message: pb.ListSnapshotsResponse) -> list[Snapshot]:
+    return [snapshot(s) for s in message.snapshots]
+
+
+def nothing(message: Any) -> None:
+    return None
+
+
 def index_metadata_request(collection: str, keys: str | Iterable[str]) -> pb.IndexMetadataRequest:
     return pb.IndexMetadataRequest(collection=collection, keys=_ids(keys, "keys"))
 
@@ -697,6 +750,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         encoder=message.encoder,
         index_params=dict(message.index_params),
         indexed_keys=list(message.indexed_keys),
+        aliases=list(message.aliases),
     )
 
 

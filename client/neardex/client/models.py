@@ -15,6 +15,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Alias",
     "Answer",
     "AskResult",
     "ChunkSpan",
@@ -25,6 +26,7 @@ __all__ = [
     "RetrieverScore",
     "ScrollPage",
     "SearchResult",
+    "Snapshot",
     "Token",
     "Tokenization",
     "UpsertResult",
@@ -140,6 +142,7 @@ class CollectionInfo(_Frozen):
     encoder: str = ""
     index_params: dict[str, int] = Field(default_factory=dict)
     indexed_keys: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
 
 
 class UpsertResult(_Frozen):
@@ -210,3 +213,19 @@ class Tokenization(_Frozen):
     def readable(self) -> str:
         """The tokens as the model's vocabulary writes them: ``un ##believ ##able``."""
         return " ".join(t.token for t in self.tokens)
+
+
+class Alias(_Frozen):
+    """Another name for a collection, usable wherever a collection is named."""
+
+    name: str
+    collection: str
+
+
+class Snapshot(_Frozen):
+    """A snapshot file of a collection on the server (``created`` is UTC, ISO 8601)."""
+
+    collection: str
+    name: str
+    bytes: int = 0
+    created: str = ""

@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
+from . import snapshots
+from .aliases import Alias, Aliases
 from .chunker import default_overlap
 from .collection import MODES, NO_MODEL, Collection, Manifest, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
@@ -58,9 +60,14 @@ class Catalog:
         self._lock_file = self._acquire_lock()
         self._open: dict[str, Collection] = {}
         self._mutex = threading.Lock()
-        # Leftovers of a create or a delete that a crash interrupted: never collections.
-        for leftover in [*self.root.glob(".creating-*"), *self.root.glob(".deleted-*")]:
-            shutil.rmtree(leftover, ignore_errors=True)
+        self.aliases = Aliases(self.root)
+        # Leftovers of a create, delete or snapshot that a crash interrupted: never collections.
+        for leftover in [*self.root.glob(".creating-*"), *self.root.glob(".deleted-*"),
+                         *self.root.glob(f"{snapshots.FOLDER}/*/.*")]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     def _acquire_lock(self) -> IO[str]:
         handle = open(self.root / LOCK_FILE, "a+")
@@ -86,7 +93,20 @@ class Catalog:
                       if p.is_dir() and (p / "manifest.json").exists() and NAME.match(p.name))
 
     def exists(self, name: str) -> bool:
-        return (self.root / validate_name(name) / "manifest.json").exists()
+        """Whether the name is a collection, or an alias of one."""
+        return (self.root / self.aliases.resolve(validate_name(name)) / "manifest.json").exists()
+
+    def set_alias(self, name: str, collection: str, replace: bool = False) -> Alias:
+        validate_name(name)
+        validate_name(collection, "collection")
+        with self._mutex:
+            if (self.root / name / "manifest.json").exists():
+                raise AlreadyExists(f"name: {name!r} is a collection; an alias needs a name of its own")
+            if self.aliases.is_alias(collection):
+                raise InvalidArgument(f"collection: {collection!r} is an alias; point at a collection")
+            if not (self.root / collection / "manifest.json").exists():
+                raise NotFound(f"collection: {collection!r} does not exist")
+            return self.aliases.set(name, collection, replace)
 
     def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
@@ -112,6 +132,8 @@ class Catalog:
             folder = self.root / name
             if folder.exists():
                 raise AlreadyExists(f"name: collection {name!r} already exists")
+            if self.aliases.is_alias(name):
+                raise AlreadyExists(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r})")
             if own_vectors:
                 embedder = None
                 manifest = Manifest(name=name, model=NO_MODEL, model_path="", dimension=dimension,
@@ -156,7 +178,8 @@ class Catalog:
         )
 
     def get(self, name: str, *, expect_model: str | None = None) -> Collection:
-        validate_name(name)
+        """The collection of that name, or the one an alias of that name points to."""
+        name = self.aliases.resolve(validate_name(name))
         with self._mutex:
             collection = self._open.get(name)
             if collection is None:
@@ -191,8 +214,14 @@ class Catalog:
         validate_name(name)
         with self._mutex:
             folder = self.root / name
+            if self.aliases.is_alias(name):
+                raise FailedPrecondition(f"name: {name!r} is an alias; delete the alias, or the collection by its"
+                                         f" own name ({self.aliases.resolve(name)!r})")
             if not (folder / "manifest.json").exists():
                 raise NotFound(f"collection: {name!r} does not exist")
+            # Its aliases go with it (as in Qdrant): an alias never points to nothing.
+            for alias in self.aliases.of(name):
+                self.aliases.delete(alias)
             collection = self._open.pop(name, None)
             # Rename first: a crash mid-delete leaves a folder that is no longer a collection.
             trash = self.root / f".deleted-{name}-{os.getpid()}"
@@ -200,6 +229,35 @@ class Catalog:
             if collection is not None:
                 collection.destroy_handles()
             shutil.rmtree(trash, ignore_errors=True)
+
+    def restore(self, file: Path, name: str, replace: bool = False) -> Collection:
+        """A collection `name` from a snapshot file; with replace, in place of the collection of
+        that name (its aliases keep pointing to the name)."""
+        validate_name(name)
+        with self._mutex:
+            folder = self.root / name
+            if self.aliases.is_alias(name):
+                raise AlreadyExists(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r})")
+            if folder.exists() and not replace:
+                raise AlreadyExists(f"name: collection {name!r} already exists; restore with replace, or as another name")
+            building = self.root / f".creating-{name}-{os.getpid()}"
+            shutil.rmtree(building, ignore_errors=True)
+            try:
+                snapshots.unpack(file, building, name)
+                manifest = Collection.read_manifest(building)
+            except BaseException:
+                shutil.rmtree(building, ignore_errors=True)
+                raise
+            if folder.exists():
+                old = self._open.pop(name, None)
+                trash = self.root / f".deleted-{name}-{os.getpid()}"
+                os.replace(folder, trash)
+                if old is not None:
+                    old.destroy_handles()
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(building, folder)
+            fsync_path(self.root)
+        return self.get(manifest.name)
 
     def embedder(self, model: str | None, encoder: str) -> Embedder:
         """The loaded model for collections of this folder (shared with other folders'

@@ -202,6 +202,8 @@ class Collection:
                          if embedder else None)
         self._lock = RWLock()
         self._write_mutex = threading.Lock()
+        # Held while a collection snapshot copies the index and the store (see snapshots.py).
+        self._checkpoint_hold = threading.Lock()
         self._local = threading.local()
         self._db = self._connect()
         self._db.executescript(_SCHEMA)
@@ -340,8 +342,23 @@ class Collection:
             log.error("collection %s: index snapshot not written (%s); the change log keeps the changes",
                       self.manifest.name, exc)
 
+    @contextlib.contextmanager
+    def checkpoints_held(self) -> Iterator[None]:
+        """No index snapshot is written and no change-log row trimmed meanwhile (writes go on)."""
+        with self._checkpoint_hold:
+            yield
+
     def checkpoint(self, force: bool = False) -> None:
-        """Snapshot the index and trim the change log it now contains."""
+        """Snapshot the index and trim the change log it now contains. Skipped while a collection
+        snapshot holds checkpoints off, unless forced (then it waits)."""
+        if not self._checkpoint_hold.acquire(blocking=force):
+            return
+        try:
+            self._checkpoint(force)
+        finally:
+            self._checkpoint_hold.release()
+
+    def _checkpoint(self, force: bool) -> None:
         rebuilder = self._rebuilder
         if rebuilder is not None and rebuilder.is_alive() and rebuilder is not threading.current_thread():
             if not force:

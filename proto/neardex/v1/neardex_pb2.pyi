@@ -57,7 +57,7 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ..., indexed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys")
+    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys", "aliases")
     class IndexParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class CollectionInfo(_message.Message):
     ENCODER_FIELD_NUMBER: _ClassVar[int]
     INDEX_PARAMS_FIELD_NUMBER: _ClassVar[int]
     INDEXED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     documents: int
     chunks: int
@@ -93,7 +94,8 @@ class CollectionInfo(_message.Message):
     encoder: str
     index_params: _containers.ScalarMap[str, int]
     indexed_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
@@ -542,3 +544,97 @@ class TokenizeResponse(_message.Message):
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkSpan]
     model: str
     def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., count: _Optional[int] = ..., window: _Optional[int] = ..., fits: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkSpan, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class Alias(_message.Message):
+    __slots__ = ("name", "collection")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    collection: str
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class CreateAliasRequest(_message.Message):
+    __slots__ = ("name", "collection", "replace")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    collection: str
+    replace: bool
+    def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("aliases",)
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedCompositeFieldContainer[Alias]
+    def __init__(self, aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("collection", "name", "bytes", "created")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    name: str
+    bytes: int
+    created: str
+    def __init__(self, collection: _Optional[str] = ..., name: _Optional[str] = ..., bytes: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("collection", "name")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    name: str
+    def __init__(self, collection: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RestoreSnapshotRequest(_message.Message):
+    __slots__ = ("collection", "snapshot", "target", "replace")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    snapshot: str
+    target: str
+    replace: bool
+    def __init__(self, collection: _Optional[str] = ..., snapshot: _Optional[str] = ..., target: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...

@@ -63,6 +63,41 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.CreateAlias = channel.unary_unary(
+                '/neardex.v1.Neardex/CreateAlias',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.CreateAliasRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.Alias.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/neardex.v1.Neardex/DeleteAlias',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/neardex.v1.Neardex/ListAliases',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/neardex.v1.Neardex/CreateSnapshot',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.Snapshot.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/neardex.v1.Neardex/ListSnapshots',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/neardex.v1.Neardex/DeleteSnapshot',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/neardex.v1.Neardex/RestoreSnapshot',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
+                _registered_method=True)
         self.Upsert = channel.unary_unary(
                 '/neardex.v1.Neardex/Upsert',
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.UpsertRequest.SerializeToString,
@@ -163,6 +198,52 @@ class NeardexServicer:
 
     def IndexMetadata(self, request, context):
         """Index more metadata keys of a collection (filters on them stop scanning every document).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlias(self, request, context):
+        """Another name for a collection, usable wherever a collection is named; with replace, an
+        existing alias switches to the new collection in one step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSnapshot(self, request, context):
+        """One file holding a consistent copy of a collection, taken while writes continue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """A collection from one of the server's snapshots: under a new name, or in place of one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -285,6 +366,41 @@ def add_NeardexServicer_to_server(servicer, server):
             'IndexMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.IndexMetadata,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.SerializeToString,
+            ),
+            'CreateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlias,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.CreateAliasRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.Alias.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.ListAliasesRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.Snapshot.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
@@ -491,6 +607,195 @@ class Neardex:
             target,
             '/neardex.v1.Neardex/IndexMetadata',
             neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/CreateAlias',
+            neardex_dot_v1_dot_neardex__pb2.CreateAliasRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.Alias.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/DeleteAlias',
+            neardex_dot_v1_dot_neardex__pb2.DeleteAliasRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/ListAliases',
+            neardex_dot_v1_dot_neardex__pb2.ListAliasesRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/CreateSnapshot',
+            neardex_dot_v1_dot_neardex__pb2.CreateSnapshotRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.Snapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/ListSnapshots',
+            neardex_dot_v1_dot_neardex__pb2.ListSnapshotsRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/DeleteSnapshot',
+            neardex_dot_v1_dot_neardex__pb2.DeleteSnapshotRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/RestoreSnapshot',
+            neardex_dot_v1_dot_neardex__pb2.RestoreSnapshotRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,

@@ -81,7 +81,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         pool = CallPool(settings.max_concurrent_rpcs)
         server = grpc.server(
             pool,
-            interceptors=[Gate(pool, settings.max_concurrent_rpcs, keys)],
+            interceptors=[Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -23,7 +23,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,17 @@ REQUIRED_ROLE: dict[str, str] = {
     "CreateCollection": "admin",
     "DeleteCollection": "admin",
     "IndexMetadata": "admin",
+    "ListAliases": "read",
+    "CreateAlias": "admin",
+    "DeleteAlias": "admin",
+    "ListSnapshots": "read",
+    "CreateSnapshot": "admin",
+    "DeleteSnapshot": "admin",
+    "RestoreSnapshot": "admin",
 }
 
 # RPCs that name their collection in `name` rather than `collection`.
-_NAMED_BY_NAME = frozenset({"CreateCollection", "GetCollection", "DeleteCollection"})
+_NAMED_BY_NAME = frozenset({"CreateCollection", "GetCollection", "DeleteCollection", "DeleteAlias"})
 KEY_PREFIX = "ndx_"
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 FORMAT_VERSION = 1
@@ -231,18 +238,27 @@ def collections_of(method: str, request: Any) -> list[str]:
         return [request.name]
     if method == "BatchSearch":
         return [r.collection for r in request.requests]
+    if method == "CreateAlias":
+        return [request.name, request.collection]
+    if method == "RestoreSnapshot":
+        return [request.collection, request.target or request.collection]
     name = getattr(request, "collection", "")
     return [name] if name else []
 
 
-def authorize(key: ApiKey, method: str, request: Any) -> None:
+def authorize(key: ApiKey, method: str, request: Any, resolve: Callable[[str], str] = lambda name: name) -> None:
+    """Refuse a call the key's role or collections do not allow. A name is judged by the
+    collection it stands for (`resolve` follows aliases): an alias opens nothing its target does
+    not, and switching an alias needs its old and its new target in scope."""
     needed = REQUIRED_ROLE.get(method, "admin")
     if _RANK[key.role] < _RANK[needed]:
         raise PermissionDenied(f"key {key.name!r} (role {key.role}) may not call {method}: it needs role {needed}")
     for name in collections_of(method, request):
-        if not key.may_touch(name):
+        target = resolve(name)
+        if not key.may_touch(target):
+            shown = repr(name) if target == name else f"{name!r} (alias of {target!r})"
             raise PermissionDenied(
-                f"key {key.name!r} may not call {method} on collection {name!r}: it is limited to"
+                f"key {key.name!r} may not call {method} on collection {shown}: it is limited to"
                 f" {', '.join(key.collections)}")
 
 
@@ -252,4 +268,8 @@ def visible(key: ApiKey, method: str, response: Any) -> Any:
         kept = [c for c in response.collections if key.may_touch(c.name)]
         del response.collections[:]
         response.collections.extend(kept)
+    if method == "ListAliases" and key.collections:
+        aliases = [a for a in response.aliases if key.may_touch(a.collection)]
+        del response.aliases[:]
+        response.aliases.extend(aliases)
     return response

@@ -193,6 +193,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.set_defaults(run=cmd_tokenize)
 
+    p = sub.add_parser("snapshot", help="snapshots of collections: create, list, restore on a server; load a file")
+    snap = p.add_subparsers(required=True, metavar="ACTION")
+    s_create = snap.add_parser("create", help="a consistent snapshot of a collection, taken while writes go on")
+    s_create.add_argument("collection")
+    s_create.set_defaults(run=cmd_snapshot_create)
+    s_list = snap.add_parser("list", help="the snapshots of a collection")
+    s_list.add_argument("collection")
+    s_list.set_defaults(run=cmd_snapshot_list)
+    s_restore = snap.add_parser("restore", help="restore one of the server's snapshots")
+    s_restore.add_argument("collection", help="the collection the snapshot was taken of")
+    s_restore.add_argument("snapshot", help="the snapshot's name (see snapshot list)")
+    s_restore.add_argument("--as", dest="target", default=None, metavar="NAME",
+                           help="name of the restored collection (default: the collection itself, with --replace)")
+    s_restore.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
+    s_restore.set_defaults(run=cmd_snapshot_restore)
+    for action in (s_create, s_list, s_restore):
+        action.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
+                            help=f"server (default: {DEFAULT_SERVER})")
+        add_connection_options(action)
+    s_load = snap.add_parser("load", help="a snapshot file into a data folder (no server may hold it)")
+    s_load.add_argument("file", type=Path, help="a .snapshot file (found in DATA_DIR/.snapshots/COLLECTION/)")
+    s_load.add_argument("--collection", required=True, help="name of the collection it becomes")
+    s_load.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
+    s_load.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
+    s_load.set_defaults(run=cmd_snapshot_load)
+
+    p = sub.add_parser("alias", help="aliases of collections on a server: create (or switch), delete, list")
+    alias = p.add_subparsers(required=True, metavar="ACTION")
+    a_create = alias.add_parser("create", help="point an alias at a collection")
+    a_create.add_argument("name")
+    a_create.add_argument("collection")
+    a_create.add_argument("--replace", action="store_true", help="switch an existing alias to the collection")
+    a_create.set_defaults(run=cmd_alias_create)
+    a_delete = alias.add_parser("delete", help="remove an alias (the collection stays)")
+    a_delete.add_argument("name")
+    a_delete.set_defaults(run=cmd_alias_delete)
+    a_list = alias.add_parser("list", help="every alias and its collection")
+    a_list.set_defaults(run=cmd_alias_list)
+    for action in (a_create, a_delete, a_list):
+        action.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
+                            help=f"server (default: {DEFAULT_SERVER})")
+        add_connection_options(action)
+
     p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
     keys = p.add_subparsers(required=True, metavar="ACTION")
     k = keys.add_parser("create", help="make a key, print it once and store only its hash")
@@ -418,6 +461,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"try: {command} search {example} \"your question\" --server {settings.host}:{port}", flush=True)
 
     serve(settings, ready)
+    return 0
+
+
+# -- snapshots and aliases --------------------------------------------------------------------
+
+
+def cmd_snapshot_create(args: argparse.Namespace) -> int:
+    with connect(args, timeout=3600) as client:
+        snapshot = client.create_snapshot(args.collection)
+    print(f"{snapshot.name} {snapshot.bytes} bytes")
+    return 0
+
+
+def cmd_snapshot_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        for snapshot in client.snapshots(args.collection):
+            print(f"{snapshot.name}\t{snapshot.bytes}\t{snapshot.created}")
+    return 0
+
+
+def cmd_snapshot_restore(args: argparse.Namespace) -> int:
+    with connect(args, timeout=3600) as client:
+        info = client.restore_snapshot(args.collection, args.snapshot, target=args.target, replace=args.replace)
+    print(f"restored {info.name!r}: {info.documents} documents")
+    return 0
+
+
+def cmd_snapshot_load(args: argparse.Namespace) -> int:
+    from neardex.indexer.catalog import Catalog
+
+    from .settings import Settings
+
+    if not args.file.is_file():
+        raise NeardexError(f"file: {args.file} is not a file")
+    with Catalog(args.data_dir or Settings().data_dir) as catalog:
+        collection = catalog.restore(args.file, args.collection, replace=args.replace)
+        stats = collection.stats()
+    print(f"loaded {args.collection!r} from {args.file.name}: {stats.documents} documents")
+    return 0
+
+
+def cmd_alias_create(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        alias = client.create_alias(args.name, args.collection, replace=args.replace)
+    print(f"{alias.name} -> {alias.collection}")
+    return 0
+
+
+def cmd_alias_delete(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        client.delete_alias(args.name)
+    return 0
+
+
+def cmd_alias_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        for alias in client.aliases():
+            print(f"{alias.name} -> {alias.collection}")
     return 0
 
 

@@ -13,6 +13,7 @@ from neardex.indexer.collection import MODES, Collection, Hit, SearchResult, Ups
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.filters import MAX_DEPTH, OPS, Condition, Filter, key_field, validate_condition
+from neardex.indexer.snapshots import SnapshotInfo
 from neardex.v1 import neardex_pb2 as pb
 
 # Doubles hold every integer up to 2^53 exactly; beyond, a whole-looking double is no integer.
@@ -158,7 +159,11 @@ def upsert_result_to_pb(result: UpsertResult) -> pb.UpsertResponse:
                              chunks=result.chunks, ids=result.ids, tokens=result.tokens)
 
 
-def collection_to_pb(collection: Collection) -> pb.CollectionInfo:
+def snapshot_to_pb(info: SnapshotInfo) -> pb.Snapshot:
+    return pb.Snapshot(collection=info.collection, name=info.name, bytes=info.bytes, created=info.created)
+
+
+def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -> pb.CollectionInfo:
     m = collection.manifest
     stats = collection.stats()
     return pb.CollectionInfo(
@@ -166,5 +171,5 @@ def collection_to_pb(collection: Collection) -> pb.CollectionInfo:
         dimension=m.dimension, model=m.model, index_kind=collection.index.trained_kind
         if m.index.kind != "ivfpq" else "ivfpq", bytes=stats.bytes, chunk_tokens=m.chunk_tokens,
         overlap_tokens=m.overlap_tokens, default_mode=MODE_TO_PB[m.default_mode],
-        encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys,
+        encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys, aliases=aliases or [],
     )

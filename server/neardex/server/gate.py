@@ -91,10 +91,12 @@ class CallPool(ThreadPoolExecutor):
 
 
 class Gate(grpc.ServerInterceptor):
-    def __init__(self, pool: CallPool, max_calls: int, keys: auth.KeyStore | None) -> None:
+    def __init__(self, pool: CallPool, max_calls: int, keys: auth.KeyStore | None,
+                 resolve: Callable[[str], str] = lambda name: name) -> None:
         self.pool = pool
         self.max_calls = max_calls
         self.keys = keys
+        self.resolve = resolve  # alias -> collection, so scopes judge the data a call reaches
         pool.on_unstarted = self._unstarted
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
@@ -131,15 +133,14 @@ class Gate(grpc.ServerInterceptor):
             return key, self._checked(call, key, request)
         _decoded(request)
         if key is not None:
-            auth.authorize(key, call.method, request)
+            auth.authorize(key, call.method, request, self.resolve)
         return key, request
 
-    @staticmethod
-    def _checked(call: Call, key: auth.ApiKey | None, requests: Iterator[Any]) -> Iterator[Any]:
+    def _checked(self, call: Call, key: auth.ApiKey | None, requests: Iterator[Any]) -> Iterator[Any]:
         for i, request in enumerate(requests):
             _decoded(request, f"requests[{i}]")
             if key is not None:
-                auth.authorize(key, call.method, request)
+                auth.authorize(key, call.method, request, self.resolve)
             yield request
 
     def _unary(self, call: Call, handler: Any) -> Callable[[Any, grpc.ServicerContext], Any]:

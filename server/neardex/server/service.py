@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from neardex.indexer import snapshots
 from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.chunker import Chunker, default_overlap
@@ -66,10 +67,12 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     def ListCollections(self, request: pb.ListCollectionsRequest, context: Any) -> pb.ListCollectionsResponse:
         return pb.ListCollectionsResponse(
-            collections=[convert.collection_to_pb(self.catalog.get(n)) for n in self.catalog.names()])
+            collections=[convert.collection_to_pb(self.catalog.get(n), self.catalog.aliases.of(n))
+                         for n in self.catalog.names()])
 
     def GetCollection(self, request: pb.GetCollectionRequest, context: Any) -> pb.CollectionInfo:
-        return convert.collection_to_pb(self.catalog.get(request.name))
+        collection = self.catalog.get(request.name)
+        return convert.collection_to_pb(collection, self.catalog.aliases.of(collection.manifest.name))
 
     def DeleteCollection(self, request: pb.DeleteCollectionRequest, context: Any) -> pb.DeleteCollectionResponse:
         self.catalog.delete(request.name)
@@ -94,6 +97,44 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context: Any) -> Iterator[pb.UpsertResponse]:
         for request in requests:
             yield self._upsert(request)
+
+    def CreateAlias(self, request: pb.CreateAliasRequest, context: Any) -> pb.Alias:
+        alias = self.catalog.set_alias(request.name, request.collection, request.replace)
+        return pb.Alias(name=alias.name, collection=alias.collection)
+
+    def DeleteAlias(self, request: pb.DeleteAliasRequest, context: Any) -> pb.DeleteAliasResponse:
+        self.catalog.aliases.delete(validate_name(request.name))
+        return pb.DeleteAliasResponse()
+
+    def ListAliases(self, request: pb.ListAliasesRequest, context: Any) -> pb.ListAliasesResponse:
+        collection = validate_name(request.collection, "collection") if request.collection else None
+        return pb.ListAliasesResponse(aliases=[pb.Alias(name=a.name, collection=a.collection)
+                                               for a in self.catalog.aliases.list(collection)])
+
+    def CreateSnapshot(self, request: pb.CreateSnapshotRequest, context: Any) -> pb.Snapshot:
+        info = snapshots.create(self._collection(request.collection), self.catalog.root)
+        return convert.snapshot_to_pb(info)
+
+    def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any) -> pb.ListSnapshotsResponse:
+        name = self._collection(request.collection).manifest.name
+        return pb.ListSnapshotsResponse(snapshots=[convert.snapshot_to_pb(i)
+                                                   for i in snapshots.list_snapshots(self.catalog.root, name)])
+
+    def DeleteSnapshot(self, request: pb.DeleteSnapshotRequest, context: Any) -> pb.DeleteSnapshotResponse:
+        snapshots.delete(self.catalog.root, self._snapshot_owner(request.collection), request.name)
+        return pb.DeleteSnapshotResponse()
+
+    def RestoreSnapshot(self, request: pb.RestoreSnapshotRequest, context: Any) -> pb.CollectionInfo:
+        owner = self._snapshot_owner(request.collection)
+        path = snapshots.path_of(self.catalog.root, owner, request.snapshot)
+        collection = self.catalog.restore(path, validate_name(request.target or owner, "target"), request.replace)
+        self._sizes(collection)
+        return convert.collection_to_pb(collection)
+
+    def _snapshot_owner(self, name: str) -> str:
+        """The collection a snapshot request names (an alias resolved); it may have been dropped
+        since its snapshots were taken."""
+        return self.catalog.aliases.resolve(validate_name(name, "collection"))
 
     def IndexMetadata(self, request: pb.IndexMetadataRequest, context: Any) -> pb.CollectionInfo:
         collection = self._collection(request.collection)
