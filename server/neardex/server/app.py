@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from . import metrics
 from .auth import KeyStore
 from .batcher import QueryBatcher
 from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
+from .http import HttpGateway, serve_http
 from .service import NeardexService
 from .settings import Settings
 
@@ -42,9 +44,14 @@ class Server:
     batchers: dict[int, QueryBatcher]  # filled as collections load their models
     keys: KeyStore | None = None
     metrics_server: Any = None
+    http_server: Any = None
+    http_port: int = 0
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
+        if self.http_server is not None:
+            self.http_server.shutdown()
+            self.http_server.server_close()
         self.grpc_server.stop(grace).wait()
         for batcher in list(self.batchers.values()):
             batcher.close()
@@ -79,9 +86,10 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                       query_encoder_factory=query_encoder)
     try:
         pool = CallPool(settings.max_concurrent_rpcs)
+        gate = Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)
         server = grpc.server(
             pool,
-            interceptors=[Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)],
+            interceptors=[gate],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -91,7 +99,8 @@ def create_server(settings: Settings) -> tuple[Server, int]:
             # A backstop above the gate's own limit: refusals are cheap but not free.
             maximum_concurrent_rpcs=2 * settings.max_concurrent_rpcs + 4 * SPARE_THREADS,
         )
-        neardex_pb2_grpc.add_NeardexServicer_to_server(NeardexService(catalog, settings), server)
+        servicer = NeardexService(catalog, settings)
+        neardex_pb2_grpc.add_NeardexServicer_to_server(servicer, server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ("", SERVICE_NAME):
@@ -105,6 +114,8 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         if settings.metrics_port:
             ensure_free(settings.host, settings.metrics_port, "metrics_port",
                         "--metrics-port / NEARDEX_METRICS_PORT, or 0 for none")
+        if settings.http_port > 0:
+            ensure_free(settings.host, settings.http_port, "http_port", "--http-port / NEARDEX_HTTP_PORT")
         try:
             port = (server.add_secure_port(address, credentials) if credentials is not None
                     else server.add_insecure_port(address))
@@ -123,10 +134,28 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                     f"metrics_port: cannot listen on {settings.host}:{settings.metrics_port}: {exc.strerror}"
                     " (choose another with --metrics-port / NEARDEX_METRICS_PORT, or 0 for none)") from None
         server.start()
+        http_server = None
+        if settings.http_port >= 0:
+            http_server = serve_http(HttpGateway(servicer, gate, settings.max_message_bytes), settings.host,
+                                     settings.http_port, http_tls(settings))
     except BaseException:
         catalog.close()
         raise
-    return Server(server, catalog, health_servicer, port, batchers, keys, metrics_server), port
+    http_port = http_server.server_address[1] if http_server is not None else 0
+    return Server(server, catalog, health_servicer, port, batchers, keys, metrics_server, http_server,
+                  http_port), port
+
+
+def http_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The gRPC port's TLS (and client certificates) for the HTTP/JSON port too."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca is not None:
+        context.load_verify_locations(settings.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def ensure_free(host: str, port: int, field: str, hint: str) -> None:

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=port_number, default=None, help=f"gRPC port, 0 picks a free one {_setting('port')}")
     p.add_argument("--metrics-port", type=port_number, default=None,
                    help=f"Prometheus metrics port, 0 turns it off {_setting('metrics_port')}")
+    p.add_argument("--http-port", type=int, default=None, metavar="PORT",
+                   help="also serve every unary RPC as HTTP/JSON (the Connect protocol's unary shape) on"
+                        f" this port; -1 for none {_setting('http_port', '-1, none')}")
     p.add_argument("--batch-max-size", type=positive_int, default=None, metavar="N",
                    help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
     p.add_argument("--max-concurrent-rpcs", type=positive_int, default=None, metavar="N",
@@ -445,7 +448,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {
         "data_dir": args.data_dir, "host": args.host, "port": args.port,
-        "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size,
+        "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size, "http_port": args.http_port,
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
     }.items() if v is not None}
@@ -454,8 +457,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(server: Any, port: int) -> None:
         names = server.catalog.names()
         metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+        http = f"; HTTP/JSON: {settings.host}:{server.http_port}" if server.http_server is not None else ""
         print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
-              f" on {settings.host}:{port} (metrics: {metrics})", flush=True)
+              f" on {settings.host}:{port} (metrics: {metrics}{http})", flush=True)
         example = names[0] if names else "NAME"
         command = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "neardex" else "neardex"
         print(f"try: {command} search {example} \"your question\" --server {settings.host}:{port}", flush=True)

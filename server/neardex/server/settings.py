@@ -13,6 +13,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = 50051
+    # HTTP/JSON (the Connect protocol's unary shape) beside gRPC: -1 turns it off, 0 picks a free port.
+    http_port: int = -1
     # 0 disables the metrics endpoint (tests that run many servers in one process use it).
     # Beside the gRPC port: the exporter range 9100-9999 is allocated in full, 9100 to node_exporter.
     metrics_port: int = 50052

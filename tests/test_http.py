@@ -1,0 +1,123 @@
+"""HTTP/JSON over real HTTP: every unary RPC in the Connect unary shape, answering what gRPC
+answers, with Connect errors, the same keys, deadlines and metrics, and TLS."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from prometheus_client import REGISTRY
+
+from neardex.client import Client
+from neardex.server import auth
+from neardex.server.app import create_server
+from neardex.server.settings import Settings
+
+BOOKS = [
+    {"id": "nile", "text": "The Nile flows north into the Mediterranean.", "metadata": {"year": 2001, "tags": ["river"]}},
+    {"id": "andes", "text": "The Andes are the longest mountain range above sea level.", "metadata": {"year": 2015}},
+]
+
+
+def post(base: str, method: str, body: Any, key: str | None = None, headers: dict[str, str] | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}/neardex.v1.Neardex/{method}", data=data, method="POST",
+                                     headers={"content-type": "application/json", **(headers or {})})
+    if key:
+        request.add_header("authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
+    keys_file = tmp_path / "keys.json"
+    keys = {role: auth.create_key(keys_file, role, role) for role in ("read", "admin")}
+    keys["scoped"] = auth.create_key(keys_file, "scoped", "read", "other")
+    server, port = create_server(Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=0, metrics_port=0,
+                                          http_port=0, api_keys_file=keys_file))
+    yield f"http://127.0.0.1:{server.http_port}", port, keys
+    server.stop(grace=1)
+
+
+def test_calls_answer_what_grpc_answers(served: tuple[str, int, dict[str, str]]) -> None:
+    base, port, keys = served
+    admin = keys["admin"]
+    assert post(base, "CreateCollection", {"name": "books"}, admin)[0] == 200
+    status, body = post(base, "Upsert", {"collection": "books", "documents": BOOKS}, admin)
+    assert status == 200 and body["upserted"] == "2"  # int64 is a string in protobuf's JSON mapping
+    status, found = post(base, "Search", {"collection": "books", "text": "which way does the Nile flow", "topK": 1},
+                         keys["read"])
+    assert status == 200 and found["hits"][0]["id"] == "nile"
+    assert found["hits"][0]["metadata"] == {"year": 2001, "tags": ["river"]}
+    with Client(f"127.0.0.1:{port}", api_key=keys["read"]) as client:
+        assert found["hits"][0]["score"] == pytest.approx(client.search("books", "which way does the Nile flow", k=1)[0].score,
+                                                          abs=1e-5)
+    status, counted = post(base, "Count", {"collection": "books", "filter": {"conditions": {"year": {"range": {"gte": 2010}}}}},
+                           keys["read"])
+    assert (status, counted) == (200, {"count": "1"})
+    status, got = post(base, "Get", {"collection": "books", "ids": ["andes", "gone"]}, keys["read"])
+    assert [d["id"] for d in got["documents"]] == ["andes"] and got["missing"] == ["gone"]
+    assert post(base, "Delete", {"collection": "books", "ids": ["andes"]}, admin) == (200, {"deleted": "1"})
+
+
+def test_errors_in_connect_form(served: tuple[str, int, dict[str, str]]) -> None:
+    base, _, keys = served
+    assert post(base, "Search", {"collection": "nope", "text": "x", "topK": 1}, keys["read"]) == \
+        (404, {"code": "not_found", "message": "collection: 'nope' does not exist"})
+    post(base, "CreateCollection", {"name": "books"}, keys["admin"])
+    status, body = post(base, "Search", {"collection": "books", "text": "x", "topK": 0}, keys["read"])
+    assert status == 400 and body["code"] == "invalid_argument" and body["message"].startswith("top_k:")
+    status, body = post(base, "Search", b"{not json", keys["read"])
+    assert status == 400 and body["message"].startswith("request: not a valid SearchRequest")
+    status, body = post(base, "Search", {"collection": "x", "bogus": 1}, keys["read"])
+    assert status == 400 and "bogus" in body["message"]
+    assert post(base, "Nope", {}, keys["read"])[0] == 404
+    assert post(base, "UpsertStream", {}, keys["read"])[0] == 501
+    assert post(base, "ListCollections", {})[1]["code"] == "unauthenticated"
+    assert post(base, "ListCollections", {}, "wrong")[0] == 401
+    assert post(base, "CreateCollection", {"name": "x"}, keys["read"])[0] == 403
+    assert post(base, "Count", {"collection": "books"}, keys["scoped"])[1]["code"] == "permission_denied"
+    status, body = post(base, "ListCollections", {}, keys["read"], headers={"content-type": "text/plain"})
+    assert status == 415
+
+
+def test_deadline_and_metrics(served: tuple[str, int, dict[str, str]]) -> None:
+    base, _, keys = served
+    post(base, "CreateCollection", {"name": "books"}, keys["admin"])
+    before = REGISTRY.get_sample_value("neardex_rpc_requests_total", {"method": "Count", "code": "OK"}) or 0
+    assert post(base, "Count", {"collection": "books"}, keys["read"])[0] == 200
+    after = REGISTRY.get_sample_value("neardex_rpc_requests_total", {"method": "Count", "code": "OK"})
+    assert after == before + 1
+    status, body = post(base, "Search", {"collection": "books", "text": "rivers", "topK": 3}, keys["read"],
+                        headers={"connect-timeout-ms": "0"})
+    assert (status, body["code"]) == (504, "deadline_exceeded")
+
+
+def test_https_with_the_grpc_certificate(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    server, _ = create_server(Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=0, metrics_port=0,
+                                       http_port=0, tls_cert=tmp_path / "server.pem", tls_key=tmp_path / "server.key"))
+    try:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        status, body = post(f"https://127.0.0.1:{server.http_port}", "ListCollections", {}, context=context)
+        assert (status, body) == (200, {})
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            post(f"http://127.0.0.1:{server.http_port}", "ListCollections", {})
+    finally:
+        server.stop(grace=1)
