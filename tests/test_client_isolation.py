@@ -1,5 +1,6 @@
 """neardex-client must install and import with its declared dependencies alone: a user who only
-calls the service should never pull torch, faiss, sentence-transformers or numpy."""
+calls the service should never pull torch, faiss, sentence-transformers or numpy, and still has
+the `neardex` command for everything that talks to a server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import free_port, start_serve, stop_process
+
+from neardex.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "faiss", "sentence_transformers", "numpy")
@@ -83,3 +88,24 @@ def test_client_installs_alone_without_heavy_dependencies(tmp_path: Path) -> Non
     assert report["findable"] == [], f"heavy packages installed with the client: {report}"
     assert report["imported"] == [], f"heavy packages imported by the client: {report}"
     assert report["siblings"] == [], f"other neardex packages installed: {report}"
+
+    # The command, with the client alone, against a real server (started from the full install).
+    neardex = venv / "bin" / "neardex"
+    commands = _run([str(neardex), "--help"], CHECK_TIMEOUT_S, tmp_path)
+    listed = {line.split()[0] for line in commands.splitlines() if line.startswith("    ") and line.split()}
+    assert {"search", "ask", "collections", "get", "count"} <= listed and not {"serve", "index", "eval"} & listed
+    port = free_port()
+    server = start_serve(tmp_path / "data", port)
+    try:
+        with Client(f"127.0.0.1:{port}", timeout=60) as client:
+            client.create_collection("docs")
+            client.upsert("docs", [{"id": "a", "text": "The Nile flows north into the Mediterranean."}])
+        env = {**os.environ, "NEARDEX_SERVER": f"127.0.0.1:{port}"}
+        env.pop("PYTHONPATH", None)
+        found = subprocess.run([str(neardex), "search", "docs", "which way does the Nile flow", "--k", "1"],
+                               capture_output=True, text=True, timeout=60, env=env)
+        assert found.returncode == 0 and " a" in found.stdout, found.stderr
+        listed = subprocess.run([str(neardex), "collections"], capture_output=True, text=True, timeout=60, env=env)
+        assert listed.stdout.startswith("docs: 1 documents")
+    finally:
+        stop_process(server)

@@ -117,3 +117,16 @@ def test_index_through_a_server_deletes_missing_documents(tmp_path: Path) -> Non
             assert client.count("docs") == 20
     finally:
         stop_process(proc)
+
+
+def test_field_selection_on_search_ask_and_similar(filled: Client) -> None:
+    [hit] = filled.search("docs", "rivers", k=1, text=False, metadata=["tag"])
+    assert hit.text == "" and set(hit.metadata) == {"tag"} and hit.score > 0
+    [hit] = filled.search("docs", "rivers", k=1, metadata=False)
+    assert hit.metadata == {} and hit.text.startswith("Document")
+    [answer] = filled.ask("docs", "Which documents are about rivers?", k=1, text=False, metadata=False)
+    assert answer.passage.text == "" and answer.sentence and answer.passage.metadata == {}
+    [similar] = filled.similar("docs", ["d001"], k=1, metadata=["parity"])
+    assert set(similar.metadata) == {"parity"}
+    [batch] = filled.batch_search("docs", ["mountains"], k=1, text=False)
+    assert batch[0].text == "" and "n" in batch[0].metadata

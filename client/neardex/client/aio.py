@@ -321,6 +321,8 @@ class AsyncClient:
         mode: str | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> SearchResult:
         prepared = calls.SEARCH.prepare(
@@ -332,6 +334,8 @@ class AsyncClient:
             mode=mode,
             ef_search=ef_search,
             nprobe=nprobe,
+            text=text,
+            metadata=metadata,
         )
         return await self._invoke(prepared, timeout)
 
@@ -346,6 +350,8 @@ class AsyncClient:
         mode: str | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> list[SearchResult]:
         prepared = calls.BATCH_SEARCH.prepare(
@@ -357,6 +363,8 @@ class AsyncClient:
             mode=mode,
             ef_search=ef_search,
             nprobe=nprobe,
+            text=text,
+            metadata=metadata,
         )
         return await self._invoke(prepared, timeout)
 
@@ -368,9 +376,13 @@ class AsyncClient:
         k: int = 5,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> AskResult:
-        prepared = calls.ASK.prepare(collection, question, k=k, filter=filter, mode=mode)
+        prepared = calls.ASK.prepare(
+            collection, question, k=k, filter=filter, mode=mode, text=text, metadata=metadata
+        )
         return await self._invoke(prepared, timeout)
 
     async def embed(
@@ -393,6 +405,8 @@ class AsyncClient:
         min_score: float | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> SearchResult:
         prepared = calls.SEARCH_SIMILAR.prepare(
@@ -404,6 +418,8 @@ class AsyncClient:
             min_score=min_score,
             ef_search=ef_search,
             nprobe=nprobe,
+            text=text,
+            metadata=metadata,
         )
         return await self._invoke(prepared, timeout)
 

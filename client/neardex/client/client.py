@@ -346,11 +346,15 @@ class Client:
         mode: str | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> SearchResult:
         """``query`` is a text or a query vector. ``filter`` maps metadata keys to a value
-        (equality), a list (membership) or ``{"gte": .., "lt": ..}`` (range); ``mode`` is
-        "dense", "lexical", "hybrid" or None for the collection's default."""
+        (equality), a list (membership) or an operator (see :func:`convert.filter_to_proto`);
+        ``mode`` is "dense", "lexical", "hybrid" or None for the collection's default.
+        ``text=False`` leaves the hits' texts out, ``metadata=False`` their metadata, and a list of
+        keys keeps only those."""
         prepared = calls.SEARCH.prepare(
             collection,
             query,
@@ -360,6 +364,8 @@ class Client:
             mode=mode,
             ef_search=ef_search,
             nprobe=nprobe,
+            text=text,
+            metadata=metadata,
         )
         return self._invoke(prepared, timeout)
 
@@ -374,6 +380,8 @@ class Client:
         mode: str | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> list[SearchResult]:
         """Several queries with the same options in one call; results in query order."""
@@ -386,6 +394,8 @@ class Client:
             mode=mode,
             ef_search=ef_search,
             nprobe=nprobe,
+            text=text,
+            metadata=metadata,
         )
         return self._invoke(prepared, timeout)
 
@@ -397,10 +407,14 @@ class Client:
         k: int = 5,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> AskResult:
         """Passages likely to answer ``question``, each with its answering sentence."""
-        prepared = calls.ASK.prepare(collection, question, k=k, filter=filter, mode=mode)
+        prepared = calls.ASK.prepare(
+            collection, question, k=k, filter=filter, mode=mode, text=text, metadata=metadata
+        )
         return self._invoke(prepared, timeout)
 
     def embed(
@@ -424,6 +438,8 @@ class Client:
         min_score: float | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        text: bool = True,
+        metadata: bool | Sequence[str] = True,
         timeout: float | None = None,
     ) -> SearchResult:
         """Documents like the stored ``positive`` ones (and unlike ``negative``), from their
@@ -438,6 +454,8 @@ class Client:
             min_score=min_score,
             ef_search=ef_search,
             nprobe=nprobe,
+            text=text,
+            metadata=metadata,
         )
         return self._invoke(prepared, timeout)
 

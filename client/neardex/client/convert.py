@@ -573,6 +573,7 @@ def _search_request(
     ef_search: int | None,
     nprobe: int | None,
     field: str,
+    fields: pb.Fields | None = None,
 ) -> pb.SearchRequest:
     request = pb.SearchRequest(
         collection=collection,
@@ -581,6 +582,7 @@ def _search_request(
         mode=mode_to_proto(mode),
         ef_search=_optional_int_arg("ef_search", ef_search, minimum=0),
         nprobe=_optional_int_arg("nprobe", nprobe, minimum=0),
+        fields=fields,
     )
     if isinstance(query, str):
         request.text = query
@@ -603,6 +605,8 @@ def search_request(
     mode: str | None = None,
     ef_search: int | None = None,
     nprobe: int | None = None,
+    text: bool = True,
+    metadata: bool | Sequence[str] = True,
 ) -> pb.SearchRequest:
     """A ``str`` query is embedded (or tokenized) by the server; anything else is taken as a
     ready-made query vector."""
@@ -616,6 +620,7 @@ def search_request(
         ef_search=ef_search,
         nprobe=nprobe,
         field="query",
+        fields=fields_to_proto(text, metadata),
     )
 
 
@@ -629,10 +634,13 @@ def batch_search_request(
     mode: str | None = None,
     ef_search: int | None = None,
     nprobe: int | None = None,
+    text: bool = True,
+    metadata: bool | Sequence[str] = True,
 ) -> pb.BatchSearchRequest:
     if isinstance(queries, str):
         raise InvalidArgument("queries: expected a sequence of queries, got a single str")
     conditions = filter_to_proto(filter)
+    fields = fields_to_proto(text, metadata)
     return pb.BatchSearchRequest(
         requests=[
             _search_request(
@@ -645,6 +653,7 @@ def batch_search_request(
                 ef_search=ef_search,
                 nprobe=nprobe,
                 field=f"queries[{i}]",
+                fields=fields,
             )
             for i, query in enumerate(queries)
         ]
@@ -658,6 +667,8 @@ def ask_request(
     k: int = 5,
     filter: Mapping[str, Any] | None = None,
     mode: str | None = None,
+    text: bool = True,
+    metadata: bool | Sequence[str] = True,
 ) -> pb.AskRequest:
     if not isinstance(question, str):
         raise InvalidArgument(f"question: expected a str, got {type(question).__name__}")
@@ -667,6 +678,7 @@ def ask_request(
         top_k=_int_arg("k", k, minimum=1),
         filter=filter_to_proto(filter),
         mode=mode_to_proto(mode),
+        fields=fields_to_proto(text, metadata),
     )
 
 
@@ -711,8 +723,11 @@ def similar_request(
     min_score: float | None = None,
     ef_search: int | None = None,
     nprobe: int | None = None,
+    text: bool = True,
+    metadata: bool | Sequence[str] = True,
 ) -> pb.SearchSimilarRequest:
     request = pb.SearchSimilarRequest(
+        fields=fields_to_proto(text, metadata),
         collection=collection,
         positive=_ids(positive, "positive"),
         negative=_ids(negative, "negative") if negative is not None else [],

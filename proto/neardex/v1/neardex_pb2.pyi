@@ -316,7 +316,7 @@ class Vector(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "top_k", "filter", "min_score", "mode", "ef_search", "nprobe")
+    __slots__ = ("collection", "text", "vector", "top_k", "filter", "min_score", "mode", "ef_search", "nprobe", "fields")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +326,7 @@ class SearchRequest(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: Vector
@@ -335,7 +336,8 @@ class SearchRequest(_message.Message):
     mode: SearchMode
     ef_search: int
     nprobe: int
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ...) -> None: ...
+    fields: Fields
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ...) -> None: ...
 
 class RetrieverScore(_message.Message):
     __slots__ = ("retriever", "score", "rank")
@@ -399,18 +401,20 @@ class BatchSearchResponse(_message.Message):
     def __init__(self, responses: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
 
 class AskRequest(_message.Message):
-    __slots__ = ("collection", "question", "top_k", "filter", "mode")
+    __slots__ = ("collection", "question", "top_k", "filter", "mode", "fields")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     question: str
     top_k: int
     filter: Filter
     mode: SearchMode
-    def __init__(self, collection: _Optional[str] = ..., question: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ...) -> None: ...
+    fields: Fields
+    def __init__(self, collection: _Optional[str] = ..., question: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("passage", "sentence", "sentence_start", "sentence_end", "confidence")
@@ -460,7 +464,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SearchSimilarRequest(_message.Message):
-    __slots__ = ("collection", "positive", "negative", "top_k", "filter", "min_score", "ef_search", "nprobe")
+    __slots__ = ("collection", "positive", "negative", "top_k", "filter", "min_score", "ef_search", "nprobe", "fields")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
@@ -469,6 +473,7 @@ class SearchSimilarRequest(_message.Message):
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     positive: _containers.RepeatedScalarFieldContainer[str]
     negative: _containers.RepeatedScalarFieldContainer[str]
@@ -477,7 +482,8 @@ class SearchSimilarRequest(_message.Message):
     min_score: float
     ef_search: int
     nprobe: int
-    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[str]] = ..., negative: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ...) -> None: ...
+    fields: Fields
+    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[str]] = ..., negative: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ...) -> None: ...
 
 class SimilarityRequest(_message.Message):
     __slots__ = ("texts", "others", "collection")

@@ -1,4 +1,7 @@
-"""The neardex command: index, serve, search, ask, eval, keys."""
+"""The commands of the neardex command that work on data folders: index, serve, eval, check, keys,
+snapshot load. The command itself, and every command that only talks to a server, is the client
+distribution's (neardex.client.cli); it adds these when this distribution is installed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import logging
 import os
 import shutil
 import sys
@@ -17,77 +19,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from neardex.client.cli import add_connection_options, connect, positive_int
 from neardex.indexer.errors import NeardexError
 from neardex.indexer.readers import FORMATS, FieldNames, Ignored, ReadError, count_documents, read_documents
 
-DEFAULT_SERVER = "localhost:50051"
 KEYS_FILE_ENV = "NEARDEX_API_KEYS_FILE"
+EVAL_MODES = ("dense", "lexical", "hybrid", "ask")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
+    """Add the data-folder commands to the neardex parser; returns the exceptions they report as
+    one clean line."""
+    import logging
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("neardex").setLevel(logging.INFO)
-    try:
-        return int(args.run(args) or 0)
-    except (NeardexError, ReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # the client's errors, raised by commands that talk to a server
-        from neardex.client import NeardexError as ClientError
-
-        if isinstance(exc, ClientError):
-            print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
-            return 2
-        raise
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("neardex-server")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def _setting(name: str, what: str = "") -> str:
-    """'(default: X; NEARDEX_NAME)' for a server setting, read from Settings itself."""
-    from .settings import Settings
-
-    default = Settings.model_fields[name].default
-    shown = what or ("none" if default is None else default)
-    return f"(default: {shown}; ${'NEARDEX_' + name.upper()})"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neardex", description="Embedding search service")
-    parser.add_argument("--version", action="version", version=f"neardex {_version()}")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-
     p = sub.add_parser("index", help="index a document collection",
                        description="Read documents, cut them into model-token chunks, embed and store"
                                    " them; unchanged documents are skipped on a re-run.")
@@ -152,92 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"also require client certificates signed by this CA: mutual TLS {_setting('tls_client_ca')}")
     p.set_defaults(run=cmd_serve)
 
-    for name, help_text in (("search", "semantic search"), ("ask", "question-answering retrieval")):
-        p = sub.add_parser(name, help=f"{help_text} against a running server")
-        p.add_argument("collection", help="collection to search")
-        p.add_argument("query", help="the question" if name == "ask" else "query text")
-        k = 10 if name == "search" else 5
-        p.add_argument("--k", type=positive_int, default=k, help=f"results to return (default: {k})")
-        p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                       help="metadata condition: key=value, key>=n, key>n, key<=n, key<n (repeatable; all must hold)")
-        p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"),
-                       help="retrieval mode (default: the collection's)")
-        p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
-        add_connection_options(p)
-        p.add_argument("--json", action="store_true", help="print the whole result as JSON")
-        p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
-
-    p = sub.add_parser("similar", help="documents like stored ones, from their vectors, against a running server")
-    p.add_argument("collection", help="collection to search")
-    p.add_argument("ids", nargs="+", metavar="ID", help="stored documents to find more of")
-    p.add_argument("--negative", action="append", default=[], metavar="ID",
-                   help="a stored document to move away from (repeatable)")
-    p.add_argument("--k", type=positive_int, default=10, help="results to return (default: 10)")
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="metadata condition, as for search (repeatable)")
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
-    add_connection_options(p)
-    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    p.set_defaults(run=cmd_similar)
-
-    p = sub.add_parser("similarity", help="cosine similarity of texts, against a running server")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="two texts (their similarity), or more (every pair)")
-    p.add_argument("--collection", default=None, help="use this collection's model (default: the server's default model)")
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
-    add_connection_options(p)
-    p.add_argument("--json", action="store_true", help="print the matrix as JSON")
-    p.set_defaults(run=cmd_similarity)
-
-    p = sub.add_parser("tokenize", help="the model's tokens of a text and where the chunker cuts it")
-    p.add_argument("collection", help="collection whose model and chunking to use; - for the server's default model")
-    p.add_argument("text", help="the text")
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT", help=f"server (default: {DEFAULT_SERVER})")
-    add_connection_options(p)
-    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    p.set_defaults(run=cmd_tokenize)
-
-    p = sub.add_parser("snapshot", help="snapshots of collections: create, list, restore on a server; load a file")
-    snap = p.add_subparsers(required=True, metavar="ACTION")
-    s_create = snap.add_parser("create", help="a consistent snapshot of a collection, taken while writes go on")
-    s_create.add_argument("collection")
-    s_create.set_defaults(run=cmd_snapshot_create)
-    s_list = snap.add_parser("list", help="the snapshots of a collection")
-    s_list.add_argument("collection")
-    s_list.set_defaults(run=cmd_snapshot_list)
-    s_restore = snap.add_parser("restore", help="restore one of the server's snapshots")
-    s_restore.add_argument("collection", help="the collection the snapshot was taken of")
-    s_restore.add_argument("snapshot", help="the snapshot's name (see snapshot list)")
-    s_restore.add_argument("--as", dest="target", default=None, metavar="NAME",
-                           help="name of the restored collection (default: the collection itself, with --replace)")
-    s_restore.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
-    s_restore.set_defaults(run=cmd_snapshot_restore)
-    for action in (s_create, s_list, s_restore):
-        action.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
-                            help=f"server (default: {DEFAULT_SERVER})")
-        add_connection_options(action)
-    s_load = snap.add_parser("load", help="a snapshot file into a data folder (no server may hold it)")
+    s_load = groups["snapshot"].add_parser("load", help="a snapshot file into a data folder (no server may hold it)")
     s_load.add_argument("file", type=Path, help="a .snapshot file (found in DATA_DIR/.snapshots/COLLECTION/)")
     s_load.add_argument("--collection", required=True, help="name of the collection it becomes")
     s_load.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
     s_load.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
     s_load.set_defaults(run=cmd_snapshot_load)
-
-    p = sub.add_parser("alias", help="aliases of collections on a server: create (or switch), delete, list")
-    alias = p.add_subparsers(required=True, metavar="ACTION")
-    a_create = alias.add_parser("create", help="point an alias at a collection")
-    a_create.add_argument("name")
-    a_create.add_argument("collection")
-    a_create.add_argument("--replace", action="store_true", help="switch an existing alias to the collection")
-    a_create.set_defaults(run=cmd_alias_create)
-    a_delete = alias.add_parser("delete", help="remove an alias (the collection stays)")
-    a_delete.add_argument("name")
-    a_delete.set_defaults(run=cmd_alias_delete)
-    a_list = alias.add_parser("list", help="every alias and its collection")
-    a_list.set_defaults(run=cmd_alias_list)
-    for action in (a_create, a_delete, a_list):
-        action.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
-                            help=f"server (default: {DEFAULT_SERVER})")
-        add_connection_options(action)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
     keys = p.add_subparsers(required=True, metavar="ACTION")
@@ -277,10 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vector index (default: flat)")
     p.add_argument("--json", action="store_true", help="one JSON line per mode")
     p.set_defaults(run=cmd_eval)
-    return parser
+    return NeardexError, ReadError
 
 
-# -- index ------------------------------------------------------------------------------------
+def _setting(name: str, what: str = "") -> str:
+    """'(default: X; NEARDEX_NAME)' for a server setting, read from Settings itself."""
+    from .settings import Settings
+
+    default = Settings.model_fields[name].default
+    shown = what or ("none" if default is None else default)
+    return f"(default: {shown}; ${'NEARDEX_' + name.upper()})"
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
 
 
 def index_spec(text: str) -> Any:
@@ -439,9 +321,6 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
         yield _RemoteTarget(client, args.collection)
 
 
-# -- serve ------------------------------------------------------------------------------------
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import serve
     from .settings import Settings
@@ -468,30 +347,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- snapshots and aliases --------------------------------------------------------------------
-
-
-def cmd_snapshot_create(args: argparse.Namespace) -> int:
-    with connect(args, timeout=3600) as client:
-        snapshot = client.create_snapshot(args.collection)
-    print(f"{snapshot.name} {snapshot.bytes} bytes")
-    return 0
-
-
-def cmd_snapshot_list(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        for snapshot in client.snapshots(args.collection):
-            print(f"{snapshot.name}\t{snapshot.bytes}\t{snapshot.created}")
-    return 0
-
-
-def cmd_snapshot_restore(args: argparse.Namespace) -> int:
-    with connect(args, timeout=3600) as client:
-        info = client.restore_snapshot(args.collection, args.snapshot, target=args.target, replace=args.replace)
-    print(f"restored {info.name!r}: {info.documents} documents")
-    return 0
-
-
 def cmd_snapshot_load(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import Catalog
 
@@ -504,29 +359,6 @@ def cmd_snapshot_load(args: argparse.Namespace) -> int:
         stats = collection.stats()
     print(f"loaded {args.collection!r} from {args.file.name}: {stats.documents} documents")
     return 0
-
-
-def cmd_alias_create(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        alias = client.create_alias(args.name, args.collection, replace=args.replace)
-    print(f"{alias.name} -> {alias.collection}")
-    return 0
-
-
-def cmd_alias_delete(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        client.delete_alias(args.name)
-    return 0
-
-
-def cmd_alias_list(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        for alias in client.aliases():
-            print(f"{alias.name} -> {alias.collection}")
-    return 0
-
-
-# -- check ------------------------------------------------------------------------------------
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -554,38 +386,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not reports and not args.json:
         print(f"ok: no collections in {args.data_dir}")
     return 0 if all(r.ok for r in reports) else 1
-
-
-# -- talking to a server ----------------------------------------------------------------------
-
-
-def add_connection_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--api-key", default=None, help="API key sent with every call (default: $NEARDEX_API_KEY)")
-    p.add_argument("--tls", action="store_true", default=None,
-                   help="connect over TLS (default: on when $NEARDEX_TLS is 1 or a CA / client certificate is given)")
-    p.add_argument("--ca-cert", type=Path, default=None, metavar="PEM",
-                   help="CA that signed the server's certificate (default: $NEARDEX_CA_CERT, else the system's)")
-    p.add_argument("--client-cert", type=Path, default=None, metavar="PEM",
-                   help="client certificate for mutual TLS (default: $NEARDEX_CLIENT_CERT)")
-    p.add_argument("--client-key", type=Path, default=None, metavar="PEM",
-                   help="its private key (default: $NEARDEX_CLIENT_KEY)")
-
-
-def connect(args: argparse.Namespace, timeout: float = 10.0) -> Any:
-    """A client for --server with the connection options, flags over NEARDEX_* variables."""
-    from neardex.client import Client
-
-    def env_path(value: Path | None, name: str) -> Path | None:
-        return value if value is not None else (Path(os.environ[name]) if os.environ.get(name) else None)
-
-    tls = args.tls if args.tls is not None else os.environ.get("NEARDEX_TLS", "") in ("1", "true", "yes")
-    return Client(args.server, timeout=timeout, api_key=args.api_key, tls=tls,
-                  ca_cert=env_path(args.ca_cert, "NEARDEX_CA_CERT"),
-                  client_cert=env_path(args.client_cert, "NEARDEX_CLIENT_CERT"),
-                  client_key=env_path(args.client_key, "NEARDEX_CLIENT_KEY"))
-
-
-# -- keys -------------------------------------------------------------------------------------
 
 
 def _keys_file(args: argparse.Namespace) -> Path:
@@ -624,123 +424,6 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     revoke_key(path, args.name)
     print(f"revoked key {args.name!r} in {path}", file=sys.stderr)
     return 0
-
-
-# -- search and ask ---------------------------------------------------------------------------
-
-
-def parse_filters(items: Sequence[str]) -> dict[str, Any]:
-    """key=value (value read as JSON where it parses, else a string), key>=n, key>n, key<=n, key<n."""
-    result: dict[str, Any] = {}
-    for item in items:
-        for op, name in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
-            if op in item:
-                key, raw = item.split(op, 1)
-                key = key.strip()
-                if not key:
-                    raise NeardexError(f"--filter: {item!r} has no key before {op!r}")
-                if name is None:
-                    try:
-                        result[key] = json.loads(raw)
-                    except json.JSONDecodeError:
-                        result[key] = raw
-                else:
-                    result.setdefault(key, {})[name] = _number(raw, item, op)
-                break
-        else:
-            raise NeardexError(f"--filter: {item!r} is not KEY=VALUE, KEY>=N, KEY>N, KEY<=N or KEY<N")
-    return result
-
-
-def _number(raw: str, item: str, op: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise NeardexError(f"--filter: {item!r}: {op} needs a number after it, got {raw.strip()!r}")
-    return value
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        result = client.search(args.collection, args.query, k=args.k,
-                               filter=parse_filters(args.filter) or None, mode=args.mode)
-    return _print_hits(result, args.json)
-
-
-def cmd_similar(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        result = client.similar(args.collection, args.ids, negative=args.negative or None, k=args.k,
-                                filter=parse_filters(args.filter) or None)
-    return _print_hits(result, args.json)
-
-
-def _print_hits(result: Any, as_json: bool) -> int:
-    if as_json:
-        print(result.model_dump_json(indent=2))
-        return 0
-    for rank, hit in enumerate(result.hits, 1):
-        title = f" {hit.title}" if hit.title else ""
-        print(f"{rank:>3}. {hit.score:.3f} {hit.id}{title}")
-        print(f"     {_snippet(hit.text)}")
-    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
-    print(f"({len(result.hits)} hits; {timings})")
-    return 0
-
-
-def cmd_ask(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        result = client.ask(args.collection, args.query, k=args.k,
-                            filter=parse_filters(args.filter) or None, mode=args.mode)
-    if args.json:
-        print(result.model_dump_json(indent=2))
-        return 0
-    for rank, answer in enumerate(result.answers, 1):
-        print(f"{rank:>3}. {answer.confidence:.3f} {answer.passage.id}")
-        print(f"     answer: {answer.sentence}")
-        print(f"     passage: {_snippet(answer.passage.text)}")
-    return 0
-
-
-def cmd_similarity(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        matrix = client.similarity(args.texts, collection=args.collection)
-    if args.json:
-        print(json.dumps(matrix))
-    elif len(args.texts) == 2:
-        print(f"{matrix[0][1]:.4f}")
-    else:
-        for i, row in enumerate(matrix):
-            print(f"{i:>3}. " + " ".join(f"{v:6.3f}" for v in row) + f"  {_snippet(args.texts[i], 60)}")
-    return 0
-
-
-def cmd_tokenize(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        result = client.tokenize(args.text, collection=None if args.collection == "-" else args.collection)
-    if args.json:
-        print(result.model_dump_json(indent=2))
-        return 0
-    print(result.readable())
-    fit = "fits" if result.fits else "does not fit"
-    print(f"{result.count} tokens ({result.model}); {fit} one model call of {result.window} tokens;"
-          f" {len(result.chunks)} chunk(s):")
-    for chunk in result.chunks:
-        print(f"  chunk {chunk.index}: characters {chunk.start}-{chunk.end}, {chunk.tokens} tokens:"
-              f" {_snippet(args.text[chunk.start:chunk.end], 100)}")
-    return 0
-
-
-def _snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-# -- eval -------------------------------------------------------------------------------------
-
-
-EVAL_MODES = ("dense", "lexical", "hybrid", "ask")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -799,7 +482,3 @@ def _ranking(collection: Any, mode: str, k: int) -> Any:
         return head + tail
 
     return ask
-
-
-if __name__ == "__main__":
-    sys.exit(main())

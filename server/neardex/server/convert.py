@@ -51,10 +51,9 @@ def document_to_pb(doc: Document, fields: pb.Fields | None = None,
     if fields is None:
         return pb.Document(id=doc.id, text=doc.text, title=doc.title, metadata=dict_to_struct(doc.metadata))
     message = pb.Document(id=doc.id, title=doc.title, text="" if fields.no_text else doc.text)
-    if not fields.no_metadata:
-        keys = list(fields.metadata_keys)
-        kept = {k: doc.metadata[k] for k in keys if k in doc.metadata} if keys else doc.metadata
-        message.metadata.CopyFrom(dict_to_struct(kept))
+    metadata = selected_metadata(doc.metadata, fields)
+    if metadata is not None:
+        message.metadata.CopyFrom(dict_to_struct(metadata))
     if fields.vectors and chunk_vectors is not None and len(chunk_vectors):
         mean = chunk_vectors.mean(0)
         message.vector.values.extend((mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist())
@@ -131,24 +130,36 @@ def whole_numbers(value: Any) -> Any:
     return value
 
 
-def hit_to_pb(hit: Hit) -> pb.Hit:
-    return pb.Hit(
-        id=hit.id, score=hit.score, text=hit.text, title=hit.title,
-        metadata=dict_to_struct(hit.metadata), chunk_index=hit.chunk_index,
-        chunk_start=hit.chunk_start, chunk_end=hit.chunk_end,
+def selected_metadata(metadata: dict[str, Any], fields: pb.Fields | None) -> dict[str, Any] | None:
+    """The metadata `fields` asks for: all of it, the listed keys, or none (None)."""
+    if fields is None or not (fields.no_metadata or fields.metadata_keys):
+        return metadata
+    if fields.no_metadata:
+        return None
+    return {k: metadata[k] for k in fields.metadata_keys if k in metadata}
+
+
+def hit_to_pb(hit: Hit, fields: pb.Fields | None = None) -> pb.Hit:
+    metadata = selected_metadata(hit.metadata, fields)
+    message = pb.Hit(
+        id=hit.id, score=hit.score, text="" if fields is not None and fields.no_text else hit.text,
+        title=hit.title, chunk_index=hit.chunk_index, chunk_start=hit.chunk_start, chunk_end=hit.chunk_end,
         retrievers=[pb.RetrieverScore(retriever=r.retriever, score=r.score, rank=r.rank)
                     for r in hit.retrievers],
     )
+    if metadata is not None:
+        message.metadata.CopyFrom(dict_to_struct(metadata))
+    return message
 
 
-def search_result_to_pb(result: SearchResult) -> pb.SearchResponse:
-    return pb.SearchResponse(hits=[hit_to_pb(h) for h in result.hits],
+def search_result_to_pb(result: SearchResult, fields: pb.Fields | None = None) -> pb.SearchResponse:
+    return pb.SearchResponse(hits=[hit_to_pb(h, fields) for h in result.hits],
                              timings_ms=result.timings_ms, mode=MODE_TO_PB[result.mode])
 
 
-def ask_result_to_pb(result: AskResult) -> pb.AskResponse:
+def ask_result_to_pb(result: AskResult, fields: pb.Fields | None = None) -> pb.AskResponse:
     return pb.AskResponse(
-        answers=[pb.Answer(passage=hit_to_pb(a.passage), sentence=a.sentence,
+        answers=[pb.Answer(passage=hit_to_pb(a.passage, fields), sentence=a.sentence,
                            sentence_start=a.sentence_start, sentence_end=a.sentence_end,
                            confidence=a.confidence) for a in result.answers],
         timings_ms=result.timings_ms)

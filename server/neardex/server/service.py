@@ -155,8 +155,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
         collection = self._collection(request.collection)
         found, missing = collection.get(list(request.ids))
-        fields = request.fields if request.HasField("fields") else None
-        return pb.GetResponse(documents=self._documents_to_pb(collection, found, fields), missing=missing)
+        return pb.GetResponse(documents=self._documents_to_pb(collection, found, _fields(request)), missing=missing)
 
     def Count(self, request: pb.CountRequest, context: Any) -> pb.CountResponse:
         collection = self._collection(request.collection)
@@ -169,7 +168,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         if not 1 <= limit <= self.settings.max_batch_documents:
             raise InvalidArgument(f"limit: must be between 1 and {self.settings.max_batch_documents}, got {limit}")
         flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
-        fields = request.fields if request.HasField("fields") else None
+        fields = _fields(request)
         documents = collection.scroll(convert.cursor_from_pb(request.cursor), limit, flt,
                                       text=not (fields and fields.no_text))
         return pb.ScrollResponse(
@@ -211,7 +210,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         return result
 
     def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
-        return convert.search_result_to_pb(self._search(request))
+        return convert.search_result_to_pb(self._search(request), _fields(request))
 
     def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
         if len(request.requests) > self.settings.max_batch_searches:
@@ -220,7 +219,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
                 f" {self.settings.max_batch_searches} (NEARDEX_MAX_BATCH_SEARCHES)")
         encoded = self._encode_batch(request.requests)
         return pb.BatchSearchResponse(responses=[
-            convert.search_result_to_pb(self._search(r, f"requests[{i}].", encoded.get(i)))
+            convert.search_result_to_pb(self._search(r, f"requests[{i}].", encoded.get(i)), _fields(r))
             for i, r in enumerate(request.requests)])
 
     def _encode_batch(self, requests: Any) -> dict[int, np.ndarray]:
@@ -250,7 +249,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
             mode=convert.mode_from_pb(request.mode))
         metrics.observe_timings(result.timings_ms)
-        return convert.ask_result_to_pb(result)
+        return convert.ask_result_to_pb(result, _fields(request))
 
     def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
         embedder, encode = self._model(request.collection)
@@ -302,7 +301,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             min_score=request.min_score if request.HasField("min_score") else None,
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0))
         metrics.observe_timings(result.timings_ms)
-        return convert.search_result_to_pb(result)
+        return convert.search_result_to_pb(result, _fields(request))
 
     def _model(self, collection_name: str) -> tuple[Embedder, QueryEncoder]:
         """The model a request names through its collection (the server's default without one),
@@ -358,3 +357,8 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def _sizes(collection: Collection) -> None:
         stats = collection.stats()
         metrics.set_collection_sizes(collection.manifest.name, stats.documents, stats.chunks, stats.vectors)
+
+
+def _fields(request: Any) -> pb.Fields | None:
+    """A request's field selection; None when it asks for the default."""
+    return request.fields if request.HasField("fields") else None

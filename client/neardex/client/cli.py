@@ -1,0 +1,376 @@
+"""The neardex command. Every command that only talks to a server lives here, in the client
+distribution: a user who installed ./proto and ./client alone (no torch, no FAISS) searches,
+asks, reads and administers a server from the shell. Installed beside the server distribution,
+the commands that work on data folders (index, serve, eval, check, keys, snapshot load) join in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import NeardexError
+
+# Where commands find the server without --server.
+SERVER_ENV = "NEARDEX_SERVER"
+DEFAULT_SERVER = os.environ.get(SERVER_ENV) or "localhost:50051"
+
+
+class UsageError(Exception):
+    """A command-line argument that cannot work; reported as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, clean_errors = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except NeardexError as exc:
+        print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
+        return 2
+    except (UsageError, *clean_errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neardex-client")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def add_server_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
+                   help=f"server (default: ${SERVER_ENV}, else localhost:50051; now {DEFAULT_SERVER})")
+    add_connection_options(p)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
+    """The parser, and the exceptions the commands report as one clean line."""
+    parser = argparse.ArgumentParser(prog="neardex", description="Embedding search service")
+    parser.add_argument("--version", action="version", version=f"neardex {_version()}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    for name, help_text in (("search", "semantic search"), ("ask", "question-answering retrieval")):
+        p = sub.add_parser(name, help=f"{help_text} against a running server")
+        p.add_argument("collection", help="collection to search")
+        p.add_argument("query", help="the question" if name == "ask" else "query text")
+        k = 10 if name == "search" else 5
+        p.add_argument("--k", type=positive_int, default=k, help=f"results to return (default: {k})")
+        p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                       help="metadata condition: key=value, key>=n, key>n, key<=n, key<n (repeatable; all must hold)")
+        p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"),
+                       help="retrieval mode (default: the collection's)")
+        add_server_option(p)
+        p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+        p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
+
+    p = sub.add_parser("similar", help="documents like stored ones, from their vectors, against a running server")
+    p.add_argument("collection", help="collection to search")
+    p.add_argument("ids", nargs="+", metavar="ID", help="stored documents to find more of")
+    p.add_argument("--negative", action="append", default=[], metavar="ID",
+                   help="a stored document to move away from (repeatable)")
+    p.add_argument("--k", type=positive_int, default=10, help="results to return (default: 10)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata condition, as for search (repeatable)")
+    add_server_option(p)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.set_defaults(run=cmd_similar)
+
+    p = sub.add_parser("similarity", help="cosine similarity of texts, against a running server")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="two texts (their similarity), or more (every pair)")
+    p.add_argument("--collection", default=None, help="use this collection's model (default: the server's default model)")
+    add_server_option(p)
+    p.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    p.set_defaults(run=cmd_similarity)
+
+    p = sub.add_parser("tokenize", help="the model's tokens of a text and where the chunker cuts it")
+    p.add_argument("collection", help="collection whose model and chunking to use; - for the server's default model")
+    p.add_argument("text", help="the text")
+    add_server_option(p)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.set_defaults(run=cmd_tokenize)
+
+    p = sub.add_parser("snapshot", help="snapshots of collections: create, list and restore on a server")
+    snap = p.add_subparsers(required=True, metavar="ACTION")
+    s_create = snap.add_parser("create", help="a consistent snapshot of a collection, taken while writes go on")
+    s_create.add_argument("collection")
+    s_create.set_defaults(run=cmd_snapshot_create)
+    s_list = snap.add_parser("list", help="the snapshots of a collection")
+    s_list.add_argument("collection")
+    s_list.set_defaults(run=cmd_snapshot_list)
+    s_restore = snap.add_parser("restore", help="restore one of the server's snapshots")
+    s_restore.add_argument("collection", help="the collection the snapshot was taken of")
+    s_restore.add_argument("snapshot", help="the snapshot's name (see snapshot list)")
+    s_restore.add_argument("--as", dest="target", default=None, metavar="NAME",
+                           help="name of the restored collection (default: the collection itself, with --replace)")
+    s_restore.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
+    s_restore.set_defaults(run=cmd_snapshot_restore)
+    for action in (s_create, s_list, s_restore):
+        add_server_option(action)
+    p = sub.add_parser("alias", help="aliases of collections on a server: create (or switch), delete, list")
+    alias = p.add_subparsers(required=True, metavar="ACTION")
+    a_create = alias.add_parser("create", help="point an alias at a collection")
+    a_create.add_argument("name")
+    a_create.add_argument("collection")
+    a_create.add_argument("--replace", action="store_true", help="switch an existing alias to the collection")
+    a_create.set_defaults(run=cmd_alias_create)
+    a_delete = alias.add_parser("delete", help="remove an alias (the collection stays)")
+    a_delete.add_argument("name")
+    a_delete.set_defaults(run=cmd_alias_delete)
+    a_list = alias.add_parser("list", help="every alias and its collection")
+    a_list.set_defaults(run=cmd_alias_list)
+    for action in (a_create, a_delete, a_list):
+        add_server_option(action)
+
+    p = sub.add_parser("collections", help="the collections of a server, or one collection's details")
+    p.add_argument("name", nargs="?", default=None, help="one collection (or alias) to describe")
+    add_server_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_collections)
+
+    p = sub.add_parser("get", help="stored documents by id")
+    p.add_argument("collection")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    add_server_option(p)
+    p.set_defaults(run=cmd_get)
+
+    p = sub.add_parser("count", help="how many documents match a filter (all without one)")
+    p.add_argument("collection")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata condition, as for search (repeatable)")
+    add_server_option(p)
+    p.set_defaults(run=cmd_count)
+
+    clean: tuple[type[Exception], ...] = ()
+    if importlib.util.find_spec("neardex.server") is not None:
+        from neardex.server.cli import add_commands
+
+        clean = add_commands(sub, {"snapshot": snap})
+    return parser, clean
+
+
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api-key", default=None, help="API key sent with every call (default: $NEARDEX_API_KEY)")
+    p.add_argument("--tls", action="store_true", default=None,
+                   help="connect over TLS (default: on when $NEARDEX_TLS is 1 or a CA / client certificate is given)")
+    p.add_argument("--ca-cert", type=Path, default=None, metavar="PEM",
+                   help="CA that signed the server's certificate (default: $NEARDEX_CA_CERT, else the system's)")
+    p.add_argument("--client-cert", type=Path, default=None, metavar="PEM",
+                   help="client certificate for mutual TLS (default: $NEARDEX_CLIENT_CERT)")
+    p.add_argument("--client-key", type=Path, default=None, metavar="PEM",
+                   help="its private key (default: $NEARDEX_CLIENT_KEY)")
+
+
+def connect(args: argparse.Namespace, timeout: float = 10.0) -> Any:
+    """A client for --server with the connection options, flags over NEARDEX_* variables."""
+    from neardex.client import Client
+
+    def env_path(value: Path | None, name: str) -> Path | None:
+        return value if value is not None else (Path(os.environ[name]) if os.environ.get(name) else None)
+
+    tls = args.tls if args.tls is not None else os.environ.get("NEARDEX_TLS", "") in ("1", "true", "yes")
+    return Client(args.server, timeout=timeout, api_key=args.api_key, tls=tls,
+                  ca_cert=env_path(args.ca_cert, "NEARDEX_CA_CERT"),
+                  client_cert=env_path(args.client_cert, "NEARDEX_CLIENT_CERT"),
+                  client_key=env_path(args.client_key, "NEARDEX_CLIENT_KEY"))
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, Any]:
+    """key=value (value read as JSON where it parses, else a string), key>=n, key>n, key<=n, key<n."""
+    result: dict[str, Any] = {}
+    for item in items:
+        for op, name in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
+            if op in item:
+                key, raw = item.split(op, 1)
+                key = key.strip()
+                if not key:
+                    raise UsageError(f"--filter: {item!r} has no key before {op!r}")
+                if name is None:
+                    try:
+                        result[key] = json.loads(raw)
+                    except json.JSONDecodeError:
+                        result[key] = raw
+                else:
+                    result.setdefault(key, {})[name] = _number(raw, item, op)
+                break
+        else:
+            raise UsageError(f"--filter: {item!r} is not KEY=VALUE, KEY>=N, KEY>N, KEY<=N or KEY<N")
+    return result
+
+
+def _number(raw: str, item: str, op: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"--filter: {item!r}: {op} needs a number after it, got {raw.strip()!r}")
+    return value
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.search(args.collection, args.query, k=args.k,
+                               filter=parse_filters(args.filter) or None, mode=args.mode)
+    return _print_hits(result, args.json)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.similar(args.collection, args.ids, negative=args.negative or None, k=args.k,
+                                filter=parse_filters(args.filter) or None)
+    return _print_hits(result, args.json)
+
+
+def _print_hits(result: Any, as_json: bool) -> int:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    for rank, hit in enumerate(result.hits, 1):
+        title = f" {hit.title}" if hit.title else ""
+        print(f"{rank:>3}. {hit.score:.3f} {hit.id}{title}")
+        print(f"     {_snippet(hit.text)}")
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
+    print(f"({len(result.hits)} hits; {timings})")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.ask(args.collection, args.query, k=args.k,
+                            filter=parse_filters(args.filter) or None, mode=args.mode)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    for rank, answer in enumerate(result.answers, 1):
+        print(f"{rank:>3}. {answer.confidence:.3f} {answer.passage.id}")
+        print(f"     answer: {answer.sentence}")
+        print(f"     passage: {_snippet(answer.passage.text)}")
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        matrix = client.similarity(args.texts, collection=args.collection)
+    if args.json:
+        print(json.dumps(matrix))
+    elif len(args.texts) == 2:
+        print(f"{matrix[0][1]:.4f}")
+    else:
+        for i, row in enumerate(matrix):
+            print(f"{i:>3}. " + " ".join(f"{v:6.3f}" for v in row) + f"  {_snippet(args.texts[i], 60)}")
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.tokenize(args.text, collection=None if args.collection == "-" else args.collection)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    print(result.readable())
+    fit = "fits" if result.fits else "does not fit"
+    print(f"{result.count} tokens ({result.model}); {fit} one model call of {result.window} tokens;"
+          f" {len(result.chunks)} chunk(s):")
+    for chunk in result.chunks:
+        print(f"  chunk {chunk.index}: characters {chunk.start}-{chunk.end}, {chunk.tokens} tokens:"
+              f" {_snippet(args.text[chunk.start:chunk.end], 100)}")
+    return 0
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_snapshot_create(args: argparse.Namespace) -> int:
+    with connect(args, timeout=3600) as client:
+        snapshot = client.create_snapshot(args.collection)
+    print(f"{snapshot.name} {snapshot.bytes} bytes")
+    return 0
+
+
+def cmd_snapshot_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        for snapshot in client.snapshots(args.collection):
+            print(f"{snapshot.name}\t{snapshot.bytes}\t{snapshot.created}")
+    return 0
+
+
+def cmd_snapshot_restore(args: argparse.Namespace) -> int:
+    with connect(args, timeout=3600) as client:
+        info = client.restore_snapshot(args.collection, args.snapshot, target=args.target, replace=args.replace)
+    print(f"restored {info.name!r}: {info.documents} documents")
+    return 0
+
+
+def cmd_alias_create(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        alias = client.create_alias(args.name, args.collection, replace=args.replace)
+    print(f"{alias.name} -> {alias.collection}")
+    return 0
+
+
+def cmd_alias_delete(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        client.delete_alias(args.name)
+    return 0
+
+
+def cmd_alias_list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        for alias in client.aliases():
+            print(f"{alias.name} -> {alias.collection}")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        infos = [client.info(args.name)] if args.name else client.collections()
+    if args.json:
+        print(json.dumps([i.model_dump() for i in infos], indent=2))
+        return 0
+    for info in infos:
+        aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
+        print(f"{info.name}{aliases}: {info.documents} documents, {info.chunks} chunks, {info.index_kind} index,"
+              f" model {info.model}, default mode {info.default_mode}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.get(args.collection, args.ids)
+    print(result.model_dump_json(indent=2))
+    return 0 if not result.missing else 1
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        print(client.count(args.collection, filter=parse_filters(args.filter) or None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
