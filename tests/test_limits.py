@@ -36,6 +36,12 @@ def rpc_count(method: str, code: str) -> float:
     return sample("neardex_rpc_requests_total", method=method, code=code)
 
 
+def sample_total(method: str) -> float:
+    """Calls of a method counted under any code."""
+    return sum(s.value for metric in REGISTRY.collect() if metric.name == "neardex_rpc_requests"
+               for s in metric.samples if s.name.endswith("_total") and s.labels.get("method") == method)
+
+
 def texts_embedded() -> float:
     return sample("neardex_embed_batch_size_sum")
 
@@ -64,10 +70,27 @@ def served(tmp_path: Path) -> Iterator[tuple[Any, Client]]:
     server.stop(grace=1)
 
 
+def search_calls() -> dict[str, float]:
+    return {code: rpc_count("Search", code) for code in ("OK", "DEADLINE_EXCEEDED", "CANCELLED")}
+
+
+def settled(read: Callable[[], dict[str, float]], quiet: float = 0.5, timeout: float = 30) -> dict[str, float]:
+    """read() once it has stopped changing for `quiet` seconds (calls finish in the pool's threads)."""
+    last, since, limit = read(), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < limit, "never settled"
+        time.sleep(0.05)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def test_a_burst_of_expired_searches_is_not_embedded(served: tuple[Any, Client]) -> None:
     stub, client = served
     burst = 100
-    before_texts, before_expired = texts_embedded(), rpc_count("Search", "DEADLINE_EXCEEDED")
+    before_texts, before = texts_embedded(), search_calls()
+    total_before = sample_total("Search")
     futures = [stub.Search.future(pb.SearchRequest(collection="docs", text=f"moon landing number {i}", top_k=3),
                                   timeout=0.001) for i in range(burst)]
     for future in futures:
@@ -76,9 +99,13 @@ def test_a_burst_of_expired_searches_is_not_embedded(served: tuple[Any, Client])
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     # The normal search behind the burst is answered, and answered right.
     assert client.search("docs", "who first walked on the moon", k=1).hits[0].id == "apollo"
-    # The server counts them under their code: those that reached it (a call can expire in the
-    # client before it is sent at all).
-    wait_until(lambda: rpc_count("Search", "DEADLINE_EXCEEDED") - before_expired >= 0.9 * burst, timeout=30)
+    after = settled(search_calls)
+    arrived = sample_total("Search") - total_before
+    # Every call of the burst that reached the server (one can expire in the client before it is
+    # sent) is counted under DEADLINE_EXCEEDED or CANCELLED; only the normal search is OK.
+    assert after["OK"] - before["OK"] == 1
+    expired = (after["DEADLINE_EXCEEDED"] - before["DEADLINE_EXCEEDED"]) + (after["CANCELLED"] - before["CANCELLED"])
+    assert expired == arrived - 1 and expired > 0
     # Nearly none of the burst reached the model: the normal search was not queued behind it.
     assert texts_embedded() - before_texts <= 1 + 0.1 * burst
 
