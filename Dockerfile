@@ -17,7 +17,7 @@ COPY server/ ./server/
 COPY samples/ ./samples/
 
 # Order matters: each package depends on the ones before it.
-RUN pip install ./proto ./client ./indexer ./server
+RUN pip install ./proto ./client ./indexer "./server[milvus]"
 
 ENV HF_HUB_OFFLINE=1 \
     NEARDEX_DATA_DIR=/data

@@ -68,24 +68,24 @@ def main() -> None:
                             for i in range(start, min(start + 5000, args.n))])
             col.wait_for_rebuild()
             collections[name] = col
-            print(f"built {name}: {col.index.trained_kind}, {col.stats().vectors} vectors,"
+            print(f"built {name}: {col.store.index.trained_kind}, {col.stats().vectors} vectors,"
                   f" {time.perf_counter() - t:.0f} s", flush=True)
         for share in SELECTIVITY:
             flt = parse_filter({"bucket": {"lt": int(1000 * share)}})
             plain, indexed = collections["flat"], collections["flat+index"]
-            resolve_plain = median([ms(plain.allowed_chunks, flt)[0] for _ in range(5)])
-            resolve_indexed = median([ms(indexed.allowed_chunks, flt)[0] for _ in range(5)])
+            resolve_plain = median([ms(plain.store.restrict, flt)[0] for _ in range(5)])
+            resolve_indexed = median([ms(indexed.store.restrict, flt)[0] for _ in range(5)])
             count_plain = median([ms(plain.count, flt)[0] for _ in range(5)])
             count_indexed = median([ms(indexed.count, flt)[0] for _ in range(5)])
-            allowed = plain.allowed_chunks(flt)
+            allowed = plain.store.restrict(flt)
             index_rows.append([f"{share:.1%}", len(allowed), resolve_plain, resolve_indexed, count_plain, count_indexed])
             for name in ("flat", "hnsw", "ivfpq"):
                 col = collections[name]
-                allowed = col.allowed_chunks(flt)
+                allowed = col.store.restrict(flt)
                 exact_ms, index_ms, found, recall = [], [], [], []
                 for q in queries:
-                    t_exact, exact_rows = ms(col._exact_among, q[None, :], args.k, allowed)
-                    t_index, (scores, ids) = ms(col.index.search, q[None, :], args.k, allowed)
+                    t_exact, exact_rows = ms(col.store._exact_among, q[None, :], args.k, allowed)
+                    t_index, (scores, ids) = ms(col.store.index.search, q[None, :], args.k, allowed)
                     exact = exact_rows[0]
                     got = [int(i) for i in ids[0] if i >= 0]
                     truth = {i for i, _ in exact}

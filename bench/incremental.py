@@ -33,10 +33,10 @@ def main() -> None:
         collection = catalog.create("bench", encoder=args.encoder)
         with Timer() as full:
             first = index_documents(collection, docs)
-        before = collection.chunk_ids()
+        before = collection.store.chunk_ids()
         with Timer() as again:
             second = index_documents(collection, edited)
-        rewritten = len(before - collection.chunk_ids())
+        rewritten = len(before - collection.store.chunk_ids())
     rows = [["from scratch", len(docs), first.upserted, full.seconds, 1.0],
             [f"{args.changed:.0%} changed", len(docs), second.upserted, again.seconds, full.seconds / again.seconds]]
     print_table(["run", "documents read", "documents written", "seconds", "speed-up"], rows)

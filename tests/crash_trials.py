@@ -357,7 +357,7 @@ def verify_chunks(data: Path, ledger: Ledger, embedder: Any, rng: random.Random,
     with Catalog(data) as catalog:
         for name in catalog.names():
             collection = catalog.get(name)
-            db = collection._reader()
+            db = collection.store._reader()
             docs = db.execute("SELECT id, text, title FROM documents").fetchall()
             for doc_id, text, title in (docs if name == "main" else rng.sample(docs, min(len(docs), 30))):
                 rows = db.execute("SELECT idx, start, end, vector FROM chunks WHERE doc_id = ? ORDER BY idx",

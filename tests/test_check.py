@@ -44,8 +44,8 @@ def drop_from_snapshot(data_dir: Path, doc_id: str) -> int:
     with Catalog(data_dir) as catalog:
         docs = catalog.get("docs")
         ids = [r[0] for r in store(data_dir).execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
-        docs.index.remove(np.array(ids, dtype=np.int64))
-        index_cache.write(docs.folder, docs.index, docs._db, index_cache.last_change(docs._db, docs.folder))
+        docs.store.index.remove(np.array(ids, dtype=np.int64))
+        index_cache.write(docs.folder, docs.store.index, docs.store._db, index_cache.last_change(docs.store._db, docs.folder))
     return len(ids)
 
 

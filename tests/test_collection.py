@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neardex.indexer import collection as collection_module
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from neardex.indexer.filters import parse_filter
 from neardex.indexer.pipeline import index_documents
+from neardex.indexer.stores import local as collection_module
 
 DOCS = [
     Document("cat", "The cat sat on the warm mat by the fire.", "Cats", {"lang": "en", "year": 2001}),
@@ -39,23 +39,23 @@ def test_upsert_search_get_delete(catalog: Catalog) -> None:
     assert [d.id for d in found] == ["nile"] and missing == ["nope"]
     assert col.delete(["paris", "nope"]) == 1
     assert "paris" not in [h.id for h in col.search("capital of France", k=4).hits]
-    assert col.stats().documents == 3 and col.chunk_ids() == col.index_ids()
+    assert col.stats().documents == 3 and col.store.chunk_ids() == col.store.index_ids()
 
 
 def test_unchanged_documents_are_skipped_and_changed_ones_replaced(catalog: Catalog) -> None:
     col = catalog.create("docs")
     col.upsert(DOCS)
-    before = col.chunk_ids()
+    before = col.store.chunk_ids()
     again = col.upsert(DOCS)
     assert (again.upserted, again.unchanged, again.chunks) == (0, 4, 0)
-    assert col.chunk_ids() == before  # nothing rewritten
+    assert col.store.chunk_ids() == before  # nothing rewritten
     changed = Document("cat", "Dogs guard the house at night and bark at strangers.", "Dogs", {"lang": "en"})
     result = col.upsert([changed, DOCS[1]])
     assert (result.upserted, result.unchanged) == (1, 1)
     assert col.stats().chunks == 4  # old chunk of "cat" replaced, not added to
     assert col.search("a dog barking at night", k=1).hits[0].id == "cat"
     assert col.get(["cat"])[0][0].title == "Dogs"
-    assert col.chunk_ids() == col.index_ids()
+    assert col.store.chunk_ids() == col.store.index_ids()
 
 
 def test_long_documents_are_chunked_and_hits_grouped_by_document(catalog: Catalog) -> None:
@@ -120,12 +120,12 @@ def test_reopen_replays_the_change_log_and_checkpoints(tmp_path: Path, monkeypat
     col.upsert(DOCS)
     col.delete(["py"])
     # Simulate a crash: drop the process state without the closing snapshot.
-    col._db.close()
+    col.store._db.close()
     cat._lock_file.close()
     assert not list((data / "docs").glob("index-*.faiss"))
     with Catalog(data) as cat2:
         col2 = cat2.get("docs")
-        assert col2.chunk_ids() == col2.index_ids() and len(col2.index_ids()) == 3
+        assert col2.store.chunk_ids() == col2.store.index_ids() and len(col2.store.index_ids()) == 3
         assert col2.search("capital of France", k=1).hits[0].id == "paris"
         monkeypatch.setattr(collection_module, "CHECKPOINT_CHANGES", 1)
         col2.upsert([Document("new", "A brand new document about volcanoes.")])
@@ -133,8 +133,8 @@ def test_reopen_replays_the_change_log_and_checkpoints(tmp_path: Path, monkeypat
     assert len(snapshots) == 1
     with Catalog(data) as cat3:
         col3 = cat3.get("docs")
-        assert col3._db.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 0
-        assert col3.chunk_ids() == col3.index_ids() and len(col3.index_ids()) == 4
+        assert col3.store._db.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 0
+        assert col3.store.chunk_ids() == col3.store.index_ids() and len(col3.store.index_ids()) == 4
 
 
 def test_catalog_names_create_delete(catalog: Catalog) -> None:

@@ -125,3 +125,17 @@ def test_compose_server_requires_keys() -> None:
 def test_image_runs_as_a_user_not_root() -> None:
     lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
     assert lines and lines[-1][1] not in ("root", "0")
+
+
+@needs_compose
+def test_compose_cluster_profile_puts_two_replicas_before_milvus() -> None:
+    assert _compose("--profile", "cluster", "config", "-q").returncode == 0
+    result = _compose("--profile", "cluster", "config")
+    assert result.returncode == 0, result.stderr
+    services = set(_compose("--profile", "cluster", "config", "--services").stdout.split())
+    assert {"etcd", "minio", "milvus", "neardex-a", "neardex-b", "prometheus", "grafana"} <= services, services
+    assert result.stdout.count("milvus://milvus:19530") == 2  # each replica serves Milvus' collections
+    for name in ("etcd", "minio", "milvus", "neardex-a"):  # started only with the profile
+        assert re.search(rf"\n  {name}:(\n    .*)*\n    profiles:\n    - cluster\n", result.stdout), name
+    scraped = PROMETHEUS_CONFIG.read_text()
+    assert "neardex-a:50052" in scraped and "neardex-b:50052" in scraped

@@ -75,8 +75,8 @@ def _stop_and_check_store(server: subprocess.Popen[bytes], data_dir: Path, chunk
     assert server.returncode == 0, f"restarted server exited {server.returncode} on SIGTERM"
     with Catalog(data_dir) as catalog:
         collection = catalog.get(COLLECTION)
-        chunk_ids = collection.chunk_ids()
-        index_ids = collection.index_ids()
+        chunk_ids = collection.store.chunk_ids()
+        index_ids = collection.store.index_ids()
     assert chunk_ids == index_ids, (
         f"store-only chunks {sorted(chunk_ids - index_ids)[:20]},"
         f" index-only ids {sorted(index_ids - chunk_ids)[:20]}")

@@ -11,103 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filter_model import filter_strategy, matches, random_metadata
 from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
 
 from neardex.client import Client, InvalidArgument
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.filters import Condition, Filter
-
-MISSING = object()
-KEYS = ["a", "b", "n.x", "n.y", "gone"]
-SCALARS = st.one_of(st.integers(-3, 3), st.sampled_from([0.5, 2.0, -1.5]), st.sampled_from(["x", "y", "2021-03-01",
-                                                                                               "2022-12-31", ""]),
-                    st.booleans(), st.none())
-
-
-def condition_strategy() -> st.SearchStrategy[Condition]:
-    non_null = SCALARS.filter(lambda v: v is not None)
-    number_bounds = st.dictionaries(st.sampled_from(["gt", "gte", "lt", "lte"]), st.integers(-3, 3), min_size=1)
-    text_bounds = st.dictionaries(st.sampled_from(["gt", "gte", "lt", "lte"]),
-                                  st.sampled_from(["2021-01-01", "2022-06-30", "x", ""]), min_size=1)
-    return st.one_of(
-        st.tuples(st.sampled_from(["eq", "ne"]), SCALARS),
-        st.tuples(st.sampled_from(["in", "not_in", "contains_any", "contains_all"]), st.lists(non_null, min_size=1,
-                                                                                              max_size=3)),
-        st.tuples(st.just("range"), st.one_of(number_bounds, text_bounds)),
-        st.tuples(st.just("exists"), st.booleans()),
-    ).map(lambda pair: Condition(*pair))
-
-
-def filter_strategy() -> st.SearchStrategy[Filter]:
-    leaf = st.dictionaries(st.sampled_from(KEYS), condition_strategy(), min_size=1, max_size=2).map(Filter)
-    return st.recursive(leaf, lambda inner: st.builds(
-        lambda c, al, an, no: Filter(c, tuple(al), tuple(an), tuple(no)),
-        st.dictionaries(st.sampled_from(KEYS), condition_strategy(), max_size=1),
-        st.lists(inner, max_size=2), st.lists(inner, max_size=2), st.lists(inner, max_size=1)), max_leaves=6)
-
-
-# -- the plain Python reading ----------------------------------------------------------------
-
-
-def value_at(metadata: dict[str, Any], key: str) -> Any:
-    value: Any = metadata
-    for segment in key.split("."):
-        if not isinstance(value, dict) or segment not in value:
-            return MISSING
-        value = value[segment]
-    return value
-
-
-def same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return isinstance(a, str) and isinstance(b, str) and a == b
-
-
-def holds(value: Any, test: Any) -> bool:
-    """test(value), or test of one element when value is an array."""
-    if value is MISSING:
-        return False
-    return any(test(v) for v in value) if isinstance(value, list) else test(value)
-
-
-def in_range(value: Any, bounds: dict[str, Any]) -> bool:
-    numeric = not any(isinstance(b, str) for b in bounds.values())
-    if numeric and not (isinstance(value, int | float) and not isinstance(value, bool)):
-        return False
-    if not numeric and not isinstance(value, str):
-        return False
-    ops = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
-    return all(ops[op](bound) for op, bound in bounds.items())
-
-
-def condition_holds(metadata: dict[str, Any], key: str, cond: Condition) -> bool:
-    value = value_at(metadata, key)
-    if cond.op == "eq":
-        return value is MISSING or value is None if cond.value is None else holds(value, lambda v: same(v, cond.value))
-    if cond.op == "ne":
-        return not condition_holds(metadata, key, Condition("eq", cond.value))
-    if cond.op in ("in", "contains_any"):
-        return any(condition_holds(metadata, key, Condition("eq", v)) for v in cond.value)
-    if cond.op == "contains_all":
-        return all(condition_holds(metadata, key, Condition("eq", v)) for v in cond.value)
-    if cond.op == "not_in":
-        return not condition_holds(metadata, key, Condition("in", cond.value))
-    if cond.op == "range":
-        return holds(value, lambda v: in_range(v, cond.value))
-    return (value is not MISSING and value is not None) == cond.value
-
-
-def matches(metadata: dict[str, Any], flt: Filter) -> bool:
-    return (all(condition_holds(metadata, k, c) for k, c in flt.conditions.items())
-            and all(matches(metadata, f) for f in flt.all)
-            and (not flt.any or any(matches(metadata, f) for f in flt.any))
-            and not any(matches(metadata, f) for f in flt.not_))
-
 
 # -- the store against it ----------------------------------------------------------------------
 
@@ -115,23 +25,7 @@ def matches(metadata: dict[str, Any], flt: Filter) -> bool:
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, list[dict[str, Any]]]]:
     """The same 300 random documents in a plain collection and in one with every key indexed."""
-    import random
-
-    rng = random.Random(5)
-    pool: list[Any] = [-3, -1, 0, 1, 2, 3, 0.5, 2.0, -1.5, "x", "y", "2021-03-01", "2022-12-31", "", True, False, None]
-
-    def value() -> Any:
-        return [rng.choice(pool) for _ in range(rng.randint(0, 3))] if rng.random() < 0.3 else rng.choice(pool)
-
-    documents = []
-    for _ in range(300):
-        metadata: dict[str, Any] = {}
-        for key in ("a", "b"):
-            if rng.random() < 0.8:
-                metadata[key] = value()
-        if rng.random() < 0.7:
-            metadata["n"] = {k: value() for k in ("x", "y") if rng.random() < 0.7} if rng.random() < 0.8 else value()
-        documents.append(metadata)
+    documents = random_metadata(300)
     with Catalog(tmp_path_factory.mktemp("filters")) as catalog:
         plain = catalog.create("plain", model="none", dimension=2)
         indexed = catalog.create("indexed", model="none", dimension=2, indexed_keys=["a", "b", "n.x"])
@@ -252,8 +146,8 @@ def test_filtered_search_on_approximate_indexes_is_exact(tmp_path: Path, kind: s
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from neardex.indexer import collection as collection_module
     from neardex.indexer.filters import parse_filter
+    from neardex.indexer.stores import local as collection_module
     from neardex.indexer.vector_index import IndexSpec
 
     monkeypatch.setattr(collection_module, "EXACT_FILTER_LIMIT", limit)
@@ -265,7 +159,7 @@ def test_filtered_search_on_approximate_indexes_is_exact(tmp_path: Path, kind: s
         col = catalog.create("c", model="none", dimension=16, index=spec)
         col.upsert([Document(f"d{i}", "", metadata={"bucket": i % 100}, vector=tuple(vectors[i])) for i in range(1500)])
         col.wait_for_rebuild()
-        assert col.index.trained_kind == kind
+        assert col.store.index.trained_kind == kind
         for buckets in ([7], [1, 2, 3]):
             allowed = [i for i in range(1500) if i % 100 in buckets]
             for query in rng.normal(size=(5, 16)).astype(np.float32):

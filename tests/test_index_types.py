@@ -34,7 +34,7 @@ def test_search_upsert_delete_reopen(tmp_path: Path, kind: str, monkeypatch) -> 
         col.upsert(_docs(700))
         col.wait_for_rebuild()
         if kind == "ivfpq":
-            assert col.index.trained_kind == "ivfpq"
+            assert col.store.index.trained_kind == "ivfpq"
         hit = col.search("bees and honey", k=1).hits[0]
         assert "bees make honey" in hit.text
         col.delete([f"d{i}" for i in range(0, 700, 2)])
@@ -42,10 +42,10 @@ def test_search_upsert_delete_reopen(tmp_path: Path, kind: str, monkeypatch) -> 
         assert col.search("glaciers carving valleys", k=1).hits[0].id == "d1"
         ids = {h.id for h in col.search("bees make honey", k=50).hits}
         assert ids and all(int(i[1:]) % 2 == 1 for i in ids), "a deleted document came back"
-        assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 350
+        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == 350
     with Catalog(data) as cat:
         col = cat.get("docs")
-        assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 350
+        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == 350
         assert col.search("glaciers carving valleys", k=1).hits[0].id == "d1"
 
 
@@ -54,11 +54,11 @@ def test_hnsw_tombstones_trigger_a_rebuild(tmp_path: Path) -> None:
         col = cat.create("docs", index=IndexSpec.parse("hnsw", {"m": 8}), default_mode="dense")
         col.upsert(_docs(100))
         col.delete([f"d{i}" for i in range(10)])
-        assert len(col.index.tombstones) == 10
+        assert len(col.store.index.tombstones) == 10
         col.delete([f"d{i}" for i in range(10, 30)])  # past 20%: the graph is rebuilt clean
         col.wait_for_rebuild()
-        assert col.index.tombstones == set() and col.index.index.ntotal == 70
-        assert col.chunk_ids() == col.index_ids()
+        assert col.store.index.tombstones == set() and col.store.index.index.ntotal == 70
+        assert col.store.chunk_ids() == col.store.index_ids()
 
 
 def test_per_query_effort_and_exact_ids(tmp_path: Path) -> None:
@@ -168,15 +168,15 @@ def test_searches_and_writes_go_on_during_a_background_rebuild(tmp_path: Path,
         col.wait_for_rebuild(timeout=60)
         # The fresh index caught up with the writes made while it was built.
         # The thirty tombstones are gone; the delete made meanwhile is the only one left.
-        assert col.index.live == 70 and len(col.index.tombstones) == 1
-        assert col.chunk_ids() == col.index_ids()
+        assert col.store.index.live == 70 and len(col.store.index.tombstones) == 1
+        assert col.store.chunk_ids() == col.store.index_ids()
         assert col.search("glaciers carving valleys", k=1).hits[0].id == "glacier"
         assert "d50" not in {h.id for h in col.search("rivers flow to the sea", k=70).hits}
     monkeypatch.undo()
     with Catalog(data) as cat:
         col = cat.get("docs")
-        assert len(col.index.tombstones) == 1  # the rebuilt index was snapshotted
-        assert col.chunk_ids() == col.index_ids() and col.stats().vectors == 70
+        assert len(col.store.index.tombstones) == 1  # the rebuilt index was snapshotted
+        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == 70
 
 
 def test_ivfpq_trains_once_big_enough_and_again_when_it_outgrows_its_lists() -> None:
@@ -223,11 +223,11 @@ def test_an_auto_collection_moves_to_hnsw_as_it_grows(tmp_path: Path, monkeypatc
         col = cat.create("docs", index=IndexSpec.parse("auto"), default_mode="dense")
         col.upsert(_docs(150))
         col.wait_for_rebuild()
-        assert col.index.trained_kind == "flat"
+        assert col.store.index.trained_kind == "flat"
         col.upsert(_docs(150, offset=150))
         col.wait_for_rebuild()
-        assert col.index.trained_kind == "hnsw"
-        assert col.chunk_ids() == col.index_ids()
+        assert col.store.index.trained_kind == "hnsw"
+        assert col.store.chunk_ids() == col.store.index_ids()
         assert "bees make honey" in col.search("bees and honey", k=1).hits[0].text
     with Catalog(tmp_path / "data") as cat:
-        assert cat.get("docs").index.trained_kind == "hnsw"
+        assert cat.get("docs").store.index.trained_kind == "hnsw"

@@ -56,13 +56,13 @@ def test_recall_checks_never_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with Catalog(tmp_path / "data") as catalog:
         collection = catalog.create("ann", index=IndexSpec.parse("hnsw", {"m": 8}))
         collection.upsert([Document(f"d{i}", f"note {i} on subject {i % 5}") for i in range(50)])
-        exact_ids = collection.exact_ids
+        exact_ids = collection.store.exact_ids
 
         def slow_exact_ids(vectors: np.ndarray, k: int) -> np.ndarray:
             assert release.wait(timeout=60)  # an exact search slower than the searches arrive
             return exact_ids(vectors, k)
 
-        monkeypatch.setattr(collection, "exact_ids", slow_exact_ids)
+        monkeypatch.setattr(collection.store, "exact_ids", slow_exact_ids)
         sampler = RecallSampler(rate=1.0)
         dropped = _value("neardex_ann_recall_checks_dropped_total")
         checked = _value("neardex_ann_recall_at_10_count", collection="ann")

@@ -66,15 +66,15 @@ def test_lexical_index_stays_in_step_with_upserts_deletes_and_restart(tmp_path: 
     with Catalog(data) as cat:
         col = cat.get("docs")
         assert col.search("violins", k=1, mode="lexical").hits[0].id == "zx"
-        fts_ids = {r[0] for r in col._db.execute(f"SELECT rowid FROM {lexical.TABLE}")}
-        assert fts_ids == col.chunk_ids()
+        fts_ids = {r[0] for r in col.store._db.execute(f"SELECT rowid FROM {lexical.TABLE}")}
+        assert fts_ids == col.store.chunk_ids()
 
 
 def test_a_collection_without_lexical_index_gets_one_on_open(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with Catalog(data) as cat:
         cat.create("docs").upsert(DOCS)
-        cat.get("docs")._db.execute(f"DROP TABLE {lexical.TABLE}")
+        cat.get("docs").store._db.execute(f"DROP TABLE {lexical.TABLE}")
     with Catalog(data) as cat:
         col = cat.get("docs")
         assert col.search("XJ-4471", k=1, mode="lexical").hits[0].id == "zx"

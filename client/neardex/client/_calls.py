@@ -8,6 +8,7 @@ retrying on DEADLINE_EXCEEDED), and pairs the request builder with the response 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -15,6 +16,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +242,34 @@ def channel_credentials(
     )
 
 
+def channel_target(target: str | Sequence[str]) -> str:
+    """The gRPC target for one server ("host:port", or any gRPC target such as
+    "dns:///neardex:50051") or for several ("host1:port,host2:port", or a list), which the channel
+    balances over. Several servers' names are resolved once, here."""
+    addresses = [t.strip() for t in target.split(",")] if isinstance(target, str) else [str(t).strip() for t in target]
+    if not addresses or not all(addresses):
+        raise InvalidArgument(f"target: expected HOST:PORT, or several separated by commas; got {target!r}")
+    if len(addresses) == 1:
+        return addresses[0]
+    resolved: dict[str, list[str]] = {"ipv4": [], "ipv6": []}
+    for i, address in enumerate(addresses):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise InvalidArgument(f"target[{i}]: expected HOST:PORT, got {address!r}")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise InvalidArgument(f"target[{i}]: cannot resolve {host!r}: {exc}") from None
+        for family, _, _, _, sockaddr in infos:
+            if family == socket.AF_INET:
+                resolved["ipv4"].append(f"{sockaddr[0]}:{port}")
+            elif family == socket.AF_INET6:
+                resolved["ipv6"].append(f"[{sockaddr[0]}]:{port}")
+    # One address family per target (gRPC's ipv4: and ipv6: schemes); IPv4 where there is any.
+    scheme = "ipv4" if resolved["ipv4"] else "ipv6"
+    return f"{scheme}:" + ",".join(dict.fromkeys(resolved[scheme]))
+
+
 @dataclass(frozen=True)
 class Settings:
     timeout: float
@@ -272,6 +302,9 @@ class Settings:
         limits = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            # Calls spread over every address of the target (each server of a list, each
+            # address a DNS name resolves to) instead of all going to the first.
+            ("grpc.lb_policy_name", "round_robin"),
         ]
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not isinstance(key, str) or any(c in key for c in "\r\n"):

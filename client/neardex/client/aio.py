@@ -46,7 +46,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         *,
         timeout: float = calls.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
@@ -62,12 +62,12 @@ class AsyncClient:
         self._settings = calls.Settings.make(
             timeout, retry, options, max_message_bytes, api_key=api_key, tls=tls, ca_cert=ca_cert,
             client_cert=client_cert, client_key=client_key, credentials=credentials)
-        self.target = target
+        self.target = target if isinstance(target, str) else ",".join(target)
         opts, creds = self._settings.options, self._settings.credentials
         self._channel = (
-            grpc.aio.secure_channel(target, creds, options=opts)
+            grpc.aio.secure_channel(calls.channel_target(target), creds, options=opts)
             if creds is not None
-            else grpc.aio.insecure_channel(target, options=opts)
+            else grpc.aio.insecure_channel(calls.channel_target(target), options=opts)
         )
         self._stub = neardex_pb2_grpc.NeardexStub(self._channel)  # type: ignore[no-untyped-call]
         self._health_check = self._channel.unary_unary(convert.HEALTH_CHECK_METHOD)
@@ -117,6 +117,7 @@ class AsyncClient:
         encoder: str | None = None,
         dimension: int | None = None,
         indexed_keys: Iterable[str] | None = None,
+        store: str | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> CollectionInfo:
@@ -130,6 +131,7 @@ class AsyncClient:
             encoder=encoder,
             dimension=dimension,
             indexed_keys=indexed_keys,
+            store=store,
         )
         try:
             return await self._invoke(prepared, timeout)

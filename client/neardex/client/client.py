@@ -45,11 +45,15 @@ class Client:
     ``authorization: Bearer KEY``. ``tls=True`` connects over TLS, trusting the system's CAs or
     ``ca_cert``; ``client_cert`` and ``client_key`` authenticate the client (mutual TLS). PEM
     arguments are paths or bytes. ``credentials`` takes ready-made gRPC channel credentials instead.
+
+    ``target`` is one server (``"host:port"``, or any gRPC target such as ``"dns:///neardex:50051"``)
+    or several (``"a:50051,b:50051"`` or a list), e.g. replicas over one Milvus-backed collection:
+    calls are spread round-robin over every address, and a server that goes away is skipped.
     """
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         *,
         timeout: float = calls.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
@@ -65,12 +69,12 @@ class Client:
         self._settings = calls.Settings.make(
             timeout, retry, options, max_message_bytes, api_key=api_key, tls=tls, ca_cert=ca_cert,
             client_cert=client_cert, client_key=client_key, credentials=credentials)
-        self.target = target
+        self.target = target if isinstance(target, str) else ",".join(target)
         opts, creds = self._settings.options, self._settings.credentials
         self._channel = (
-            grpc.secure_channel(target, creds, options=opts)
+            grpc.secure_channel(calls.channel_target(target), creds, options=opts)
             if creds is not None
-            else grpc.insecure_channel(target, options=opts)
+            else grpc.insecure_channel(calls.channel_target(target), options=opts)
         )
         self._stub = neardex_pb2_grpc.NeardexStub(self._channel)  # type: ignore[no-untyped-call]
         self._health_check = self._channel.unary_unary(convert.HEALTH_CHECK_METHOD)
@@ -119,6 +123,7 @@ class Client:
         encoder: str | None = None,
         dimension: int | None = None,
         indexed_keys: Iterable[str] | None = None,
+        store: str | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> CollectionInfo:
@@ -126,7 +131,9 @@ class Client:
         ``indexed_keys`` names metadata keys whose filters use an index. ``model="none"`` with a
         ``dimension`` makes a collection of your own vectors: each document
         brings its ``vector`` (text optional, for lexical search); vectors are scaled to unit length
-        and scores are cosines. With ``exist_ok`` an existing collection is returned as it is,
+        and scores are cosines. ``store`` puts the collection's data in a Milvus instance
+        (``"milvus://host:19530"``, or a milvus-lite file on the server) instead of the server's data
+        folder, so that every server pointed at that instance serves it. With ``exist_ok`` an existing collection is returned as it is,
         whatever its settings."""
         prepared = calls.CREATE_COLLECTION.prepare(
             name,
@@ -138,6 +145,7 @@ class Client:
             encoder=encoder,
             dimension=dimension,
             indexed_keys=indexed_keys,
+            store=store,
         )
         try:
             return self._invoke(prepared, timeout)

@@ -359,9 +359,11 @@ def create_collection_request(
     encoder: str | None = None,
     dimension: int | None = None,
     indexed_keys: Iterable[str] | None = None,
+    store: str | None = None,
 ) -> pb.CreateCollectionRequest:
     request = pb.CreateCollectionRequest(
         name=name,
+        store=store or "",
         model=model or "",
         dimension=_optional_int_arg("dimension", dimension, minimum=1),
         indexed_keys=_ids(indexed_keys or [], "indexed_keys"),
@@ -766,6 +768,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         index_params=dict(message.index_params),
         indexed_keys=list(message.indexed_keys),
         aliases=list(message.aliases),
+        store=message.store,
     )
 
 

@@ -143,6 +143,7 @@ class CollectionInfo(_Frozen):
     index_params: dict[str, int] = Field(default_factory=dict)
     indexed_keys: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    store: str = "local"  # "local" (the server's data folder) or the Milvus instance holding it
 
 
 class UpsertResult(_Frozen):

@@ -19,10 +19,11 @@ import numpy as np
 
 from . import deadline
 from .chunker import sentence_spans
-from .collection import Collection, Hit
+from .collection import Collection
 from .embedder import check_fits
 from .errors import InvalidArgument
 from .filters import Filter
+from .records import Hit
 
 # Passages whose sentences are read: enough that the answer is among them, few enough that one
 # model call embeds them all quickly.

@@ -21,11 +21,15 @@ from typing import IO
 from . import snapshots
 from .aliases import Alias, Aliases
 from .chunker import default_overlap
-from .collection import MODES, NO_MODEL, Collection, Manifest, QueryEncoder
+from .collection import Collection, QueryEncoder
 from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from .files import fsync_path
+from .files import fsync_path, write_durably
 from .filters import Condition, validate_condition
+from .records import LOCAL_STORE, MODES, NO_MODEL, Manifest
+from .stores import Store
+from .stores.local import LocalStore
+from .stores.milvus import MilvusStore, catalog_manifests, is_milvus
 from .vector_index import IndexSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -52,8 +56,14 @@ class DataDirLocked(FailedPrecondition):
 
 class Catalog:
     def __init__(self, root: Path | str, *, default_encoder: str = "torch",
-                 query_encoder_factory: QueryEncoderFactory | None = None) -> None:
+                 query_encoder_factory: QueryEncoderFactory | None = None, milvus: Sequence[str] = ()) -> None:
+        """milvus: Milvus instances whose neardex collections this catalog serves too (any number
+        of servers can serve one instance's collections)."""
         self.root = Path(root).expanduser().resolve()
+        self.milvus = list(milvus)
+        for uri in self.milvus:
+            if not is_milvus(uri):
+                raise InvalidArgument(f"milvus: {uri!r} is neither milvus://HOST:PORT nor a milvus-lite .db file")
         self.root.mkdir(parents=True, exist_ok=True)
         self.default_encoder = default_encoder
         self.query_encoder_factory = query_encoder_factory
@@ -89,31 +99,49 @@ class Catalog:
         return handle
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and (p / "manifest.json").exists() and NAME.match(p.name))
+        local = {p.name for p in self.root.iterdir()
+                 if p.is_dir() and (p / "manifest.json").exists() and NAME.match(p.name)}
+        return sorted(local | {name for uri in self.milvus for name in catalog_manifests(uri)})
 
     def exists(self, name: str) -> bool:
         """Whether the name is a collection, or an alias of one."""
-        return (self.root / self.aliases.resolve(validate_name(name)) / "manifest.json").exists()
+        return self._manifest(self.aliases.resolve(validate_name(name))) is not None
+
+    def _manifest(self, name: str) -> Manifest | None:
+        """The manifest of a collection: in its folder here, or in a Milvus catalog (which is the
+        authority for a Milvus-backed collection; its folder here only points there)."""
+        folder = self.root / name
+        manifest = LocalStore.read_manifest(folder) if (folder / "manifest.json").exists() else None
+        for uri in ([manifest.store] if manifest is not None and manifest.store != LOCAL_STORE else []) + self.milvus:
+            found = catalog_manifests(uri).get(name)
+            if found is not None:
+                return found
+        return manifest
 
     def set_alias(self, name: str, collection: str, replace: bool = False) -> Alias:
         validate_name(name)
         validate_name(collection, "collection")
         with self._mutex:
-            if (self.root / name / "manifest.json").exists():
+            if self._manifest(name) is not None:
                 raise AlreadyExists(f"name: {name!r} is a collection; an alias needs a name of its own")
             if self.aliases.is_alias(collection):
                 raise InvalidArgument(f"collection: {collection!r} is an alias; point at a collection")
-            if not (self.root / collection / "manifest.json").exists():
+            if self._manifest(collection) is None:
                 raise NotFound(f"collection: {collection!r} does not exist")
             return self.aliases.set(name, collection, replace)
 
     def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
-               encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = ()) -> Collection:
+               encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = (),
+               store: str = "") -> Collection:
         """model NO_MODEL ("none") makes a collection of the caller's own vectors of `dimension`;
-        filters on `indexed_keys` are answered from an index instead of a scan."""
+        filters on `indexed_keys` are answered from an index instead of a scan; `store` is where
+        its data lives: this folder (the default) or a Milvus instance (milvus://HOST:PORT, or a
+        milvus-lite .db file)."""
         validate_name(name)
+        store = store or LOCAL_STORE
+        if store != LOCAL_STORE and not is_milvus(store):
+            raise InvalidArgument(f"store: {store!r} is neither 'local', milvus://HOST:PORT nor a milvus-lite .db file")
         for i, key in enumerate(indexed_keys):
             validate_condition(f"indexed_keys[{i}]", key, Condition("exists", True))
         own_vectors = model == NO_MODEL
@@ -130,7 +158,7 @@ class Catalog:
             raise InvalidArgument(f"default_mode: unknown mode {default_mode!r}; expected one of {MODES}")
         with self._mutex:
             folder = self.root / name
-            if folder.exists():
+            if folder.exists() or self._manifest(name) is not None:
                 raise AlreadyExists(f"name: collection {name!r} already exists")
             if self.aliases.is_alias(name):
                 raise AlreadyExists(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r})")
@@ -142,16 +170,26 @@ class Catalog:
             else:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
                                                           default_mode, encoder)
-            manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)))
-            # Built aside and renamed into place: a crash leaves no half-made collection.
+            manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store)
+            # Built aside and renamed into place: a crash leaves no half-made collection. A
+            # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
             building = self.root / f".creating-{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
-            Collection.create(building, manifest, embedder).close()
+            if store == LOCAL_STORE:
+                LocalStore.create(building, manifest).close()
+            else:
+                MilvusStore.create(manifest)
+                building.mkdir()
+                write_durably(building / "manifest.json", manifest.to_json())
             os.replace(building, folder)
             fsync_path(self.root)
-            collection = Collection(folder, manifest, embedder, self.query_encoder(embedder))
+            collection = Collection(self._store(folder, manifest), embedder, self.query_encoder(embedder))
             self._open[name] = collection
             return collection
+
+    @staticmethod
+    def _store(folder: Path, manifest: Manifest) -> Store:
+        return LocalStore(folder, manifest) if manifest.store == LOCAL_STORE else MilvusStore(manifest)
 
     def _model_manifest(self, name: str, model: str | None, index: IndexSpec | None, chunk_tokens: int,
                         overlap_tokens: int, default_mode: str, encoder: str) -> tuple[Embedder, Manifest]:
@@ -184,9 +222,9 @@ class Catalog:
             collection = self._open.get(name)
             if collection is None:
                 folder = self.root / name
-                if not (folder / "manifest.json").exists():
+                manifest = self._manifest(name)
+                if manifest is None:
                     raise NotFound(f"collection: {name!r} does not exist")
-                manifest = Collection.read_manifest(folder)
                 embedder = None
                 if manifest.model != NO_MODEL:
                     embedder = self.embedder(manifest.model_path or None, manifest.encoder)
@@ -194,7 +232,7 @@ class Catalog:
                         raise FailedPrecondition(
                             f"model: {manifest.model} gives dimension {embedder.dimension}, but"
                             f" collection {name!r} holds vectors of dimension {manifest.dimension}")
-                collection = Collection(folder, manifest, embedder, self.query_encoder(embedder))
+                collection = Collection(self._store(folder, manifest), embedder, self.query_encoder(embedder))
                 self._open[name] = collection
         if expect_model is not None:
             wanted = NO_MODEL if expect_model == NO_MODEL else resolve_model(expect_model)[0]
@@ -217,18 +255,23 @@ class Catalog:
             if self.aliases.is_alias(name):
                 raise FailedPrecondition(f"name: {name!r} is an alias; delete the alias, or the collection by its"
                                          f" own name ({self.aliases.resolve(name)!r})")
-            if not (folder / "manifest.json").exists():
+            manifest = self._manifest(name)
+            if manifest is None:
                 raise NotFound(f"collection: {name!r} does not exist")
             # Its aliases go with it (as in Qdrant): an alias never points to nothing.
             for alias in self.aliases.of(name):
                 self.aliases.delete(alias)
             collection = self._open.pop(name, None)
-            # Rename first: a crash mid-delete leaves a folder that is no longer a collection.
-            trash = self.root / f".deleted-{name}-{os.getpid()}"
-            os.replace(folder, trash)
-            if collection is not None:
-                collection.destroy_handles()
-            shutil.rmtree(trash, ignore_errors=True)
+            if manifest.store != LOCAL_STORE:  # its data lives in Milvus
+                (collection.store if collection is not None else MilvusStore(manifest)).destroy()
+                collection = None
+            if folder.exists():
+                # Rename first: a crash mid-delete leaves a folder that is no longer a collection.
+                trash = self.root / f".deleted-{name}-{os.getpid()}"
+                os.replace(folder, trash)
+                if collection is not None:
+                    collection.destroy_handles()
+                shutil.rmtree(trash, ignore_errors=True)
 
     def restore(self, file: Path, name: str, replace: bool = False) -> Collection:
         """A collection `name` from a snapshot file; with replace, in place of the collection of
@@ -244,7 +287,7 @@ class Catalog:
             shutil.rmtree(building, ignore_errors=True)
             try:
                 snapshots.unpack(file, building, name)
-                manifest = Collection.read_manifest(building)
+                manifest = LocalStore.read_manifest(building)
             except BaseException:
                 shutil.rmtree(building, ignore_errors=True)
                 raise

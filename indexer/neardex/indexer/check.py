@@ -26,6 +26,7 @@ import numpy as np
 from . import index_cache, lexical
 from .errors import NeardexError
 from .filters import index_rows
+from .records import LOCAL_STORE, Manifest
 from .vector_index import VectorIndex
 
 log = logging.getLogger("neardex.indexer")
@@ -45,6 +46,8 @@ class Report:
     lexical_rows: int = 0
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    # Why nothing was checked: the collection's data lives in a Milvus instance, not this folder.
+    skipped: str = ""
 
     @property
     def ok(self) -> bool:
@@ -54,6 +57,8 @@ class Report:
         return json.dumps({**asdict(self), "ok": self.ok})
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"{self.collection}: not checked: {self.skipped}"
         return (f"{self.collection}: {self.documents} documents, {self.chunks} chunks,"
                 f" {self.vectors} vectors, {self.lexical_rows} lexical rows")
 
@@ -77,12 +82,14 @@ def check(folder: Path, repair: bool = False) -> Report:
 
 
 def _check(folder: Path, report: Report) -> None:
-    from .collection import Manifest  # the manifest's own reader, with its version check
 
     try:
         manifest = Manifest.from_json((folder / MANIFEST).read_text())
     except (OSError, ValueError, KeyError, TypeError, NeardexError) as exc:
         report.problems.append(f"manifest: cannot be read: {exc}")
+        return
+    if manifest.store != LOCAL_STORE:
+        report.skipped = f"its data lives in {manifest.store}, which keeps its own consistency"
         return
     if not (folder / DATABASE).exists():
         report.problems.append(f"store: {DATABASE} is missing")
@@ -158,8 +165,6 @@ def _compare(name: str, chunk_ids: set[int], held: set[int], report: Report) -> 
 
 def _repair(folder: Path) -> list[str]:
     """Rebuild the lexical rows and the vector index from the store; drop orphan chunks."""
-    from .collection import Manifest
-
     try:
         manifest = Manifest.from_json((folder / MANIFEST).read_text())
     except (OSError, ValueError, KeyError, TypeError, NeardexError):

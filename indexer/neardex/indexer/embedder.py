@@ -91,7 +91,7 @@ class TorchEmbedder(SerialEncoder):
 
     encoder = "torch"
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: Path, device: str = "cpu") -> None:
         super().__init__()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -99,7 +99,8 @@ class TorchEmbedder(SerialEncoder):
         transformers_logging.disable_progress_bar()
 
         self.name, self.path = name, path
-        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.device = device
+        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         self.dimension = int(self.model.get_embedding_dimension())
@@ -149,9 +150,11 @@ def check_fits(embedder: Embedder, text: str, field: str) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: Path, name: str, encoder: str, cache_dir: Path | None) -> Embedder:
+def _load(path: Path, name: str, encoder: str, cache_dir: Path | None, device: str) -> Embedder:
     if encoder == "torch":
-        return TorchEmbedder(name, path)
+        return TorchEmbedder(name, path, device)
+    if device != "cpu":
+        raise InvalidArgument(f"device: the {encoder} encoder runs on the CPU only; got {device!r}")
     if encoder == "onnx-int8":
         from .onnx_int8 import OnnxInt8Embedder
 
@@ -163,12 +166,13 @@ _load_lock = threading.Lock()
 
 
 def load_embedder(model: str | None = None, encoder: str = "torch",
-                  cache_dir: Path | None = None) -> Embedder:
-    """The model, loaded once per process; cache_dir is where an encoder built from the model's
-    weights (onnx-int8) keeps its build."""
+                  cache_dir: Path | None = None, device: str = "cpu") -> Embedder:
+    """The model, loaded once per process and device; cache_dir is where an encoder built from
+    the model's weights (onnx-int8) keeps its build; device is a torch device ("cpu", "cuda",
+    "cuda:1")."""
     name, path = resolve_model(model)
     if encoder not in ENCODERS:
         raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
     with _load_lock:
         # The torch encoder builds nothing: one copy serves every cache folder.
-        return _load(path, name, encoder, cache_dir if encoder != "torch" else None)
+        return _load(path, name, encoder, cache_dir if encoder != "torch" else None, device)

@@ -43,6 +43,10 @@ class PermissionDenied(NeardexError):
     """The caller's key is known but its role or collections do not allow the call."""
 
 
+class Unavailable(NeardexError):
+    """A store the collection lives in (a Milvus instance) cannot be reached; a retry may succeed."""
+
+
 class DeadlineExceeded(NeardexError):
     """The caller's deadline passed before the work was done; the rest of it is not started."""
 

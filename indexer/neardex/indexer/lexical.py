@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 TABLE = "chunks_fts"
 # remove_diacritics 2: "café" matches "cafe" in any Latin-script language.
 TOKENIZE = "porter unicode61 remove_diacritics 2"
-_WORD = re.compile(r"\w+", re.UNICODE)
+WORD = re.compile(r"\w+", re.UNICODE)
 
 # The English stop-word list of the Snowball project (also used by NLTK and bm25s).
 STOPWORDS = frozenset("""
@@ -66,7 +66,7 @@ def remove(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> None:
 
 def query_words(query: str) -> list[str]:
     """The query's distinct words, stop words dropped (kept if that is all there is)."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+    words = list(dict.fromkeys(w.lower() for w in WORD.findall(query)))
     return [w for w in words if w not in STOPWORDS] or words
 
 

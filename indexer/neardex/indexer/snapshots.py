@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import index_cache
-from .errors import InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .files import replace_durably
+from .stores.local import LocalStore
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -49,6 +50,10 @@ def folder_of(root: Path, collection: str) -> Path:
 
 def create(collection: Collection, root: Path) -> SnapshotInfo:
     """Write a snapshot of the collection into the data folder's snapshot folder."""
+    store = collection.store
+    if not isinstance(store, LocalStore):
+        raise FailedPrecondition(f"collection: {collection.manifest.name!r} lives in {collection.manifest.store};"
+                                 " snapshot it with Milvus' own backup tool (milvus-backup)")
     folder = folder_of(root, collection.manifest.name)
     folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
@@ -58,7 +63,7 @@ def create(collection: Collection, root: Path) -> SnapshotInfo:
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
     try:
-        with collection.checkpoints_held():
+        with store.checkpoints_held():
             found = index_cache.snapshots(collection.folder)
             if found:
                 _, newest = found[-1]

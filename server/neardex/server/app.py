@@ -83,7 +83,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     keys = KeyStore(settings.api_keys_file) if settings.api_keys_file else None
     credentials = server_credentials(settings)
     catalog = Catalog(settings.data_dir, default_encoder=settings.default_encoder,
-                      query_encoder_factory=query_encoder)
+                      query_encoder_factory=query_encoder, milvus=settings.milvus)
     try:
         pool = CallPool(settings.max_concurrent_rpcs)
         gate = Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)
@@ -97,7 +97,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                 ("grpc.so_reuseport", 0),
             ],
             # A backstop above the gate's own limit: refusals are cheap but not free.
-            maximum_concurrent_rpcs=2 * settings.max_concurrent_rpcs + 4 * SPARE_THREADS,
+            maximum_concurrent_rpcs=8 * settings.max_concurrent_rpcs + 8 * SPARE_THREADS,
         )
         servicer = NeardexService(catalog, settings)
         neardex_pb2_grpc.add_NeardexServicer_to_server(servicer, server)

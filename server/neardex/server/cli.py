@@ -64,6 +64,14 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                    help=f"encoder of a new collection {_setting('default_encoder')}")
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
+    p.add_argument("--store", default="", metavar="URI",
+                   help="where a new collection's data lives: local (the data folder, default),"
+                        " milvus://HOST:PORT, or a milvus-lite .db file")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="chunk and embed on Ray (an actor pool, one GPU per actor where the cluster has GPUs):"
+                        " a local Ray without ADDRESS, or the cluster at ADDRESS (e.g. ray://head:10001)")
+    p.add_argument("--ray-actors", type=positive_int, default=None, metavar="N",
+                   help="embedding actors with --ray (default: one per GPU, else one per two CPUs)")
     p.add_argument("--delete-missing", action="store_true", help="remove stored documents absent from PATH")
     p.add_argument("--skip-errors", action="store_true",
                    help="skip malformed records and unreadable files (each reported) instead of stopping")
@@ -87,6 +95,9 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                    help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
     p.add_argument("--max-concurrent-rpcs", type=positive_int, default=None, metavar="N",
                    help=f"calls held at once; more are refused with RESOURCE_EXHAUSTED {_setting('max_concurrent_rpcs')}")
+    p.add_argument("--milvus", action="append", default=None, metavar="URI",
+                   help="also serve the neardex collections of this Milvus instance (milvus://HOST:PORT,"
+                        " or a milvus-lite .db file); repeatable (default: none; $NEARDEX_MILVUS as a JSON list)")
     p.add_argument("--api-keys", type=Path, default=None, metavar="FILE",
                    help="require API keys listed in FILE, reloaded when it changes or on SIGHUP;"
                         f" see `neardex keys create` {_setting('api_keys_file', 'none: every call allowed')}")
@@ -141,6 +152,9 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                    help=f"encoder {_setting('default_encoder')}")
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index (default: flat)")
+    p.add_argument("--store", default="", metavar="URI",
+                   help="where the collection lives: local (default), milvus://HOST:PORT, a milvus-lite .db file,"
+                        " or milvus-lite (a milvus-lite file in the data folder)")
     p.add_argument("--json", action="store_true", help="one JSON line per mode")
     p.set_defaults(run=cmd_eval)
     return NeardexError, ReadError
@@ -238,12 +252,28 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not first:
         raise NeardexError(f"{args.path}: no documents to index ({len(skipped)} skipped{_ignored_note(ignored)});"
                            f" nothing was written")
+    if args.ray is not None and args.server:
+        raise NeardexError("--ray: embeds here and writes the data folder (or its Milvus store); with --server"
+                           " the server embeds what it is sent. Give one of them")
+    if args.ray_actors is not None and args.ray is None:
+        raise NeardexError("--ray-actors: only with --ray")
     total = count_documents(args.path, args.format)
-    with (_remote_target(args) if args.server else _local_target(args)) as target:
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(_remote_target(args) if args.server else _local_target(args))
+        batch_size = args.batch_size
+        if args.ray is not None:
+            from neardex.indexer.ray_index import ROUND, RayIndexer
+
+            ray = stack.enter_context(RayIndexer(target, args.ray or None, actors=args.ray_actors or 0,
+                                                 write_batch=args.batch_size))
+            if not args.quiet:
+                print(f"embedding on {ray.describe()}", file=sys.stderr)
+            # Ray jobs of ROUND documents, each written batch_size documents at a time.
+            target, batch_size = ray, max(ROUND, args.batch_size)
         progress = _Progress(args.quiet, total)
         try:
             summary = index_documents(target, itertools.chain(first, documents), delete_missing=args.delete_missing,
-                                      batch_size=args.batch_size, progress=progress)
+                                      batch_size=batch_size, progress=progress)
         finally:
             progress.close()
     print(
@@ -257,7 +287,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
-                overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder)
+                overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder, store=args.store)
 
 
 @contextlib.contextmanager
@@ -317,7 +347,7 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
             args.collection, model=args.model, index={"kind": args.index.kind, **args.index.params},
             chunk_tokens=args.chunk_tokens or None,
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
-            default_mode=args.mode or None, encoder=args.encoder or None, exist_ok=True)
+            default_mode=args.mode or None, encoder=args.encoder or None, store=args.store or None, exist_ok=True)
         yield _RemoteTarget(client, args.collection)
 
 
@@ -330,11 +360,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size, "http_port": args.http_port,
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
+        "milvus": args.milvus,
     }.items() if v is not None}
     settings = Settings(**overrides)
 
     def ready(server: Any, port: int) -> None:
-        names = server.catalog.names()
+        try:
+            names = server.catalog.names()
+        except NeardexError as exc:  # a Milvus instance still starting: its collections come later
+            print(f"collections not listed yet: {exc}", flush=True)
+            names = []
         metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
         http = f"; HTTP/JSON: {settings.host}:{server.http_port}" if server.http_server is not None else ""
         print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
@@ -442,11 +477,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     reports = []
     with tempfile.TemporaryDirectory(prefix="neardex-eval-") as tmp:
         with Catalog(args.data_dir or Path(tmp)) as catalog:
+            store = str(catalog.root / "milvus-lite.db") if args.store == "milvus-lite" else args.store
             if args.collection and catalog.exists(args.collection):
                 collection = catalog.get(args.collection)
             else:
                 collection = catalog.create(args.collection or "eval", encoder=args.encoder,
-                                            index=args.index)
+                                            index=args.index, store=store)
                 progress = _Progress(args.json, count_documents(args.beir_dir, "beir"))
                 index_documents(collection, read_beir(args.beir_dir), progress=progress)
                 progress.close()

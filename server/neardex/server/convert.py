@@ -9,10 +9,11 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from neardex.indexer.answers import AskResult
-from neardex.indexer.collection import MODES, Collection, Hit, SearchResult, UpsertResult
+from neardex.indexer.collection import Collection
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.filters import MAX_DEPTH, OPS, Condition, Filter, key_field, validate_condition
+from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
 from neardex.indexer.snapshots import SnapshotInfo
 from neardex.v1 import neardex_pb2 as pb
 
@@ -179,8 +180,7 @@ def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -
     stats = collection.stats()
     return pb.CollectionInfo(
         name=m.name, documents=stats.documents, chunks=stats.chunks, vectors=stats.vectors,
-        dimension=m.dimension, model=m.model, index_kind=collection.index.trained_kind
-        if m.index.kind != "ivfpq" else "ivfpq", bytes=stats.bytes, chunk_tokens=m.chunk_tokens,
+        dimension=m.dimension, model=m.model, index_kind=collection.index_kind, bytes=stats.bytes, chunk_tokens=m.chunk_tokens,
         overlap_tokens=m.overlap_tokens, default_mode=MODE_TO_PB[m.default_mode],
-        encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys, aliases=aliases or [],
+        encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys, aliases=aliases or [], store=m.store,
     )

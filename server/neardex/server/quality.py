@@ -32,7 +32,7 @@ class RecallSampler:
 
     def maybe_check(self, collection: Collection, text: str | None, vector: np.ndarray | None,
                     k: int) -> None:
-        if collection.index.trained_kind == "flat" or self._random.random() >= self.rate:
+        if collection.index_kind == "flat" or self._random.random() >= self.rate:
             return
         if not self._slots.acquire(blocking=False):
             metrics.RECALL_CHECKS_DROPPED.inc()
@@ -50,8 +50,8 @@ class RecallSampler:
             if vector is None:
                 vector = collection.encode_queries([text or ""])[0]
             query = np.asarray(vector, dtype=np.float32)[None, :]
-            approximate = {c for c, _ in collection.dense_search(query, K)[0]}
-            exact = {int(i) for i in collection.exact_ids(query, K) if i >= 0}
+            approximate = {c for c, _ in collection.store.dense(query, K)[0]}
+            exact = {int(i) for i in collection.store.exact_ids(query, K) if i >= 0}
             if not exact:
                 return None
             recall = len(approximate & exact) / len(exact)

@@ -16,9 +16,10 @@ from neardex.indexer import snapshots
 from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.chunker import Chunker, default_overlap
-from neardex.indexer.collection import Collection, QueryEncoder, SearchResult
+from neardex.indexer.collection import Collection, QueryEncoder
 from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
 from neardex.indexer.errors import InvalidArgument, ResourceExhausted
+from neardex.indexer.records import SearchResult
 from neardex.indexer.vector_index import IndexSpec
 from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
@@ -61,6 +62,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             encoder=request.encoder,
             dimension=request.dimension,
             indexed_keys=list(request.indexed_keys),
+            store=request.store,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     cross_encoder: str = ""
     # Share of Ask's order given to the answering sentence's similarity (0: retrieval order).
     ask_sentence_weight: float = 0.0
+    # Milvus instances whose neardex collections this server serves besides its own
+    # (milvus://host:port, or a milvus-lite .db file); as JSON in NEARDEX_MILVUS: ["milvus://m:19530"].
+    milvus: list[str] = []
     # API keys file (see `neardex keys`); unset: every call is allowed, as on a laptop.
     api_keys_file: Path | None = None
     # TLS: certificate chain and private key (PEM); with a client CA, client certificates are

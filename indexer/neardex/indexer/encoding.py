@@ -1,0 +1,54 @@
+"""What a document becomes before it is stored: token-bounded chunks, the texts the model reads
+for them, and their vectors.
+
+Written once, for a collection's own writes and for the actors of `neardex index --ray`, so that
+a document indexed either way is cut and embedded alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import deadline
+from .chunker import Chunker
+from .documents import Chunk, Document
+from .embedder import Embedder, plain_tokenizer
+
+Prepared = tuple[list[Chunk], list[str]]  # a document's chunks, and the text embedded for each
+
+
+class DocumentEncoder:
+    def __init__(self, embedder: Embedder, chunk_tokens: int, overlap_tokens: int) -> None:
+        self.embedder = embedder
+        self.chunk_tokens = chunk_tokens
+        self.chunker = Chunker(plain_tokenizer(embedder), chunk_tokens, overlap_tokens)
+
+    def prepare(self, doc: Document) -> Prepared:
+        """The title is embedded with every chunk when it fits in half the model's window; the
+        chunk budget shrinks by the title's tokens, so title plus chunk never exceed the window."""
+        window = self.embedder.max_seq_length - 2  # [CLS] and [SEP]
+        title_tokens = self.chunker.count(doc.title) + 1 if doc.title else 0
+        use_title = 0 < title_tokens <= window // 2
+        budget = min(self.chunk_tokens, window - (title_tokens if use_title else 0))
+        chunks = self.chunker.chunks(doc.text, budget)
+        texts = [f"{doc.title} {c.text}" if use_title else c.text for c in chunks]
+        return chunks, texts
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """One model call per `batch_size` texts in length order (so each call pads little).
+        Between calls the model is free for queries, and the caller's deadline is checked: a
+        write whose caller has gone stops within one call."""
+        vectors = np.empty((len(texts), self.embedder.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            part = order[start : start + batch_size]
+            deadline.check("embed")
+            vectors[part] = self.embedder.encode([texts[i] for i in part], batch_size=batch_size)
+        return vectors
+
+    def encode(self, documents: Sequence[Document], batch_size: int) -> tuple[list[Prepared], np.ndarray]:
+        """Each document's chunks and texts, and one vector per chunk in that order."""
+        prepared = [self.prepare(d) for d in documents]
+        return prepared, self.embed([t for _, texts in prepared for t in texts], batch_size)

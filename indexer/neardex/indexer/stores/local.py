@@ -1,0 +1,565 @@
+"""The embedded store: one collection folder holding a SQLite document store and a FAISS index.
+
+SQLite is the source of truth. Every write is one SQLite transaction that stores the document,
+its chunks with their vectors, their lexical (FTS5) rows and a change-log row per added or removed
+chunk; the transaction commits with a full fsync before the write is acknowledged. The FAISS index
+is a cache of the vectors (index_cache.py): snapshotted now and then, and on open the change log
+after the snapshot is replayed. So a kill -9 at any moment loses nothing that was acknowledged,
+and index and store always come back holding the same ids.
+
+Thread-safe: searches run concurrently; writes are serialized and exclude searches only for the
+moment they commit and swap the index, so no search sees half a document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import check, index_cache, lexical
+from ..documents import Chunk, Document
+from ..errors import ResourceExhausted
+from ..files import write_durably
+from ..filters import Filter, index_rows, to_sql
+from ..records import Manifest, Stats
+from ..rwlock import RWLock
+from ..vector_index import VectorIndex
+from . import ChunkRow
+
+MANIFEST = "manifest.json"
+DATABASE = "docs.sqlite"
+# Filters allowing at most this many chunks are searched exactly among them in an approximate index:
+# about 1.7 us a chunk (35 ms at the limit) against a filtered HNSW recall@10 of 0.06 to 0.84 for
+# filters allowing 0.1% to 20% (bench/filtered_search.py).
+EXACT_FILTER_LIMIT = 20_000
+# Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
+CHECKPOINT_CHANGES = 20_000
+log = logging.getLogger("neardex.indexer")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(id),
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'del')),
+    chunk_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta_values (
+    doc_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value
+);
+CREATE INDEX IF NOT EXISTS meta_values_kv ON meta_values(key, value);
+CREATE INDEX IF NOT EXISTS meta_values_doc ON meta_values(doc_id);
+"""
+
+
+@dataclass
+@dataclass
+class Transaction:
+    """An open write transaction and the index changes to apply when it commits."""
+
+    db: sqlite3.Connection
+    removed: list[int] = field(default_factory=list)
+    added_ids: list[int] = field(default_factory=list)
+    added_vectors: list[np.ndarray] = field(default_factory=list)
+
+
+class LocalStore:
+    def __init__(self, folder: Path, manifest: Manifest) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self._lock = RWLock()
+        self._write_mutex = threading.Lock()
+        # Held while a collection snapshot copies the index and the store (see snapshots.py).
+        self._checkpoint_hold = threading.Lock()
+        self._local = threading.local()
+        self._db = self._connect()
+        self._db.executescript(_SCHEMA)
+        if lexical.create_table(self._db):
+            with self._transaction() as tx:
+                lexical.rebuild(tx.db)
+        self._closed = False
+        self._rebuilder: threading.Thread | None = None
+        self.index = self._attach(index_cache.load(self.folder, self.manifest.index, self.manifest.dimension,
+                                                   self._db))
+        check.reconcile(self._db, self.index, folder, manifest.dimension)
+        self._maybe_rebuild()
+
+    @staticmethod
+    def create(folder: Path, manifest: Manifest) -> LocalStore:
+        folder.mkdir(parents=True)
+        write_durably(folder / MANIFEST, manifest.to_json())
+        return LocalStore(folder, manifest)
+
+    @staticmethod
+    def read_manifest(folder: Path) -> Manifest:
+        return Manifest.from_json((folder / MANIFEST).read_text())
+
+    @property
+    def index_kind(self) -> str:
+        """What the vector index really is now (IVF-PQ answers "ivfpq" even before training)."""
+        return "ivfpq" if self.manifest.index.kind == "ivfpq" else self.index.trained_kind
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.folder / DATABASE, check_same_thread=False,
+                             isolation_level=None, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: each commit is fsynced before it returns, which is what "acknowledged" promises.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection per thread: WAL readers see a committed snapshot, never a write under way."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.folder / DATABASE, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA query_only=ON")
+            self._local.db = db
+        return db
+
+    def _attach(self, index: VectorIndex) -> VectorIndex:
+        index.fetch_vectors = self.vectors_of
+        return index
+
+    def _maybe_rebuild(self) -> None:
+        """Start rebuilding the index in the background when it asks for it (HNSW tombstones
+        piled up, IVF-PQ has enough vectors to train). Called with the write lock held, or
+        while the collection opens."""
+        if not self.index.needs_rebuild() or self._closed:
+            return
+        if self._rebuilder is not None and self._rebuilder.is_alive():
+            return
+        self._rebuilder = threading.Thread(target=self._rebuild, name=f"rebuild-{self.manifest.name}",
+                                           daemon=True)
+        self._rebuilder.start()
+
+    def _rebuild(self) -> None:
+        """Build a fresh index from the stored vectors while searches and writes go on with the
+        old one, then catch it up with the changes made meanwhile and swap it in. Checkpoints wait
+        for the swap, so the change log still holds every change the catch-up needs."""
+        try:
+            db = sqlite3.connect(self.folder / DATABASE, timeout=30)
+            try:
+                db.execute("BEGIN")  # one snapshot for both reads
+                (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+                ids, vectors = self._all_vectors(db)
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            started = time.perf_counter()
+            log.info("collection %s: rebuilding the %s index from %d stored vectors", self.manifest.name,
+                     self.manifest.index.resolve(len(ids), self.manifest.dimension).kind, len(ids))
+            fresh = VectorIndex.build(self.manifest.index, self.manifest.dimension, ids, vectors)
+            with self._write_mutex, self._lock.write():
+                if self._closed:
+                    return
+                index_cache.replay(self._db, fresh, seq)
+                self.index = self._attach(fresh)
+            log.info("collection %s: index rebuilt (%d vectors, %.1f s)", self.manifest.name,
+                     len(ids), time.perf_counter() - started)
+            self.checkpoint(force=True)  # so the next open starts from the rebuilt index
+        except Exception:
+            # The old index still answers correctly; the next write tries again.
+            log.exception("collection %s: index rebuild failed", self.manifest.name)
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> None:
+        rebuilder = self._rebuilder
+        if rebuilder is not None:
+            rebuilder.join(timeout)
+
+    def _all_vectors(self, db: sqlite3.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return index_cache.stored_vectors(db or self._reader(), self.manifest.dimension)
+
+    def checkpoint_after_write(self) -> None:
+        """A checkpoint a write may trigger. The write is committed already: a snapshot that
+        cannot be written (a full disk) is logged and tried again later, never reported as the
+        write's failure. The change log keeps every change meanwhile."""
+        try:
+            self.checkpoint()
+        except (OSError, RuntimeError, sqlite3.Error) as exc:
+            log.error("collection %s: index snapshot not written (%s); the change log keeps the changes",
+                      self.manifest.name, exc)
+
+    @contextlib.contextmanager
+    def checkpoints_held(self) -> Iterator[None]:
+        """No index snapshot is written and no change-log row trimmed meanwhile (writes go on)."""
+        with self._checkpoint_hold:
+            yield
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Snapshot the index and trim the change log it now contains. Skipped while a collection
+        snapshot holds checkpoints off, unless forced (then it waits)."""
+        if not self._checkpoint_hold.acquire(blocking=force):
+            return
+        try:
+            self._checkpoint(force)
+        finally:
+            self._checkpoint_hold.release()
+
+    def _checkpoint(self, force: bool) -> None:
+        rebuilder = self._rebuilder
+        if rebuilder is not None and rebuilder.is_alive() and rebuilder is not threading.current_thread():
+            if not force:
+                return  # the rebuild's catch-up needs the log; the swap is followed by one
+            rebuilder.join()
+        with self._write_mutex, self.view():
+            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+            (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
+            if not pending or (not force and pending < CHECKPOINT_CHANGES):
+                return
+            index_cache.write(self.folder, self.index, self._db, last)
+
+    def write(self, changed: list[tuple[Document, str]],
+               prepared: list[tuple[list[Chunk], list[str]]], vectors: np.ndarray) -> None:
+        if not changed:
+            return
+        now = time.time()
+        with self._write_mutex, self._transaction() as tx:
+            db = tx.db
+            tx.removed += self._delete_chunks_of(db, [d.id for d, _ in changed])
+            row = 0
+            for (doc, digest), (chunks, texts) in zip(changed, prepared):
+                db.execute(
+                    "INSERT INTO documents (id, title, text, metadata, hash, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                    " title=excluded.title, text=excluded.text, metadata=excluded.metadata,"
+                    " hash=excluded.hash, updated=excluded.updated",
+                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata, ensure_ascii=False),
+                     digest, now),
+                )
+                ids = []
+                for chunk in chunks:
+                    cur = db.execute(
+                        "INSERT INTO chunks (doc_id, idx, start, end, tokens, vector)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (doc.id, chunk.index, chunk.start, chunk.end, chunk.tokens,
+                         vectors[row].tobytes()),
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+                    row += 1
+                lexical.add(db, zip(ids, texts))
+                tx.added_ids += ids
+            self._index_metadata(db, [doc for doc, _ in changed])
+            tx.added_vectors.append(vectors[:row])
+            db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('add', ?)",
+                           [(i,) for i in tx.added_ids])
+
+    @contextlib.contextmanager
+    def view(self) -> Iterator[None]:
+        """Hold the read lock across reads that must agree (the index's ids and the store's rows
+        at the same write). A view opened inside another in the same thread joins it: taking the
+        writer-preferring lock twice would wait on a writer that waits on this thread."""
+        depth = getattr(self._local, "views", 0)
+        if depth:
+            self._local.views = depth + 1
+            try:
+                yield
+            finally:
+                self._local.views = depth
+            return
+        with self._lock.read():
+            self._local.views = 1
+            try:
+                yield
+            finally:
+                self._local.views = 0
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
+        """One write transaction, committed whole or not at all; the caller holds the write mutex
+        (or, while the collection opens, owns it alone). The commit and the index changes the
+        body registered happen under the write lock together, so a search (which reads under the
+        read lock) sees the store and the index both before the write or both after it."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self._db)
+            try:
+                yield tx
+                with self._lock.write():
+                    self._db.execute("COMMIT")
+                    if tx.removed:
+                        self.index.remove(np.array(tx.removed, dtype=np.int64))
+                    if tx.added_ids:
+                        self.index.add(np.array(tx.added_ids, dtype=np.int64), np.vstack(tx.added_vectors))
+                    if tx.removed or tx.added_ids:
+                        self._maybe_rebuild()
+            except BaseException:
+                # SQLite rolls back by itself after some failures (a full disk): only roll back
+                # what is still open, or the rollback's own error would hide the cause.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc) from exc
+
+    def _index_metadata(self, db: sqlite3.Connection, documents: Sequence[Document]) -> None:
+        """The meta_values rows of documents just written, for the collection's indexed keys."""
+        keys = self.manifest.indexed_keys
+        if keys:
+            db.executemany("INSERT INTO meta_values (doc_id, key, type, value) VALUES (?, ?, ?, ?)",
+                           [(doc.id, *row) for doc in documents for row in index_rows(doc.metadata, keys)])
+
+    @staticmethod
+    def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
+        removed: list[int] = []
+        for part in _batched(doc_ids, 500):
+            marks = ",".join("?" * len(part))
+            db.execute(f"DELETE FROM meta_values WHERE doc_id IN ({marks})", part)
+            removed += [r[0] for r in db.execute(
+                f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part)]
+            db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
+        lexical.remove(db, removed)
+        db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('del', ?)",
+                       [(i,) for i in removed])
+        return removed
+
+    def delete(self, ids: Sequence[str] = (), flt: Filter | None = None) -> int:
+        """Delete documents by id, or those matching a filter; returns how many existed."""
+        with self._write_mutex, self._transaction() as tx:
+            if flt is not None:
+                where, params = self._where(flt)
+                ids = [r[0] for r in tx.db.execute(f"SELECT d.id FROM documents d WHERE {where}", params)]
+            tx.removed += self._delete_chunks_of(tx.db, ids)
+            deleted = 0
+            for part in _batched(ids, 500):
+                cur = tx.db.execute(
+                    f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
+                deleted += cur.rowcount
+        self.checkpoint_after_write()
+        return deleted
+
+    def index_metadata(self, keys: Sequence[str]) -> None:
+        """Answer filters on these metadata keys from the meta_values table from now on: rows are
+        written for every stored document, then the manifest names the keys."""
+        new = [k for k in dict.fromkeys(keys) if k not in self.manifest.indexed_keys]
+        if not new:
+            return
+        with self._write_mutex:
+            with self._transaction() as tx:
+                # Rows a crash left before the manifest named the key are replaced, not doubled.
+                tx.db.executemany("DELETE FROM meta_values WHERE key = ?", [(k,) for k in new])
+                rows = tx.db.execute("SELECT id, metadata FROM documents")
+                tx.db.executemany("INSERT INTO meta_values (doc_id, key, type, value) VALUES (?, ?, ?, ?)",
+                                  ((doc_id, *row) for doc_id, meta in rows.fetchall()
+                                   for row in index_rows(json.loads(meta), new)))
+            # Named only once its rows are committed: until then filters scan, which is right too.
+            manifest = replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new))
+            write_durably(self.folder / MANIFEST, manifest.to_json())
+            self.manifest = manifest
+
+    def hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in _batched(ids, 500):
+            found.update(self._reader().execute(
+                f"SELECT id, hash FROM documents WHERE id IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def all_ids(self) -> set[str]:
+        return {r[0] for r in self._reader().execute("SELECT id FROM documents")}
+
+    def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
+        found: dict[str, Document] = {}
+        for part in _batched(ids, 500):
+            for doc_id, title, text, meta in self._reader().execute(
+                "SELECT id, title, text, metadata FROM documents"
+                f" WHERE id IN ({','.join('?' * len(part))})", part):
+                found[doc_id] = Document(doc_id, text, title, json.loads(meta))
+        return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
+
+    def _where(self, flt: Filter | None) -> tuple[str, list[Any]]:
+        """A WHERE clause over documents `d` for flt, using the collection's metadata index."""
+        return to_sql(flt, "d.metadata", "d.id", self.manifest.indexed_keys)
+
+    def count(self, flt: Filter | None = None) -> int:
+        """Documents matching flt (every document without one)."""
+        where, params = self._where(flt)
+        (n,) = self._reader().execute(f"SELECT COUNT(*) FROM documents d WHERE {where}", params).fetchone()
+        return int(n)
+
+    def scroll(self, after: str, limit: int, flt: Filter | None = None,
+               text: bool = True) -> list[Document]:
+        """Up to `limit` documents matching flt with ids after `after`, in id order (keyset
+        paging: no offset to skip over, and each page reads the store as it is then)."""
+        where, params = self._where(flt)
+        columns = "d.id, d.title, d.text, d.metadata" if text else "d.id, d.title, '', d.metadata"
+        rows = self._reader().execute(
+            f"SELECT {columns} FROM documents d WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?",
+            [after, *params, limit])
+        return [Document(doc_id, body, title, json.loads(meta)) for doc_id, title, body, meta in rows]
+
+    def stats(self) -> Stats:
+        db = self._reader()
+        (documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        (chunks,) = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+        size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
+        return Stats(documents, chunks, self.index.live, size)
+
+    def chunk_ids(self) -> set[int]:
+        return {r[0] for r in self._reader().execute("SELECT id FROM chunks")}
+
+    def index_ids(self) -> set[int]:
+        """Ids the FAISS index answers for (tombstones excluded): equal to chunk_ids when in step."""
+        with self.view():
+            return {int(i) for i in self.index.ids()} - self.index.tombstones
+
+    def _filter_sql(self, flt: Filter) -> tuple[str, list[Any]]:
+        """A query for the ids of the chunks whose document matches flt, and its parameters."""
+        where, params = self._where(flt)
+        return f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params
+
+    def restrict(self, flt: Filter | None) -> np.ndarray | None:
+        """Ids of the chunks flt allows, for FAISS's id selector; None when there is no filter."""
+        if not flt:
+            return None
+        rows = self._reader().execute(*self._filter_sql(flt))
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def dense(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None,
+                     ef_search: int = 0, nprobe: int = 0) -> list[list[tuple[int, float]]]:
+        """Per query, (chunk id, score) best first, at most k chunks, among allowed (every chunk
+        when None)."""
+        if allowed is not None and not len(allowed):
+            return [[] for _ in range(len(vectors))]
+        with self.view():
+            if not self.index.live:
+                return [[] for _ in range(len(vectors))]
+            # An approximate index cut by a filter misses hits (an HNSW graph walked past what the
+            # filter excludes, IVF lists not probed) and can come back short of k: a selective
+            # filter is searched exactly among its chunks instead, and a short answer is redone
+            # that way. Flat search with a filter is exact already, and faster than reading vectors.
+            approximate = allowed is not None and self.index.trained_kind != "flat"
+            if approximate and len(allowed) <= EXACT_FILTER_LIMIT:
+                return self._exact_among(vectors, k, allowed)
+            scores, ids = self.index.search(vectors, k, allowed, ef_search, nprobe)
+            found = [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
+                     for srow, irow in zip(scores, ids)]
+            if approximate and any(len(row) < min(k, len(allowed)) for row in found):
+                return self._exact_among(vectors, k, allowed)
+            return found
+
+    def _exact_among(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> list[list[tuple[int, float]]]:
+        """Exact top-k among the allowed chunks, from their stored vectors."""
+        ids, stored = self.vectors_of(allowed)
+        out = []
+        for query in vectors:
+            scores = stored @ query
+            top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if len(scores) > k else np.arange(len(scores))
+            top = top[np.argsort(-scores[top], kind="stable")]
+            out.append([(int(ids[i]), float(scores[i])) for i in top])
+        return out
+
+    def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
+        with self.view():
+            if self.index.trained_kind == "ivfpq":
+                return self._exact_from_store(vectors[0], k)
+            return self.index.exact_search(vectors, k)[0]
+
+    def _exact_from_store(self, vector: np.ndarray, k: int) -> np.ndarray:
+        """Exact top-k over the stored vectors, for IVF-PQ's sampled recall (off the request path)."""
+        ids, vectors = self._all_vectors()
+        order = np.argsort(-(vectors @ vector))[:k]
+        return ids[order]
+
+    def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, their stored vectors) in the order given; chunks deleted meanwhile are
+        left out."""
+        rows: dict[int, bytes] = {}
+        for part in _batched([int(i) for i in chunk_ids], 500):
+            rows.update(self._reader().execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+        found = [int(i) for i in chunk_ids if int(i) in rows]
+        vectors = np.frombuffer(b"".join(rows[i] for i in found), dtype=np.float32)
+        return np.array(found, dtype=np.int64), vectors.reshape(len(found), self.manifest.dimension)
+
+    def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for part in _batched(list(chunk_ids), 500):
+            out.update(self._reader().execute(
+                f"SELECT id, doc_id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+        return out
+
+    def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
+        out: dict[int, ChunkRow] = {}
+        for part in _batched(list(chunk_ids), 500):
+            for cid, doc_id, idx, start, end, title, text, meta in self._reader().execute(
+                "SELECT c.id, c.doc_id, c.idx, c.start, c.end, d.title, d.text, d.metadata"
+                " FROM chunks c JOIN documents d ON d.id = c.doc_id"
+                f" WHERE c.id IN ({','.join('?' * len(part))})", part):
+                out[cid] = ChunkRow(doc_id, idx, start, end, title, text[start:end], json.loads(meta))
+        return out
+
+    def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
+        for part in _batched(list(dict.fromkeys(doc_ids)), 500):
+            rows = self._reader().execute(
+                f"SELECT id, doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})"
+                " ORDER BY doc_id, idx", part).fetchall()
+            for chunk_id, doc_id, blob in rows:
+                yield chunk_id, doc_id, np.frombuffer(blob, dtype=np.float32)
+
+    def lexical(self, text: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        return lexical.search(self._reader(), text, k, self._filter_sql(flt) if flt else None)
+
+    def lexical_max_score(self, text: str) -> float:
+        return lexical.max_score(self._reader(), text)
+
+    def lexical_scores(self, text: str, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+        return lexical.score_chunks(self._reader(), text, chunk_ids)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.checkpoint(force=True)
+        self._closed = True
+        self._db.close()
+
+    def destroy(self) -> None:
+        """Close without a checkpoint: the folder is being deleted."""
+        self._closed = True
+        self._db.close()
+
+
+
+def storage_error(exc: sqlite3.OperationalError) -> Exception:
+    """A store write that the disk refused, as a domain error; other failures stay as they are."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR") or "full" in str(exc):
+        return ResourceExhausted(
+            f"store: the disk refused the write ({exc}: it is full, or a file-size limit was reached);"
+            " nothing of this write was stored, and the collection stays readable. Free space and retry")
+    return exc
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+

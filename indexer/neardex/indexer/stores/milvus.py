@@ -1,0 +1,578 @@
+"""The Milvus store: a collection's chunks, documents and vectors in a Milvus instance.
+
+Nothing of such a collection lives in a neardex server: any number of servers, pointed at the same
+Milvus (`--milvus milvus://host:19530`), serve it, each finding it in the instance's
+`neardex_catalog`. `pymilvus`' MilvusClient speaks to a Milvus standalone or cluster
+(`milvus://host:port`) and to milvus-lite (a file path in process, or `milvus-lite server`), which
+is what the tests run.
+
+Two Milvus collections hold one neardex collection: its chunks (vector, BM25 sparse vector made
+by Milvus' own BM25 function, chunk text, title, offsets, and the document's metadata so that
+filters apply where the vectors are) and its documents (text, metadata, content hash). Lexical
+search reads a text stemmed and stripped of stop words here, as the embedded store's FTS5 does,
+so both stores match the same words. Reads use Strong consistency: a write acknowledged by one
+server is seen by the next search on any.
+
+A changed document's new chunks are inserted before its old ones are deleted: a search in between
+may see both versions (each hit is one chunk, whole, with its own version's metadata) but never
+neither. Limits of the store, each refused with its reason: texts and metadata up to 65,535
+bytes each (Milvus' VARCHAR and JSON limits); FLAT vector indexes; a range over an array's
+elements; booleans and numbers compare equal in filters (`true == 1`), where the embedded store
+keeps them apart; no collection snapshots (Milvus has its own backup tool).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import lexical
+from ..documents import Chunk, Document
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ..filters import Condition, Filter
+from ..records import Manifest, Stats
+from . import ChunkRow
+
+CATALOG = "neardex_catalog"
+# pymilvus warns on every query iterator that milvus-lite gives it no server timestamp.
+_QUIET = ("pymilvus", "pymilvus.milvus_client", "pymilvus.client.iterator.query_iterator")
+MAX_TEXT_BYTES = 65_535
+# Ids in one Milvus expression at most, and rows in one query.
+_BATCH = 1000
+_QUERY_LIMIT = 16_384
+# Milvus' BM25 (as Lucene's): idf = ln(1 + (N - n + 0.5) / (n + 0.5)), term weight k1 = 1.2.
+_K1 = 1.2
+_CONNECT_TIMEOUT_S = 10.0
+# Query terms' document frequencies kept at most this long, and this many at once.
+_DF_TTL_S = 300.0
+_DF_WORDS = 100_000
+
+
+def is_milvus(uri: str) -> bool:
+    return uri.startswith("milvus://") or uri.endswith(".db")
+
+
+def _client_uri(uri: str) -> str:
+    return "http://" + uri[len("milvus://"):] if uri.startswith("milvus://") else uri
+
+
+class _Client:
+    """A MilvusClient whose errors are neardex's: a collection dropped meanwhile (by another
+    server) is NotFound, an instance that cannot be reached is Unavailable (a retry may succeed),
+    anything else Milvus refuses is FailedPrecondition with Milvus' own words."""
+
+    def __init__(self, uri: str, client: Any) -> None:
+        self.uri = uri
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+            try:
+                return method(*args, **kwargs)
+            except MilvusUnavailableException as exc:
+                raise Unavailable(f"store: Milvus at {self.uri} cannot be reached: {exc.message}") from None
+            except MilvusException as exc:
+                text = exc.message or str(exc)
+                if exc.code == _COLLECTION_NOT_FOUND:
+                    raise NotFound(f"collection: its data is gone from {self.uri} (dropped meanwhile): {text}") from None
+                if exc.code in _UNAVAILABLE_CODES:
+                    raise Unavailable(f"store: Milvus at {self.uri} cannot be reached: {text}") from None
+                raise FailedPrecondition(f"store: Milvus at {self.uri} refused: {text}") from None
+
+        return call
+
+
+# pymilvus' codes: a connection that failed, and a collection that does not exist.
+_UNAVAILABLE_CODES = {2}
+_COLLECTION_NOT_FOUND = 100
+_clients: dict[str, _Client] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(uri: str) -> _Client:
+    """One MilvusClient per instance in a process (milvus-lite allows one per file)."""
+    from pymilvus import MilvusClient
+
+    for name in _QUIET:  # after pymilvus configured its loggers on import
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with _clients_lock:
+        if uri not in _clients:
+            try:
+                _clients[uri] = _Client(uri, MilvusClient(_client_uri(uri), timeout=_CONNECT_TIMEOUT_S))
+            except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds
+                raise Unavailable(f"store: cannot reach Milvus at {uri}: {exc}") from None
+        return _clients[uri]
+
+
+def _milvus_name(name: str, part: str) -> str:
+    # Milvus names take letters, digits and '_': an injective spelling of ours.
+    return "neardex_" + name.replace("_", "__").replace("-", "_d") + "_" + part
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+# Milvus compares JSON booleans equal to numbers (true == 1); neardex keeps them apart, so the
+# store writes a boolean as a string of its own ("\ue000true") and reads it back as a boolean.
+# Strings starting with that private-use character are refused on write.
+_BOOL = "\ue000"
+
+
+def encode_metadata(value: Any, field: str) -> Any:
+    if isinstance(value, bool):
+        return _BOOL + ("true" if value else "false")
+    if isinstance(value, str) and value.startswith(_BOOL):
+        raise InvalidArgument(f"{field}: strings starting with U+E000 are reserved by the Milvus store")
+    if isinstance(value, dict):
+        return {k: encode_metadata(v, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [encode_metadata(v, f"{field}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def decode_metadata(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_BOOL):
+        return value == _BOOL + "true"
+    if isinstance(value, dict):
+        return {k: decode_metadata(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_metadata(v) for v in value]
+    return value
+
+
+def scalars(metadata: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """The numbers and the strings of a document's metadata by dotted path, for ranges (arrays
+    and booleans are not ordered by a range; a key that has a dot of its own is left out)."""
+    numbers: dict[str, float] = {}
+    strings: dict[str, str] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if "." not in key:
+                    walk(inner, f"{path}.{key}" if path else key)
+        elif isinstance(value, str):
+            strings[path] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            numbers[path] = value
+
+    walk(metadata, "")
+    return numbers, strings
+
+
+# A document's metadata as Milvus holds it: as given (booleans encoded), and its scalars by path.
+_METADATA_FIELDS = ("meta", "nums", "strs")
+
+
+def _filterable(metadata: dict[str, Any], field: str) -> dict[str, Any]:
+    numbers, strings = scalars(metadata)
+    return {"meta": encode_metadata(metadata, field), "nums": numbers, "strs": strings}
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool | str):
+        return _quote(encode_metadata(value, "filter"))
+    # Milvus' grammar takes a negative number as a function argument only in parentheses.
+    return f"({value!r})" if value < 0 else repr(value)
+
+
+def _path(key: str) -> str:
+    return "meta" + "".join(f"[{_quote(segment)}]" for segment in key.split("."))
+
+
+def to_expr(flt: Filter | None) -> str:
+    """A filter as a Milvus boolean expression over the `meta` JSON field (see filters.py for
+    the semantics; every leaf is written so that a missing key makes it false, never unknown)."""
+    return _expr(flt) if flt else ""
+
+
+def _expr(flt: Filter) -> str:
+    parts = [_condition(k, c) for k, c in flt.conditions.items()]
+    parts += [_expr(sub) for sub in flt.all]
+    if flt.any:
+        parts.append(" or ".join(f"({_expr(sub)})" for sub in flt.any))
+    parts += [f"not ({_expr(sub)})" for sub in flt.not_]
+    return " and ".join(f"({p})" for p in parts) or "true"  # an empty filter holds for all
+
+
+def _condition(key: str, cond: Condition) -> str:
+    path = _path(key)
+    if cond.op == "eq":
+        if cond.value is None:
+            return f"{path} is null"
+        value = _literal(cond.value)
+        return f"exists {path} and ({path} == {value} or json_contains({path}, {value}))"
+    if cond.op == "ne":
+        return f"not ({_condition(key, Condition('eq', cond.value))})"
+    if cond.op in ("in", "contains_any"):
+        return " or ".join(f"({_condition(key, Condition('eq', v))})" for v in cond.value)
+    if cond.op == "contains_all":
+        return " and ".join(f"({_condition(key, Condition('eq', v))})" for v in cond.value)
+    if cond.op == "not_in":
+        return f"not ({_condition(key, Condition('in', cond.value))})"
+    if cond.op == "range":
+        # Over the scalar copy of the key (numbers or strings): Milvus leaves an order comparison
+        # of unlike types unknown, and `not` of unknown is unknown, where it must be true.
+        field = "strs" if any(isinstance(v, str) for v in cond.value.values()) else "nums"
+        shadow = f"{field}[{_quote(key)}]"
+        ops = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+        bounds = " and ".join(f"{shadow} {ops[op]} {_literal(v)}" for op, v in cond.value.items())
+        return f"exists {shadow} and {bounds}"
+    return f"exists {path}" if cond.value else f"not exists {path}"
+
+
+def lexical_text(text: str) -> str:
+    """What BM25 reads of a chunk, as the embedded store's FTS5 reads it (unicode61 words,
+    lowercased, diacritics removed, Porter-stemmed, stop words kept), spaced so that a
+    `like "% word %"` finds whole words."""
+    return " " + " ".join(_terms(lexical.WORD.findall(text))) + " "
+
+
+def query_terms(text: str) -> list[str]:
+    """A query's distinct terms, stop words dropped as the embedded store drops them."""
+    return list(dict.fromkeys(_terms(lexical.query_words(text))))
+
+
+def _terms(words: Sequence[str]) -> list[str]:
+    global _stemmer
+    if _stemmer is None:
+        import Stemmer
+
+        _stemmer = Stemmer.Stemmer("porter")  # FTS5's stemmer: Porter's original algorithm
+    plain = ["".join(c for c in unicodedata.normalize("NFKD", w.lower()) if not unicodedata.combining(c))
+             for w in words]
+    return [str(t) for t in _stemmer.stemWords([w for w in plain if w])]
+
+
+_stemmer: Any = None
+
+
+class MilvusStore:
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.client = client_for(manifest.store)
+        self.chunks = _milvus_name(manifest.name, "chunks")
+        self.docs = _milvus_name(manifest.name, "docs")
+        self._write_mutex = threading.Lock()
+        # Document frequencies of query terms for lexical_max_score, forgotten every _DF_TTL_S.
+        self._df: dict[str, int] = {}
+        self._df_total = 0
+        self._df_since = -math.inf
+        self._df_lock = threading.Lock()
+        if not (self.client.has_collection(self.chunks) and self.client.has_collection(self.docs)):
+            raise FailedPrecondition(f"store: collection {manifest.name!r} has no data in {manifest.store}")
+
+    # -- the catalog in Milvus ------------------------------------------------------------------
+
+    @staticmethod
+    def create(manifest: Manifest) -> MilvusStore:
+        from pymilvus import DataType, Function, FunctionType
+
+        if manifest.index.kind != "flat":
+            raise InvalidArgument(f"index: the Milvus store builds FLAT indexes; {manifest.index.kind!r} is the"
+                                  " embedded store's (or configure the index in Milvus itself)")
+        client = client_for(manifest.store)
+        _ensure_catalog(client)
+        if client.query(CATALOG, filter=f"name == {_quote(manifest.name)}", output_fields=["name"]):
+            raise FailedPrecondition(f"name: {manifest.store} already holds a neardex collection {manifest.name!r}")
+        chunks = client.create_schema(auto_id=True)
+        chunks.add_field("pk", DataType.INT64, is_primary=True)
+        chunks.add_field("doc_id", DataType.VARCHAR, max_length=1024)
+        chunks.add_field("idx", DataType.INT64)
+        chunks.add_field("start", DataType.INT64)
+        chunks.add_field("end", DataType.INT64)
+        chunks.add_field("tokens", DataType.INT64)
+        chunks.add_field("title", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        chunks.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        chunks.add_field("lex", DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True,
+                         analyzer_params={"tokenizer": "standard"})
+        for field in _METADATA_FIELDS:
+            chunks.add_field(field, DataType.JSON)
+        chunks.add_field("dense", DataType.FLOAT_VECTOR, dim=manifest.dimension)
+        chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lex"],
+                                     output_field_names=["sparse"]))
+        index = client.prepare_index_params()
+        index.add_index("dense", index_type="FLAT", metric_type="IP")
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        docs = client.create_schema(auto_id=False)
+        docs.add_field("doc_id", DataType.VARCHAR, max_length=1024, is_primary=True)
+        docs.add_field("title", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        docs.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        for field in _METADATA_FIELDS:
+            docs.add_field(field, DataType.JSON)
+        docs.add_field("hash", DataType.VARCHAR, max_length=64)
+        docs.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector in every collection
+        docs_index = client.prepare_index_params()
+        docs_index.add_index("unused", index_type="FLAT", metric_type="L2")
+        client.create_collection(_milvus_name(manifest.name, "chunks"), schema=chunks, index_params=index,
+                                 consistency_level="Strong")
+        client.create_collection(_milvus_name(manifest.name, "docs"), schema=docs, index_params=docs_index,
+                                 consistency_level="Strong")
+        client.upsert(CATALOG, [{"name": manifest.name, "manifest": manifest.to_json(), "unused": [0.0, 0.0]}])
+        return MilvusStore(manifest)
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        self.client.upsert(CATALOG, [{"name": manifest.name, "manifest": manifest.to_json(), "unused": [0.0, 0.0]}])
+        self.manifest = manifest
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        return {r["doc_id"]: r["hash"] for r in self._query(self.docs, self._in("doc_id", ids), ["doc_id", "hash"])}
+
+    def write(self, changed: list[tuple[Document, str]], prepared: list[tuple[list[Chunk], list[str]]],
+              vectors: np.ndarray) -> None:
+        if not changed:
+            return
+        for i, (doc, _) in enumerate(changed):
+            for field, value in (("text", doc.text), ("title", doc.title),
+                                 ("metadata", json.dumps(doc.metadata, ensure_ascii=False))):
+                if len(value.encode()) > MAX_TEXT_BYTES:
+                    raise InvalidArgument(f"documents[{i}].{field}: {len(value.encode())} bytes; the Milvus store"
+                                          f" keeps at most {MAX_TEXT_BYTES} (document {doc.id!r})")
+        metadata = {doc.id: _filterable(doc.metadata, f"documents[{i}].metadata") for i, (doc, _) in enumerate(changed)}
+        rows, row = [], 0
+        for (doc, _), (chunks, texts) in zip(changed, prepared):
+            for chunk, text in zip(chunks, texts):
+                rows.append({"doc_id": doc.id, "idx": chunk.index, "start": chunk.start, "end": chunk.end,
+                             "tokens": chunk.tokens, "title": doc.title, "text": chunk.text,
+                             "lex": lexical_text(text), **metadata[doc.id], "dense": vectors[row].tolist()})
+                row += 1
+        with self._write_mutex:
+            old = [r["pk"] for r in self._query(self.chunks, self._in("doc_id", [d.id for d, _ in changed]), ["pk"])]
+            # New chunks first, then the documents, then the old chunks out: a search meanwhile finds
+            # one version of each document or the other, never neither.
+            for start in range(0, len(rows), _BATCH):
+                self.client.insert(self.chunks, rows[start:start + _BATCH])
+            self.client.upsert(self.docs, [{"doc_id": d.id, "title": d.title, "text": d.text, **metadata[d.id],
+                                            "hash": h, "unused": [0.0, 0.0]} for d, h in changed])
+            for start in range(0, len(old), _BATCH):
+                self.client.delete(self.chunks, filter=f"pk in {old[start:start + _BATCH]}")
+
+    def delete(self, ids: Sequence[str] = (), flt: Filter | None = None) -> int:
+        with self._write_mutex:
+            if flt is not None:
+                ids = [r["doc_id"] for r in self._query(self.docs, to_expr(flt), ["doc_id"])]
+            existing = [r["doc_id"] for r in self._query(self.docs, self._in("doc_id", ids), ["doc_id"])]
+            for start in range(0, len(existing), _BATCH):
+                part = existing[start:start + _BATCH]
+                self.client.delete(self.chunks, filter=self._in("doc_id", part))
+                self.client.delete(self.docs, filter=self._in("doc_id", part))
+        return len(existing)
+
+    def index_metadata(self, keys: Sequence[str]) -> None:
+        """Recorded in the manifest; Milvus plans its own JSON filtering."""
+        new = [k for k in dict.fromkeys(keys) if k not in self.manifest.indexed_keys]
+        if new:
+            from dataclasses import replace
+
+            self.save_manifest(replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new)))
+
+    def checkpoint_after_write(self) -> None:
+        """Milvus persists on its own."""
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
+        found = {r["doc_id"]: _document(r) for r in self._query(self.docs, self._in("doc_id", ids),
+                                                                  ["doc_id", "title", "text", "meta"])}
+        return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
+
+    def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]:
+        expr = " and ".join(e for e in (f"doc_id > {_quote(after)}" if after else "", to_expr(flt)) if e)
+        ids = sorted(r["doc_id"] for r in self._query(self.docs, expr, ["doc_id"]))[:limit]
+        fields = ["doc_id", "title", "meta"] + (["text"] if text else [])
+        found = {r["doc_id"]: _document(r) for r in self._query(self.docs, self._in("doc_id", ids), fields)}
+        return [found[i] for i in ids if i in found]
+
+    def count(self, flt: Filter | None = None) -> int:
+        rows = self.client.query(self.docs, filter=to_expr(flt), output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def all_ids(self) -> set[str]:
+        return {r["doc_id"] for r in self._query(self.docs, "", ["doc_id"])}
+
+    # -- retrieval ------------------------------------------------------------------------------
+
+    def view(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def restrict(self, flt: Filter | None) -> str | None:
+        return to_expr(flt) or None
+
+    def dense(self, vectors: np.ndarray, k: int, allowed: str | None = None, ef_search: int = 0,
+              nprobe: int = 0) -> list[list[tuple[int, float]]]:
+        results = self.client.search(self.chunks, data=[v.tolist() for v in vectors], anns_field="dense", limit=k,
+                                     filter=allowed or "", output_fields=["doc_id"],
+                                     search_params={"metric_type": "IP"})
+        return [[(int(hit["pk"]), float(hit["distance"])) for hit in row] for row in results]
+
+    def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
+        return np.array([pk for pk, _ in self.dense(vectors, k)[0]], dtype=np.int64)
+
+    def lexical(self, text: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        query = " ".join(query_terms(text))
+        if not query:
+            return []
+        results = self.client.search(self.chunks, data=[query], anns_field="sparse", limit=k,
+                                     filter=to_expr(flt), output_fields=["doc_id"],
+                                     search_params={"metric_type": "BM25"})
+        # milvus-lite reports BM25 negated, Milvus as it is: the order is the same.
+        return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
+
+    def lexical_max_score(self, text: str) -> float:
+        """The BM25 score a chunk holding every query term once would get (the scale lexical
+        scores are reported on). Milvus does not expose its term statistics, so document
+        frequencies are counted here, one scan per term, and kept a while: they only set a scale."""
+        now = time.monotonic()
+        with self._df_lock:
+            if now - self._df_since > _DF_TTL_S:
+                self._df.clear()
+                self._df_since = now
+                rows = self.client.query(self.chunks, filter="", output_fields=["count(*)"])
+                self._df_total = int(rows[0]["count(*)"]) if rows else 0
+            total = self._df_total
+        most = 0.0
+        for word in query_terms(text):
+            hits = self._df.get(word)
+            if hits is None:
+                counted = self.client.query(self.chunks, filter=f"lex like {_quote('% ' + word + ' %')}",
+                                            output_fields=["count(*)"])
+                hits = int(counted[0]["count(*)"]) if counted else 0
+                with self._df_lock:
+                    if len(self._df) >= _DF_WORDS:
+                        self._df.clear()
+                    self._df[word] = hits
+            most += math.log(1 + (total - hits + 0.5) / (hits + 0.5)) * (_K1 + 1)
+        return most or 1.0
+
+    def lexical_scores(self, text: str, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+        query = " ".join(query_terms(text))
+        if not query or not chunk_ids:
+            return []
+        results = self.client.search(self.chunks, data=[query], anns_field="sparse", limit=len(chunk_ids),
+                                     filter=f"pk in {[int(i) for i in chunk_ids]}", output_fields=["pk"],
+                                     search_params={"metric_type": "BM25"})
+        return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
+
+    def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        return {int(r["pk"]): r["doc_id"] for r in self._query(self.chunks, self._in("pk", chunk_ids), ["pk", "doc_id"])}
+
+    def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
+        fields = ["pk", "doc_id", "idx", "start", "end", "title", "text", "meta"]
+        return {int(r["pk"]): ChunkRow(r["doc_id"], int(r["idx"]), int(r["start"]), int(r["end"]), r["title"],
+                                       r["text"], decode_metadata(r["meta"] or {}))
+                for r in self._query(self.chunks, self._in("pk", chunk_ids), fields)}
+
+    def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        rows = {int(r["pk"]): r["dense"] for r in self._query(self.chunks, self._in("pk", chunk_ids), ["pk", "dense"])}
+        found = [int(i) for i in chunk_ids if int(i) in rows]
+        vectors = np.array([rows[i] for i in found], dtype=np.float32).reshape(len(found), self.manifest.dimension)
+        return np.array(found, dtype=np.int64), vectors
+
+    def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
+        rows = self._query(self.chunks, self._in("doc_id", list(dict.fromkeys(doc_ids))), ["pk", "doc_id", "idx", "dense"])
+        for r in sorted(rows, key=lambda r: (r["doc_id"], r["idx"])):
+            yield int(r["pk"]), r["doc_id"], np.asarray(r["dense"], dtype=np.float32)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def index_kind(self) -> str:
+        return "flat"
+
+    def stats(self) -> Stats:
+        chunks = self.client.query(self.chunks, filter="", output_fields=["count(*)"])
+        n = int(chunks[0]["count(*)"]) if chunks else 0
+        return Stats(self.count(), n, n, 0)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Milvus persists on its own."""
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> None:
+        """Milvus builds its indexes on its own."""
+
+    def close(self) -> None:
+        """The client is shared by every collection of the instance."""
+
+    def destroy(self) -> None:
+        for name in (self.chunks, self.docs):
+            if self.client.has_collection(name):
+                self.client.drop_collection(name)
+        self.client.delete(CATALOG, filter=f"name == {_quote(self.manifest.name)}")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _in(field: str, values: Sequence[Any]) -> str:
+        items = [int(v) for v in values] if field == "pk" else [str(v) for v in values]
+        return f"{field} in {json.dumps(items)}" if items else f"{field} in []"
+
+    def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row matching expr (a query returns at most 16,384 rows, so large id lists go in
+        parts and open filters page by primary key)."""
+        match = re.fullmatch(r"(pk|doc_id) in (\[.*\])", expr, flags=re.S)
+        if match:
+            values = json.loads(match.group(2))
+            if not values:
+                return []
+            out: list[dict[str, Any]] = []
+            for start in range(0, len(values), _BATCH):
+                out += self.client.query(collection, filter=f"{match.group(1)} in {json.dumps(values[start:start + _BATCH])}",
+                                         output_fields=fields)
+            return out
+        return list(self._iterate(collection, expr, fields))
+
+    def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        iterator = self.client.query_iterator(collection, filter=expr, output_fields=fields, batch_size=_BATCH * 5)
+        try:
+            while page := iterator.next():
+                yield from page
+        finally:
+            iterator.close()
+
+
+def _document(row: dict[str, Any]) -> Document:
+    return Document(row["doc_id"], row.get("text", ""), row.get("title", ""), decode_metadata(row.get("meta") or {}))
+
+
+def _ensure_catalog(client: Any) -> None:
+    from pymilvus import DataType
+
+    if client.has_collection(CATALOG):
+        return
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("name", DataType.VARCHAR, max_length=256, is_primary=True)
+    schema.add_field("manifest", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+    schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
+    index = client.prepare_index_params()
+    index.add_index("unused", index_type="FLAT", metric_type="L2")
+    client.create_collection(CATALOG, schema=schema, index_params=index, consistency_level="Strong")
+
+
+def catalog_manifests(uri: str) -> dict[str, Manifest]:
+    """The neardex collections a Milvus instance holds, by name."""
+    client = client_for(uri)
+    if not client.has_collection(CATALOG):
+        return {}
+    out = {}
+    for row in client.query(CATALOG, filter="", output_fields=["name", "manifest"], limit=_QUERY_LIMIT):
+        manifest = Manifest.from_json(row["manifest"])
+        out[manifest.name] = manifest
+    return out
