@@ -21,8 +21,17 @@ from typing import IO
 from . import snapshots
 from .aliases import Alias, Aliases
 from .chunker import default_overlap
-from .collection import Collection, QueryEncoder
-from .embedder import DEFAULT_MODEL, ENCODERS, Embedder, load_embedder, resolve_model
+from .collection import Collection
+from .embedder import (
+    DEFAULT_MODEL,
+    ENCODERS,
+    DirectCalls,
+    Embedder,
+    ModelCalls,
+    load_embedder,
+    resolve_device,
+    resolve_model,
+)
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .files import fsync_path, write_durably
 from .filters import Condition, validate_condition
@@ -39,8 +48,8 @@ LOCK_FILE = ".neardex.lock"
 # Encoders built from a model's weights (onnx-int8) are cached here, beside the data they serve.
 MODEL_CACHE = ".models"
 
-# Wraps a collection's embedder for queries, e.g. with the server's micro-batching queue.
-QueryEncoderFactory = Callable[[Embedder], QueryEncoder]
+# The roads to a loaded model, e.g. the server's scheduler that serves queries first.
+ModelCallsFactory = Callable[[Embedder], ModelCalls]
 
 
 def validate_name(name: str, field: str = "name") -> str:
@@ -56,9 +65,11 @@ class DataDirLocked(FailedPrecondition):
 
 class Catalog:
     def __init__(self, root: Path | str, *, default_encoder: str = "torch",
-                 query_encoder_factory: QueryEncoderFactory | None = None, milvus: Sequence[str] = ()) -> None:
+                 model_calls: ModelCallsFactory = DirectCalls, milvus: Sequence[str] = (),
+                 device: str = "auto") -> None:
         """milvus: Milvus instances whose neardex collections this catalog serves too (any number
-        of servers can serve one instance's collections)."""
+        of servers can serve one instance's collections); device: where models run (auto, cpu,
+        cuda, cuda:N)."""
         self.root = Path(root).expanduser().resolve()
         self.milvus = list(milvus)
         for uri in self.milvus:
@@ -66,7 +77,9 @@ class Catalog:
                 raise InvalidArgument(f"milvus: {uri!r} is neither milvus://HOST:PORT nor a milvus-lite .db file")
         self.root.mkdir(parents=True, exist_ok=True)
         self.default_encoder = default_encoder
-        self.query_encoder_factory = query_encoder_factory
+        self.model_calls = model_calls
+        # A named device that is not there stops the start; auto is resolved per encoder.
+        self.device = device if device.strip().lower() == "auto" else resolve_device(device)
         self._lock_file = self._acquire_lock()
         self._open: dict[str, Collection] = {}
         self._mutex = threading.Lock()
@@ -183,7 +196,7 @@ class Catalog:
                 write_durably(building / "manifest.json", manifest.to_json())
             os.replace(building, folder)
             fsync_path(self.root)
-            collection = Collection(self._store(folder, manifest), embedder, self.query_encoder(embedder))
+            collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder))
             self._open[name] = collection
             return collection
 
@@ -232,7 +245,7 @@ class Catalog:
                         raise FailedPrecondition(
                             f"model: {manifest.model} gives dimension {embedder.dimension}, but"
                             f" collection {name!r} holds vectors of dimension {manifest.dimension}")
-                collection = Collection(self._store(folder, manifest), embedder, self.query_encoder(embedder))
+                collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder))
                 self._open[name] = collection
         if expect_model is not None:
             wanted = NO_MODEL if expect_model == NO_MODEL else resolve_model(expect_model)[0]
@@ -305,12 +318,10 @@ class Catalog:
     def embedder(self, model: str | None, encoder: str) -> Embedder:
         """The loaded model for collections of this folder (shared with other folders'
         collections of the same model and encoder)."""
-        return load_embedder(model, encoder, cache_dir=self.root / MODEL_CACHE)
+        return load_embedder(model, encoder, cache_dir=self.root / MODEL_CACHE, device=self.device)
 
-    def query_encoder(self, embedder: Embedder | None) -> QueryEncoder | None:
-        if embedder is None:
-            return None
-        return self.query_encoder_factory(embedder) if self.query_encoder_factory else embedder.encode
+    def calls(self, embedder: Embedder | None) -> ModelCalls | None:
+        return self.model_calls(embedder) if embedder is not None else None
 
     def close(self) -> None:
         with self._mutex:

@@ -21,7 +21,7 @@ import numpy as np
 from . import deadline, fusion
 from .chunker import Chunker
 from .documents import Chunk, Document
-from .embedder import Embedder, check_fits
+from .embedder import DirectCalls, Embedder, ModelCalls, check_fits
 from .encoding import DocumentEncoder, Prepared
 from .errors import InvalidArgument, NotFound
 from .filters import Condition, Filter, validate_condition
@@ -38,16 +38,13 @@ from .records import (
 )
 from .stores import Store
 
-__all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "QueryEncoder", "validate_documents"]
+__all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "validate_documents"]
 
 # Dense weight of hybrid search in a collection without a model: no tokenizer to measure the
 # query's vocabulary coverage with, so both retrievers count alike.
 NO_MODEL_DENSE_WEIGHT = 0.5
 # Documents each retriever contributes to hybrid fusion.
 FUSION_DEPTH = 100
-
-QueryEncoder = Callable[[Sequence[str]], np.ndarray]
-
 
 @dataclass
 class WritePlan:
@@ -71,14 +68,14 @@ class WritePlan:
 class Collection:
     """Thread-safe as its store is: searches run concurrently, writes are serialized by the store."""
 
-    def __init__(self, store: Store, embedder: Embedder | None, query_encoder: QueryEncoder | None = None) -> None:
-        """embedder is None for a collection without a model (manifest.model == NO_MODEL)."""
+    def __init__(self, store: Store, embedder: Embedder | None, calls: ModelCalls | None = None) -> None:
+        """embedder is None for a collection without a model (manifest.model == NO_MODEL); calls
+        are the roads to it (the server's scheduler, or straight to the model)."""
         self.store = store
         self._embedder = embedder
-        # Queries may go through a shared micro-batching queue instead of the model directly.
-        self._encode_queries = query_encoder or (embedder.encode if embedder else None)
+        self._calls = calls or (DirectCalls(embedder) if embedder else None)
         manifest = store.manifest
-        self._encoder = (DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens)
+        self._encoder = (DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens, self._calls)
                          if embedder else None)
 
     @property
@@ -117,8 +114,8 @@ class Collection:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         self.require_model("query")
-        assert self._encode_queries is not None
-        return self._encode_queries(texts)
+        assert self._calls is not None
+        return self._calls.queries(texts)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -129,7 +126,7 @@ class Collection:
             return [Chunk(0, doc.text, 0, len(doc.text), 0)], [f"{doc.title} {doc.text}".strip()]
         return self.encoder.prepare(doc)
 
-    def upsert(self, documents: Sequence[Document], batch_size: int = 64) -> UpsertResult:
+    def upsert(self, documents: Sequence[Document], batch_size: int | None = None) -> UpsertResult:
         """Store documents durably; unchanged ones (same content hash) are neither re-embedded
         nor rewritten. Returns once the batch is committed to disk."""
         plan = self.plan(documents)

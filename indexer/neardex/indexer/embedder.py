@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import threading
 import time
 import weakref
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument
 
 # Models load from local folders only; a hub lookup at run time would hang or fail here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,6 +32,48 @@ ENCODERS = ("torch", "onnx-int8")
 
 # Called after every model call with (batch size, seconds): the server feeds its histograms.
 EmbedObserver = Callable[[int, float], None]
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# Texts per model call when the caller names none: a GPU only fills with larger batches.
+BATCH = {"cpu": 64, "cuda": 256}
+# fp16 is used on a GPU only while its vectors stay this close (cosine) to fp32's.
+FP16_MIN_COSINE = 0.999
+# Sentences the fp16 check encodes both ways: short and long, plain and unusual text.
+FP16_PROBES = (
+    "what is the capital of france",
+    "The quick brown fox jumps over the lazy dog near the riverbank at dawn.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose, releasing oxygen"
+    " as a by-product; chlorophyll in the chloroplasts absorbs mostly blue and red light.",
+    "error 0x80070005: access denied (HRESULT) when writing C:\\ProgramData\\app\\cache.bin",
+    "Der Vertrag tritt am 1. Januar 2027 in Kraft und gilt f\u00fcr alle Mitgliedstaaten.",
+    "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20",
+    "how many calories in a banana",
+    "tl;dr: it works, ship it \U0001f680",
+)
+
+
+def resolve_device(device: str | None, encoder: str = "torch") -> str:
+    """A torch device for the model: "auto" (or empty) is the first CUDA device when torch sees
+    one and the encoder can use it, else the CPU. Naming a device that is not there is an error,
+    not a silent fall back to the CPU."""
+    device = (device or "auto").strip().lower()
+    if not DEVICE.fullmatch(device):
+        raise InvalidArgument(f"device: {device!r} is not auto, cpu, cuda or cuda:N")
+    if device == "cpu" or (device == "auto" and encoder != "torch"):
+        return "cpu"
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        return "cuda:0" if available else "cpu"
+    if encoder != "torch":
+        raise InvalidArgument(f"device: the {encoder} encoder runs on the CPU only; got {device!r}")
+    index = int(device.partition(":")[2] or 0)
+    if index >= available:
+        raise FailedPrecondition(
+            f"device: {device} asked for, but torch sees {available} CUDA device(s) on this machine"
+            " (use --device auto or cpu)")
+    return f"cuda:{index}"
 
 
 def resolve_model(model: str | None) -> tuple[str, Path]:
@@ -55,8 +98,32 @@ class Embedder(Protocol):
     dimension: int
     max_seq_length: int
     tokenizer: Any
+    device: str  # the torch device it runs on: "cpu" or "cuda:N"
+    batch_size: int  # texts per model call when the caller names none
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray: ...
+
+
+class ModelCalls(Protocol):
+    """The roads from a collection to its model, one for queries and one for document texts:
+    direct by default; the server sends both through one scheduler that serves queries first."""
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray: ...
+
+
+class DirectCalls:
+    """Both roads straight to the model (a process that only indexes, or only searches)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.encode(texts)
+
+    def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        return self.embedder.encode(texts, batch_size)
 
 
 class SerialEncoder:
@@ -65,17 +132,19 @@ class SerialEncoder:
     every core: concurrent calls would only fight over the cores with smaller batches."""
 
     dimension: int
+    device = "cpu"
+    batch_size = BATCH["cpu"]
 
     def __init__(self) -> None:
         self.observers: list[EmbedObserver] = []
         self._lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             started = time.perf_counter()
-            vectors = self._encode(list(texts), max(1, int(batch_size)))
+            vectors = self._encode(list(texts), max(1, int(batch_size or self.batch_size)))
             elapsed = time.perf_counter() - started
         for observe in self.observers:
             observe(len(texts), elapsed)
@@ -87,7 +156,9 @@ class SerialEncoder:
 
 
 class TorchEmbedder(SerialEncoder):
-    """The fp32 PyTorch path through sentence-transformers itself."""
+    """The PyTorch path through sentence-transformers itself: fp32 on the CPU; on a GPU fp16 when
+    its vectors agree with fp32's (FP16_MIN_COSINE), so a collection built on either device is
+    searched alike on the other."""
 
     encoder = "torch"
 
@@ -104,11 +175,34 @@ class TorchEmbedder(SerialEncoder):
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         self.dimension = int(self.model.get_embedding_dimension())
+        self.batch_size = BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        self.precision = "fp32"
+        if device.startswith("cuda"):
+            self.precision = self.try_half()
+
+    def try_half(self) -> str:
+        """Switch the model to fp16 when that keeps every probe within FP16_MIN_COSINE of fp32."""
+        texts = list(FP16_PROBES)
+        full = self._encode(texts, len(texts))
+        # Kept aside: fp16 weights cast back to fp32 are not the fp32 weights they came from.
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.model.half()
+        if fp16_agrees(full, self._encode(texts, len(texts))):
+            return "fp16"
+        self.model.float()
+        self.model.load_state_dict(weights)
+        return "fp32"
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def fp16_agrees(full: np.ndarray, half: np.ndarray) -> bool:
+    """Whether every row of half is within FP16_MIN_COSINE of the same row of full (both unit
+    length, so the dot product is the cosine)."""
+    return bool(np.min(np.sum(full * half.astype(np.float32), axis=1)) >= FP16_MIN_COSINE)
 
 
 _plain: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -153,8 +247,6 @@ def check_fits(embedder: Embedder, text: str, field: str) -> None:
 def _load(path: Path, name: str, encoder: str, cache_dir: Path | None, device: str) -> Embedder:
     if encoder == "torch":
         return TorchEmbedder(name, path, device)
-    if device != "cpu":
-        raise InvalidArgument(f"device: the {encoder} encoder runs on the CPU only; got {device!r}")
     if encoder == "onnx-int8":
         from .onnx_int8 import OnnxInt8Embedder
 
@@ -166,13 +258,13 @@ _load_lock = threading.Lock()
 
 
 def load_embedder(model: str | None = None, encoder: str = "torch",
-                  cache_dir: Path | None = None, device: str = "cpu") -> Embedder:
+                  cache_dir: Path | None = None, device: str | None = "auto") -> Embedder:
     """The model, loaded once per process and device; cache_dir is where an encoder built from
-    the model's weights (onnx-int8) keeps its build; device is a torch device ("cpu", "cuda",
-    "cuda:1")."""
+    the model's weights (onnx-int8) keeps its build; device is auto, cpu, cuda or cuda:N."""
     name, path = resolve_model(model)
     if encoder not in ENCODERS:
         raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
+    device = resolve_device(device, encoder)
     with _load_lock:
         # The torch encoder builds nothing: one copy serves every cache folder.
         return _load(path, name, encoder, cache_dir if encoder != "torch" else None, device)

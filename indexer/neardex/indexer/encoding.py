@@ -14,14 +14,16 @@ import numpy as np
 from . import deadline
 from .chunker import Chunker
 from .documents import Chunk, Document
-from .embedder import Embedder, plain_tokenizer
+from .embedder import DirectCalls, Embedder, ModelCalls, plain_tokenizer
 
 Prepared = tuple[list[Chunk], list[str]]  # a document's chunks, and the text embedded for each
 
 
 class DocumentEncoder:
-    def __init__(self, embedder: Embedder, chunk_tokens: int, overlap_tokens: int) -> None:
+    def __init__(self, embedder: Embedder, chunk_tokens: int, overlap_tokens: int,
+                 calls: ModelCalls | None = None) -> None:
         self.embedder = embedder
+        self.calls = calls or DirectCalls(embedder)
         self.chunk_tokens = chunk_tokens
         self.chunker = Chunker(plain_tokenizer(embedder), chunk_tokens, overlap_tokens)
 
@@ -36,19 +38,21 @@ class DocumentEncoder:
         texts = [f"{doc.title} {c.text}" if use_title else c.text for c in chunks]
         return chunks, texts
 
-    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        """One model call per `batch_size` texts in length order (so each call pads little).
-        Between calls the model is free for queries, and the caller's deadline is checked: a
-        write whose caller has gone stops within one call."""
+    def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """One model call per `batch_size` texts (default: the model's) in length order, so each
+        call pads little. Between calls the model is free for queries, and the caller's deadline
+        is checked: a write whose caller has gone stops within one call."""
+        batch_size = batch_size or self.embedder.batch_size
         vectors = np.empty((len(texts), self.embedder.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), batch_size):
             part = order[start : start + batch_size]
             deadline.check("embed")
-            vectors[part] = self.embedder.encode([texts[i] for i in part], batch_size=batch_size)
+            vectors[part] = self.calls.documents([texts[i] for i in part], batch_size)
         return vectors
 
-    def encode(self, documents: Sequence[Document], batch_size: int) -> tuple[list[Prepared], np.ndarray]:
+    def encode(self, documents: Sequence[Document],
+               batch_size: int | None = None) -> tuple[list[Prepared], np.ndarray]:
         """Each document's chunks and texts, and one vector per chunk in that order."""
         prepared = [self.prepare(d) for d in documents]
         return prepared, self.embed([t for _, texts in prepared for t in texts], batch_size)

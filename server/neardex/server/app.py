@@ -24,9 +24,9 @@ from neardex.v1 import neardex_pb2_grpc
 
 from . import metrics
 from .auth import KeyStore
-from .batcher import QueryBatcher
 from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
 from .http import HttpGateway, serve_http
+from .scheduler import ModelScheduler
 from .service import NeardexService
 from .settings import Settings
 
@@ -41,7 +41,7 @@ class Server:
     catalog: Catalog
     health: health.HealthServicer
     port: int
-    batchers: dict[int, QueryBatcher]  # filled as collections load their models
+    schedulers: dict[int, ModelScheduler]  # filled as collections load their models
     keys: KeyStore | None = None
     metrics_server: Any = None
     http_server: Any = None
@@ -53,8 +53,8 @@ class Server:
             self.http_server.shutdown()
             self.http_server.server_close()
         self.grpc_server.stop(grace).wait()
-        for batcher in list(self.batchers.values()):
-            batcher.close()
+        for scheduler in list(self.schedulers.values()):
+            scheduler.close()
         # Closing snapshots every index, so the next start replays no change log.
         self.catalog.close()
         if self.metrics_server is not None:
@@ -65,17 +65,17 @@ class Server:
 
 
 def create_server(settings: Settings) -> tuple[Server, int]:
-    batchers: dict[int, QueryBatcher] = {}
+    schedulers: dict[int, ModelScheduler] = {}
 
-    def query_encoder(embedder: Embedder) -> Any:
-        # One queue per loaded model: concurrent queries share its model calls.
-        if id(embedder) not in batchers:
+    def model_calls(embedder: Embedder) -> ModelScheduler:
+        # One scheduler per loaded model: queries first, and concurrent queries share its calls.
+        if id(embedder) not in schedulers:
             if metrics.observe_embed not in getattr(embedder, "observers", []):
                 embedder.observers.append(metrics.observe_embed)  # type: ignore[attr-defined]
-            batchers[id(embedder)] = QueryBatcher(embedder.encode, settings.batch_max_size,
-                                                  settings.batch_wait_ms / 1000.0,
-                                                  settings.batch_max_queue)
-        return batchers[id(embedder)].encode
+            schedulers[id(embedder)] = ModelScheduler(
+                embedder.encode, settings.batch_max_size, settings.batch_wait_ms / 1000.0,
+                settings.batch_max_queue, settings.document_batch_size)
+        return schedulers[id(embedder)]
 
     if settings.max_concurrent_rpcs < 1:
         raise InvalidArgument(f"max_concurrent_rpcs: must be at least 1, got {settings.max_concurrent_rpcs}")
@@ -83,7 +83,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     keys = KeyStore(settings.api_keys_file) if settings.api_keys_file else None
     credentials = server_credentials(settings)
     catalog = Catalog(settings.data_dir, default_encoder=settings.default_encoder,
-                      query_encoder_factory=query_encoder, milvus=settings.milvus)
+                      model_calls=model_calls, milvus=settings.milvus, device=settings.device)
     try:
         pool = CallPool(settings.max_concurrent_rpcs)
         gate = Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)
@@ -142,7 +142,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         catalog.close()
         raise
     http_port = http_server.server_address[1] if http_server is not None else 0
-    return Server(server, catalog, health_servicer, port, batchers, keys, metrics_server, http_server,
+    return Server(server, catalog, health_servicer, port, schedulers, keys, metrics_server, http_server,
                   http_port), port
 
 

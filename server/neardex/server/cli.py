@@ -64,6 +64,8 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                    help=f"encoder of a new collection {_setting('default_encoder')}")
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help=f"where the model runs here (not with --server): auto, cpu, cuda or cuda:N {_setting('device', 'auto: a CUDA device when torch sees one')}")
     p.add_argument("--store", default="", metavar="URI",
                    help="where a new collection's data lives: local (the data folder, default),"
                         " milvus://HOST:PORT, or a milvus-lite .db file")
@@ -93,6 +95,11 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                         f" this port; -1 for none {_setting('http_port', '-1, none')}")
     p.add_argument("--batch-max-size", type=positive_int, default=None, metavar="N",
                    help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help=f"where the model runs: auto, cpu, cuda or cuda:N {_setting('device', 'auto: a CUDA device when torch sees one')}")
+    p.add_argument("--document-batch-size", type=positive_int, default=None, metavar="N",
+                   help="texts of an upsert per model call; a search arriving during indexing waits for at most"
+                        f" one such call {_setting('document_batch_size')}")
     p.add_argument("--max-concurrent-rpcs", type=positive_int, default=None, metavar="N",
                    help=f"calls held at once; more are refused with RESOURCE_EXHAUSTED {_setting('max_concurrent_rpcs')}")
     p.add_argument("--milvus", action="append", default=None, metavar="URI",
@@ -155,6 +162,8 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
     p.add_argument("--store", default="", metavar="URI",
                    help="where the collection lives: local (default), milvus://HOST:PORT, a milvus-lite .db file,"
                         " or milvus-lite (a milvus-lite file in the data folder)")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help=f"where the model runs: auto, cpu, cuda or cuda:N {_setting('device', 'auto: a CUDA device when torch sees one')}")
     p.add_argument("--json", action="store_true", help="one JSON line per mode")
     p.set_defaults(run=cmd_eval)
     return NeardexError, ReadError
@@ -257,6 +266,9 @@ def cmd_index(args: argparse.Namespace) -> int:
                            " the server embeds what it is sent. Give one of them")
     if args.ray_actors is not None and args.ray is None:
         raise NeardexError("--ray-actors: only with --ray")
+    if args.device is not None and (args.server or args.ray is not None):
+        raise NeardexError("--device: the model runs here only without --server and --ray (the server uses its"
+                           " own --device; Ray actors use the GPU Ray gives them)")
     total = count_documents(args.path, args.format)
     with contextlib.ExitStack() as stack:
         target = stack.enter_context(_remote_target(args) if args.server else _local_target(args))
@@ -301,7 +313,8 @@ def _local_target(args: argparse.Namespace) -> Iterator[Any]:
     data_dir = Path(args.data_dir or Settings().data_dir)
     made_dir = not data_dir.exists()
     try:
-        with Catalog(data_dir, default_encoder=Settings().default_encoder) as catalog:
+        settings = Settings()
+        with Catalog(data_dir, default_encoder=settings.default_encoder, device=args.device or settings.device) as catalog:
             existed = catalog.exists(args.collection)
             collection = catalog.get_or_create(args.collection, **_collection_options(args))
             try:
@@ -352,6 +365,8 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from neardex.indexer.embedder import resolve_device
+
     from .app import serve
     from .settings import Settings
 
@@ -360,7 +375,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size, "http_port": args.http_port,
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
-        "milvus": args.milvus,
+        "milvus": args.milvus, "device": args.device,
+        "document_batch_size": args.document_batch_size,
     }.items() if v is not None}
     settings = Settings(**overrides)
 
@@ -373,7 +389,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
         http = f"; HTTP/JSON: {settings.host}:{server.http_port}" if server.http_server is not None else ""
         print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
-              f" on {settings.host}:{port} (metrics: {metrics}{http})", flush=True)
+              f" on {settings.host}:{port} (metrics: {metrics}{http}; models on {resolve_device(settings.device)})",
+              flush=True)
         example = names[0] if names else "NAME"
         command = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "neardex" else "neardex"
         print(f"try: {command} search {example} \"your question\" --server {settings.host}:{port}", flush=True)
@@ -468,6 +485,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from neardex.indexer.readers import read_beir
 
     from .evaluation import evaluate, load_judged
+    from .settings import Settings
 
     modes = list(EVAL_MODES) if args.compare else [args.mode]
     for mode in modes:
@@ -476,7 +494,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     judged = load_judged(args.beir_dir)
     reports = []
     with tempfile.TemporaryDirectory(prefix="neardex-eval-") as tmp:
-        with Catalog(args.data_dir or Path(tmp)) as catalog:
+        with Catalog(args.data_dir or Path(tmp), device=args.device or Settings().device) as catalog:
             store = str(catalog.root / "milvus-lite.db") if args.store == "milvus-lite" else args.store
             if args.collection and catalog.exists(args.collection):
                 collection = catalog.get(args.collection)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from neardex.indexer import snapshots
 from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.chunker import Chunker, default_overlap
-from neardex.indexer.collection import Collection, QueryEncoder
+from neardex.indexer.collection import Collection
 from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
 from neardex.indexer.errors import InvalidArgument, ResourceExhausted
 from neardex.indexer.records import SearchResult
@@ -305,14 +305,14 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         metrics.observe_timings(result.timings_ms)
         return convert.search_result_to_pb(result, _fields(request))
 
-    def _model(self, collection_name: str) -> tuple[Embedder, QueryEncoder]:
+    def _model(self, collection_name: str) -> tuple[Embedder, Callable[[Sequence[str]], np.ndarray]]:
         """The model a request names through its collection (the server's default without one),
         and the encoder its queries go through."""
         if collection_name:
             collection = self._collection(collection_name)
             return collection.embedder, collection.encode_queries
         embedder = self.catalog.embedder(None, self.settings.default_encoder)
-        return embedder, self.catalog.query_encoder(embedder)
+        return embedder, self.catalog.model_calls(embedder).queries
 
     @staticmethod
     def _texts(embedder: Embedder, texts: Any, field: str, limit: int) -> list[str]:

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     batch_wait_ms: float = 0.0
     # Texts waiting for the model at most; past it a query is refused with RESOURCE_EXHAUSTED.
     batch_max_queue: int = 4096
+    # Texts of an upsert per model call: a query arriving during indexing waits for at most one.
+    document_batch_size: int = 8
+    # Where models run: auto (a CUDA device when torch sees one), cpu, cuda or cuda:N.
+    device: str = "auto"
     # Share of searches on approximate indexes whose results are checked against exact search.
     recall_sample_rate: float = 0.01
     # A sentence-transformers CrossEncoder folder; when set, Ask reranks its candidates with it.

@@ -1,6 +1,7 @@
-"""The query micro-batching queue, over the bundled model: every request gets its own vectors
-in order, concurrent requests share model calls, the size and time budgets decide a flush, and
-one request's failure fails no other."""
+"""The model scheduler, over the bundled model: every query request gets its own vectors in
+order, concurrent queries share model calls, the size and time budgets decide a flush, one
+request's failure fails no other, and document texts go in bounded pieces behind any waiting
+query."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from prometheus_client import REGISTRY
 from neardex.indexer import deadline
 from neardex.indexer.embedder import Embedder, load_embedder
 from neardex.indexer.errors import DeadlineExceeded, Overloaded
-from neardex.server.batcher import QueryBatcher
+from neardex.server.scheduler import ModelScheduler
 
 POISON = "this text makes the model fail"
 
@@ -53,7 +54,7 @@ def model(embedder: Embedder) -> RecordingModel:
 
 
 @contextlib.contextmanager
-def model_busy(model: RecordingModel, batcher: QueryBatcher, workers: int,
+def model_busy(model: RecordingModel, batcher: ModelScheduler, workers: int,
                first: str = "blocker") -> Iterator[tuple[ThreadPoolExecutor, Future[np.ndarray]]]:
     """A pool whose first request holds the model call open until model.release is set, so
     later requests queue behind it; the batcher is closed on the way out."""
@@ -69,7 +70,7 @@ def model_busy(model: RecordingModel, batcher: QueryBatcher, workers: int,
         batcher.close()
 
 
-def wait_queued(batcher: QueryBatcher, texts: int) -> None:
+def wait_queued(batcher: ModelScheduler, texts: int) -> None:
     while batcher._queued_texts < texts:
         time.sleep(0.005)
 
@@ -80,7 +81,7 @@ def texts_for(i: int) -> list[str]:
 
 def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingModel,
                                                             embedder: Embedder) -> None:
-    batcher = QueryBatcher(model.encode, max_size=16)
+    batcher = ModelScheduler(model.encode, max_size=16)
     try:
         with ThreadPoolExecutor(12) as pool:
             results = list(pool.map(lambda i: batcher.encode(texts_for(i)), range(60)))
@@ -96,7 +97,7 @@ def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingMode
 
 
 def test_requests_arriving_during_a_model_call_share_the_next(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=64)
+    batcher = ModelScheduler(model.encode, max_size=64)
     with model_busy(model, batcher, 9, first="the first request") as (pool, first):
         rest = [pool.submit(batcher.encode, [f"waiting request {i}"]) for i in range(8)]
         wait_queued(batcher, 8)  # all eight queued behind the running call
@@ -109,7 +110,7 @@ def test_requests_arriving_during_a_model_call_share_the_next(model: RecordingMo
 
 
 def test_a_batch_never_exceeds_max_size_and_keeps_arrival_order(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=4)
+    batcher = ModelScheduler(model.encode, max_size=4)
     with model_busy(model, batcher, 11) as (pool, _):
         futures = []
         for i in range(10):
@@ -127,7 +128,7 @@ def test_a_batch_never_exceeds_max_size_and_keeps_arrival_order(model: Recording
 
 
 def test_time_budget_gathers_requests_that_arrive_within_it(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=64, max_wait=2.0)
+    batcher = ModelScheduler(model.encode, max_size=64, max_wait=2.0)
     try:
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(batcher.encode, ["early"])
@@ -141,7 +142,7 @@ def test_time_budget_gathers_requests_that_arrive_within_it(model: RecordingMode
 
 
 def test_a_full_batch_does_not_wait_for_the_time_budget(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=4, max_wait=600.0)
+    batcher = ModelScheduler(model.encode, max_size=4, max_wait=600.0)
     try:
         with ThreadPoolExecutor(2) as pool:
             halves = [pool.submit(batcher.encode, ["a", "b"]), pool.submit(batcher.encode, ["c", "d"])]
@@ -153,7 +154,7 @@ def test_a_full_batch_does_not_wait_for_the_time_budget(model: RecordingModel) -
 
 
 def test_a_failing_request_fails_alone(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=64)
+    batcher = ModelScheduler(model.encode, max_size=64)
     with model_busy(model, batcher, 6) as (pool, _):
         good = [pool.submit(batcher.encode, [f"good {i}"]) for i in range(4)]
         bad = pool.submit(batcher.encode, ["fine text", POISON])
@@ -167,7 +168,7 @@ def test_a_failing_request_fails_alone(model: RecordingModel) -> None:
 
 
 def test_close_answers_what_is_queued_and_later_requests_run_directly(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=64)
+    batcher = ModelScheduler(model.encode, max_size=64)
     with model_busy(model, batcher, 3) as (pool, _):
         queued = pool.submit(batcher.encode, ["queued before close"])
         wait_queued(batcher, 1)
@@ -182,7 +183,7 @@ def test_close_answers_what_is_queued_and_later_requests_run_directly(model: Rec
 
 
 def test_batching_off_still_runs_one_request_per_call_on_the_worker(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=1)
+    batcher = ModelScheduler(model.encode, max_size=1)
     with model_busy(model, batcher, 4) as (pool, _):
         waiting = [pool.submit(batcher.encode, [f"request {i}", "its second text"]) for i in range(3)]
         wait_queued(batcher, 6)
@@ -192,7 +193,7 @@ def test_batching_off_still_runs_one_request_per_call_on_the_worker(model: Recor
 
 
 def test_past_the_queue_limit_a_request_is_refused_at_once(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=64, max_queue=4)
+    batcher = ModelScheduler(model.encode, max_size=64, max_queue=4)
     with model_busy(model, batcher, 4) as (pool, _):
         waiting = pool.submit(batcher.encode, ["one", "two", "three"])
         wait_queued(batcher, 3)
@@ -206,7 +207,7 @@ def test_past_the_queue_limit_a_request_is_refused_at_once(model: RecordingModel
 
 
 def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(model: RecordingModel) -> None:
-    batcher = QueryBatcher(model.encode, max_size=64)
+    batcher = ModelScheduler(model.encode, max_size=64)
 
     def with_deadline(texts: list[str], seconds: float) -> np.ndarray:
         with deadline.bound(deadline.Deadline(time.monotonic() + seconds)):
@@ -223,10 +224,63 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(model: Recordin
         assert patient.result(timeout=30).shape == (1, 384)
     assert model.calls == [["blocker"], ["in time"]]
     # An expired request is refused before it joins the queue at all.
-    idle = QueryBatcher(model.encode)
+    idle = ModelScheduler(model.encode)
     try:
         with pytest.raises(DeadlineExceeded), deadline.bound(deadline.Deadline(time.monotonic() - 1)):
             idle.encode(["never queued"])
     finally:
         idle.close()
     assert ["never queued"] not in model.calls
+
+
+def wait_documents(batcher: ModelScheduler, pieces: int) -> None:
+    while len(batcher._documents) < pieces:
+        time.sleep(0.005)
+
+
+def test_documents_go_in_bounded_pieces_and_keep_their_order(model: RecordingModel,
+                                                              embedder: Embedder) -> None:
+    batcher = ModelScheduler(model.encode, document_batch=3)
+    texts = [f"passage {i} about the history of the harbour" * (1 + i % 4) for i in range(14)]
+    try:
+        quiet = batcher.documents(texts)  # no query yet: pieces of 4 x 3 texts
+        assert len(batcher.documents(texts, batch_size=5)) == 14  # the caller may ask for smaller
+        batcher.encode(["a query: from now on queries flow"])
+        flowing = batcher.documents(texts)
+    finally:
+        batcher.close()
+    np.testing.assert_allclose(quiet, embedder.encode(texts), atol=1e-4)
+    np.testing.assert_allclose(flowing, quiet, atol=1e-4)
+    sizes = [len(c) for c in model.calls]
+    assert sizes == [12, 2, 5, 5, 4, 1, 3, 3, 3, 3, 2]
+
+
+def test_a_query_goes_before_document_pieces_already_waiting(model: RecordingModel) -> None:
+    batcher = ModelScheduler(model.encode, document_batch=2)
+    with model_busy(model, batcher, 3, first="the running query") as (pool, _):
+        upsert = pool.submit(batcher.documents, [f"doc {i}" for i in range(4)])
+        wait_documents(batcher, 1)  # the upsert's first piece waits for the model
+        query = pool.submit(batcher.encode, ["a query that arrives later"])
+        wait_queued(batcher, 1)
+        model.release.set()
+        assert query.result(timeout=30).shape == (1, 384)
+        assert upsert.result(timeout=30).shape == (4, 384)
+    assert model.calls == [["the running query"], ["a query that arrives later"],
+                           ["doc 0", "doc 1"], ["doc 2", "doc 3"]]
+
+
+def test_a_document_piece_whose_deadline_passed_is_not_embedded(model: RecordingModel) -> None:
+    batcher = ModelScheduler(model.encode, document_batch=2)
+
+    def upsert(seconds: float) -> np.ndarray:
+        with deadline.bound(deadline.Deadline(time.monotonic() + seconds)):
+            return batcher.documents(["late doc a", "late doc b", "late doc c"])
+
+    with model_busy(model, batcher, 2) as (pool, _):
+        expiring = pool.submit(upsert, 0.05)
+        wait_documents(batcher, 1)
+        time.sleep(0.1)
+        model.release.set()
+        with pytest.raises(DeadlineExceeded):
+            expiring.result(timeout=30)
+    assert not any(t.startswith("late doc") for c in model.calls for t in c)

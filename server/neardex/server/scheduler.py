@@ -1,13 +1,20 @@
-"""Micro-batching of query embeddings: concurrent requests share one model call.
+"""The one road to a loaded model in the server: queries first, document texts in bounded
+pieces between them, and concurrent queries sharing one model call.
 
-Requests join a queue; one worker thread hands everything queued (up to max_size texts) to the
-model in one call. The model runs one call at a time, so requests that arrive while it is busy
+Query requests join a queue; one worker thread hands everything queued (up to max_size texts) to
+the model in one call. The model runs one call at a time, so requests that arrive while it is busy
 gather into the next call by themselves: batching costs a lone request nothing. max_wait adds an
 optional pause to gather more before a call, for loads where that pays; a full batch never waits.
 
+Document texts (upserts) are cut into pieces, and the worker takes a piece only when no query
+waits: a search arriving while a large batch is being indexed waits for at most one piece, not
+for the batch. While queries flow (one in the last QUERIES_FLOWING seconds) a piece is
+document_batch texts, small so that a query's wait is short; with no queries it is QUIET_FACTOR
+times that, nearer the size the model embeds fastest on a CPU (fewer, fuller calls).
+
 Every model call runs on the worker, even with batching off (max_size 1: one request per call).
 PyTorch's OpenMP runtime keeps a thread team per calling thread, so model calls made from
-whichever gRPC thread took the request leave idle teams spinning on the two cores.
+whichever gRPC thread took the request leave idle teams spinning on the cores.
 
 The queue is bounded (max_queue texts): past it a request is refused at once rather than left to
 wait behind work the server cannot finish in time. A request whose caller's deadline passed or who
@@ -33,24 +40,58 @@ Encode = Callable[[Sequence[str]], np.ndarray]
 Pending = tuple[list[str], "Future[np.ndarray]", deadline.Deadline | None]
 
 DEFAULT_MAX_QUEUE = 4096
+DEFAULT_DOCUMENT_BATCH = 2
+QUERIES_FLOWING = 1.0
+QUIET_FACTOR = 4
 
 
-class QueryBatcher:
+class ModelScheduler:
     def __init__(self, encode: Encode, max_size: int = 64, max_wait: float = 0.0,
-                 max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+                 max_queue: int = DEFAULT_MAX_QUEUE, document_batch: int = DEFAULT_DOCUMENT_BATCH) -> None:
         self._encode = encode
         self.max_size = max_size
         self.max_wait = max_wait
         self.max_queue = max_queue
+        self.document_batch = max(1, document_batch)
         self._queue: deque[Pending] = deque()
         self._queued_texts = 0
+        self._documents: deque[Pending] = deque()
+        self._last_query = -QUERIES_FLOWING
         self._cond = threading.Condition()
         self._closed = False
-        self._worker = threading.Thread(target=self._run, name="query-batcher", daemon=True)
+        self._worker = threading.Thread(target=self._run, name="model-scheduler", daemon=True)
         self._worker.start()
 
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts)
+
+    def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Vectors for document texts, in order, one piece per model call (batch_size may make
+        pieces smaller); the caller's deadline is checked between pieces."""
+        parts = []
+        start = 0
+        while start < len(texts):
+            deadline.check("embed")
+            size = min(batch_size or len(texts), self.piece_size())
+            piece = list(texts[start : start + size])
+            start += size
+            future: Future[np.ndarray] = Future()
+            with self._cond:
+                queued = not self._closed
+                if queued:
+                    self._documents.append((piece, future, deadline.current()))
+                    self._cond.notify()
+            parts.append(future.result() if queued else self._encode(piece))  # closing: direct
+        return np.concatenate(parts) if parts else self._encode([])
+
+    def piece_size(self) -> int:
+        """Texts in the next document piece: small while queries flow, larger when none do."""
+        flowing = time.monotonic() - self._last_query < QUERIES_FLOWING
+        return self.document_batch if flowing else self.document_batch * QUIET_FACTOR
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for texts, in order; raises what the model raised for this request."""
+        """Query vectors for texts, in order; raises what the model raised for this request."""
+        self._last_query = time.monotonic()
         request = deadline.current()
         if request is not None:
             request.check("embed")
@@ -74,10 +115,16 @@ class QueryBatcher:
         return future.result()
 
     def _take(self) -> list[Pending]:
-        """The next batch: waits for a first request, then up to max_wait for more."""
+        """The next model call's requests: queries when any wait (gathered up to max_wait), else
+        one piece of document texts."""
         with self._cond:
-            while not self._queue and not self._closed:
+            while not self._queue and not self._documents and not self._closed:
                 self._cond.wait()
+            if not self._queue:
+                if not self._documents:
+                    return []
+                piece = self._documents.popleft()
+                return [] if _abandoned(piece) else [piece]
             until = time.monotonic() + self.max_wait
             while self._queued_texts < self.max_size and not self._closed:
                 left = until - time.monotonic()
@@ -100,7 +147,7 @@ class QueryBatcher:
         while True:
             batch = self._take()
             if not batch:
-                if self._closed and not self._queue:  # closed and drained
+                if self._closed and not self._queue and not self._documents:  # closed and drained
                     return
                 continue  # every request taken had been abandoned
             self._answer(batch)
