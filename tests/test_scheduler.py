@@ -269,6 +269,32 @@ def test_a_query_goes_before_document_pieces_already_waiting(model: RecordingMod
                            ["doc 0", "doc 1"], ["doc 2", "doc 3"]]
 
 
+def test_writes_progress_however_many_queries_arrive(model: RecordingModel) -> None:
+    batcher = ModelScheduler(model.encode, document_batch=1)
+    stop = threading.Event()
+
+    def search_forever(i: int) -> None:
+        while not stop.is_set():
+            batcher.encode([f"query from client {i}"])
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            clients = [pool.submit(search_forever, i) for i in range(3)]
+            while sum(1 for c in model.calls if c[0].startswith("query")) < 10:
+                time.sleep(0.005)  # queries are flowing
+            vectors = batcher.documents([f"doc {i}" for i in range(6)])
+            stop.set()
+            for c in clients:
+                c.result(timeout=30)
+    finally:
+        batcher.close()
+    assert vectors.shape == (6, 384)
+    pieces = [i for i, c in enumerate(model.calls) if c[0].startswith("doc")]
+    assert len(pieces) == 6
+    # Queries and pieces alternate: at most one query call between two pieces.
+    assert all(b - a <= 2 for a, b in zip(pieces, pieces[1:]))
+
+
 def test_a_document_piece_whose_deadline_passed_is_not_embedded(model: RecordingModel) -> None:
     batcher = ModelScheduler(model.encode, document_batch=2)
 

@@ -6,9 +6,10 @@ the model in one call. The model runs one call at a time, so requests that arriv
 gather into the next call by themselves: batching costs a lone request nothing. max_wait adds an
 optional pause to gather more before a call, for loads where that pays; a full batch never waits.
 
-Document texts (upserts) are cut into pieces, and the worker takes a piece only when no query
-waits: a search arriving while a large batch is being indexed waits for at most one piece, not
-for the batch. While queries flow (one in the last QUERIES_FLOWING seconds) a piece is
+Document texts (upserts) are cut into pieces, and a waiting query goes before a waiting piece,
+but never twice in a row: a search arriving while a large batch is being indexed waits for at
+most one piece, not for the batch, and writes still get every other model call however many
+searches arrive. While queries flow (one in the last QUERIES_FLOWING seconds) a piece is
 document_batch texts, small so that a query's wait is short; with no queries it is QUIET_FACTOR
 times that, nearer the size the model embeds fastest on a CPU (fewer, fuller calls).
 
@@ -57,6 +58,7 @@ class ModelScheduler:
         self._queued_texts = 0
         self._documents: deque[Pending] = deque()
         self._last_query = -QUERIES_FLOWING
+        self._piece_owed = False  # a piece waited through a query call: it goes next
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._run, name="model-scheduler", daemon=True)
@@ -116,15 +118,17 @@ class ModelScheduler:
 
     def _take(self) -> list[Pending]:
         """The next model call's requests: queries when any wait (gathered up to max_wait), else
-        one piece of document texts."""
+        one piece of document texts; a piece that waited through a query call goes first."""
         with self._cond:
             while not self._queue and not self._documents and not self._closed:
                 self._cond.wait()
-            if not self._queue:
+            if not self._queue or (self._documents and self._piece_owed):
+                self._piece_owed = False
                 if not self._documents:
                     return []
                 piece = self._documents.popleft()
                 return [] if _abandoned(piece) else [piece]
+            self._piece_owed = bool(self._documents)
             until = time.monotonic() + self.max_wait
             while self._queued_texts < self.max_size and not self._closed:
                 left = until - time.monotonic()
