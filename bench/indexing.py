@@ -12,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import Timer, load_corpus, median, print_table, write_result
+from common import Timer, cpu_flags, load_corpus, median, print_table, write_result
 
 
 def main() -> None:
@@ -23,17 +23,21 @@ def main() -> None:
     args = parser.parse_args()
 
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.embedder import load_embedder
     from neardex.indexer.pipeline import index_documents
 
     docs = load_corpus(limit=args.limit)
     texts = [f"{d.title} {d.text}" if d.title else d.text for d in docs]
-    stock = load_embedder(None, "torch").model  # the plain SentenceTransformer
-    stock.encode(texts[:64], batch_size=64)  # warm-up
+    from sentence_transformers import SentenceTransformer
+
+    from neardex.indexer.embedder import resolve_model
+
+    # Its own copy, as a user would load it: nothing neardex sets on its model reaches this one.
+    stock = SentenceTransformer(str(resolve_model(None)[1]), device="cpu")
+    stock.encode(texts[:64])  # warm-up
     plain, pipeline = [], []
     for run in range(args.runs):
         with Timer() as t:
-            stock.encode(texts, batch_size=64, normalize_embeddings=True)
+            stock.encode(texts, normalize_embeddings=True)  # its defaults: batch 32, fp32
         plain.append(t.seconds)
         with tempfile.TemporaryDirectory() as tmp, Catalog(Path(tmp)) as catalog:
             collection = catalog.create("bench", encoder=args.encoder)
@@ -48,6 +52,7 @@ def main() -> None:
         [f"neardex index pipeline ({args.encoder})", n / median(pipeline), median(pipeline),
          median(pipeline) / median(plain)],
     ]
+    print(f"CPU flags: {cpu_flags()}; {len(docs)} passages; medians over {args.runs} runs")
     print_table(["method", "passages/s", "median s", "time vs plain"], rows)
     write_result(f"indexing-{args.encoder}", {
         "documents": n, "runs": args.runs, "plain_seconds": plain, "pipeline_seconds": pipeline,

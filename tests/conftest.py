@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +93,10 @@ def stop_process(proc: subprocess.Popen[Any] | None, grace: float = 60) -> None:
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
+        if hasattr(proc, "output"):  # a `neardex serve`: its thread stacks say where it hangs
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            print("".join(proc.output[-200:]), file=sys.stderr)
         proc.kill()
         proc.wait(timeout=30)
 

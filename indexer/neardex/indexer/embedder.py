@@ -35,11 +35,18 @@ EmbedObserver = Callable[[int, float], None]
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 # Texts per model call when the caller names none: a GPU only fills with larger batches.
-BATCH = {"cpu": 64, "cuda": 256}
-# fp16 is used on a GPU only while its vectors stay this close (cosine) to fp32's.
-FP16_MIN_COSINE = 0.999
-# Sentences the fp16 check encodes both ways: short and long, plain and unusual text.
-FP16_PROBES = (
+BATCH = {"cpu": 16, "cuda": 256}
+# Reduced precision (fp16 on a GPU, bf16 on a CPU that computes it natively) is used only while
+# every probe's vector stays this close (cosine) to its fp32 vector.
+MIN_COSINE_TO_FP32 = 0.999
+# auto: the fastest precision that agrees with fp32 on this device; fp32: always fp32.
+PRECISION_ENV = "NEARDEX_PRECISION"
+PRECISIONS = ("auto", "fp32")
+# CPU features under which bf16 matrix products run natively (AVX512_BF16, AMX): elsewhere
+# torch emulates them, slower than fp32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# Sentences the precision check encodes both ways: short and long, plain and unusual text.
+PRECISION_PROBES = (
     "what is the capital of france",
     "The quick brown fox jumps over the lazy dog near the riverbank at dawn.",
     "Photosynthesis converts light energy into chemical energy stored in glucose, releasing oxygen"
@@ -50,6 +57,24 @@ FP16_PROBES = (
     "how many calories in a banana",
     "tl;dr: it works, ship it \U0001f680",
 )
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def precision_setting() -> str:
+    value = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise InvalidArgument(f"precision: {PRECISION_ENV}={value!r} is not one of {PRECISIONS}")
+    return value
 
 
 def resolve_device(device: str | None, encoder: str = "torch") -> str:
@@ -156,9 +181,10 @@ class SerialEncoder:
 
 
 class TorchEmbedder(SerialEncoder):
-    """The PyTorch path through sentence-transformers itself: fp32 on the CPU; on a GPU fp16 when
-    its vectors agree with fp32's (FP16_MIN_COSINE), so a collection built on either device is
-    searched alike on the other."""
+    """The PyTorch path through sentence-transformers itself. fp32, unless a faster precision
+    agrees with it (MIN_COSINE_TO_FP32) on this device: fp16 on a GPU, bf16 matrix products
+    (autocast) on a CPU with native bf16. The encoder recorded in a collection stays the contract:
+    a collection built in one precision or on one device is searched alike in another."""
 
     encoder = "torch"
 
@@ -177,32 +203,53 @@ class TorchEmbedder(SerialEncoder):
         self.dimension = int(self.model.get_embedding_dimension())
         self.batch_size = BATCH["cuda" if device.startswith("cuda") else "cpu"]
         self.precision = "fp32"
-        if device.startswith("cuda"):
-            self.precision = self.try_half()
+        self._autocast: Any = None  # the dtype of autocast's matrix products, None for off
+        if precision_setting() == "auto":
+            if device.startswith("cuda"):
+                self.precision = self.try_half()
+            elif cpu_flags() & set(BF16_CPU_FLAGS):
+                self.precision = self.try_bf16()
 
     def try_half(self) -> str:
-        """Switch the model to fp16 when that keeps every probe within FP16_MIN_COSINE of fp32."""
-        texts = list(FP16_PROBES)
+        """Switch the model to fp16 when that keeps every probe within MIN_COSINE_TO_FP32."""
+        texts = list(PRECISION_PROBES)
         full = self._encode(texts, len(texts))
         # Kept aside: fp16 weights cast back to fp32 are not the fp32 weights they came from.
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         self.model.half()
-        if fp16_agrees(full, self._encode(texts, len(texts))):
+        if agrees_with_fp32(full, self._encode(texts, len(texts))):
             return "fp16"
         self.model.float()
         self.model.load_state_dict(weights)
         return "fp32"
 
+    def try_bf16(self) -> str:
+        """Run matrix products in bf16 (weights stay fp32; norms and softmax stay fp32 under
+        autocast) when that keeps every probe within MIN_COSINE_TO_FP32."""
+        import torch
+
+        texts = list(PRECISION_PROBES)
+        full = self._encode(texts, len(texts))
+        self._autocast = torch.bfloat16
+        if agrees_with_fp32(full, self._encode(texts, len(texts))):
+            return "bf16"
+        self._autocast = None
+        return "fp32"
+
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        import torch
+
+        with torch.autocast(self.model.device.type, dtype=self._autocast or torch.bfloat16,
+                            enabled=self._autocast is not None):
+            vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def fp16_agrees(full: np.ndarray, half: np.ndarray) -> bool:
-    """Whether every row of half is within FP16_MIN_COSINE of the same row of full (both unit
-    length, so the dot product is the cosine)."""
-    return bool(np.min(np.sum(full * half.astype(np.float32), axis=1)) >= FP16_MIN_COSINE)
+def agrees_with_fp32(full: np.ndarray, reduced: np.ndarray) -> bool:
+    """Whether every row of reduced is within MIN_COSINE_TO_FP32 of the same row of full (both
+    unit length, so the dot product is the cosine)."""
+    return bool(np.min(np.sum(full * reduced.astype(np.float32), axis=1)) >= MIN_COSINE_TO_FP32)
 
 
 _plain: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import ipaddress
 import logging
 import signal
@@ -209,7 +210,9 @@ def _is_loopback(host: str) -> bool:
 
 def serve(settings: Settings, ready: Any = None) -> None:
     """Run in the foreground until SIGINT or SIGTERM, then drain and snapshot; SIGHUP reloads
-    the API keys file."""
+    the API keys file; SIGUSR1 prints every thread's stack to stderr (what a stuck server is
+    doing, without stopping it)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     server, port = create_server(settings)
     if server.keys is None and not _is_loopback(settings.host):
         log.warning("no API keys: anyone who can reach %s:%d may read, write and delete every"
