@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from common import Timer, load_corpus, load_queries, print_table, write_result
+from common import Timer, cpu_flags, load_corpus, load_queries, print_table, write_result
 
 # Per kind, the settings each row measures: per-query effort (ef_search, nprobe) and, for
 # IVF-PQ, the collection's refine (candidates re-ranked exactly = refine x k).
@@ -93,7 +93,7 @@ def main() -> None:
     import faiss
 
     from neardex.indexer.embedder import load_embedder
-    from neardex.indexer.vector_index import IndexSpec, VectorIndex
+    from neardex.indexer.vector_index import IndexSpec, VectorIndex, companions
 
     docs = load_corpus()
     embedder = load_embedder()
@@ -126,15 +126,20 @@ def main() -> None:
                 index = VectorIndex.build(spec, vectors.shape[1], ids, vectors)
             path = Path(tmp) / f"{kind}.faiss"
             index.save(path)
+            single = Path(tmp) / f"{kind}-single.faiss"
+            if kind == "hnsw":  # the layout before: graph, vectors and ids in one file
+                faiss.write_index(index.index, str(single))
             del index
             gc.collect()
-            drop_from_page_cache(path)  # open from disk, as after a restart
+            for f in (path, *companions(path)):  # open from disk, as after a restart
+                if f.exists():
+                    drop_from_page_cache(f)
             with Timer() as opened:
                 index = VectorIndex.load(path, spec, vectors.shape[1], mmap=True)
             mapped = index.mapped_from is not None
             with Timer() as reopened:  # the file now in the page cache
                 VectorIndex.load(path, spec, vectors.shape[1], mmap=True)
-            size = path.stat().st_size / args.n
+            size = sum(f.stat().st_size for f in (path, *companions(path)) if f.exists()) / args.n
             for setting in SETTINGS[kind]:
                 kw = {k: v for k, v in setting.items() if k != "refine"}
                 if "refine" in setting:  # a collection parameter: open the index with it
@@ -154,6 +159,22 @@ def main() -> None:
                 print(rows[-1], flush=True)
             del index, search
             gc.collect()
+            if single.exists():
+                drop_from_page_cache(single)
+                with Timer() as opened:
+                    index = VectorIndex.load(single, spec, vectors.shape[1], mmap=True)
+                found = index.search(queries, 10)[1]
+                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+                search = functools.partial(index.search, k=10)
+                q1, q2 = qps(search, queries, 1), qps(search, queries, 2)
+                label = f"{kind} one file (before) ef_search={spec.params['ef_search']}"
+                report[label] = {"kind": kind, "open_s": opened.seconds, "qps_1": q1, "qps_2": q2, "recall@10": recall,
+                                 "bytes_per_vector": single.stat().st_size / args.n}
+                rows.append([label, 0.0, single.stat().st_size / args.n, opened.seconds, 0.0, q1, q2, recall])
+                print(rows[-1], flush=True)
+                del index, search
+                gc.collect()
+    print(f"CPU flags: {cpu_flags()}")
     print_table(["kind", "build s", "bytes/vector", "open s cold", "open s warm", "QPS 1 thread",
                  "QPS 2 threads", "recall@10"], rows)
     flat = report.get("flat")

@@ -1,5 +1,6 @@
-"""Snapshots of the vector index: the newest wins, and a tombstone file left by a snapshot write
-that crashed never pairs with a later snapshot of the same change number."""
+"""Snapshots of the vector index: the newest wins, and a companion file (tombstones, HNSW vectors
+and ids) left by a snapshot write that crashed never pairs with a later snapshot of the same
+change number."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def test_a_crashed_writes_tombstones_never_pair_with_a_later_snapshot(tmp_path: 
     index_cache.write(tmp_path, rebuilt, db, 5)
     loaded = index_cache.load(tmp_path, SPEC, 8, db)
     assert loaded.tombstones == set() and loaded.live == 40
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index-000000000005-2.faiss"]
+    # The snapshot and its HNSW companions (vectors and ids), and nothing older.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "index-000000000005-2.faiss", "index-000000000005-2.faiss.ids.npy", "index-000000000005-2.faiss.vectors"]
 
 
 def test_the_newest_snapshot_wins_and_older_names_still_load(tmp_path: Path) -> None:

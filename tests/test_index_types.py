@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from neardex.indexer import vector_index
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.vector_index import IndexSpec, VectorIndex
+from neardex.indexer.vector_index import IndexSpec, VectorIndex, companions
 
 TOPICS = ["volcanoes erupt lava", "violins play music", "rivers flow to the sea", "bakers bake bread",
           "planets orbit stars", "engines burn fuel", "bees make honey", "snow falls in winter"]
@@ -231,3 +232,38 @@ def test_an_auto_collection_moves_to_hnsw_as_it_grows(tmp_path: Path, monkeypatc
         assert "bees make honey" in col.search("bees and honey", k=1).hits[0].text
     with Catalog(tmp_path / "data") as cat:
         assert cat.get("docs").store.index.trained_kind == "hnsw"
+
+
+def test_an_hnsw_snapshot_keeps_its_vectors_beside_the_graph(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((2000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(10, 2010, dtype=np.int64)
+    spec = IndexSpec.parse("hnsw", {"m": 8})
+    built = VectorIndex.build(spec, 64, ids, vectors)
+    path = tmp_path / "index-000000000001-0.faiss"
+    built.save(path)
+    vectors_file, ids_file = companions(path)[1:]
+    # The graph file holds no vectors: a cold open reads it and the ids, and maps the rest.
+    assert path.stat().st_size < vectors_file.stat().st_size / 2
+    assert np.array_equal(np.load(ids_file), ids)
+    expected = built.search(vectors[:50], 10)
+    for mmap in (True, False):
+        opened = VectorIndex.load(path, spec, 64, mmap=mmap)
+        assert opened.trained_kind == "hnsw" and (opened.mapped_from is not None) == mmap
+        for got, want in zip(opened.search(vectors[:50], 10), expected):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(opened.exact_search(vectors[:5], 3), built.exact_search(vectors[:5], 3))
+
+    # A snapshot written as one file (before the split) still opens.
+    single = tmp_path / "index-000000000002-0.faiss"
+    faiss.write_index(built.index, str(single))
+    np.testing.assert_array_equal(VectorIndex.load(single, spec, 64, mmap=True).search(vectors[:50], 10)[1],
+                                  expected[1])
+
+    # Files that do not belong together are refused by name, not searched.
+    other = tmp_path / "index-000000000003-0.faiss"
+    VectorIndex.build(spec, 64, ids[:1000], vectors[:1000]).save(other)
+    companions(path)[1].replace(companions(other)[1])
+    with pytest.raises(InvalidArgument, match="index-000000000003-0.faiss has 1000 graph nodes, 2000 vectors"):
+        VectorIndex.load(other, spec, 64, mmap=True)

@@ -4,9 +4,10 @@ A snapshot `index-<seq>-<n>.faiss` holds every change up to log row <seq>; openi
 newest and replays the log after it. Writing a snapshot is a durable rename, so a crash leaves the
 previous one in force, and the log is trimmed only after the new snapshot is on disk.
 
-An HNSW snapshot's tombstones live beside it (`<snapshot>.tomb.npy`). The <n> makes every
-snapshot's name new even when no change came since the last one: a tombstone file left by a
-write that crashed can then never be read as the tombstones of a later snapshot of the same seq.
+An HNSW snapshot's tombstones, vectors and ids live beside it (`<snapshot>.tomb.npy`, `.vectors`,
+`.ids.npy`: vector_index.companions). The <n> makes every snapshot's name new even when no change
+came since the last one: a companion left by a write that crashed can then never be read as part
+of a later snapshot of the same seq.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vector_index import IndexSpec, VectorIndex
+from .vector_index import IndexSpec, VectorIndex, companions
 
 log = logging.getLogger("neardex.indexer")
 # Snapshots at least this large open memory-mapped: a server starts without reading them whole.
@@ -93,7 +94,7 @@ def write(folder: Path, index: VectorIndex, db: sqlite3.Connection, last: int) -
     n = newest[1] + 1 if newest[0] == last else 0
     path = folder / f"index-{last:012d}-{n}.faiss"
     index.save(path)
-    keep = {path.name, path.name + ".tomb.npy"}
+    keep = {path.name, *(c.name for c in companions(path))}
     for old in folder.glob("index-*"):
         if old.name not in keep:
             old.unlink(missing_ok=True)

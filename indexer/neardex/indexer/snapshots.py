@@ -24,6 +24,7 @@ from . import index_cache
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .files import replace_durably
 from .stores.local import LocalStore
+from .vector_index import companions
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -67,7 +68,7 @@ def create(collection: Collection, root: Path) -> SnapshotInfo:
             found = index_cache.snapshots(collection.folder)
             if found:
                 _, newest = found[-1]
-                for path in (newest, newest.with_name(newest.name + ".tomb.npy")):
+                for path in (newest, *companions(newest)):
                     if path.exists():
                         shutil.copy2(path, building / path.name)
             source = sqlite3.connect(collection.folder / DATABASE, timeout=30)

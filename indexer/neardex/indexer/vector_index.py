@@ -10,6 +10,11 @@ lists, with no id map beside them, so a vector costs its code plus one id.
 
 A large snapshot is opened memory-mapped (load(mmap=True)): searches read it in place, and the
 first write reads it whole, since FAISS cannot modify a mapped index.
+
+An HNSW snapshot is three files: the graph (the snapshot file itself), its vectors (`.vectors`, a
+flat index) and its ids (`.ids.npy`). Opening reads the graph and the ids, and maps the vectors,
+so a cold open reads a sixth of what one file holding all three would make it read: searches
+touch the vectors they need as they go.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import faiss
 import numpy as np
 
 from .errors import InvalidArgument
-from .files import fsync_path, replace_durably
+from .files import replace_durably
 
 KINDS = ("flat", "hnsw", "ivfpq", "auto")
 
@@ -301,21 +306,21 @@ class VectorIndex:
     # -- persistence --------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write atomically: the rename of the index file is the commit point, so a crash leaves
-        the previous snapshot in force, never half of this one."""
+        """Write atomically: the rename of the index file is the commit point (its companions are
+        durable before it), so a crash leaves the previous snapshot in force, never half of this
+        one."""
         # A mapped IVF index would write a reference to its source file, not its lists.
         self._in_memory()
-        # The snapshot's name is new (see index_cache.py), so no older tombstone file can pair with it.
+        # The snapshot's name is new (see index_cache.py), so no older companion can pair with it.
         if self.tombstones:
-            np.save(_tomb_path(path), np.fromiter(self.tombstones, dtype=np.int64))
-            fsync_path(_tomb_path(path))
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            faiss.write_index(self.index, str(tmp))
-            replace_durably(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a half-written snapshot only takes space
-            raise
+            _write(_tomb_path(path), lambda tmp: _save_array(tmp, np.fromiter(self.tombstones, dtype=np.int64)))
+        if self.trained_kind == "hnsw":
+            graph = faiss.downcast_index(self.index.index)
+            _write(_vectors_path(path), lambda tmp: faiss.write_index(graph.storage, str(tmp)))
+            _write(_ids_path(path), lambda tmp: _save_array(tmp, faiss.vector_to_array(self.index.id_map)))
+            _write(path, lambda tmp: faiss.write_index(graph, str(tmp), faiss.IO_FLAG_SKIP_STORAGE))
+        else:
+            _write(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
 
     @staticmethod
     def load(path: Path, spec: IndexSpec, dimension: int, mmap: bool = False) -> VectorIndex:
@@ -323,7 +328,9 @@ class VectorIndex:
         # Flat vectors (flat, HNSW's storage) map with IO_FLAG_MMAP_IFC, IVF lists with
         # IO_FLAG_MMAP alone (it refuses the other); whatever maps neither is read whole.
         mappings = (MMAP_FLAT, MMAP_IVF) if mmap else ()
-        for flags in mappings:
+        if mmap and _vectors_path(path).exists():
+            index, mapped = _read_hnsw(path, MMAP_FLAT), path
+        for flags in mappings if index is None else ():
             try:
                 index, mapped = faiss.read_index(str(path), flags), path
                 break
@@ -347,9 +354,64 @@ def _structure_kind(index: faiss.Index) -> str:
 
 
 def _read(path: Path) -> faiss.Index:
+    """The snapshot whole, in memory."""
+    if _vectors_path(path).exists():
+        return _read_hnsw(path, 0)
     return faiss.read_index(str(path))
+
+
+def _read_hnsw(path: Path, vector_flags: int) -> faiss.Index:
+    """An HNSW snapshot of three files as one IndexIDMap2: the graph read, the vectors read with
+    vector_flags (MMAP_FLAT maps them), the ids read."""
+    graph = faiss.read_index(str(path), faiss.IO_FLAG_SKIP_STORAGE)
+    vectors = faiss.read_index(str(_vectors_path(path)), vector_flags)
+    ids = np.load(_ids_path(path))
+    if vectors.ntotal != graph.ntotal or len(ids) != graph.ntotal:
+        raise InvalidArgument(f"index: {path.name} has {graph.ntotal} graph nodes, {vectors.ntotal} vectors"
+                              f" and {len(ids)} ids: its files do not belong together")
+    graph.storage = vectors
+    graph.own_fields = False
+    # IndexIDMap2 takes only an empty index: wrap a placeholder, then put the graph in its place.
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(graph.d))
+    index.own_fields = False
+    index.index = graph
+    index.ntotal = graph.ntotal
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids, dtype=np.int64), index.id_map)
+    index.construct_rev_map()
+    # FAISS holds raw pointers to these: the wrapper keeps them alive as long as itself.
+    index.referenced_objects = [graph, vectors]
+    return index
+
+
+def _write(path: Path, write: Callable[[Path], object]) -> None:
+    """write(tmp) then a durable rename to path; a failed write leaves nothing behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written file only takes space
+        raise
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as fh:  # a handle: np.save would add .npy to a name that lacks it
+        np.save(fh, array)
+
+
+def companions(path: Path) -> list[Path]:
+    """The files a snapshot may have beside it: tombstones, and an HNSW snapshot's vectors and ids."""
+    return [_tomb_path(path), _vectors_path(path), _ids_path(path)]
 
 
 def _tomb_path(path: Path) -> Path:
     return path.with_name(path.name + ".tomb.npy")
+
+
+def _vectors_path(path: Path) -> Path:
+    return path.with_name(path.name + ".vectors")
+
+
+def _ids_path(path: Path) -> Path:
+    return path.with_name(path.name + ".ids.npy")
 
