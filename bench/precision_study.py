@@ -8,7 +8,10 @@ for every fifth passage). Reported, dense retrieval over each precision's own ve
 - cosine of each passage vector to its fp32 vector (mean, minimum),
 - embedding speed of both and of stock SentenceTransformer.encode, same run (medians of --runs).
 
-    .venv/bin/python bench/precision_study.py [--runs 3] [--precision auto]
+    .venv/bin/python bench/precision_study.py [--runs 3] [--sweep 8,16,32,64 --sweep-limit 800]
+
+--sweep times both precisions at each texts-per-model-call size on the first --sweep-limit
+passages (the choice behind embedder.BATCH), instead of the study.
 """
 
 from __future__ import annotations
@@ -28,10 +31,27 @@ def first_sentence(text: str) -> str:
     return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0][:300]
 
 
+def sweep(args: argparse.Namespace, texts: list[str], models: dict[str, object]) -> None:
+    from neardex.indexer.encoding import DocumentEncoder
+
+    sizes = [int(x) for x in args.sweep.split(",")]
+    rates: dict[tuple[str, int], list[float]] = {(p, b): [] for p in models for b in sizes}
+    for _ in range(args.runs):
+        for (precision, size), out in rates.items():
+            encoder = DocumentEncoder(models[precision], 254, 32)  # type: ignore[arg-type]
+            started = time.perf_counter()
+            encoder.embed(texts, size)
+            out.append(len(texts) / (time.perf_counter() - started))
+    print_table(["precision", "texts per call", "passages/s"], [[p, b, median(v)] for (p, b), v in rates.items()])
+    write_result("precision-sweep", {"cpu_flags": cpu_flags(), "rates": {f"{p} {b}": v for (p, b), v in rates.items()}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--every", type=int, default=5, help="a corpus query from every Nth passage")
+    parser.add_argument("--sweep", default="", help="texts per model call to time, e.g. 8,16,32,64")
+    parser.add_argument("--sweep-limit", type=int, default=800)
     args = parser.parse_args()
 
     from sentence_transformers import SentenceTransformer
@@ -55,6 +75,9 @@ def main() -> None:
     default = emb.TorchEmbedder(name, path, "cpu")
     stock = SentenceTransformer(str(path), device="cpu")
     print(f"CPU flags: {cpu_flags()}; default precision here: {default.precision}", flush=True)
+    if args.sweep:
+        sweep(args, texts[: args.sweep_limit], {"fp32": fp32, default.precision: default})
+        return
 
     speed: dict[str, list[float]] = {"stock SentenceTransformer.encode (fp32, batch 32)": [],
                                      "neardex fp32": [], f"neardex default ({default.precision})": []}

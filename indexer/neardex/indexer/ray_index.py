@@ -35,7 +35,7 @@ ROUND = 20_000
 class _EmbedActor:
     """One model per actor, on the GPU Ray gave it or on its share of CPUs."""
 
-    def __init__(self, manifest_json: str, batch_size: int, cpus: int) -> None:
+    def __init__(self, manifest_json: str, cpus: int) -> None:
         import ray
         import torch
 
@@ -45,12 +45,12 @@ class _EmbedActor:
             torch.set_num_threads(max(1, cpus))
         embedder = load_embedder(manifest.model_path or None, manifest.encoder, device=device)
         self.encoder = DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens)
-        self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         docs = [Document(str(i), str(text), str(title)) for i, text, title in
                 zip(batch["i"], batch["text"], batch["title"])]
-        prepared, vectors = self.encoder.encode(docs, self.batch_size)
+        # Ray hands batch_size documents per call; the model takes them in its own call size.
+        prepared, vectors = self.encoder.encode(docs)
         spans, texts, blobs, row = [], [], [], 0
         for chunks, chunk_texts in prepared:
             spans.append(json.dumps([[c.index, c.start, c.end, c.tokens] for c in chunks]))
@@ -145,7 +145,7 @@ class RayIndexer:
             _EmbedActor, batch_size=self.embed_batch, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.actors),
             fn_constructor_kwargs={"manifest_json": self.collection.manifest.to_json(),
-                                   "batch_size": self.embed_batch, "cpus": self.cpus_per_actor},
+                                   "cpus": self.cpus_per_actor},
             num_gpus=1 if self.gpus else 0, num_cpus=self.cpus_per_actor or None)
         dimension = self.collection.manifest.dimension
         for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
