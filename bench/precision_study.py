@@ -11,7 +11,9 @@ for every fifth passage). Reported, dense retrieval over each precision's own ve
     .venv/bin/python bench/precision_study.py [--runs 3] [--sweep 8,16,32,64 --sweep-limit 800]
 
 --sweep times both precisions at each texts-per-model-call size on the first --sweep-limit
-passages (the choice behind embedder.BATCH), instead of the study.
+passages (the choice behind embedder.BATCH), instead of the study. --profile shows where fp32
+spends its time on those passages (the path a CPU without native bf16 takes): torch's operators
+by self CPU time, and the share outside the model (tokenizing, pooling, Python).
 """
 
 from __future__ import annotations
@@ -46,12 +48,32 @@ def sweep(args: argparse.Namespace, texts: list[str], models: dict[str, object])
     write_result("precision-sweep", {"cpu_flags": cpu_flags(), "rates": {f"{p} {b}": v for (p, b), v in rates.items()}})
 
 
+def profile(texts: list[str], model: object) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from neardex.indexer.encoding import DocumentEncoder
+
+    encoder = DocumentEncoder(model, 254, 32)  # type: ignore[arg-type]
+    encoder.embed(texts[:32])
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        started = time.perf_counter()
+        encoder.embed(texts)
+        wall = time.perf_counter() - started
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+    model_ms = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1000
+    print(f"wall {wall * 1000:.0f} ms for {len(texts)} passages; torch operators {model_ms:.0f} ms"
+          f" ({model_ms / (wall * 1000):.0%}); the rest is tokenizing, pooling and Python")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--every", type=int, default=5, help="a corpus query from every Nth passage")
     parser.add_argument("--sweep", default="", help="texts per model call to time, e.g. 8,16,32,64")
     parser.add_argument("--sweep-limit", type=int, default=800)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
     from sentence_transformers import SentenceTransformer
@@ -75,6 +97,9 @@ def main() -> None:
     default = emb.TorchEmbedder(name, path, "cpu")
     stock = SentenceTransformer(str(path), device="cpu")
     print(f"CPU flags: {cpu_flags()}; default precision here: {default.precision}", flush=True)
+    if args.profile:
+        profile(texts[: args.sweep_limit], fp32)
+        return
     if args.sweep:
         sweep(args, texts[: args.sweep_limit], {"fp32": fp32, default.precision: default})
         return
