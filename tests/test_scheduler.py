@@ -61,7 +61,7 @@ def model_busy(model: RecordingModel, batcher: ModelScheduler, workers: int,
     model.release.clear()
     try:
         with ThreadPoolExecutor(workers) as pool:
-            running = pool.submit(batcher.encode, [first])
+            running = pool.submit(batcher.queries, [first])
             assert model.started.wait(timeout=30)
             yield pool, running
             model.release.set()
@@ -92,7 +92,7 @@ def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingMode
     batcher = ModelScheduler(model.encode, max_size=16)
     try:
         with ThreadPoolExecutor(12) as pool:
-            results = list(pool.map(lambda i: batcher.encode(texts_for(i)), range(60)))
+            results = list(pool.map(lambda i: batcher.queries(texts_for(i)), range(60)))
     finally:
         batcher.close()
     for i, vectors in enumerate(results):
@@ -106,7 +106,7 @@ def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingMode
 def test_requests_arriving_during_a_model_call_share_the_next(model: RecordingModel) -> None:
     batcher = ModelScheduler(model.encode, max_size=64)
     with model_busy(model, batcher, 9, first="the first request") as (pool, first):
-        rest = [pool.submit(batcher.encode, [f"waiting request {i}"]) for i in range(8)]
+        rest = [pool.submit(batcher.queries, [f"waiting request {i}"]) for i in range(8)]
         wait_queued(batcher, 8)  # all eight queued behind the running call
         assert REGISTRY.get_sample_value("neardex_batch_queue_depth") == 8
         model.release.set()
@@ -121,7 +121,7 @@ def test_a_batch_never_exceeds_max_size_and_keeps_arrival_order(model: Recording
     with model_busy(model, batcher, 11) as (pool, _):
         futures = []
         for i in range(10):
-            futures.append(pool.submit(batcher.encode, [f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"]))
+            futures.append(pool.submit(batcher.queries, [f"r{i}a", f"r{i}b"] if i % 2 else [f"r{i}"]))
             wait_queued(batcher, sum(2 if j % 2 else 1 for j in range(i + 1)))  # a known order
         model.release.set()
         for f in futures:
@@ -138,9 +138,9 @@ def test_time_budget_gathers_requests_that_arrive_within_it(model: RecordingMode
     batcher = ModelScheduler(model.encode, max_size=64, max_wait=2.0)
     try:
         with ThreadPoolExecutor(2) as pool:
-            first = pool.submit(batcher.encode, ["early"])
+            first = pool.submit(batcher.queries, ["early"])
             time.sleep(0.2)  # well inside the two-second budget
-            second = pool.submit(batcher.encode, ["late"])
+            second = pool.submit(batcher.queries, ["late"])
             first.result(timeout=30)
             second.result(timeout=30)
     finally:
@@ -152,7 +152,7 @@ def test_a_full_batch_does_not_wait_for_the_time_budget(model: RecordingModel) -
     batcher = ModelScheduler(model.encode, max_size=4, max_wait=600.0)
     try:
         with ThreadPoolExecutor(2) as pool:
-            halves = [pool.submit(batcher.encode, ["a", "b"]), pool.submit(batcher.encode, ["c", "d"])]
+            halves = [pool.submit(batcher.queries, ["a", "b"]), pool.submit(batcher.queries, ["c", "d"])]
             # Far less than the ten-minute budget: the flush came from the size.
             assert all(h.result(timeout=60).shape == (2, 384) for h in halves)
     finally:
@@ -163,8 +163,8 @@ def test_a_full_batch_does_not_wait_for_the_time_budget(model: RecordingModel) -
 def test_a_failing_request_fails_alone(model: RecordingModel) -> None:
     batcher = ModelScheduler(model.encode, max_size=64)
     with model_busy(model, batcher, 6) as (pool, _):
-        good = [pool.submit(batcher.encode, [f"good {i}"]) for i in range(4)]
-        bad = pool.submit(batcher.encode, ["fine text", POISON])
+        good = [pool.submit(batcher.queries, [f"good {i}"]) for i in range(4)]
+        bad = pool.submit(batcher.queries, ["fine text", POISON])
         wait_queued(batcher, 6)
         model.release.set()
         with pytest.raises(RuntimeError, match="model call failed"):
@@ -177,7 +177,7 @@ def test_a_failing_request_fails_alone(model: RecordingModel) -> None:
 def test_close_answers_what_is_queued_and_later_requests_run_directly(model: RecordingModel) -> None:
     batcher = ModelScheduler(model.encode, max_size=64)
     with model_busy(model, batcher, 3) as (pool, _):
-        queued = pool.submit(batcher.encode, ["queued before close"])
+        queued = pool.submit(batcher.queries, ["queued before close"])
         wait_queued(batcher, 1)
         closing = pool.submit(batcher.close)
         while not batcher._closed:  # closed while the request still waits
@@ -185,14 +185,14 @@ def test_close_answers_what_is_queued_and_later_requests_run_directly(model: Rec
         model.release.set()
         assert queued.result(timeout=30).shape == (1, 384)
         closing.result(timeout=30)
-    assert batcher.encode(["after close"]).shape == (1, 384)
+    assert batcher.queries(["after close"]).shape == (1, 384)
     assert model.calls[-1] == ["after close"]
 
 
 def test_batching_off_still_runs_one_request_per_call_on_the_worker(model: RecordingModel) -> None:
     batcher = ModelScheduler(model.encode, max_size=1)
     with model_busy(model, batcher, 4) as (pool, _):
-        waiting = [pool.submit(batcher.encode, [f"request {i}", "its second text"]) for i in range(3)]
+        waiting = [pool.submit(batcher.queries, [f"request {i}", "its second text"]) for i in range(3)]
         wait_queued(batcher, 6)
         model.release.set()
         assert all(w.result(timeout=30).shape == (2, 384) for w in waiting)
@@ -202,11 +202,11 @@ def test_batching_off_still_runs_one_request_per_call_on_the_worker(model: Recor
 def test_past_the_queue_limit_a_request_is_refused_at_once(model: RecordingModel) -> None:
     batcher = ModelScheduler(model.encode, max_size=64, max_queue=4)
     with model_busy(model, batcher, 4) as (pool, _):
-        waiting = pool.submit(batcher.encode, ["one", "two", "three"])
+        waiting = pool.submit(batcher.queries, ["one", "two", "three"])
         wait_queued(batcher, 3)
         with pytest.raises(Overloaded, match="NEARDEX_BATCH_MAX_QUEUE"):
-            batcher.encode(["four", "five"])
-        fits = pool.submit(batcher.encode, ["four"])
+            batcher.queries(["four", "five"])
+        fits = pool.submit(batcher.queries, ["four"])
         wait_queued(batcher, 4)
         model.release.set()
         assert waiting.result(timeout=30).shape == (3, 384) and fits.result(timeout=30).shape == (1, 384)
@@ -218,7 +218,7 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(model: Recordin
 
     def with_deadline(texts: list[str], seconds: float) -> np.ndarray:
         with deadline.bound(deadline.Deadline(time.monotonic() + seconds)):
-            return batcher.encode(texts)
+            return batcher.queries(texts)
 
     with model_busy(model, batcher, 3) as (pool, _):
         expiring = pool.submit(with_deadline, ["too late"], 0.05)
@@ -234,7 +234,7 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(model: Recordin
     idle = ModelScheduler(model.encode)
     try:
         with pytest.raises(DeadlineExceeded), deadline.bound(deadline.Deadline(time.monotonic() - 1)):
-            idle.encode(["never queued"])
+            idle.queries(["never queued"])
     finally:
         idle.close()
     assert ["never queued"] not in model.calls
@@ -252,7 +252,7 @@ def test_documents_go_in_bounded_pieces_and_keep_their_order(model: RecordingMod
     try:
         quiet = batcher.documents(texts)  # no query yet: pieces of 4 x 3 texts
         assert len(batcher.documents(texts, batch_size=5)) == 14  # the caller may ask for smaller
-        batcher.encode(["a query: from now on queries flow"])
+        batcher.queries(["a query: from now on queries flow"])
         flowing = batcher.documents(texts)
     finally:
         batcher.close()
@@ -267,7 +267,7 @@ def test_a_query_goes_before_document_pieces_already_waiting(model: RecordingMod
     with model_busy(model, batcher, 3, first="the running query") as (pool, _):
         upsert = pool.submit(batcher.documents, [f"doc {i}" for i in range(4)])
         wait_documents(batcher, 1)  # the upsert's first piece waits for the model
-        query = pool.submit(batcher.encode, ["a query that arrives later"])
+        query = pool.submit(batcher.queries, ["a query that arrives later"])
         wait_queued(batcher, 1)
         model.release.set()
         assert query.result(timeout=30).shape == (1, 384)
@@ -282,7 +282,7 @@ def test_writes_progress_however_many_queries_arrive(model: RecordingModel) -> N
 
     def search_forever(i: int) -> None:
         while not stop.is_set():
-            batcher.encode([f"query from client {i}"])
+            batcher.queries([f"query from client {i}"])
 
     try:
         with ThreadPoolExecutor(4) as pool:

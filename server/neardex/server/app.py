@@ -67,16 +67,19 @@ class Server:
 
 def create_server(settings: Settings) -> tuple[Server, int]:
     schedulers: dict[int, ModelScheduler] = {}
+    schedulers_lock = threading.Lock()
 
     def model_calls(embedder: Embedder) -> ModelScheduler:
         # One scheduler per loaded model: queries first, and concurrent queries share its calls.
-        if id(embedder) not in schedulers:
-            if metrics.observe_embed not in getattr(embedder, "observers", []):
-                embedder.observers.append(metrics.observe_embed)  # type: ignore[attr-defined]
-            schedulers[id(embedder)] = ModelScheduler(
-                embedder.encode, settings.batch_max_size, settings.batch_wait_ms / 1000.0,
-                settings.batch_max_queue, settings.document_batch_size)
-        return schedulers[id(embedder)]
+        # Called from any gRPC thread: two first calls at once must not start two schedulers.
+        with schedulers_lock:
+            if id(embedder) not in schedulers:
+                if metrics.observe_embed not in getattr(embedder, "observers", []):
+                    embedder.observers.append(metrics.observe_embed)  # type: ignore[attr-defined]
+                schedulers[id(embedder)] = ModelScheduler(
+                    embedder.encode, settings.batch_max_size, settings.batch_wait_ms / 1000.0,
+                    settings.batch_max_queue, settings.document_batch_size)
+            return schedulers[id(embedder)]
 
     if settings.max_concurrent_rpcs < 1:
         raise InvalidArgument(f"max_concurrent_rpcs: must be at least 1, got {settings.max_concurrent_rpcs}")

@@ -64,9 +64,6 @@ class ModelScheduler:
         self._worker = threading.Thread(target=self._run, name="model-scheduler", daemon=True)
         self._worker.start()
 
-    def queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encode(texts)
-
     def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Vectors for document texts, in order, one piece per model call (batch_size may make
         pieces smaller); the caller's deadline is checked between pieces."""
@@ -91,7 +88,7 @@ class ModelScheduler:
         flowing = time.monotonic() - self._last_query < QUERIES_FLOWING
         return self.document_batch if flowing else self.document_batch * QUIET_FACTOR
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors for texts, in order; raises what the model raised for this request."""
         self._last_query = time.monotonic()
         request = deadline.current()
