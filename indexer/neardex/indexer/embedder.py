@@ -212,28 +212,32 @@ class TorchEmbedder(SerialEncoder):
 
     def try_half(self) -> str:
         """Switch the model to fp16 when that keeps every probe within MIN_COSINE_TO_FP32."""
-        texts = list(PRECISION_PROBES)
-        full = self._encode(texts, len(texts))
         # Kept aside: fp16 weights cast back to fp32 are not the fp32 weights they came from.
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        self.model.half()
-        if agrees_with_fp32(full, self._encode(texts, len(texts))):
-            return "fp16"
-        self.model.float()
-        self.model.load_state_dict(weights)
-        return "fp32"
+
+        def back() -> None:
+            self.model.float()
+            self.model.load_state_dict(weights)
+
+        return self._try_precision("fp16", self.model.half, back)
 
     def try_bf16(self) -> str:
         """Run matrix products in bf16 (weights stay fp32; norms and softmax stay fp32 under
         autocast) when that keeps every probe within MIN_COSINE_TO_FP32."""
         import torch
 
+        return self._try_precision("bf16", lambda: setattr(self, "_autocast", torch.bfloat16),
+                                   lambda: setattr(self, "_autocast", None))
+
+    def _try_precision(self, name: str, switch: Callable[[], object], back: Callable[[], object]) -> str:
+        """name when the probes' vectors after switch() agree with their fp32 vectors, else
+        back() to fp32 and "fp32"."""
         texts = list(PRECISION_PROBES)
         full = self._encode(texts, len(texts))
-        self._autocast = torch.bfloat16
+        switch()
         if agrees_with_fp32(full, self._encode(texts, len(texts))):
-            return "bf16"
-        self._autocast = None
+            return name
+        back()
         return "fp32"
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:

@@ -327,17 +327,16 @@ class VectorIndex:
         index, mapped = None, None
         # Flat vectors (flat, HNSW's storage) map with IO_FLAG_MMAP_IFC, IVF lists with
         # IO_FLAG_MMAP alone (it refuses the other); whatever maps neither is read whole.
-        mappings = (MMAP_FLAT, MMAP_IVF) if mmap else ()
-        if mmap and _vectors_path(path).exists():
-            index, mapped = _read_hnsw(path, MMAP_FLAT), path
-        for flags in mappings if index is None else ():
+        if _vectors_path(path).exists():
+            index, mapped = _read_hnsw(path, MMAP_FLAT if mmap else 0), path if mmap else None
+        for flags in (MMAP_FLAT, MMAP_IVF) if mmap and index is None else ():
             try:
                 index, mapped = faiss.read_index(str(path), flags), path
                 break
             except RuntimeError:
                 continue
         if index is None:
-            index = _read(path)
+            index = faiss.read_index(str(path))
         tomb = _tomb_path(path)
         tombstones = {int(i) for i in np.load(tomb)} if tomb.exists() else set()
         if index.d != dimension:
