@@ -64,8 +64,7 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                    help=f"encoder of a new collection {_setting('default_encoder')}")
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
-    p.add_argument("--device", default=None, metavar="DEVICE",
-                   help=f"where the model runs here (not with --server): auto, cpu, cuda or cuda:N {_setting('device', 'auto: a CUDA device when torch sees one')}")
+    _device_option(p, " here (not with --server)")
     p.add_argument("--store", default="", metavar="URI",
                    help="where a new collection's data lives: local (the data folder, default),"
                         " milvus://HOST:PORT, or a milvus-lite .db file")
@@ -95,8 +94,7 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
                         f" this port; -1 for none {_setting('http_port', '-1, none')}")
     p.add_argument("--batch-max-size", type=positive_int, default=None, metavar="N",
                    help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
-    p.add_argument("--device", default=None, metavar="DEVICE",
-                   help=f"where the model runs: auto, cpu, cuda or cuda:N {_setting('device', 'auto: a CUDA device when torch sees one')}")
+    _device_option(p)
     p.add_argument("--document-batch-size", type=positive_int, default=None, metavar="N",
                    help="texts of an upsert per model call; a search arriving during indexing waits for at most"
                         f" one such call {_setting('document_batch_size')}")
@@ -162,11 +160,16 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
     p.add_argument("--store", default="", metavar="URI",
                    help="where the collection lives: local (default), milvus://HOST:PORT, a milvus-lite .db file,"
                         " or milvus-lite (a milvus-lite file in the data folder)")
-    p.add_argument("--device", default=None, metavar="DEVICE",
-                   help=f"where the model runs: auto, cpu, cuda or cuda:N {_setting('device', 'auto: a CUDA device when torch sees one')}")
+    _device_option(p)
     p.add_argument("--json", action="store_true", help="one JSON line per mode")
     p.set_defaults(run=cmd_eval)
     return NeardexError, ReadError
+
+
+def _device_option(p: argparse.ArgumentParser, where: str = "") -> None:
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help=f"where the model runs{where}: auto, cpu, cuda or cuda:N"
+                        f" {_setting('device', 'auto: a CUDA device when torch sees one')}")
 
 
 def _setting(name: str, what: str = "") -> str:
