@@ -31,15 +31,13 @@ def load_queries(folder: Path = MSMARCO) -> list[str]:
 
 def cpu_flags() -> str:
     """The CPU features speed depends on, as /proc/cpuinfo lists them (give them with every figure)."""
+    from neardex.indexer.embedder import cpu_flags as read_cpu_flags  # the reader the encoder chooses by
+
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return " ".join(f for f in wanted if f in have) or "none of " + ", ".join(wanted)
-    except OSError:
-        pass
-    return "unknown"
+    have = read_cpu_flags()
+    if not have:
+        return "unknown"
+    return " ".join(f for f in wanted if f in have) or "none of " + ", ".join(wanted)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -58,6 +58,11 @@ def neighbour_cosines(data: np.ndarray, queries: np.ndarray, k: int = 10) -> tup
     return float(top[:, 0].mean()), float(top[:, k - 1].mean())
 
 
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each query's exact top 10 that the index found."""
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+
+
 def drop_from_page_cache(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -148,7 +153,7 @@ def main() -> None:
                 index.fetch_vectors = fetch
                 sample = queries[: args.flat_queries] if kind == "flat" else queries
                 found = index.search(queries, 10, **kw)[1] if kind != "flat" else truth
-                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+                recall = recall_at_10(found, truth)
                 search = functools.partial(index.search, k=10, **kw)
                 q1, q2 = qps(search, sample, 1), qps(search, sample, 2)
                 label = " ".join([kind, *(f"{k}={v}" for k, v in setting.items())])
@@ -164,7 +169,7 @@ def main() -> None:
                 with Timer() as opened:
                     index = VectorIndex.load(single, spec, vectors.shape[1], mmap=True)
                 found = index.search(queries, 10)[1]
-                recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+                recall = recall_at_10(found, truth)
                 search = functools.partial(index.search, k=10)
                 q1, q2 = qps(search, queries, 1), qps(search, queries, 2)
                 label = f"{kind} one file (before) ef_search={spec.params['ef_search']}"
