@@ -11,10 +11,9 @@ which.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -171,16 +170,9 @@ class Collection:
             if doc.vector is None:
                 raise InvalidArgument(f"documents[{i}].vector: collection {self.manifest.name!r} has no model;"
                                       f" every document brings its vector of dimension {self.manifest.dimension}")
-            out[i] = self._unit(doc.vector, f"documents[{i}].vector")
+            # Without a model check_vector scales it to unit length, so scores are cosines.
+            out[i] = self.check_vector(doc.vector, f"documents[{i}].vector")
         return out
-
-    def _unit(self, vector: Sequence[float] | np.ndarray, field: str) -> np.ndarray:
-        """A vector of the collection's dimension scaled to unit length, so scores are cosines."""
-        arr = self.check_vector(vector, field)
-        norm = float(np.linalg.norm(arr))
-        if not norm or not np.isfinite(norm):
-            raise InvalidArgument(f"{field}: a zero vector has no direction to compare")
-        return arr / norm
 
     def delete(self, ids: Sequence[str] = (), flt: Filter | None = None) -> int:
         """Delete documents by id, or those matching a filter (never an empty one); returns how
@@ -407,8 +399,7 @@ class Collection:
         for i, doc_id in enumerate(ids):
             if doc_id not in chunks:
                 raise NotFound(f"{field}[{i}]: document {doc_id!r} does not exist in collection {self.manifest.name!r}")
-            mean = chunks[doc_id].mean(0)
-            out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            out[i] = unit_mean(chunks[doc_id])
         return out
 
     def similar(self, positive: Sequence[str], negative: Sequence[str] = (), k: int = 10,
@@ -426,7 +417,7 @@ class Collection:
             query = self.document_vectors(positive, "positive").mean(0)
             if negative:
                 query = 2 * query - self.document_vectors(negative, "negative").mean(0)
-            query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
+            query = unit_mean(query[None, :])
             timings["vectors"] = _ms(started)
             excluded = set(positive) | set(negative)
             deadline.check("dense")
@@ -482,6 +473,12 @@ class Collection:
         self.store.destroy()
 
 
+def unit_mean(rows: np.ndarray) -> np.ndarray:
+    """The mean of rows scaled to unit length (a document's vector from its chunks' vectors)."""
+    mean = rows.mean(0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
 def validate_documents(documents: Sequence[Document], needs_text: bool = True) -> None:
     seen: dict[str, int] = {}
     for i, doc in enumerate(documents):
@@ -496,11 +493,6 @@ def validate_documents(documents: Sequence[Document], needs_text: bool = True) -
                 f"documents[{i}].id: duplicate id {doc.id!r} in one batch (also documents[{seen[doc.id]}])")
         seen[doc.id] = i
 
-
-def _batched(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
-    items = list(items)
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _ms(since: float) -> float:

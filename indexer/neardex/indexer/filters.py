@@ -32,6 +32,8 @@ from .errors import InvalidArgument
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:]{1,128}$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_]\w{0,63}$", re.ASCII)
 RANGE_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# Operators that take a list of values.
+LIST_OPS = ("in", "not_in", "contains_any", "contains_all")
 # Operators of a condition, as the client's dict form and the wire name them.
 OPS = ("eq", "ne", "in", "not_in", "range", "exists", "contains_any", "contains_all")
 MAX_DEPTH = 32
@@ -54,13 +56,6 @@ class Filter:
 
     def __bool__(self) -> bool:
         return bool(self.conditions or self.all or self.any or self.not_)
-
-    def keys(self) -> set[str]:
-        """Every key path the filter reads."""
-        out = set(self.conditions)
-        for sub in (*self.all, *self.any, *self.not_):
-            out |= sub.keys()
-        return out
 
 
 def key_field(prefix: str, key: str) -> str:
@@ -110,7 +105,7 @@ def _condition(value: Any, where: str) -> Condition:
             return Condition("range", dict(value))
         if len(ops) == 1 and next(iter(ops)) in OPS:
             op = next(iter(ops))
-            return Condition(op, list(value[op]) if op in ("in", "not_in", "contains_any", "contains_all")
+            return Condition(op, list(value[op]) if op in LIST_OPS
                              and isinstance(value[op], (list, tuple, set, frozenset)) else value[op])
         raise InvalidArgument(f"{where}: expected one operator of {', '.join(OPS)} or range bounds"
                               f" {', '.join(RANGE_OPS)}, got {sorted(map(str, ops))}")
@@ -140,7 +135,7 @@ def validate_condition(where: str, key: str, cond: Condition) -> None:
     if cond.op in ("eq", "ne"):
         if not _scalar(cond.value):
             raise InvalidArgument(f"{where}: {cond.op} needs a string, a finite number, a boolean or null")
-    elif cond.op in ("in", "not_in", "contains_any", "contains_all"):
+    elif cond.op in LIST_OPS:
         if not isinstance(cond.value, list) or not cond.value:
             raise InvalidArgument(f"{where}: {cond.op} needs a list of at least one value")
         if len(cond.value) > MAX_VALUES:

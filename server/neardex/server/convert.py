@@ -9,10 +9,19 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from neardex.indexer.answers import AskResult
-from neardex.indexer.collection import Collection
+from neardex.indexer.collection import Collection, unit_mean
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.filters import MAX_DEPTH, OPS, Condition, Filter, key_field, validate_condition
+from neardex.indexer.filters import (
+    LIST_OPS,
+    MAX_DEPTH,
+    OPS,
+    RANGE_OPS,
+    Condition,
+    Filter,
+    key_field,
+    validate_condition,
+)
 from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
 from neardex.indexer.snapshots import SnapshotInfo
 from neardex.v1 import neardex_pb2 as pb
@@ -56,8 +65,7 @@ def document_to_pb(doc: Document, fields: pb.Fields | None = None,
     if metadata is not None:
         message.metadata.CopyFrom(dict_to_struct(metadata))
     if fields.vectors and chunk_vectors is not None and len(chunk_vectors):
-        mean = chunk_vectors.mean(0)
-        message.vector.values.extend((mean / max(float(np.linalg.norm(mean)), 1e-12)).tolist())
+        message.vector.values.extend(unit_mean(chunk_vectors).tolist())
         message.chunk_vectors.extend(pb.Vector(values=v.tolist()) for v in chunk_vectors)
     return message
 
@@ -83,8 +91,6 @@ def cursor_from_pb(cursor: str) -> str:
     return decoded[len(CURSOR_PREFIX):]
 
 
-_LISTS = ("in", "not_in", "contains_any", "contains_all")
-_RANGE_NUMBERS = ("gt", "gte", "lt", "lte")
 
 
 def filter_from_pb(flt: pb.Filter, field: str = "filter", depth: int = 0) -> Filter:
@@ -104,15 +110,13 @@ def filter_from_pb(flt: pb.Filter, field: str = "filter", depth: int = 0) -> Fil
 
 def _condition_from_pb(cond: pb.Condition, where: str) -> Condition:
     kind = cond.WhichOneof("kind")
-    if kind in ("eq", "ne"):
-        return Condition(kind, whole_numbers(json_format.MessageToDict(getattr(cond, kind))))
-    if kind in _LISTS:
+    if kind in ("eq", "ne", *LIST_OPS):
         return Condition(kind, whole_numbers(json_format.MessageToDict(getattr(cond, kind))))
     if kind == "exists":
         return Condition("exists", cond.exists)
     if kind == "range":
-        bounds: dict[str, Any] = {op: getattr(cond.range, op) for op in _RANGE_NUMBERS if cond.range.HasField(op)}
-        texts = {op: getattr(cond.range, f"{op}_text") for op in _RANGE_NUMBERS if cond.range.HasField(f"{op}_text")}
+        bounds: dict[str, Any] = {op: getattr(cond.range, op) for op in RANGE_OPS if cond.range.HasField(op)}
+        texts = {op: getattr(cond.range, f"{op}_text") for op in RANGE_OPS if cond.range.HasField(f"{op}_text")}
         if bounds and texts:
             raise InvalidArgument(f"{where}: a range has number bounds or text bounds, not both")
         return Condition("range", bounds or texts)

@@ -82,7 +82,6 @@ CREATE INDEX IF NOT EXISTS meta_values_doc ON meta_values(doc_id);
 
 
 @dataclass
-@dataclass
 class Transaction:
     """An open write transaction and the index changes to apply when it commits."""
 

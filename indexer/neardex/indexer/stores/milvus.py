@@ -39,7 +39,7 @@ import numpy as np
 from .. import lexical
 from ..documents import Chunk, Document
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ..filters import Condition, Filter
+from ..filters import RANGE_OPS, Condition, Filter
 from ..records import Manifest, Stats
 from . import ChunkRow
 
@@ -230,8 +230,7 @@ def _condition(key: str, cond: Condition) -> str:
         # of unlike types unknown, and `not` of unknown is unknown, where it must be true.
         field = "strs" if any(isinstance(v, str) for v in cond.value.values()) else "nums"
         shadow = f"{field}[{_quote(key)}]"
-        ops = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-        bounds = " and ".join(f"{shadow} {ops[op]} {_literal(v)}" for op, v in cond.value.items())
+        bounds = " and ".join(f"{shadow} {RANGE_OPS[op]} {_literal(v)}" for op, v in cond.value.items())
         return f"exists {shadow} and {bounds}"
     return f"exists {path}" if cond.value else f"not exists {path}"
 
