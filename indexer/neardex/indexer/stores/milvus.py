@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import math
-import re
 import threading
 import time
 import unicodedata
@@ -333,7 +332,7 @@ class MilvusStore:
     # -- writes -------------------------------------------------------------------------------
 
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        return {r["doc_id"]: r["hash"] for r in self._query(self.docs, self._in("doc_id", ids), ["doc_id", "hash"])}
+        return {r["doc_id"]: r["hash"] for r in self._query_in(self.docs, "doc_id", ids, ["doc_id", "hash"])}
 
     def write(self, changed: list[tuple[Document, str]], prepared: list[tuple[list[Chunk], list[str]]],
               vectors: np.ndarray) -> None:
@@ -354,7 +353,7 @@ class MilvusStore:
                              "lex": lexical_text(text), **metadata[doc.id], "dense": vectors[row].tolist()})
                 row += 1
         with self._write_mutex:
-            old = [r["pk"] for r in self._query(self.chunks, self._in("doc_id", [d.id for d, _ in changed]), ["pk"])]
+            old = [r["pk"] for r in self._query_in(self.chunks, "doc_id", [d.id for d, _ in changed], ["pk"])]
             # New chunks first, then the documents, then the old chunks out: a search meanwhile finds
             # one version of each document or the other, never neither.
             for start in range(0, len(rows), _BATCH):
@@ -368,7 +367,7 @@ class MilvusStore:
         with self._write_mutex:
             if flt is not None:
                 ids = [r["doc_id"] for r in self._query(self.docs, to_expr(flt), ["doc_id"])]
-            existing = [r["doc_id"] for r in self._query(self.docs, self._in("doc_id", ids), ["doc_id"])]
+            existing = [r["doc_id"] for r in self._query_in(self.docs, "doc_id", ids, ["doc_id"])]
             for start in range(0, len(existing), _BATCH):
                 part = existing[start:start + _BATCH]
                 self.client.delete(self.chunks, filter=self._in("doc_id", part))
@@ -389,7 +388,7 @@ class MilvusStore:
     # -- documents ----------------------------------------------------------------------------
 
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
-        found = {r["doc_id"]: _document(r) for r in self._query(self.docs, self._in("doc_id", ids),
+        found = {r["doc_id"]: _document(r) for r in self._query_in(self.docs, "doc_id", ids,
                                                                   ["doc_id", "title", "text", "meta"])}
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
@@ -397,7 +396,7 @@ class MilvusStore:
         expr = " and ".join(e for e in (f"doc_id > {_quote(after)}" if after else "", to_expr(flt)) if e)
         ids = sorted(r["doc_id"] for r in self._query(self.docs, expr, ["doc_id"]))[:limit]
         fields = ["doc_id", "title", "meta"] + (["text"] if text else [])
-        found = {r["doc_id"]: _document(r) for r in self._query(self.docs, self._in("doc_id", ids), fields)}
+        found = {r["doc_id"]: _document(r) for r in self._query_in(self.docs, "doc_id", ids, fields)}
         return [found[i] for i in ids if i in found]
 
     def count(self, flt: Filter | None = None) -> int:
@@ -471,22 +470,22 @@ class MilvusStore:
         return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
 
     def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
-        return {int(r["pk"]): r["doc_id"] for r in self._query(self.chunks, self._in("pk", chunk_ids), ["pk", "doc_id"])}
+        return {int(r["pk"]): r["doc_id"] for r in self._query_in(self.chunks, "pk", chunk_ids, ["pk", "doc_id"])}
 
     def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
         fields = ["pk", "doc_id", "idx", "start", "end", "title", "text", "meta"]
         return {int(r["pk"]): ChunkRow(r["doc_id"], int(r["idx"]), int(r["start"]), int(r["end"]), r["title"],
                                        r["text"], decode_metadata(r["meta"] or {}))
-                for r in self._query(self.chunks, self._in("pk", chunk_ids), fields)}
+                for r in self._query_in(self.chunks, "pk", chunk_ids, fields)}
 
     def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        rows = {int(r["pk"]): r["dense"] for r in self._query(self.chunks, self._in("pk", chunk_ids), ["pk", "dense"])}
+        rows = {int(r["pk"]): r["dense"] for r in self._query_in(self.chunks, "pk", chunk_ids, ["pk", "dense"])}
         found = [int(i) for i in chunk_ids if int(i) in rows]
         vectors = np.array([rows[i] for i in found], dtype=np.float32).reshape(len(found), self.manifest.dimension)
         return np.array(found, dtype=np.int64), vectors
 
     def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
-        rows = self._query(self.chunks, self._in("doc_id", list(dict.fromkeys(doc_ids))), ["pk", "doc_id", "idx", "dense"])
+        rows = self._query_in(self.chunks, "doc_id", list(dict.fromkeys(doc_ids)), ["pk", "doc_id", "idx", "dense"])
         for r in sorted(rows, key=lambda r: (r["doc_id"], r["idx"])):
             yield int(r["pk"]), r["doc_id"], np.asarray(r["dense"], dtype=np.float32)
 
@@ -524,19 +523,17 @@ class MilvusStore:
         return f"{field} in {json.dumps(items)}" if items else f"{field} in []"
 
     def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-        """Every row matching expr (a query returns at most 16,384 rows, so large id lists go in
-        parts and open filters page by primary key)."""
-        match = re.fullmatch(r"(pk|doc_id) in (\[.*\])", expr, flags=re.S)
-        if match:
-            values = json.loads(match.group(2))
-            if not values:
-                return []
-            out: list[dict[str, Any]] = []
-            for start in range(0, len(values), _BATCH):
-                out += self.client.query(collection, filter=f"{match.group(1)} in {json.dumps(values[start:start + _BATCH])}",
-                                         output_fields=fields)
-            return out
+        """Every row matching expr, paged by primary key (a query returns at most 16,384 rows)."""
         return list(self._iterate(collection, expr, fields))
+
+    def _query_in(self, collection: str, field: str, values: Sequence[Any], fields: list[str]) -> list[dict[str, Any]]:
+        """Every row whose field is one of values, asked for in parts of _BATCH values."""
+        values = list(values)
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(values), _BATCH):
+            out += self.client.query(collection, filter=self._in(field, values[start:start + _BATCH]),
+                                     output_fields=fields)
+        return out
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         iterator = self.client.query_iterator(collection, filter=expr, output_fields=fields, batch_size=_BATCH * 5)
