@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import struct
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ def post(base: str, method: str, body: Any, key: str | None = None, headers: dic
         with urllib.request.urlopen(request, timeout=60, context=context) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        raw = err.read()
+        return err.code, json.loads(raw) if raw else {}
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ def test_errors_in_connect_form(served: tuple[str, int, dict[str, str]]) -> None
     status, body = post(base, "Search", {"collection": "x", "bogus": 1}, keys["read"])
     assert status == 400 and "bogus" in body["message"]
     assert post(base, "Nope", {}, keys["read"])[0] == 404
-    assert post(base, "UpsertStream", {}, keys["read"])[0] == 501
+    assert post(base, "UpsertStream", {}, keys["read"])[0] == 415  # a stream: application/connect+json
     assert post(base, "ListCollections", {})[1]["code"] == "unauthenticated"
     assert post(base, "ListCollections", {}, "wrong")[0] == 401
     assert post(base, "CreateCollection", {"name": "x"}, keys["read"])[0] == 403
@@ -121,3 +123,33 @@ def test_https_with_the_grpc_certificate(tmp_path: Path) -> None:
             post(f"http://127.0.0.1:{server.http_port}", "ListCollections", {})
     finally:
         server.stop(grace=1)
+
+
+def _envelope(message: dict[str, Any], flags: int = 0) -> bytes:
+    data = json.dumps(message).encode()
+    return struct.pack(">BI", flags, len(data)) + data
+
+
+def test_upsert_stream_over_connect_streaming(served: tuple[str, int, dict[str, str]]) -> None:
+    base, _, keys = served
+    post(base, "CreateCollection", {"name": "books"}, keys["admin"])
+    body = b"".join(_envelope({"collection": "books", "documents": [book]}) for book in BOOKS)
+    request = urllib.request.Request(f"{base}/neardex.v1.Neardex/UpsertStream", data=body, method="POST",
+                                     headers={"content-type": "application/connect+json",
+                                              "authorization": f"Bearer {keys['admin']}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data = response.read()
+    messages, at = [], 0
+    while at < len(data):
+        flags, size = struct.unpack(">BI", data[at:at + 5])
+        messages.append((flags, json.loads(data[at + 5:at + 5 + size])))
+        at += 5 + size
+    assert [m["ids"] for flags, m in messages if flags == 0] == [["nile"], ["andes"]]
+    assert messages[-1] == (2, {})  # the end of the stream, without an error
+    assert post(base, "Count", {"collection": "books"}, keys["read"]) == (200, {"count": "2"})
+    # A read key may not write over the stream either.
+    request.remove_header("Authorization")
+    request.add_header("authorization", f"Bearer {keys['read']}")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data = response.read()
+    assert b"permission_denied" in data

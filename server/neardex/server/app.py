@@ -7,7 +7,6 @@ import ipaddress
 import logging
 import signal
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from neardex.v1 import neardex_pb2_grpc
 from . import metrics
 from .auth import KeyStore
 from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
-from .http import HttpGateway, serve_http
+from .http import HttpLimits, HttpServer
 from .scheduler import ModelScheduler
 from .service import NeardexService
 from .settings import Settings
@@ -51,8 +50,7 @@ class Server:
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
         if self.http_server is not None:
-            self.http_server.shutdown()
-            self.http_server.server_close()
+            self.http_server.stop()
         self.grpc_server.stop(grace).wait()
         for scheduler in list(self.schedulers.values()):
             scheduler.close()
@@ -118,8 +116,6 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         if settings.metrics_port:
             ensure_free(settings.host, settings.metrics_port, "metrics_port",
                         "--metrics-port / NEARDEX_METRICS_PORT, or 0 for none")
-        if settings.http_port > 0:
-            ensure_free(settings.host, settings.http_port, "http_port", "--http-port / NEARDEX_HTTP_PORT")
         try:
             port = (server.add_secure_port(address, credentials) if credentials is not None
                     else server.add_insecure_port(address))
@@ -140,26 +136,29 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         server.start()
         http_server = None
         if settings.http_port >= 0:
-            http_server = serve_http(HttpGateway(servicer, gate, settings.max_message_bytes), settings.host,
-                                     settings.http_port, http_tls(settings))
+            http_server = start_http(servicer, gate, settings)
     except BaseException:
         catalog.close()
         raise
-    http_port = http_server.server_address[1] if http_server is not None else 0
+    http_port = http_server.port if http_server is not None else 0
     return Server(server, catalog, health_servicer, port, schedulers, keys, metrics_server, http_server,
                   http_port), port
 
 
-def http_tls(settings: Settings) -> ssl.SSLContext | None:
-    """The gRPC port's TLS (and client certificates) for the HTTP/JSON port too."""
-    if settings.tls_cert is None or settings.tls_key is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    if settings.tls_client_ca is not None:
-        context.load_verify_locations(settings.tls_client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+def start_http(servicer: NeardexService, gate: Gate, settings: Settings) -> HttpServer:
+    """The HTTP (Connect) port, with the gRPC port's TLS and client certificates."""
+    tls = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = (str(settings.tls_cert), str(settings.tls_key),
+               str(settings.tls_client_ca) if settings.tls_client_ca is not None else None)
+    limits = HttpLimits(settings.max_message_bytes, settings.http_idle_timeout_s, settings.http_body_timeout_s,
+                        settings.tls_handshake_timeout_s, settings.http_max_connections)
+    try:
+        return HttpServer(servicer, gate, settings.host, settings.http_port, limits, tls)
+    except OSError as exc:
+        raise FailedPrecondition(
+            f"http_port: cannot listen on {settings.host}:{settings.http_port}: {exc.strerror}"
+            " (choose another with --http-port / NEARDEX_HTTP_PORT)") from None
 
 
 def ensure_free(host: str, port: int, field: str, hint: str) -> None:

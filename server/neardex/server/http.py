@@ -1,47 +1,64 @@
-"""HTTP/JSON beside gRPC: every unary RPC in the Connect protocol's unary shape.
+"""HTTP beside gRPC: every RPC over the Connect protocol, served by connectrpc on Hypercorn.
 
-`POST /neardex.v1.Neardex/Search` with the request as JSON (protobuf's JSON mapping) answers the
-response as JSON, or a Connect error (`{"code": "not_found", "message": ...}` with the matching
-HTTP status). Nothing here implements an RPC: each call goes through the same gate (keys, limits,
-deadlines, status codes, metrics) and the same servicer as a gRPC call, on the same thread pool,
-so one limit counts both transports. `Authorization: Bearer KEY` (or `api-key: KEY`) carries the
-key and `Connect-Timeout-Ms` the deadline. UpsertStream, a stream, is gRPC's only.
+`POST /neardex.v1.Neardex/Search` with the request as JSON (protobuf's JSON mapping, or binary
+protobuf with `application/proto`) answers in the same form, or a Connect error
+(`{"code": "not_found", "message": ...}` with the matching HTTP status). UpsertStream takes a
+Connect stream (`application/connect+json`). Parsing HTTP is Hypercorn's (h11), the Connect
+protocol (envelopes, timeouts, body limits, compression) the connectrpc library's: neither is
+written here. Nothing here implements an RPC either: each call goes through the same gate (keys,
+limits, deadlines, status codes, metrics) and the same servicer as a gRPC call, on the same thread
+pool, so one limit counts both transports. `Authorization: Bearer KEY` (or `api-key: KEY`) carries
+the key and `Connect-Timeout-Ms` the deadline.
+
+The edge against slow or idle callers is Hypercorn's event loop, where a silent connection costs a
+file handle and no thread: TLS handshakes run per connection with a timeout, a connection that has
+not completed a request's headers within `http_idle_timeout_s` is closed (the same timer closes
+idle keep-alive connections), a body must arrive within `http_body_timeout_s`, and at most
+`http_max_connections` connections are open at once (past it new ones are closed on accept).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-import json
 import logging
+import queue
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, message_factory
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
+from connectrpc.errors import ConnectError
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
 
 from neardex.v1 import neardex_pb2, neardex_pb2_grpc
+from neardex.v1.neardex_connect import NeardexASGIApplication
 
+from .errors import RETRY_AFTER_MS
 from .gate import SERVICE_NAME, Gate
 
 log = logging.getLogger("neardex.server")
 
 SERVICE = neardex_pb2.DESCRIPTOR.services_by_name["Neardex"]
-# Connect's HTTP status for each code (connectrpc.com/docs/protocol#error-codes).
-HTTP_STATUS = {
-    "canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
-    "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
-    "aborted": 409, "out_of_range": 400, "unimplemented": 501, "internal": 500, "unavailable": 503,
-    "data_loss": 500, "unauthenticated": 401,
-}
+# The headers a key may arrive in; no other header reaches the gate.
+KEY_HEADERS = ("authorization", "api-key")
 
 
-def connect_code(code: grpc.StatusCode) -> str:
-    return "canceled" if code is grpc.StatusCode.CANCELLED else code.name.lower()
+@dataclass(frozen=True)
+class HttpLimits:
+    max_body_bytes: int
+    idle_timeout_s: float  # no complete request headers (or no new request) for this long: closed
+    body_timeout_s: float  # a request body not received whole within this long: refused
+    handshake_timeout_s: float  # TLS handshake
+    max_connections: int
 
 
 class _Aborted(Exception):
@@ -56,6 +73,7 @@ class HttpContext:
         self.code: grpc.StatusCode | None = None
         self.details = ""
         self.trailers: Sequence[tuple[str, str]] = ()
+        self.cancelled = False  # the caller went away
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         self.code, self.details = code, details
@@ -68,7 +86,7 @@ class HttpContext:
         return None if self._expires is None else max(self._expires - time.monotonic(), 0.0)
 
     def is_active(self) -> bool:
-        return True
+        return not self.cancelled
 
 
 @dataclass(frozen=True)
@@ -90,88 +108,249 @@ class _Collector:
         self.handlers.update(handlers)
 
 
-class HttpGateway:
-    def __init__(self, servicer: Any, gate: Gate, max_body_bytes: int) -> None:
+class _Codec:
+    """A codec whose refusals name the request and its message type, as gRPC's do."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def name(self) -> str:
+        return str(self._inner.name())
+
+    def encode(self, message: Any) -> bytes:
+        return bytes(self._inner.encode(message))
+
+    def decode(self, data: bytes | bytearray, message_class: Any) -> Any:
+        try:
+            return self._inner.decode(data, message_class)
+        except Exception as exc:  # noqa: BLE001 - json_format's ParseError, protobuf's DecodeError, ...
+            raise ConnectError(Code.INVALID_ARGUMENT,
+                               f"request: not a valid {message_class.__name__}: {exc}") from None
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _connect_error(context: HttpContext) -> ConnectError:
+    assert context.code is not None
+    code = Code.CANCELED if context.code is grpc.StatusCode.CANCELLED else Code[context.code.name]
+    return ConnectError(code, context.details)
+
+
+class GatedService:
+    """The Connect service: each method, whatever its name, is one call through the gate and the
+    servicer's gRPC handler on the gate's pool. Methods are made from the service descriptor, so
+    a new RPC in the .proto is served here with no code."""
+
+    def __init__(self, servicer: Any, gate: Gate) -> None:
         collector = _Collector()
         neardex_pb2_grpc.add_NeardexServicer_to_server(servicer, collector)
-        self.handlers = collector.handlers
-        self.gate = gate
-        self.max_body_bytes = max_body_bytes
-        self.messages = {m.name: (message_factory.GetMessageClass(m.input_type), m)
-                         for m in SERVICE.methods}
+        self._handlers = collector.handlers
+        self._gate = gate
+        for method in SERVICE.methods:
+            streaming = method.client_streaming or method.server_streaming
+            setattr(self, _snake(method.name), self._stream(method.name) if streaming else self._unary(method.name))
 
-    def call(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON body) of one call."""
-        prefix = f"/{SERVICE_NAME}/"
-        method = path[len(prefix):] if path.startswith(prefix) else ""
-        if method not in self.messages:
-            return 404, {"code": "unimplemented", "message": f"path: no RPC {path!r}; POST /{SERVICE_NAME}/<Method>"}
-        request_class, descriptor = self.messages[method]
-        if descriptor.client_streaming or descriptor.server_streaming:
-            return 501, {"code": "unimplemented", "message": f"{method}: a streaming RPC, served over gRPC only"}
-        request = request_class()
-        try:
-            json_format.Parse(body or b"{}", request)
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
-            return 400, {"code": "invalid_argument", "message": f"request: not a valid {request_class.__name__}: {exc}"}
-        try:
-            timeout = float(headers["connect-timeout-ms"]) if "connect-timeout-ms" in headers else None
-        except ValueError:
-            return 400, {"code": "invalid_argument", "message": "connect-timeout-ms: not a number of milliseconds"}
-        metadata = tuple((k, v) for k, v in headers.items() if k in ("authorization", "api-key"))
-        context = HttpContext(timeout)
+    def _prepare(self, method: str, ctx: Any) -> tuple[Any, HttpContext, contextvars.Context]:
+        headers = ctx.request_headers
+        metadata = tuple((k, headers[k]) for k in KEY_HEADERS if k in headers)
+        context = HttpContext(ctx.timeout_ms)
         call_context = contextvars.Context()
-        handler = call_context.run(self.gate.intercept_service, lambda _: self.handlers[method],
+        handler = call_context.run(self._gate.intercept_service, lambda _: self._handlers[method],
                                    _Details(f"/{SERVICE_NAME}/{method}", metadata))
+        return handler, context, call_context
+
+    @staticmethod
+    def _raise(context: HttpContext, ctx: Any) -> None:
+        for key, value in context.trailers:
+            if key == RETRY_AFTER_MS:
+                ctx.response_headers[RETRY_AFTER_MS] = value
+        raise _connect_error(context) from None
+
+    def _unary(self, method: str) -> Any:
+        async def call(request: Any, ctx: Any) -> Any:
+            handler, context, call_context = self._prepare(method, ctx)
+            behavior = handler.unary_unary or handler.stream_unary
+            argument = request if handler.unary_unary is not None else iter((request,))
+            future = self._gate.pool.submit(call_context.run, behavior, argument, context)
+            try:
+                return await asyncio.wrap_future(future)
+            except _Aborted:
+                self._raise(context, ctx)
+            except asyncio.CancelledError:
+                context.cancelled = True  # the stages still to run see a gone caller and stop
+                raise
+
+        return call
+
+    def _stream(self, method: str) -> Any:
+        """A stream, bridged: the async request messages feed a blocking iterator that the gRPC
+        handler reads on the pool; its responses come back through an asyncio queue."""
+
+        async def call(requests: AsyncIterator[Any], ctx: Any) -> AsyncIterator[Any]:
+            handler, context, call_context = self._prepare(method, ctx)
+            loop = asyncio.get_running_loop()
+            inbox: queue.Queue[Any] = queue.Queue(maxsize=8)
+            outbox: asyncio.Queue[Any] = asyncio.Queue()
+
+            async def feed() -> None:
+                try:
+                    async for message in requests:
+                        await asyncio.to_thread(inbox.put, message)
+                finally:
+                    await asyncio.to_thread(inbox.put, _END)
+
+            def incoming() -> Iterator[Any]:
+                while (message := inbox.get()) is not _END:
+                    yield message
+
+            def run() -> None:
+                try:
+                    behavior = handler.stream_stream or handler.stream_unary
+                    result = behavior(incoming(), context)
+                    for response in (result if handler.response_streaming else (result,)):
+                        loop.call_soon_threadsafe(outbox.put_nowait, response)
+                    loop.call_soon_threadsafe(outbox.put_nowait, _END)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's coroutine
+                    loop.call_soon_threadsafe(outbox.put_nowait, exc)
+
+            feeder = asyncio.create_task(feed())
+            self._gate.pool.submit(call_context.run, run)
+            try:
+                while (item := await outbox.get()) is not _END:
+                    if isinstance(item, _Aborted):
+                        self._raise(context, ctx)
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                context.cancelled = True
+                feeder.cancel()
+
+        return call
+
+
+_END = object()
+
+
+class _BodyDeadline:
+    """ASGI middleware: a request body not received whole within `seconds` is refused, so a
+    caller trickling bytes cannot hold a call open (the caller's own Connect-Timeout-Ms, when
+    shorter, is applied by connectrpc)."""
+
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        expires = time.monotonic() + self.seconds
+        body_done = False
+
+        async def timed_receive() -> Any:
+            nonlocal body_done
+            if body_done:  # later reads only watch for a disconnect while the call runs
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(expires - time.monotonic(), 0.001))
+            except TimeoutError:
+                raise ConnectError(Code.DEADLINE_EXCEEDED,
+                                   f"request body: not received within {self.seconds:g} s"
+                                   " (NEARDEX_HTTP_BODY_TIMEOUT_S)") from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+class _CappedListener(socket.socket):
+    """The listening socket, counting the connections it hands out: past `limit` open ones, a new
+    connection is closed as soon as it is accepted (before any TLS or HTTP work)."""
+
+    limit = 0
+    open = 0
+    refused = 0
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        while True:
+            fd, address = self._accept()  # type: ignore[attr-defined]
+            if self.open < self.limit:
+                break
+            self.refused += 1
+            socket.close(fd)
+        self.open += 1
+        return _Counted(self.family, self.type, self.proto, fileno=fd, listener=self), address
+
+
+class _Counted(socket.socket):
+    def __init__(self, *args: Any, listener: _CappedListener, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listener: _CappedListener | None = listener
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.open -= 1
+            self._listener = None
+        super().close()
+
+
+class HttpServer:
+    """The Connect app under Hypercorn on an event loop of its own thread."""
+
+    def __init__(self, servicer: Any, gate: Gate, host: str, port: int, limits: HttpLimits,
+                 tls: tuple[str, str, str | None] | None) -> None:
+        codecs = [_Codec(google_protobuf_binary_codec()),
+                  _Codec(google_protobuf_json_codec(ignore_unknown_fields=False))]
+        app = NeardexASGIApplication(GatedService(servicer, gate),  # type: ignore[arg-type]
+                                     read_max_bytes=limits.max_body_bytes, codecs=codecs)
+        config = Config()
+        config.keep_alive_timeout = limits.idle_timeout_s
+        config.ssl_handshake_timeout = limits.handshake_timeout_s
+        config.graceful_timeout = 1.0
+        config.accesslog = None
+        config.errorlog = log
+        config.alpn_protocols = ["http/1.1"]
+        if tls is not None:
+            config.certfile, config.keyfile, config.ca_certs = tls
+            if config.ca_certs is not None:
+                config.verify_mode = ssl.CERT_REQUIRED
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        listener = _CappedListener(family, socket.SOCK_STREAM)
+        listener.limit = limits.max_connections
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host.strip("[]"), port))
+        listener.listen(config.backlog)
+        listener.setblocking(False)
+        self.listener = listener
+        self.port: int = listener.getsockname()[1]
+        sockets = Sockets(secure_sockets=[listener] if tls else [], insecure_sockets=[] if tls else [listener],
+                          quic_sockets=[])
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        started = threading.Event()
+
+        async def main() -> None:
+            started.set()
+            await worker_serve(ASGIWrapper(_BodyDeadline(app, limits.body_timeout_s)), config, sockets=sockets,
+                               shutdown_trigger=self._stop.wait)
+
+        def run() -> None:
+            try:
+                self._loop.run_until_complete(main())
+            finally:
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="http", daemon=True)
+        self._thread.start()
+        started.wait(10)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._loop.is_closed():
+            return
         try:
-            response = self.gate.pool.submit(call_context.run, handler.unary_unary, request, context).result()
-        except _Aborted:
-            assert context.code is not None
-            code = connect_code(context.code)
-            error: dict[str, Any] = {"code": code, "message": context.details}
-            if context.trailers:
-                error["details"] = [{"type": "neardex.v1.RetryAfter", "value": dict(context.trailers)}]
-            return HTTP_STATUS.get(code, 500), error
-        return 200, json_format.MessageToDict(response)
-
-
-def serve_http(gateway: HttpGateway, host: str, port: int, tls: ssl.SSLContext | None) -> ThreadingHTTPServer:
-    """Start the HTTP/JSON listener in a thread of its own; the caller shuts it down."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
-            length = int(self.headers.get("content-length") or 0)
-            if length > gateway.max_body_bytes:
-                return self._reply(429, {"code": "resource_exhausted",
-                                         "message": f"request: {length} bytes; the limit is {gateway.max_body_bytes}"})
-            body = self.rfile.read(length)
-            kind = (self.headers.get("content-type") or "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                return self._reply(415, {"code": "invalid_argument",
-                                         "message": f"content-type: {kind or 'none'}; send application/json"})
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload = gateway.call(self.path, body, headers)
-            self._reply(status, payload)
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._reply(405, {"code": "unimplemented", "message": "method: POST a JSON request"})
-
-        def _reply(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # calls are counted in the metrics; request lines would carry no key, but no need
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, name="http-json", daemon=True).start()
-    return server
+            self._loop.call_soon_threadsafe(self._stop.set)
+        except RuntimeError:  # the loop closed in between
+            pass
+        self._thread.join(timeout)
+        self.listener.close()

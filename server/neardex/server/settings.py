@@ -15,6 +15,14 @@ class Settings(BaseSettings):
     port: int = 50051
     # HTTP/JSON (the Connect protocol's unary shape) beside gRPC: -1 turns it off, 0 picks a free port.
     http_port: int = -1
+    # The HTTP port's edge: a connection with no complete request headers (or, between requests,
+    # no new request) for this long is closed; a body must arrive whole within its own limit.
+    http_idle_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    # Connections open at once on the HTTP port; past it new ones are closed on accept.
+    http_max_connections: int = 1024
+    # A TLS handshake not finished within this long is abandoned.
+    tls_handshake_timeout_s: float = 5.0
     # 0 disables the metrics endpoint (tests that run many servers in one process use it).
     # Beside the gRPC port: the exporter range 9100-9999 is allocated in full, 9100 to node_exporter.
     metrics_port: int = 50052
