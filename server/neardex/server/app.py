@@ -46,12 +46,15 @@ class Server:
     metrics_server: Any = None
     http_server: Any = None
     http_port: int = 0
+    pool: CallPool | None = None
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
         if self.http_server is not None:
             self.http_server.stop()
         self.grpc_server.stop(grace).wait()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
         for scheduler in list(self.schedulers.values()):
             scheduler.close()
         # Closing snapshots every index, so the next start replays no change log.
@@ -87,8 +90,11 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     catalog = Catalog(settings.data_dir, default_encoder=settings.default_encoder,
                       model_calls=model_calls, milvus=settings.milvus, device=settings.device)
     try:
-        pool = CallPool(settings.max_concurrent_rpcs)
+        if settings.request_timeout_s <= 0:
+            raise InvalidArgument(f"request_timeout_s: must be more than 0, got {settings.request_timeout_s}")
+        pool = CallPool(settings.max_concurrent_rpcs, settings.request_timeout_s)
         gate = Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)
+        backstop = 8 * settings.max_concurrent_rpcs + 8 * SPARE_THREADS
         server = grpc.server(
             pool,
             interceptors=[gate],
@@ -97,9 +103,14 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 # Two servers must not share a port: the second would silently take half the calls.
                 ("grpc.so_reuseport", 0),
+                # Calls open at once on one connection: the backstop below, so no connection takes
+                # it all (clients in one process share a connection, so no tighter than that).
+                ("grpc.max_concurrent_streams", backstop),
+                # A connection with no call for this long is closed: idle sockets are not free.
+                ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout_s * 1000)),
             ],
             # A backstop above the gate's own limit: refusals are cheap but not free.
-            maximum_concurrent_rpcs=8 * settings.max_concurrent_rpcs + 8 * SPARE_THREADS,
+            maximum_concurrent_rpcs=backstop,
         )
         servicer = NeardexService(catalog, settings)
         neardex_pb2_grpc.add_NeardexServicer_to_server(servicer, server)
@@ -142,7 +153,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         raise
     http_port = http_server.port if http_server is not None else 0
     return Server(server, catalog, health_servicer, port, schedulers, keys, metrics_server, http_server,
-                  http_port), port
+                  http_port, pool), port
 
 
 def start_http(servicer: NeardexService, gate: Gate, settings: Settings) -> HttpServer:

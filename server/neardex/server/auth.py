@@ -64,6 +64,8 @@ REQUIRED_ROLE: dict[str, str] = {
     "RestoreSnapshot": "admin",
 }
 
+# RPCs that create, switch or delete an alias.
+_CHANGES_ALIAS = frozenset({"CreateAlias", "DeleteAlias"})
 # RPCs that name their collection in `name` rather than `collection`.
 _NAMED_BY_NAME = frozenset({"CreateCollection", "GetCollection", "DeleteCollection", "DeleteAlias"})
 KEY_PREFIX = "ndx_"
@@ -250,16 +252,23 @@ def authorize(key: ApiKey, method: str, request: Any, resolve: Callable[[str], s
     """Refuse a call the key's role or collections do not allow. A name is judged by the
     collection it stands for (`resolve` follows aliases): an alias opens nothing its target does
     not, and switching an alias needs its old and its new target in scope."""
+    require_role(key, method)
+    for name in collections_of(method, request):
+        # An alias's own name must be in scope to change it, and its target to reach the data.
+        judged = (name, resolve(name)) if method in _CHANGES_ALIAS else (resolve(name),)
+        if not all(key.may_touch(n) for n in judged):
+            # Only the name the caller sent: an alias's target may be outside what the key may see.
+            raise PermissionDenied(
+                f"key {key.name!r} may not call {method} on collection {name!r}: it is limited to"
+                f" {', '.join(key.collections)}")
+
+
+def require_role(key: ApiKey, method: str) -> None:
+    """Refuse a method the key's role does not reach; needs no request, so it runs before a call
+    is admitted."""
     needed = REQUIRED_ROLE.get(method, "admin")
     if _RANK[key.role] < _RANK[needed]:
         raise PermissionDenied(f"key {key.name!r} (role {key.role}) may not call {method}: it needs role {needed}")
-    for name in collections_of(method, request):
-        target = resolve(name)
-        if not key.may_touch(target):
-            shown = repr(name) if target == name else f"{name!r} (alias of {target!r})"
-            raise PermissionDenied(
-                f"key {key.name!r} may not call {method} on collection {shown}: it is limited to"
-                f" {', '.join(key.collections)}")
 
 
 def visible(key: ApiKey, method: str, response: Any) -> Any:

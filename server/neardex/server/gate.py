@@ -1,17 +1,24 @@
 """The trust boundary: every neardex RPC passes one interceptor before the servicer sees it.
 
-For each call, in order: admission (at most `max_concurrent_rpcs` calls held at once; past it
-RESOURCE_EXHAUSTED at once, saying which limit), authentication and authorisation (API key, role,
-collection scope; see auth.py), the caller's deadline bound for the stages below (deadline.py),
-then the servicer; afterwards its domain errors become status codes (errors.py) and the call is
-counted and timed by method and code. The servicer itself checks no keys and maps no errors.
+For each call, in order: authentication and the role the method needs (API key from the call's
+metadata, before anything else: a call without a valid key never holds a slot, and is refused
+without waiting for its request message), admission (at most `max_concurrent_rpcs` admitted calls
+held at once; past it RESOURCE_EXHAUSTED at once, saying which limit), the collection scope once
+the request has arrived (see auth.py), the caller's deadline bound for the stages below
+(deadline.py), then the servicer; afterwards its domain errors become status codes (errors.py) and
+the call is counted and timed by method and code. The servicer itself checks no keys and maps no
+errors. A stream's key is checked again at each message, so a revoked key stops at its next one.
 
-Health checking and reflection pass untouched, so probes and grpcurl keep working without a key.
+Health checking and reflection need no key, so probes and grpcurl keep working; their streams have
+a small cap of their own (`SIDE_STREAMS`), apart from the calls that keys admit.
 
-Admission counts the calls the server's thread pool holds (running or queued), not threads: the
-pool has room for every admitted call plus spare threads, so a refusal never waits behind the
-work that caused it. gRPC's own `maximum_concurrent_rpcs` stays as a backstop above that, so even
-a flood of refusals holds bounded memory.
+A call waiting for a message from its caller (a unary request not yet sent, or a stream's next
+message) for longer than `request_timeout_s` is cancelled: a silent caller must not hold a thread.
+
+Admission counts the admitted calls the server's thread pool holds (running or queued), not
+threads: the pool has room for every admitted call, the side streams and spare threads, so a
+refusal never waits behind the work that caused it. gRPC's own `maximum_concurrent_rpcs` stays
+as a backstop above that, so even a flood of refusals holds bounded memory.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any, NoReturn
 import grpc
 
 from neardex.indexer import deadline
-from neardex.indexer.errors import InvalidArgument, Overloaded
+from neardex.indexer.errors import InvalidArgument, Overloaded, PermissionDenied, Unauthenticated
 from neardex.v1 import neardex_pb2
 
 from . import auth, metrics
@@ -44,14 +51,24 @@ SPARE_THREADS = 8
 RETRY_AFTER = "100"
 # Characters of a status message at most.
 MAX_MESSAGE = 1024
+# Health Watch and reflection streams held at once; past it RESOURCE_EXHAUSTED.
+SIDE_STREAMS = 8
+# How often the pool looks for calls whose caller has gone silent.
+WATCH_INTERVAL_S = 0.25
 
 
 @dataclass
 class Call:
-    method: str
+    method: str  # the neardex method's name, or the full path of a health or reflection call
     started: float = field(default_factory=time.perf_counter)
     metadata: dict[str, str] = field(default_factory=dict)
     ran: bool = False  # the handler started (the transport read the request)
+    admitted: bool = False  # holds one of the max_concurrent_rpcs slots
+    side: bool = False  # a health or reflection call
+    capped: bool = False  # a health Watch or reflection stream: holds one of SIDE_STREAMS
+    # time.monotonic() since which the call waits for its caller's next message; None: not waiting.
+    waiting_since: float | None = field(default_factory=time.monotonic)
+    key: auth.ApiKey | None = None
 
 
 # Set in the call's own context when the call arrives; the pool reads it back for calls whose
@@ -60,34 +77,65 @@ _CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar("neardex_cal
 
 
 class CallPool(ThreadPoolExecutor):
-    """The server's thread pool: it knows how many calls it holds, and reports each call that gRPC
-    ended before its handler ran (a caller whose deadline passed, or who cancelled, while the call
-    waited), so those are counted too."""
+    """The server's thread pool: it knows how many admitted calls and side streams it holds,
+    cancels calls whose caller has gone silent for `request_timeout_s`, and reports each call that
+    gRPC ended before its handler ran (a caller whose deadline passed, or who cancelled, while the
+    call waited), so those are counted too."""
 
-    def __init__(self, max_calls: int) -> None:
-        super().__init__(max_workers=max_calls + SPARE_THREADS, thread_name_prefix="rpc")
+    def __init__(self, max_calls: int, request_timeout_s: float = 30.0) -> None:
+        super().__init__(max_workers=max_calls + SIDE_STREAMS + SPARE_THREADS, thread_name_prefix="rpc")
         self.held = 0
+        self.side = 0
+        self.request_timeout_s = request_timeout_s
         self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[Call, Any]] = {}  # calls that may wait for their caller
+        self._closed = threading.Event()
         self.on_unstarted: Callable[[Call, bool], None] | None = None
+        threading.Thread(target=self._watch, name="rpc-watch", daemon=True).start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        with self._lock:
-            self.held += 1
-        future = super().submit(fn, *args, **kwargs)
         # grpc submits `context.run` of the call's own contextvars.Context, with the call's event
-        # (whose details carry the deadline) among the arguments.
+        # (whose details carry the deadline, and whose call can be cancelled) among the arguments.
         context = getattr(fn, "__self__", None)
+        call = context.get(_CALL) if isinstance(context, contextvars.Context) else None
         event = next((a for a in args if hasattr(a, "call_details")), None)
-        future.add_done_callback(lambda _: self._done(context, event))
+        with self._lock:
+            if call is not None:
+                self.held += call.admitted
+                self.side += call.capped
+                if event is not None:
+                    self._waiting[id(call)] = (call, event)
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda _: self._done(call, event))
         return future
 
-    def _done(self, context: Any, event: Any) -> None:
+    def _done(self, call: Call | None, event: Any) -> None:
+        if call is None:
+            return
         with self._lock:
-            self.held -= 1
-        call = context.get(_CALL) if isinstance(context, contextvars.Context) else None
-        if call is not None and not call.ran and self.on_unstarted is not None:
+            self.held -= call.admitted
+            self.side -= call.capped
+            self._waiting.pop(id(call), None)
+        if not call.ran and not call.side and self.on_unstarted is not None:
             expires = getattr(getattr(event, "call_details", None), "deadline", None)
             self.on_unstarted(call, expires is not None and time.time() >= expires)
+
+    def _watch(self) -> None:
+        while not self._closed.wait(WATCH_INTERVAL_S):
+            now = time.monotonic()
+            with self._lock:
+                silent = [(c, e) for c, e in self._waiting.values()
+                          if c.waiting_since is not None and now - c.waiting_since > self.request_timeout_s]
+            for call, event in silent:
+                call.waiting_since = None
+                log.info("%s: no message from the caller for %.0f s; cancelled", call.method, self.request_timeout_s)
+                event.call.cancel(grpc.StatusCode.CANCELLED.value[0],
+                                  f"no request message within {self.request_timeout_s:g} s"
+                                  " (NEARDEX_REQUEST_TIMEOUT_S)")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed.set()
+        super().shutdown(wait, cancel_futures=cancel_futures)
 
 
 class Gate(grpc.ServerInterceptor):
@@ -101,25 +149,54 @@ class Gate(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or not details.method.startswith(_PREFIX):
+        if handler is None:
             return handler
+        if not details.method.startswith(_PREFIX):
+            return self._side(details.method, handler)
         call = Call(details.method[len(_PREFIX):], metadata=dict(details.invocation_metadata or ()))
         _CALL.set(call)
         handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+        if self.keys is not None:
+            try:
+                call.key = self.keys.authenticate(auth.presented_key(call.metadata))
+                auth.require_role(call.key, call.method)
+            except (Unauthenticated, PermissionDenied) as exc:
+                return _without_request(handler, self._refuse(call, exc))
         if self.pool.held >= self.max_calls:
-            return _replace(handler, self._refuse(call))
+            return _without_request(handler, self._refuse(call, Overloaded(
+                f"server busy: {self.max_calls} calls in progress, the limit (NEARDEX_MAX_CONCURRENT_RPCS);"
+                " retry later")))
+        call.admitted = True
         return _replace(handler, self._unary(call, handler) if not handler.response_streaming
                         else self._streaming(call, handler))
 
+    def _side(self, method: str, handler: Any) -> Any:
+        """Health and reflection: no key; their streams within their own cap; a silent caller
+        timed out like any other."""
+        call = Call(method, side=True)
+        _CALL.set(call)
+        streams = handler.request_streaming or handler.response_streaming
+        if streams and self.pool.side >= SIDE_STREAMS:
+            return _without_request(handler, self._refuse(call, Overloaded(
+                f"server busy: {SIDE_STREAMS} health and reflection streams open, the limit; retry later")))
+        call.capped = streams
+        arity = ("stream" if handler.request_streaming else "unary") + "_" + (
+            "stream" if handler.response_streaming else "unary")
+        behavior = getattr(handler, arity)
+
+        def side(request: Any, context: grpc.ServicerContext) -> Any:
+            call.ran = True
+            call.waiting_since = None
+            return behavior(_timed(call, request) if handler.request_streaming else request, context)
+
+        return _replace(handler, side)
+
     # -- the wrapped handlers -----------------------------------------------------------------
 
-    def _refuse(self, call: Call) -> Callable[[Any, grpc.ServicerContext], Any]:
-        error = Overloaded(
-            f"server busy: {self.max_calls} calls in progress, the limit (NEARDEX_MAX_CONCURRENT_RPCS);"
-            " retry later")
-
+    def _refuse(self, call: Call, error: Exception) -> Callable[[Any, grpc.ServicerContext], Any]:
         def refuse(request: Any, context: grpc.ServicerContext) -> Any:
             call.ran = True
+            call.waiting_since = None
             self._fail(call, context, error)
 
         return refuse
@@ -128,19 +205,21 @@ class Gate(grpc.ServerInterceptor):
         """The caller's key and the request as the servicer may take it: a unary request is
         decoded and authorised now, a streamed one message by message as it arrives."""
         call.ran = True
-        key = self.keys.authenticate(auth.presented_key(call.metadata)) if self.keys is not None else None
+        call.waiting_since = None
         if handler.request_streaming:
-            return key, self._checked(call, key, request)
+            return call.key, self._checked(call, _timed(call, request))
         _decoded(request)
-        if key is not None:
-            auth.authorize(key, call.method, request, self.resolve)
-        return key, request
+        if call.key is not None:
+            auth.authorize(call.key, call.method, request, self.resolve)
+        return call.key, request
 
-    def _checked(self, call: Call, key: auth.ApiKey | None, requests: Iterator[Any]) -> Iterator[Any]:
+    def _checked(self, call: Call, requests: Iterator[Any]) -> Iterator[Any]:
         for i, request in enumerate(requests):
             _decoded(request, f"requests[{i}]")
-            if key is not None:
-                auth.authorize(key, call.method, request, self.resolve)
+            if call.key is not None and self.keys is not None:
+                # Again at every message: a key revoked while its stream is open stops here.
+                call.key = self.keys.authenticate(auth.presented_key(call.metadata))
+                auth.authorize(call.key, call.method, request, self.resolve)
             yield request
 
     def _unary(self, call: Call, handler: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
@@ -196,7 +275,8 @@ class Gate(grpc.ServerInterceptor):
             log.error("%s failed", call.method, exc_info=exc)
         if isinstance(exc, Overloaded):
             context.set_trailing_metadata(((RETRY_AFTER_MS, RETRY_AFTER),))
-        self._record(call, code)
+        if not call.side:
+            self._record(call, code)
         context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
 
@@ -210,6 +290,19 @@ class Gate(grpc.ServerInterceptor):
 
 
 _END = object()
+
+
+def _timed(call: Call, requests: Iterator[Any]) -> Iterator[Any]:
+    """A stream's messages, marking the call as waiting for its caller between them."""
+    while True:
+        call.waiting_since = time.monotonic()
+        try:
+            request = next(requests, _END)
+        finally:
+            call.waiting_since = None
+        if request is _END:
+            return
+        yield request
 
 
 @dataclass(frozen=True)
@@ -236,6 +329,14 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 def _decoded(request: Any, field: str = "request") -> None:
     if isinstance(request, Undecodable):
         raise InvalidArgument(f"{field}: not a valid message of this RPC: {request.reason}")
+
+
+def _without_request(handler: Any, behavior: Callable[..., Any]) -> Any:
+    """The handler as a request-streaming one running `behavior`: gRPC then starts it without
+    waiting for the request message, which a refusal never needs."""
+    arity = "stream_stream" if handler.response_streaming else "stream_unary"
+    handlers = {"unary_unary": None, "unary_stream": None, "stream_unary": None, "stream_stream": None}
+    return handler._replace(request_streaming=True, **{**handlers, arity: behavior})
 
 
 def _replace(handler: Any, behavior: Callable[..., Any]) -> Any:

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     metrics_port: int = 50052
     # Calls held at once (running, or waiting for the model); past it RESOURCE_EXHAUSTED at once.
     max_concurrent_rpcs: int = 64
+    # A call whose caller sends no message for this long (a unary request never sent, a stream's
+    # next message) is cancelled.
+    request_timeout_s: float = 30.0
+    # A gRPC connection with no call for this long is closed.
+    grpc_idle_timeout_s: float = 300.0
     max_top_k: int = 1000
     max_batch_documents: int = 10_000
     # Searches in one BatchSearch call.
