@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=100)
     args = parser.parse_args()
 
-    from neardex.indexer import fusion
+    from neardex.indexer import fusion, lexical
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.pipeline import index_documents
     from neardex.indexer.readers import read_beir
@@ -54,9 +54,10 @@ def main() -> None:
             vectors = col.embedder.encode(list(judged.queries.values()))
             cache = {}
             for text, vec in zip(judged.queries.values(), vectors):
-                dense, lex = col.dense_candidates(vec, args.depth), col.lexical_candidates(text, args.depth)
+                query = lexical.analyze(text)
+                dense, lex = col.dense_candidates(vec, args.depth), col.lexical_candidates(query, args.depth)
                 cache[text] = (dense, lex, fusion.vocabulary_coverage(col.embedder, text),
-                               col.complete(text, vec, dense, lex))
+                               col.complete(query, vec, dense, lex))
             for label, method in methods.items():
                 def run(text: str, label=label, method=method, cache=cache) -> list[str]:
                     dense, lexical, coverage, completed = cache[text]

@@ -94,8 +94,8 @@ def test_bad_modes_and_queries(col) -> None:
         col.search(vector=col.embedder.encode(["moon"])[0], k=1, mode="lexical")
     # A query of stop words alone keeps them rather than searching for nothing.
     assert col.search("the of and", k=3, mode="lexical").hits
-    assert lexical.match_expression("!!! ???") is None
-    assert lexical.match_expression('the "moon" OR NEAR(x)') == '"moon" OR "near" OR "x"'  # operators are words
+    assert lexical.analyze("!!! ???").match is None
+    assert lexical.analyze('the "moon" OR NEAR(x)').match == '"moon" OR "near" OR "x"'  # operators are words
 
 
 def test_fusion_methods_rank_sensibly() -> None:

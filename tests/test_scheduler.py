@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from neardex.indexer import deadline
 from neardex.indexer.embedder import Embedder, load_embedder
-from neardex.indexer.errors import DeadlineExceeded, Overloaded
+from neardex.indexer.errors import Cancelled, DeadlineExceeded, Overloaded
 from neardex.server.scheduler import ModelScheduler
 
 POISON = "this text makes the model fail"
@@ -238,6 +238,28 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(model: Recordin
     finally:
         idle.close()
     assert ["never queued"] not in model.calls
+
+
+def test_a_request_whose_caller_left_during_a_failed_shared_call_is_not_retried(model: RecordingModel) -> None:
+    batcher = ModelScheduler(model.encode, max_size=64)
+    # The caller goes away once the shared call (holding POISON) has been made.
+    leaves = deadline.Deadline(None, lambda: not any(POISON in c for c in model.calls))
+
+    def as_caller(texts: list[str]) -> np.ndarray:
+        with deadline.bound(leaves):
+            return batcher.queries(texts)
+
+    with model_busy(model, batcher, 3) as (pool, _):
+        bad = pool.submit(batcher.queries, [POISON])
+        leaving = pool.submit(as_caller, ["leaving"])
+        wait_queued(batcher, 2)
+        model.release.set()
+        with pytest.raises(RuntimeError, match="model call failed"):
+            bad.result(timeout=30)
+        with pytest.raises(Cancelled):
+            leaving.result(timeout=30)
+    assert [POISON, "leaving"] in model.calls  # taken while its caller waited
+    assert ["leaving"] not in model.calls  # not embedded again for nobody
 
 
 def wait_documents(batcher: ModelScheduler, pieces: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import deadline
+from . import deadline, lexical
 from .chunker import sentence_spans
 from .collection import Collection
 from .embedder import check_fits
@@ -58,10 +58,11 @@ def _minmax(values: np.ndarray) -> np.ndarray:
 
 class Answerer:
     def __init__(self, collection: Collection, cross_encoder: Any | None = None,
-                 sentence_weight: float = SENTENCE_WEIGHT) -> None:
+                 sentence_weight: float = SENTENCE_WEIGHT, max_terms: int = lexical.DEFAULT_MAX_QUERY_TERMS) -> None:
         self.collection = collection
         self.cross_encoder = cross_encoder
         self.sentence_weight = sentence_weight
+        self.max_terms = max_terms
 
     def ask(self, question: str, k: int = 5, flt: Filter | None = None, mode: str = "") -> AskResult:
         if not question or not question.strip():
@@ -74,7 +75,7 @@ class Answerer:
         vector = self.collection.encode_queries([question])[0]
         timings["embed"] = _ms(started)
         retrieval = self.collection.search(text=question, vector=vector, k=max(k, MIN_CANDIDATES),
-                                           flt=flt, mode=mode)
+                                           flt=flt, mode=mode, max_terms=self.max_terms, field="question")
         for stage, ms in retrieval.timings_ms.items():
             if stage not in ("total", "embed"):
                 timings[stage] = ms
@@ -107,6 +108,7 @@ class Answerer:
         if self.cross_encoder is not None:
             import torch
 
+            deadline.check("rerank")
             # Sigmoid set explicitly: single-label cross-encoders differ in their default
             # activation, and the confidence must be a probability either way.
             probability = np.asarray(self.cross_encoder.predict(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import deadline, fusion
+from . import deadline, fusion, lexical
 from .chunker import Chunker
 from .documents import Chunk, Document
 from .embedder import DirectCalls, Embedder, ModelCalls, check_fits
@@ -210,12 +210,13 @@ class Collection:
             raise InvalidArgument(f"mode: unknown search mode {mode!r}; expected one of {MODES}")
         return mode
 
-    def _grouped(self, fetch: Callable[[int], list[tuple[int, float]]], k: int) -> list[Candidate]:
+    def _grouped(self, fetch: Callable[[int], list[tuple[int, float]]], k: int, stage: str) -> list[Candidate]:
         """Best chunk per document, best first, up to k documents. Chunks of one document compete
         for places, so ask for more chunks than documents and widen until k documents are found
         or the retriever runs dry."""
         want = k * 3
         while True:
+            deadline.check(stage)  # each widening is a whole retrieval again
             ranked = fetch(want)
             doc_of = self.store.doc_ids_of([c for c, _ in ranked])
             seen: set[str] = set()
@@ -232,10 +233,10 @@ class Collection:
     def dense_candidates(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None,
                          ef_search: int = 0, nprobe: int = 0) -> list[Candidate]:
         return self._grouped(
-            lambda n: self.store.dense(vector[None, :], n, allowed, ef_search, nprobe)[0], k)
+            lambda n: self.store.dense(vector[None, :], n, allowed, ef_search, nprobe)[0], k, "dense")
 
-    def lexical_candidates(self, text: str, k: int, flt: Filter | None = None) -> list[Candidate]:
-        return self._grouped(lambda n: self.store.lexical(text, n, flt), k)
+    def lexical_candidates(self, query: lexical.Query, k: int, flt: Filter | None = None) -> list[Candidate]:
+        return self._grouped(lambda n: self.store.lexical(query, n, flt), k, "lexical")
 
     def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str]) -> dict[str, Candidate]:
         """Each document's chunk closest to vector, with its cosine (documents not stored are left
@@ -265,7 +266,7 @@ class Collection:
                         return out
         return out
 
-    def complete(self, text: str, vector: np.ndarray, dense: list[Candidate],
+    def complete(self, query: lexical.Query, vector: np.ndarray, dense: list[Candidate],
                  lexical_list: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
         """Both retrievers' scores for every document either one found.
 
@@ -280,7 +281,7 @@ class Collection:
         missing = sorted(dense_docs - lexical_docs)
         if missing:
             doc_of = {chunk_id: doc_id for chunk_id, doc_id, _ in self.store.chunks_of(missing)}
-            scored = dict(self.store.lexical_scores(text, list(doc_of)))
+            scored = dict(self.store.lexical_scores(query, list(doc_of)))
             best_lex: dict[str, Candidate] = {}
             for chunk_id, doc_id in doc_of.items():
                 score = scored.get(chunk_id, 0.0)
@@ -292,10 +293,13 @@ class Collection:
 
     def search(self, text: str | None = None, vector: np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
-               ef_search: int = 0, nprobe: int = 0) -> SearchResult:
+               ef_search: int = 0, nprobe: int = 0, max_terms: int = lexical.DEFAULT_MAX_QUERY_TERMS,
+               field: str = "query") -> SearchResult:
         """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval.
 
-        Text and vector may both be given: the vector serves dense retrieval, the text lexical."""
+        Text and vector may both be given: the vector serves dense retrieval, the text lexical.
+        Text is refused (naming `field`) past the model's window where it is embedded, and past
+        max_terms distinct terms where it is searched lexically, before any work starts."""
         has_text = bool(text and text.strip())
         # A bare vector can only be searched densely: the default mode yields to it, an explicit
         # lexical or hybrid request is refused below.
@@ -303,11 +307,14 @@ class Collection:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         if mode != "dense" and not has_text:
-            raise InvalidArgument(f"query: {mode} search needs query text")
-        if vector is None and mode != "lexical":
+            raise InvalidArgument(f"{field}: {mode} search needs query text")
+        embed = vector is None and mode != "lexical"
+        if embed:
             if not has_text:
-                raise InvalidArgument("query: must not be empty")
-            check_fits(self.require_model("query"), text or "", "query")
+                raise InvalidArgument(f"{field}: must not be empty")
+            check_fits(self.require_model(field), text or "", field)
+        query = lexical.analyze(text or "", max_terms, field) if mode != "dense" else lexical.Query(())
+        if embed:
             deadline.check("embed")
             vector = self.encode_queries([text or ""])[0]
             timings["embed"] = _ms(started)
@@ -331,9 +338,10 @@ class Collection:
             if mode != "dense":
                 deadline.check("lexical")
                 t = time.perf_counter()
-                lists["lexical"] = self.lexical_candidates(text or "", depth, flt)
+                lists["lexical"] = self.lexical_candidates(query, depth, flt)
                 timings["lexical"] = _ms(t)
             if mode == "hybrid":
+                deadline.check("fuse")
                 t = time.perf_counter()
                 weight = (fusion.dense_weight(self.embedder, text or "") if self.has_model
                           else NO_MODEL_DENSE_WEIGHT)
@@ -353,10 +361,11 @@ class Collection:
                 ranked = lists[mode]
             # Scores that mean the same for every query: cosines (dense, hybrid), or BM25 as a share
             # of the most the query's words can score (lexical).
+            deadline.check("scores")
             if mode == "hybrid":
                 ranked = self._on_cosine_scale(ranked, vector, k, min_score)
             elif mode == "lexical":
-                most = self.store.lexical_max_score(text or "")
+                most = self.store.lexical_max_score(query)
                 # At most 1 by construction; min() keeps it so when the store's scale is a moment old.
                 ranked = [replace(c, score=min(1.0, c.score / most)) for c in ranked]
             if min_score is not None:

@@ -284,9 +284,31 @@ def count_tokens(embedder: Embedder, text: str) -> int:
     return len(plain_tokenizer(embedder).encode(text, add_special_tokens=False).ids)
 
 
+# A text longer than this many characters a window token is first tokenized in its head alone:
+# tokenizing megabytes takes seconds, and a text past the window shows it in its head.
+HEAD_CHARS_PER_TOKEN = 32
+# The last place in a text where every tokenizer's pre-tokenizer splits: after a space, or
+# between a word and the punctuation after it.
+_LAST_BREAK = re.compile(r".*(?:\s|(?<=\w)(?=[^\w\s]))", re.DOTALL)
+
+
 def check_fits(embedder: Embedder, text: str, field: str) -> None:
-    """Refuse text longer than the model's window rather than let the model truncate it."""
+    """Refuse text longer than the model's window rather than let the model truncate it.
+
+    A long text is judged by its head first, cut where tokenizers split words apart (_LAST_BREAK):
+    the head's tokens are then a part of the whole's, and a head past the window is enough to
+    refuse without tokenizing the rest."""
     window = embedder.max_seq_length - 2  # [CLS] and [SEP]
+    limit = window * HEAD_CHARS_PER_TOKEN
+    if len(text) > limit:
+        cut = _LAST_BREAK.match(text, 0, limit)
+        head = text[: cut.end()] if cut else ""
+        tokens = count_tokens(embedder, head)
+        if tokens > window:
+            raise InvalidArgument(
+                f"{field}: {tokens} tokens in its first {len(head)} of {len(text)} characters already"
+                f" exceed the model's window of {window} tokens; shorten it (text is never truncated"
+                " silently)")
     tokens = count_tokens(embedder, text)
     if tokens > window:
         raise InvalidArgument(

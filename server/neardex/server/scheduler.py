@@ -161,7 +161,10 @@ class ModelScheduler:
             if len(batch) == 1:  # it already was alone: its failure is its own
                 batch[0][1].set_exception(exc)
                 return
-            for item, future, _ in batch:
+            for pending in batch:
+                item, future, _ = pending
+                if _abandoned(pending):  # its caller left during the failed call
+                    continue
                 try:
                     future.set_result(self._encode(item))
                 except Exception as exc:  # noqa: BLE001

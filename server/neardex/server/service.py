@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from neardex.indexer import snapshots
+from neardex.indexer import deadline, snapshots
 from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.chunker import Chunker, default_overlap
@@ -202,6 +202,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             min_score=request.min_score if request.HasField("min_score") else None,
             mode=convert.mode_from_pb(request.mode, f"{field}mode"),
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
+            max_terms=self.settings.max_query_terms, field=f"{field}query",
         )
         metrics.observe_timings(result.timings_ms)
         self._recall.maybe_check(collection, text, vector, k)
@@ -220,9 +221,12 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
                 f"requests: {len(request.requests)} searches in one batch; the limit is"
                 f" {self.settings.max_batch_searches} (NEARDEX_MAX_BATCH_SEARCHES)")
         encoded = self._encode_batch(request.requests)
-        return pb.BatchSearchResponse(responses=[
-            convert.search_result_to_pb(self._search(r, f"requests[{i}].", encoded.get(i)), _fields(r))
-            for i, r in enumerate(request.requests)])
+        responses = []
+        for i, r in enumerate(request.requests):
+            deadline.check(f"requests[{i}]")
+            responses.append(convert.search_result_to_pb(self._search(r, f"requests[{i}].", encoded.get(i)),
+                                                         _fields(r)))
+        return pb.BatchSearchResponse(responses=responses)
 
     def _encode_batch(self, requests: Any) -> dict[int, np.ndarray]:
         """The vectors of every text query that dense retrieval needs, one model call per
@@ -331,7 +335,8 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         with self._answerers_lock:
             answerer = self._answerers.get(collection.manifest.name)
             if answerer is None or answerer.collection is not collection:
-                answerer = Answerer(collection, self._cross_encoder(), self.settings.ask_sentence_weight)
+                answerer = Answerer(collection, self._cross_encoder(), self.settings.ask_sentence_weight,
+                                    self.settings.max_query_terms)
                 self._answerers[collection.manifest.name] = answerer
             return answerer
 

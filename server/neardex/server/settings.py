@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from neardex.indexer.lexical import DEFAULT_MAX_QUERY_TERMS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEARDEX_")
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     max_batch_searches: int = 256
     # Texts in each list of one Similarity call.
     max_similarity_texts: int = 256
+    # Distinct terms of a lexical (or hybrid) query after analysis; past it INVALID_ARGUMENT.
+    max_query_terms: int = DEFAULT_MAX_QUERY_TERMS
     max_message_bytes: int = 64 * 1024 * 1024
     # Encoder for collections created without naming one.
     default_encoder: str = "torch"

@@ -9,28 +9,35 @@ and index and store always come back holding the same ids.
 
 Thread-safe: searches run concurrently; writes are serialized and exclude searches only for the
 moment they commit and swap the index, so no search sees half a document.
+
+Reads stop at the request's deadline: SQLite calls a progress handler on every read connection
+every PROGRESS_STEPS virtual-machine steps, which stops the statement once the caller no longer
+waits (deadline.over: never outside a request), and the read methods (`_interruptible`) report
+that as the request's DeadlineExceeded or Cancelled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from .. import check, index_cache, lexical
+from .. import check, deadline, index_cache, lexical
 from ..documents import Chunk, Document
 from ..errors import ResourceExhausted
 from ..files import write_durably
 from ..filters import Filter, index_rows, to_sql
+from ..lexical import Query
 from ..records import Manifest, Stats
 from ..rwlock import RWLock
 from ..vector_index import VectorIndex
@@ -44,6 +51,10 @@ DATABASE = "docs.sqlite"
 EXACT_FILTER_LIMIT = 20_000
 # Snapshot the FAISS index once this many changes wait in the log, so replay on open stays short.
 CHECKPOINT_CHANGES = 20_000
+# SQLite virtual-machine steps between two calls of the progress handler: a statement goes on for
+# at most this many steps (well under a millisecond) past the deadline, and the handler's cost (a
+# context-variable lookup without a deadline) is lost in them.
+PROGRESS_STEPS = 1000
 log = logging.getLogger("neardex.indexer")
 
 _SCHEMA = """
@@ -79,6 +90,27 @@ CREATE TABLE IF NOT EXISTS meta_values (
 CREATE INDEX IF NOT EXISTS meta_values_kv ON meta_values(key, value);
 CREATE INDEX IF NOT EXISTS meta_values_doc ON meta_values(doc_id);
 """
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _interruptible(read: Callable[P, R]) -> Callable[P, R]:
+    """A read whose statements the progress handler may stop: SQLite's "interrupted" becomes the
+    request's DeadlineExceeded or Cancelled."""
+
+    @functools.wraps(read)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return read(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            stopped = deadline.error(f"during {read.__name__}")
+            if exc.sqlite_errorcode != sqlite3.SQLITE_INTERRUPT or stopped is None:
+                raise
+            raise stopped from None
+
+    return call
 
 
 @dataclass
@@ -142,6 +174,7 @@ class LocalStore:
         if db is None:
             db = sqlite3.connect(self.folder / DATABASE, check_same_thread=False, timeout=30)
             db.execute("PRAGMA query_only=ON")
+            db.set_progress_handler(deadline.over, PROGRESS_STEPS)
             self._local.db = db
         return db
 
@@ -375,6 +408,7 @@ class LocalStore:
             write_durably(self.folder / MANIFEST, manifest.to_json())
             self.manifest = manifest
 
+    @_interruptible
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for part in _batched(ids, 500):
@@ -382,9 +416,11 @@ class LocalStore:
                 f"SELECT id, hash FROM documents WHERE id IN ({','.join('?' * len(part))})", part))
         return found
 
+    @_interruptible
     def all_ids(self) -> set[str]:
         return {r[0] for r in self._reader().execute("SELECT id FROM documents")}
 
+    @_interruptible
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
         found: dict[str, Document] = {}
         for part in _batched(ids, 500):
@@ -398,12 +434,14 @@ class LocalStore:
         """A WHERE clause over documents `d` for flt, using the collection's metadata index."""
         return to_sql(flt, "d.metadata", "d.id", self.manifest.indexed_keys)
 
+    @_interruptible
     def count(self, flt: Filter | None = None) -> int:
         """Documents matching flt (every document without one)."""
         where, params = self._where(flt)
         (n,) = self._reader().execute(f"SELECT COUNT(*) FROM documents d WHERE {where}", params).fetchone()
         return int(n)
 
+    @_interruptible
     def scroll(self, after: str, limit: int, flt: Filter | None = None,
                text: bool = True) -> list[Document]:
         """Up to `limit` documents matching flt with ids after `after`, in id order (keyset
@@ -415,6 +453,7 @@ class LocalStore:
             [after, *params, limit])
         return [Document(doc_id, body, title, json.loads(meta)) for doc_id, title, body, meta in rows]
 
+    @_interruptible
     def stats(self) -> Stats:
         db = self._reader()
         (documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()
@@ -422,6 +461,7 @@ class LocalStore:
         size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
         return Stats(documents, chunks, self.index.live, size)
 
+    @_interruptible
     def chunk_ids(self) -> set[int]:
         return {r[0] for r in self._reader().execute("SELECT id FROM chunks")}
 
@@ -435,6 +475,7 @@ class LocalStore:
         where, params = self._where(flt)
         return f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params
 
+    @_interruptible
     def restrict(self, flt: Filter | None) -> np.ndarray | None:
         """Ids of the chunks flt allows, for FAISS's id selector; None when there is no filter."""
         if not flt:
@@ -488,6 +529,7 @@ class LocalStore:
         order = np.argsort(-(vectors @ vector))[:k]
         return ids[order]
 
+    @_interruptible
     def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, their stored vectors) in the order given; chunks deleted meanwhile are
         left out."""
@@ -499,6 +541,7 @@ class LocalStore:
         vectors = np.frombuffer(b"".join(rows[i] for i in found), dtype=np.float32)
         return np.array(found, dtype=np.int64), vectors.reshape(len(found), self.manifest.dimension)
 
+    @_interruptible
     def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for part in _batched(list(chunk_ids), 500):
@@ -506,6 +549,7 @@ class LocalStore:
                 f"SELECT id, doc_id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
         return out
 
+    @_interruptible
     def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
         out: dict[int, ChunkRow] = {}
         for part in _batched(list(chunk_ids), 500):
@@ -516,22 +560,28 @@ class LocalStore:
                 out[cid] = ChunkRow(doc_id, idx, start, end, title, text[start:end], json.loads(meta))
         return out
 
+    @_interruptible
     def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
+        # Read whole here, not as the caller iterates, so an interrupted read is reported here.
+        out: list[tuple[int, str, np.ndarray]] = []
         for part in _batched(list(dict.fromkeys(doc_ids)), 500):
             rows = self._reader().execute(
                 f"SELECT id, doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})"
                 " ORDER BY doc_id, idx", part).fetchall()
-            for chunk_id, doc_id, blob in rows:
-                yield chunk_id, doc_id, np.frombuffer(blob, dtype=np.float32)
+            out += [(chunk_id, doc_id, np.frombuffer(blob, dtype=np.float32)) for chunk_id, doc_id, blob in rows]
+        return iter(out)
 
-    def lexical(self, text: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
-        return lexical.search(self._reader(), text, k, self._filter_sql(flt) if flt else None)
+    @_interruptible
+    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        return lexical.search(self._reader(), query, k, self._filter_sql(flt) if flt else None)
 
-    def lexical_max_score(self, text: str) -> float:
-        return lexical.max_score(self._reader(), text)
+    @_interruptible
+    def lexical_max_score(self, query: Query) -> float:
+        return lexical.max_score(self._reader(), query)
 
-    def lexical_scores(self, text: str, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
-        return lexical.score_chunks(self._reader(), text, chunk_ids)
+    @_interruptible
+    def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+        return lexical.score_chunks(self._reader(), query, chunk_ids)
 
     def close(self) -> None:
         if self._closed:

@@ -9,8 +9,8 @@ is what the tests run.
 Two Milvus collections hold one neardex collection: its chunks (vector, BM25 sparse vector made
 by Milvus' own BM25 function, chunk text, title, offsets, and the document's metadata so that
 filters apply where the vectors are) and its documents (text, metadata, content hash). Lexical
-search reads a text stemmed and stripped of stop words here, as the embedded store's FTS5 does,
-so both stores match the same words. Reads use Strong consistency: a write acknowledged by one
+search reads a query's terms as lexical.py analyses them (stop words dropped, Porter-stemmed, as
+the embedded store's FTS5 stems), so both stores match the same words. Reads use Strong consistency: a write acknowledged by one
 server is seen by the next search on any.
 
 A changed document's new chunks are inserted before its old ones are deleted: a search in between
@@ -29,16 +29,16 @@ import logging
 import math
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import lexical
+from .. import deadline, lexical
 from ..documents import Chunk, Document
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..filters import RANGE_OPS, Condition, Filter
+from ..lexical import Query
 from ..records import Manifest, Stats
 from . import ChunkRow
 
@@ -238,26 +238,7 @@ def lexical_text(text: str) -> str:
     """What BM25 reads of a chunk, as the embedded store's FTS5 reads it (unicode61 words,
     lowercased, diacritics removed, Porter-stemmed, stop words kept), spaced so that a
     `like "% word %"` finds whole words."""
-    return " " + " ".join(_terms(lexical.WORD.findall(text))) + " "
-
-
-def query_terms(text: str) -> list[str]:
-    """A query's distinct terms, stop words dropped as the embedded store drops them."""
-    return list(dict.fromkeys(_terms(lexical.query_words(text))))
-
-
-def _terms(words: Sequence[str]) -> list[str]:
-    global _stemmer
-    if _stemmer is None:
-        import Stemmer
-
-        _stemmer = Stemmer.Stemmer("porter")  # FTS5's stemmer: Porter's original algorithm
-    plain = ["".join(c for c in unicodedata.normalize("NFKD", w.lower()) if not unicodedata.combining(c))
-             for w in words]
-    return [str(t) for t in _stemmer.stemWords([w for w in plain if w])]
-
-
-_stemmer: Any = None
+    return " " + " ".join(lexical.stem(lexical.WORD.findall(text))) + " "
 
 
 class MilvusStore:
@@ -424,17 +405,16 @@ class MilvusStore:
     def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
         return np.array([pk for pk, _ in self.dense(vectors, k)[0]], dtype=np.int64)
 
-    def lexical(self, text: str, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
-        query = " ".join(query_terms(text))
-        if not query:
+    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+        if not query.stems:
             return []
-        results = self.client.search(self.chunks, data=[query], anns_field="sparse", limit=k,
+        results = self.client.search(self.chunks, data=[" ".join(query.stems)], anns_field="sparse", limit=k,
                                      filter=to_expr(flt), output_fields=["doc_id"],
                                      search_params={"metric_type": "BM25"})
         # milvus-lite reports BM25 negated, Milvus as it is: the order is the same.
         return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
 
-    def lexical_max_score(self, text: str) -> float:
+    def lexical_max_score(self, query: Query) -> float:
         """The BM25 score a chunk holding every query term once would get (the scale lexical
         scores are reported on). Milvus does not expose its term statistics, so document
         frequencies are counted here, one scan per term, and kept a while: they only set a scale."""
@@ -447,9 +427,10 @@ class MilvusStore:
                 self._df_total = int(rows[0]["count(*)"]) if rows else 0
             total = self._df_total
         most = 0.0
-        for word in query_terms(text):
+        for word in query.stems:
             hits = self._df.get(word)
             if hits is None:
+                deadline.check("lexical scale")  # a round trip a term not counted yet
                 counted = self.client.query(self.chunks, filter=f"lex like {_quote('% ' + word + ' %')}",
                                             output_fields=["count(*)"])
                 hits = int(counted[0]["count(*)"]) if counted else 0
@@ -460,11 +441,11 @@ class MilvusStore:
             most += math.log(1 + (total - hits + 0.5) / (hits + 0.5)) * (_K1 + 1)
         return most or 1.0
 
-    def lexical_scores(self, text: str, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
-        query = " ".join(query_terms(text))
-        if not query or not chunk_ids:
+    def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+        if not query.stems or not chunk_ids:
             return []
-        results = self.client.search(self.chunks, data=[query], anns_field="sparse", limit=len(chunk_ids),
+        results = self.client.search(self.chunks, data=[" ".join(query.stems)], anns_field="sparse",
+                                     limit=len(chunk_ids),
                                      filter=f"pk in {[int(i) for i in chunk_ids]}", output_fields=["pk"],
                                      search_params={"metric_type": "BM25"})
         return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
