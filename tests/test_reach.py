@@ -75,6 +75,9 @@ def test_a_scoped_admin_cannot_point_the_server_at_a_host_a_file_or_a_model_fold
             client.create_collection("a-local", **OWN)
             client.create_collection("a-lite", store=str(tmp_path / "data" / "a.db"), **OWN)
             assert {c.name for c in client.collections()} == {"a-local", "a-lite"}
+            # An existing collection is still found by a create with exist_ok, whatever it names.
+            again = client.create_collection("a-local", store=str(elsewhere / "new.db"), exist_ok=True, **OWN)
+            assert again.store == "local" and not (elsewhere / "new.db").exists()
     finally:
         server.stop(grace=1)  # type: ignore[attr-defined]
 

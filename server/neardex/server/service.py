@@ -19,10 +19,12 @@ from neardex.indexer.chunker import Chunker, default_overlap
 from neardex.indexer.collection import Collection
 from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
 from neardex.indexer.errors import (
+    AlreadyExists,
     Cancelled,
     DeadlineExceeded,
     InvalidArgument,
     NeardexError,
+    PermissionDenied,
     ResourceExhausted,
 )
 from neardex.indexer.records import SearchResult
@@ -60,10 +62,16 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CollectionInfo:
         spec = IndexSpec.parse(request.index.kind or "flat", dict(request.index.params))
+        name = validate_name(request.name)
         # Where the request sends the server is judged before anything named is touched.
-        store, model = self.reach.store(request.store), self.reach.model(request.model)
+        try:
+            store, model = self.reach.store(request.store), self.reach.model(request.model)
+        except PermissionDenied:
+            if self.catalog.exists(name):  # as before: a client creating with exist_ok gets it back
+                raise AlreadyExists(f"name: collection {name!r} already exists") from None
+            raise
         collection = self.catalog.create(
-            validate_name(request.name),
+            name,
             model=model or None,
             index=spec,
             chunk_tokens=request.chunk_tokens,
