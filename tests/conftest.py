@@ -41,6 +41,33 @@ def client(server: tuple[object, int]) -> Iterator[object]:
         yield c
 
 
+class MilvusLite:
+    """A `milvus-lite server` on a real port, as a Milvus instance on another host would be; it
+    can be stopped midway, as such an instance can go away."""
+
+    def __init__(self, folder: Path) -> None:
+        port = free_port()
+        self.uri = f"milvus://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(folder),
+             "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop_process(self.proc, grace=30)
+
+
+@pytest.fixture
+def milvus_lite(tmp_path: Path) -> Iterator[MilvusLite]:
+    milvus = MilvusLite(tmp_path / "milvus")
+    yield milvus
+    milvus.stop()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

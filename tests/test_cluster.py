@@ -7,19 +7,16 @@ collection dropped through one is gone through the other."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import free_port, start_serve, stop_process, wait_for_port
+from conftest import MilvusLite, free_port, start_serve, stop_process
 
 from neardex.client import Client, NotFound
 
 pytest.importorskip("pymilvus")
-MILVUS_LITE = shutil.which("milvus-lite") or str(Path(__file__).resolve().parents[1] / ".venv/bin/milvus-lite")
 
 DOCS = [
     {"id": "paris", "text": "Paris is the capital and largest city of France.", "metadata": {"country": "fr"}},
@@ -31,13 +28,10 @@ DOCS = [
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[tuple[int, int]]]]:
     root = tmp_path_factory.mktemp("cluster")
-    milvus_port = free_port()
-    milvus = subprocess.Popen([MILVUS_LITE, "server", "--data-dir", str(root / "milvus"), "--host", "127.0.0.1",
-                               "--port", str(milvus_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    milvus = MilvusLite(root / "milvus")
+    uri = milvus.uri
     servers: list[subprocess.Popen[bytes]] = []
     try:
-        wait_for_port(milvus_port, milvus)  # type: ignore[arg-type]
-        uri = f"milvus://127.0.0.1:{milvus_port}"
         ports = [(free_port(), free_port()) for _ in range(2)]
         for i, (port, metrics) in enumerate(ports):
             servers.append(start_serve(root / f"server-{i}", port, metrics, "--milvus", uri))
@@ -45,8 +39,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, lis
     finally:
         for proc in servers:
             stop_process(proc)
-        milvus.terminate()
-        milvus.wait(timeout=30)
+        milvus.stop()
 
 
 def search_calls(metrics_port: int) -> float:

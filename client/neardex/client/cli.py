@@ -354,6 +354,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
         return 0
     for info in infos:
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
+        if info.state != "ready":
+            print(f"{info.name}{aliases}: {info.state}: {info.reason}")
+            continue
         print(f"{info.name}{aliases}: {info.documents} documents, {info.chunks} chunks, {info.index_kind} index,"
               f" model {info.model}, default mode {info.default_mode}")
     return 0

@@ -89,6 +89,12 @@ _MODES: dict[str, pb.SearchMode] = {
     "hybrid": pb.SEARCH_MODE_HYBRID,
 }
 _MODE_NAMES: dict[int, str] = {int(v): k for k, v in _MODES.items()}
+# A server from before collection states lists only collections that opened: ready.
+_STATE_NAMES: dict[int, str] = {
+    pb.COLLECTION_STATE_UNSPECIFIED: "ready",
+    pb.COLLECTION_STATE_READY: "ready",
+    pb.COLLECTION_STATE_UNAVAILABLE: "unavailable",
+}
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
 # Struct numbers are doubles: integers beyond this would come back silently changed.
 _MAX_EXACT_INT = 2**53
@@ -769,6 +775,8 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         indexed_keys=list(message.indexed_keys),
         aliases=list(message.aliases),
         store=message.store,
+        state=_STATE_NAMES.get(message.state, str(message.state)),
+        reason=message.reason,
     )
 
 

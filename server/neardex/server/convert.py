@@ -187,4 +187,9 @@ def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -
         dimension=m.dimension, model=m.model, index_kind=collection.index_kind, bytes=stats.bytes, chunk_tokens=m.chunk_tokens,
         overlap_tokens=m.overlap_tokens, default_mode=MODE_TO_PB[m.default_mode],
         encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys, aliases=aliases or [], store=m.store,
+        state=pb.COLLECTION_STATE_READY,
     )
+
+
+def unavailable_to_pb(name: str, reason: str, aliases: list[str] | None = None) -> pb.CollectionInfo:
+    return pb.CollectionInfo(name=name, aliases=aliases or [], state=pb.COLLECTION_STATE_UNAVAILABLE, reason=reason)

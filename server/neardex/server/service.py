@@ -18,7 +18,15 @@ from neardex.indexer.catalog import Catalog, validate_name
 from neardex.indexer.chunker import Chunker, default_overlap
 from neardex.indexer.collection import Collection
 from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
-from neardex.indexer.errors import InvalidArgument, ResourceExhausted
+from neardex.indexer.errors import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    InvalidArgument,
+    NeardexError,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from neardex.indexer.records import SearchResult
 from neardex.indexer.vector_index import IndexSpec
 from neardex.v1 import neardex_pb2 as pb
@@ -26,6 +34,7 @@ from neardex.v1 import neardex_pb2_grpc
 
 from . import convert, metrics
 from .quality import RecallSampler
+from .reach import Reach
 from .settings import Settings
 
 log = logging.getLogger("neardex.server")
@@ -38,6 +47,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def __init__(self, catalog: Catalog, settings: Settings) -> None:
         self.catalog = catalog
         self.settings = settings
+        self.reach = Reach.of(settings)
         self._answerers: dict[str, Answerer] = {}
         self._answerers_lock = threading.Lock()
         self._loaded_cross_encoder: Any = None
@@ -52,9 +62,17 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CollectionInfo:
         spec = IndexSpec.parse(request.index.kind or "flat", dict(request.index.params))
+        name = validate_name(request.name)
+        # Where the request sends the server is judged before anything named is touched.
+        try:
+            store, model = self.reach.store(request.store), self.reach.model(request.model)
+        except PermissionDenied:
+            if self.catalog.exists(name):  # as before: a client creating with exist_ok gets it back
+                raise AlreadyExists(f"name: collection {name!r} already exists") from None
+            raise
         collection = self.catalog.create(
-            validate_name(request.name),
-            model=request.model or None,
+            name,
+            model=model or None,
             index=spec,
             chunk_tokens=request.chunk_tokens,
             overlap_tokens=request.overlap_tokens if request.overlap_tokens or request.chunk_tokens else -1,
@@ -62,15 +80,29 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             encoder=request.encoder,
             dimension=request.dimension,
             indexed_keys=list(request.indexed_keys),
-            store=request.store,
+            store=store,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
 
     def ListCollections(self, request: pb.ListCollectionsRequest, context: Any) -> pb.ListCollectionsResponse:
-        return pb.ListCollectionsResponse(
-            collections=[convert.collection_to_pb(self.catalog.get(n), self.catalog.aliases.of(n))
-                         for n in self.catalog.names()])
+        return pb.ListCollectionsResponse(collections=[self._listed(n) for n in self.catalog.names()])
+
+    def _listed(self, name: str) -> pb.CollectionInfo:
+        """A collection as ListCollections shows it: one that cannot be opened or read now is
+        listed as unavailable with the reason (to the keys that may see it, as every entry),
+        and never fails the listing of the others."""
+        aliases = self.catalog.aliases.of(name)
+        try:
+            return convert.collection_to_pb(self.catalog.get(name), aliases)
+        except (DeadlineExceeded, Cancelled):  # the call's, not the collection's
+            raise
+        except NeardexError as exc:
+            reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - whatever breaks one collection stays with it
+            log.exception("collection %s could not be opened", name)
+            reason = f"cannot be opened: {type(exc).__name__}: {exc}"
+        return convert.unavailable_to_pb(name, reason, aliases)
 
     def GetCollection(self, request: pb.GetCollectionRequest, context: Any) -> pb.CollectionInfo:
         collection = self.catalog.get(request.name)

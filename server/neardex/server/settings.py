@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # Milvus instances whose neardex collections this server serves besides its own
     # (milvus://host:port, or a milvus-lite .db file); as JSON in NEARDEX_MILVUS: ["milvus://m:19530"].
     milvus: list[str] = []
+    # Stores a CreateCollection request may name besides the data folder (and milvus-lite .db
+    # files directly inside it) and the Milvus instances above: milvus://host:port instances,
+    # milvus-lite .db files, and folders where .db files may be made; as JSON in NEARDEX_ALLOW_STORE.
+    allow_store: list[str] = []
+    # Models a request may name besides the bundled one: folders under this one (unset: none).
+    model_dir: Path | None = None
     # API keys file (see `neardex keys`); unset: every call is allowed, as on a laptop.
     api_keys_file: Path | None = None
     # TLS: certificate chain and private key (PEM); with a client CA, client certificates are

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import check, deadline, index_cache, lexical
 from ..documents import Chunk, Document
-from ..errors import ResourceExhausted
+from ..errors import FailedPrecondition, ResourceExhausted
 from ..files import write_durably
 from ..filters import Filter, index_rows, to_sql
 from ..lexical import Query
@@ -132,8 +132,14 @@ class LocalStore:
         # Held while a collection snapshot copies the index and the store (see snapshots.py).
         self._checkpoint_hold = threading.Lock()
         self._local = threading.local()
-        self._db = self._connect()
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = self._connect()
+            self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError:  # locked, or the disk: not the file's fault
+            raise
+        except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
+            raise FailedPrecondition(f"store: collection {manifest.name!r} cannot be opened: its SQLite"
+                                     f" file is damaged ({exc})") from None
         if lexical.create_table(self._db):
             with self._transaction() as tx:
                 lexical.rebuild(tx.db)

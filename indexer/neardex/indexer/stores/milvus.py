@@ -255,6 +255,7 @@ class MilvusStore:
         self._df_lock = threading.Lock()
         if not (self.client.has_collection(self.chunks) and self.client.has_collection(self.docs)):
             raise FailedPrecondition(f"store: collection {manifest.name!r} has no data in {manifest.store}")
+        _load(self.client, self.chunks, self.docs)
 
     # -- the catalog in Milvus ------------------------------------------------------------------
 
@@ -491,10 +492,18 @@ class MilvusStore:
         """The client is shared by every collection of the instance."""
 
     def destroy(self) -> None:
-        for name in (self.chunks, self.docs):
-            if self.client.has_collection(name):
-                self.client.drop_collection(name)
-        self.client.delete(CATALOG, filter=f"name == {_quote(self.manifest.name)}")
+        self.drop(self.manifest)
+
+    @staticmethod
+    def drop(manifest: Manifest) -> None:
+        """Everything of the collection in its instance, without opening it: its data may be
+        gone already, or half made."""
+        client = client_for(manifest.store)
+        for part in ("chunks", "docs"):
+            if client.has_collection(_milvus_name(manifest.name, part)):
+                client.drop_collection(_milvus_name(manifest.name, part))
+        if _open_catalog(client):
+            client.delete(CATALOG, filter=f"name == {_quote(manifest.name)}")
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -529,10 +538,25 @@ def _document(row: dict[str, Any]) -> Document:
     return Document(row["doc_id"], row.get("text", ""), row.get("title", ""), decode_metadata(row.get("meta") or {}))
 
 
+def _load(client: Any, *names: str) -> None:
+    """Milvus reads only loaded collections, and milvus-lite releases every collection when it
+    reopens its file (after any restart); loading a loaded one does nothing."""
+    for name in names:
+        client.load_collection(name)
+
+
+def _open_catalog(client: Any) -> bool:
+    """Whether the instance holds a neardex catalog, loaded for reads if so."""
+    if not client.has_collection(CATALOG):
+        return False
+    _load(client, CATALOG)
+    return True
+
+
 def _ensure_catalog(client: Any) -> None:
     from pymilvus import DataType
 
-    if client.has_collection(CATALOG):
+    if _open_catalog(client):
         return
     schema = client.create_schema(auto_id=False)
     schema.add_field("name", DataType.VARCHAR, max_length=256, is_primary=True)
@@ -546,7 +570,7 @@ def _ensure_catalog(client: Any) -> None:
 def catalog_manifests(uri: str) -> dict[str, Manifest]:
     """The neardex collections a Milvus instance holds, by name."""
     client = client_for(uri)
-    if not client.has_collection(CATALOG):
+    if not _open_catalog(client):
         return {}
     out = {}
     for row in client.query(CATALOG, filter="", output_fields=["name", "manifest"], limit=_QUERY_LIMIT):
