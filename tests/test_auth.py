@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,8 +274,18 @@ def test_cli_keys_and_a_served_keyed_collection(tmp_path: Path) -> None:
         run_cli("keys", "revoke", "ci", "--file", str(keys_file))
         revoked = run_cli_env(env, "search", "docs", "moon", "--server", f"127.0.0.1:{port}")
         assert revoked.returncode == 2 and "UNAUTHENTICATED" in revoked.stderr
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as page:
+        scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as keyless:
+            urllib.request.urlopen(scrape, timeout=10)
+        assert keyless.value.code == 401
+        scraper = run_cli("keys", "create", "--name", "prometheus", "--role", "metrics",
+                          "--file", str(keys_file)).stdout.strip()
+        with urllib.request.urlopen(urllib.request.Request(scrape, headers={"authorization": f"Bearer {scraper}"}),
+                                    timeout=10) as page:
             exposition = page.read().decode()
+        with pytest.raises(PermissionDenied):  # a metrics key calls no RPC
+            with Client(f"127.0.0.1:{port}", api_key=scraper, timeout=10) as client:
+                client.collections()
         assert 'code="UNAUTHENTICATED"' in exposition
         assert reader not in exposition and admin not in exposition
     finally:

@@ -61,9 +61,14 @@ def test_compose_defines_the_stack() -> None:
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not on PATH")
-def test_prometheus_config_is_valid() -> None:
+def test_prometheus_config_is_valid(tmp_path: Path) -> None:
     assert PROMTOOL is not None
-    result = subprocess.run([PROMTOOL, "check", "config", str(PROMETHEUS_CONFIG)],
+    # promtool checks that the metrics key file exists: the one the compose file mounts, here made.
+    key = tmp_path / "metrics.key"
+    key.write_text("ndx_example\n")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(PROMETHEUS_CONFIG.read_text().replace("/etc/prometheus/metrics.key", str(key)))
+    result = subprocess.run([PROMTOOL, "check", "config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"promtool rejected {PROMETHEUS_CONFIG}:\n{result.stdout}\n{result.stderr}"
 
@@ -139,3 +144,6 @@ def test_compose_cluster_profile_puts_two_replicas_before_milvus() -> None:
         assert re.search(rf"\n  {name}:(\n    .*)*\n    profiles:\n    - cluster\n", result.stdout), name
     scraped = PROMETHEUS_CONFIG.read_text()
     assert "neardex-a:50052" in scraped and "neardex-b:50052" in scraped
+    # Every neardex job scrapes with the metrics key (the server refuses keyless scrapes).
+    assert scraped.count("credentials_file: /etc/prometheus/metrics.key") == 2
+    assert "/etc/prometheus/metrics.key:ro" in result.stdout

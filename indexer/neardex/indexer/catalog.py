@@ -61,6 +61,15 @@ def validate_name(name: str, field: str = "name") -> str:
     return name
 
 
+def validate_new_name(name: str, field: str = "name") -> str:
+    """A name being given (a collection, an alias, a restore target): it may not start with '-',
+    which every command line would read as an option. Names given before stay usable."""
+    validate_name(name, field)
+    if name.startswith("-"):
+        raise InvalidArgument(f"{field}: collection name {name!r} may not start with '-'")
+    return name
+
+
 class DataDirLocked(FailedPrecondition):
     pass
 
@@ -139,7 +148,7 @@ class Catalog:
         return None
 
     def set_alias(self, name: str, collection: str, replace: bool = False) -> Alias:
-        validate_name(name)
+        validate_new_name(name)
         validate_name(collection, "collection")
         with self._mutex:
             if self._manifest(name) is not None:
@@ -158,7 +167,7 @@ class Catalog:
         filters on `indexed_keys` are answered from an index instead of a scan; `store` is where
         its data lives: this folder (the default) or a Milvus instance (milvus://HOST:PORT, or a
         milvus-lite .db file)."""
-        validate_name(name)
+        validate_new_name(name)
         store = store or LOCAL_STORE
         if store != LOCAL_STORE and not is_milvus(store):
             raise InvalidArgument(f"store: {store!r} is neither 'local', milvus://HOST:PORT nor a milvus-lite .db file")

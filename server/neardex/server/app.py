@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.embedder import Embedder
@@ -25,7 +24,7 @@ from neardex.v1 import neardex_pb2_grpc
 from . import metrics
 from .auth import KeyStore
 from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
-from .http import HttpLimits, HttpServer
+from .http import AsgiServer, HttpLimits, connect_app, metrics_app
 from .scheduler import ModelScheduler
 from .service import NeardexService
 from .settings import Settings
@@ -60,7 +59,7 @@ class Server:
         # Closing snapshots every index, so the next start replays no change log.
         self.catalog.close()
         if self.metrics_server is not None:
-            self.metrics_server.shutdown()
+            self.metrics_server.stop()
 
     def wait_for_termination(self) -> None:
         self.grpc_server.wait_for_termination()
@@ -125,7 +124,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         # RuntimeError, and says nothing a user can act on.
         ensure_free(settings.host, settings.port, "port", "--port / NEARDEX_PORT")
         if settings.metrics_port:
-            ensure_free(settings.host, settings.metrics_port, "metrics_port",
+            ensure_free(settings.metrics_host or settings.host, settings.metrics_port, "metrics_port",
                         "--metrics-port / NEARDEX_METRICS_PORT, or 0 for none")
         try:
             port = (server.add_secure_port(address, credentials) if credentials is not None
@@ -138,11 +137,12 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                 " (choose another with --port / NEARDEX_PORT)")
         metrics_server = None
         if settings.metrics_port:
+            host = settings.metrics_host or settings.host
             try:
-                metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+                metrics_server = AsgiServer(metrics_app(keys), host, settings.metrics_port, edge_limits(settings))
             except OSError as exc:
                 raise FailedPrecondition(
-                    f"metrics_port: cannot listen on {settings.host}:{settings.metrics_port}: {exc.strerror}"
+                    f"metrics_port: cannot listen on {host}:{settings.metrics_port}: {exc.strerror}"
                     " (choose another with --metrics-port / NEARDEX_METRICS_PORT, or 0 for none)") from None
         server.start()
         http_server = None
@@ -156,16 +156,20 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                   http_port, pool), port
 
 
-def start_http(servicer: NeardexService, gate: Gate, settings: Settings) -> HttpServer:
+def edge_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(settings.max_message_bytes, settings.http_idle_timeout_s, settings.http_body_timeout_s,
+                      settings.tls_handshake_timeout_s, settings.http_max_connections)
+
+
+def start_http(servicer: NeardexService, gate: Gate, settings: Settings) -> AsgiServer:
     """The HTTP (Connect) port, with the gRPC port's TLS and client certificates."""
     tls = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = (str(settings.tls_cert), str(settings.tls_key),
                str(settings.tls_client_ca) if settings.tls_client_ca is not None else None)
-    limits = HttpLimits(settings.max_message_bytes, settings.http_idle_timeout_s, settings.http_body_timeout_s,
-                        settings.tls_handshake_timeout_s, settings.http_max_connections)
     try:
-        return HttpServer(servicer, gate, settings.host, settings.http_port, limits, tls)
+        return AsgiServer(connect_app(servicer, gate, settings.max_message_bytes), settings.host,
+                          settings.http_port, edge_limits(settings), tls)
     except OSError as exc:
         raise FailedPrecondition(
             f"http_port: cannot listen on {settings.host}:{settings.http_port}: {exc.strerror}"

@@ -34,7 +34,10 @@ from neardex.indexer.files import write_durably
 log = logging.getLogger("neardex.server")
 
 ROLES = ("read", "write", "admin")
-_RANK = {role: rank for rank, role in enumerate(ROLES)}
+# A key of role `metrics` may only scrape the metrics port (as may an admin key); it calls no RPC.
+METRICS_ROLE = "metrics"
+KEY_ROLES = (*ROLES, METRICS_ROLE)
+_RANK = {METRICS_ROLE: -1, **{role: rank for rank, role in enumerate(ROLES)}}
 
 REQUIRED_ROLE: dict[str, str] = {
     "Search": "read",
@@ -116,8 +119,8 @@ def _entry(data: Mapping[str, Any], where: str) -> ApiKey:
         raise InvalidArgument(f"{where}: needs name, role and sha256") from None
     if not isinstance(name, str) or not _KEY_NAME.match(name):
         raise InvalidArgument(f"{where}.name: {name!r} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
-    if role not in ROLES:
-        raise InvalidArgument(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+    if role not in KEY_ROLES:
+        raise InvalidArgument(f"{where}.role: {role!r} is not one of {', '.join(KEY_ROLES)}")
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise InvalidArgument(f"{where}.sha256: must be 64 lowercase hex digits")
     return ApiKey(name, role, parse_collections(data.get("collections") or ()), digest,
@@ -282,3 +285,8 @@ def visible(key: ApiKey, method: str, response: Any) -> Any:
         del response.aliases[:]
         response.aliases.extend(aliases)
     return response
+
+
+def may_scrape(key: ApiKey) -> bool:
+    """Metrics name every collection: only keys meant for scraping, and admins, may read them."""
+    return key.role in (METRICS_ROLE, "admin") and not key.collections

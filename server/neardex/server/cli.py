@@ -89,8 +89,11 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
     p.add_argument("--port", type=port_number, default=None, help=f"gRPC port, 0 picks a free one {_setting('port')}")
     p.add_argument("--metrics-port", type=port_number, default=None,
                    help=f"Prometheus metrics port, 0 turns it off {_setting('metrics_port')}")
+    p.add_argument("--metrics-host", default=None, metavar="HOST",
+                   help="address the metrics port listens on (default: --host); with --api-keys a scrape"
+                        " needs a key of role metrics or admin")
     p.add_argument("--http-port", type=int, default=None, metavar="PORT",
-                   help="also serve every unary RPC as HTTP/JSON (the Connect protocol's unary shape) on"
+                   help="also serve every RPC over HTTP (the Connect protocol: JSON or protobuf) on"
                         f" this port; -1 for none {_setting('http_port', '-1, none')}")
     p.add_argument("--batch-max-size", type=positive_int, default=None, metavar="N",
                    help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
@@ -132,7 +135,8 @@ def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...
     keys = p.add_subparsers(required=True, metavar="ACTION")
     k = keys.add_parser("create", help="make a key, print it once and store only its hash")
     k.add_argument("--name", required=True, help="who the key is for; shown in refusals and the list")
-    k.add_argument("--role", required=True, choices=("read", "write", "admin"))
+    k.add_argument("--role", required=True, choices=("read", "write", "admin", "metrics"),
+                   help="read < write < admin for RPCs; metrics: only the metrics port (Prometheus)")
     k.add_argument("--collections", default="", metavar="PATTERNS",
                    help="comma-separated collection names or globs the key may touch (default: all)")
     k.set_defaults(run=cmd_keys_create)
@@ -382,7 +386,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {
         "data_dir": args.data_dir, "host": args.host, "port": args.port,
-        "metrics_port": args.metrics_port, "batch_max_size": args.batch_max_size, "http_port": args.http_port,
+        "metrics_port": args.metrics_port, "metrics_host": args.metrics_host,
+        "batch_max_size": args.batch_max_size, "http_port": args.http_port,
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
         "milvus": args.milvus, "allow_store": args.allow_store, "model_dir": args.model_dir, "device": args.device,
@@ -396,7 +401,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except NeardexError as exc:  # a Milvus instance still starting: its collections come later
             print(f"collections not listed yet: {exc}", flush=True)
             names = []
-        metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+        metrics = (f"http://{settings.metrics_host or settings.host}:{settings.metrics_port}/metrics"
+                   if settings.metrics_port else "off")
         http = f"; HTTP/JSON: {settings.host}:{server.http_port}" if server.http_server is not None else ""
         print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
               f" on {settings.host}:{port} (metrics: {metrics}{http}; models on {resolve_device(settings.device)})",

@@ -1,4 +1,5 @@
-"""HTTP beside gRPC: every RPC over the Connect protocol, served by connectrpc on Hypercorn.
+"""HTTP beside gRPC: every RPC over the Connect protocol, served by connectrpc on Hypercorn; and
+the metrics port, served the same way.
 
 `POST /neardex.v1.Neardex/Search` with the request as JSON (protobuf's JSON mapping, or binary
 protobuf with `application/proto`) answers in the same form, or a Connect error
@@ -15,6 +16,7 @@ file handle and no thread: TLS handshakes run per connection with a timeout, a c
 not completed a request's headers within `http_idle_timeout_s` is closed (the same timer closes
 idle keep-alive connections), a body must arrive within `http_body_timeout_s`, and at most
 `http_max_connections` connections are open at once (past it new ones are closed on accept).
+The metrics port has the same edge, and with keys on it serves only keys that may read metrics.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ from connectrpc.errors import ConnectError
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
+from prometheus_client import make_asgi_app
 
+from neardex.indexer.errors import Unauthenticated
 from neardex.v1 import neardex_pb2, neardex_pb2_grpc
 from neardex.v1.neardex_connect import NeardexASGIApplication
 
+from . import auth
 from .errors import RETRY_AFTER_MS
 from .gate import SERVICE_NAME, Gate
 
@@ -295,15 +300,49 @@ class _Counted(socket.socket):
         super().close()
 
 
-class HttpServer:
-    """The Connect app under Hypercorn on an event loop of its own thread."""
+def connect_app(servicer: Any, gate: Gate, max_body_bytes: int) -> Any:
+    """The Connect protocol's ASGI app over the gated servicer, JSON strict about unknown fields."""
+    codecs = [_Codec(google_protobuf_binary_codec()),
+              _Codec(google_protobuf_json_codec(ignore_unknown_fields=False))]
+    return NeardexASGIApplication(GatedService(servicer, gate),  # type: ignore[arg-type]
+                                  read_max_bytes=max_body_bytes, codecs=codecs)
 
-    def __init__(self, servicer: Any, gate: Gate, host: str, port: int, limits: HttpLimits,
-                 tls: tuple[str, str, str | None] | None) -> None:
-        codecs = [_Codec(google_protobuf_binary_codec()),
-                  _Codec(google_protobuf_json_codec(ignore_unknown_fields=False))]
-        app = NeardexASGIApplication(GatedService(servicer, gate),  # type: ignore[arg-type]
-                                     read_max_bytes=limits.max_body_bytes, codecs=codecs)
+
+class _MetricsGate:
+    """ASGI middleware of the metrics port: with keys on, a scrape needs a key that may read
+    metrics (they name every collection); the key arrives as Prometheus sends it."""
+
+    def __init__(self, app: Any, keys: auth.KeyStore | None) -> None:
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.keys is not None:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            try:
+                key = self.keys.authenticate(auth.presented_key(headers))
+                refusal = None if auth.may_scrape(key) else (
+                    403, f"key {key.name!r} may not read metrics: it needs role metrics or admin, unscoped")
+            except Unauthenticated as exc:
+                refusal = (401, f"{exc}; Prometheus: authorization.credentials_file in the scrape config")
+            if refusal is not None:
+                body = refusal[1].encode() + b"\n"
+                await send({"type": "http.response.start", "status": refusal[0],
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                        (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def metrics_app(keys: auth.KeyStore | None) -> Any:
+    return _MetricsGate(make_asgi_app(), keys)
+
+
+class AsgiServer:
+    """An ASGI app under Hypercorn, on an event loop of its own thread, behind the edge limits."""
+
+    def __init__(self, app: Any, host: str, port: int, limits: HttpLimits,
+                 tls: tuple[str, str, str | None] | None = None) -> None:
         config = Config()
         config.keep_alive_timeout = limits.idle_timeout_s
         config.ssl_handshake_timeout = limits.handshake_timeout_s
@@ -318,9 +357,13 @@ class HttpServer:
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         listener = _CappedListener(family, socket.SOCK_STREAM)
         listener.limit = limits.max_connections
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host.strip("[]"), port))
-        listener.listen(config.backlog)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host.strip("[]"), port))
+            listener.listen(config.backlog)
+        except OSError:
+            listener.close()
+            raise
         listener.setblocking(False)
         self.listener = listener
         self.port: int = listener.getsockname()[1]
@@ -329,11 +372,11 @@ class HttpServer:
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         started = threading.Event()
+        wrapped = ASGIWrapper(_BodyDeadline(app, limits.body_timeout_s))
 
         async def main() -> None:
             started.set()
-            await worker_serve(ASGIWrapper(_BodyDeadline(app, limits.body_timeout_s)), config, sockets=sockets,
-                               shutdown_trigger=self._stop.wait)
+            await worker_serve(wrapped, config, sockets=sockets, shutdown_trigger=self._stop.wait)
 
         def run() -> None:
             try:
@@ -341,7 +384,7 @@ class HttpServer:
             finally:
                 self._loop.close()
 
-        self._thread = threading.Thread(target=run, name="http", daemon=True)
+        self._thread = threading.Thread(target=run, name=f"http-{self.port}", daemon=True)
         self._thread.start()
         started.wait(10)
 

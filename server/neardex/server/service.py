@@ -14,7 +14,7 @@ import numpy as np
 
 from neardex.indexer import deadline, snapshots
 from neardex.indexer.answers import Answerer
-from neardex.indexer.catalog import Catalog, validate_name
+from neardex.indexer.catalog import Catalog, validate_name, validate_new_name
 from neardex.indexer.chunker import Chunker, default_overlap
 from neardex.indexer.collection import Collection
 from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
@@ -62,7 +62,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CollectionInfo:
         spec = IndexSpec.parse(request.index.kind or "flat", dict(request.index.params))
-        name = validate_name(request.name)
+        name = validate_new_name(request.name)
         # Where the request sends the server is judged before anything named is touched.
         try:
             store, model = self.reach.store(request.store), self.reach.model(request.model)
@@ -161,7 +161,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def RestoreSnapshot(self, request: pb.RestoreSnapshotRequest, context: Any) -> pb.CollectionInfo:
         owner = self._snapshot_owner(request.collection)
         path = snapshots.path_of(self.catalog.root, owner, request.snapshot)
-        collection = self.catalog.restore(path, validate_name(request.target or owner, "target"), request.replace)
+        collection = self.catalog.restore(path, validate_new_name(request.target or owner, "target"), request.replace)
         self._sizes(collection)
         return convert.collection_to_pb(collection)
 

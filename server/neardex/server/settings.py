@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # 0 disables the metrics endpoint (tests that run many servers in one process use it).
     # Beside the gRPC port: the exporter range 9100-9999 is allocated in full, 9100 to node_exporter.
     metrics_port: int = 50052
+    # Where the metrics port listens; empty: the same host as the gRPC port. With API keys on, a
+    # scrape needs a key of role metrics (or admin).
+    metrics_host: str = ""
     # Calls held at once (running, or waiting for the model); past it RESOURCE_EXHAUSTED at once.
     max_concurrent_rpcs: int = 64
     # A call whose caller sends no message for this long (a unary request never sent, a stream's
