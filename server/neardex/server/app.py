@@ -46,6 +46,8 @@ class Server:
     http_server: Any = None
     http_port: int = 0
     pool: CallPool | None = None
+    gate: Gate | None = None  # the one interceptor, for transports mounted beside gRPC
+    servicer: Any = None
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
@@ -153,7 +155,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         raise
     http_port = http_server.port if http_server is not None else 0
     return Server(server, catalog, health_servicer, port, schedulers, keys, metrics_server, http_server,
-                  http_port, pool), port
+                  http_port, pool, gate, servicer), port
 
 
 def edge_limits(settings: Settings) -> HttpLimits:
