@@ -55,6 +55,9 @@ CONTROL_TEXT = ["\x00", "a\x01b", "\x08\x0c\x0b", "line\nbreak\r", "\x1b[31m\x1f
 HUGE_TEXT = ["x" * 70_000, "y" * 1_000_000]
 SPECIAL_TEXT = ["", " ", "nul\x00inside", "a" * 5000, "word " * 400, "\u202eRTL\u202c", "🚀" * 50,
                 "moon landing", "\ud7ff\ue000", *CONTROL_TEXT, *HUGE_TEXT]
+# Fields always given a value (empty is among them), so that most requests name a collection and
+# documents have ids and text, and get past those checks to the rest of their fields.
+ALWAYS_SET = {"collection", "id", "text"}
 # The documented maxima of a server with default settings.
 MAXIMA = {name: Settings.model_fields[name].default
           for name in ("max_top_k", "max_batch_documents", "max_batch_searches", "max_similarity_texts")}
@@ -63,9 +66,12 @@ INT64 = [0, 1, -1, 2**63 - 1, -(2**63), 2**53 + 1]
 NON_FINITE = [float("nan"), float("inf"), float("-inf")]
 FLOATS = [0.0, -0.0, 1.0, -1.0, *NON_FINITE, 1e38, -1e38, 1e-45, 3.4e38, 1e308]
 # A status code the server may answer with, and the start of a message that names a field.
-_FIELD = r"[a-z_]\w*(\.\w+|\[(\d+|'[^']*'|\"[^\"]*\")\])*"
+# (A quoted key is Python's repr of it, escapes and all.)
+_FIELD = r"[a-z_]\w*(\.\w+|\[(\d+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\])*"
 FIELD_FIRST = re.compile(rf"^{_FIELD}(, {_FIELD})*: ")
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+# A store refusing what validation let through (the Milvus store's words for it): also a problem.
+STORE_REFUSED = "store: Milvus at "
 
 
 # -- strategies from descriptors --------------------------------------------------------------
@@ -110,13 +116,16 @@ def struct_strategy() -> st.SearchStrategy[struct_pb2.Struct]:
 def scalar(fd: pbd.FieldDescriptor) -> st.SearchStrategy[Any]:
     t = fd.type
     if t == fd.TYPE_STRING:
-        if fd.name in ("collection", "name"):
+        if fd.name == "collection":
             # Mostly a stored collection, so that requests get past the name to their other fields.
             return st.one_of(st.sampled_from(STORED), st.sampled_from(STORED), st.sampled_from(NAMES),
-                             st.text(max_size=20)).filter(lambda s: s != CANARY)
+                             st.text(min_size=1, max_size=20)).filter(lambda s: s != CANARY)
+        if fd.name == "name":  # what is created, deleted, aliased: never the collections searched
+            return st.one_of(st.sampled_from(NAMES), st.text(min_size=1, max_size=20)).filter(
+                lambda s: s not in (CANARY, *STORED))
         if fd.name in ("id", "ids", "positive", "negative"):
             return st.one_of(st.sampled_from(["d1", "d1", "", " ", "x" * 2000, *CONTROL_TEXT, *HUGE_TEXT]),
-                             st.text(max_size=8))
+                             st.text(min_size=1, max_size=8))
         return st.one_of(st.sampled_from(SPECIAL_TEXT), st.text(max_size=40))
     if t == fd.TYPE_BOOL:
         return st.booleans()
@@ -165,9 +174,12 @@ def message_strategy(desc: pbd.Descriptor, depth: int = 0) -> st.SearchStrategy[
             element = scalar(fd)
         if fd.is_repeated:
             fields[fd.name] = st.lists(element, max_size=6 if depth < 2 else 2)
+        elif fd.name in ALWAYS_SET:
+            fields[fd.name] = element
         else:
             fields[fd.name] = st.one_of(st.none(), element)
-    return st.fixed_dictionaries({}, optional=fields).map(lambda values: _build(cls, values))
+    always = {name: fields.pop(name) for name in ALWAYS_SET & set(fields)}
+    return st.fixed_dictionaries(always, optional=fields).map(lambda values: _build(cls, values))
 
 
 def _build(cls: Any, values: dict[str, Any]) -> Any:
@@ -233,12 +245,14 @@ def _invalid_utf8(message: Any) -> bytes:
 class Findings:
     requests: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    by_method: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
     def note(self, method: str, code: grpc.StatusCode, details: str, request: Any) -> None:
         self.requests += 1
         self.statuses[code.name] += 1
-        if code in BAD_CODES:
+        self.by_method[f"{method} {code.name}"] += 1
+        if code in BAD_CODES or (code is grpc.StatusCode.FAILED_PRECONDITION and details.startswith(STORE_REFUSED)):
             self.problems.append(f"{method}: {code.name}: {details[:200]} for {str(request)[:300]!r}")
         elif code is not grpc.StatusCode.OK and code is not grpc.StatusCode.DEADLINE_EXCEEDED \
                 and not FIELD_FIRST.match(details):
@@ -406,7 +420,7 @@ def main() -> None:
     for problem in findings.problems[:50]:
         print("  " + problem)
     if args.json:
-        args.json.write_text(json.dumps({"requests": findings.requests, "statuses": findings.statuses,
+        args.json.write_text(json.dumps({"requests": findings.requests, "statuses": findings.statuses, "by_method": findings.by_method,
                                          "alive": alive, "canary": canary, "problems": findings.problems}, indent=2))
 
 
