@@ -1,10 +1,14 @@
 """Fuzzing every RPC of neardex.v1.Neardex against a real `neardex serve`.
 
 Requests are built from the proto's own descriptors, so a new field or RPC is fuzzed without a
-change here: every field gets random and extreme values (empty, very long, NUL characters, NaN and
+change here: every field gets random and extreme values (empty, huge, control characters, NaN and
 infinite numbers, integer extremes, unknown enum values, duplicate ids, deep and wide metadata),
+Struct values (metadata, filter values) hold NaN, infinities and control characters at any depth,
 and some requests carry bytes that are no valid message at all (a string field that is not UTF-8,
-a truncated message). Each request must end with an answer or a status other than INTERNAL and
+a truncated message). Other requests carry a list at, or one past, each documented maximum (top_k,
+documents in a batch, searches in a batch, similarity texts, values in a filter list, filter
+depth, conditions in a filter). Requests go to a collection in the data folder and to one in
+milvus-lite (when pymilvus is installed). Each request must end with an answer or a status other than INTERNAL and
 UNKNOWN whose message starts with the field it is about; the server must not die, and must still
 answer a normal search correctly at the end.
 
@@ -16,6 +20,7 @@ answer a normal search correctly at the end.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
@@ -35,32 +40,53 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import free_port, start_serve, stop_process  # noqa: E402
 
+from neardex.indexer.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_VALUES  # noqa: E402
+from neardex.server.settings import Settings  # noqa: E402
 from neardex.v1 import neardex_pb2 as pb  # noqa: E402
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Neardex"]
+MILVUS = importlib.util.find_spec("pymilvus") is not None
 # Collections the fuzzer aims at (so requests get past the name check), and one it never names:
-# the canary searched at the end.
-NAMES = ["docs", "docs", "docs", "nope", "", "../etc", "a" * 65, "docs\x00", "DOCS"]
+# the canary searched at the end. "mdocs" lives in milvus-lite, "vdocs" holds its own vectors.
+STORED = ["docs", "mdocs"] if MILVUS else ["docs"]
+NAMES = [*STORED, *STORED, "vdocs", "nope", "", "../etc", "a" * 65, "docs\x00", "DOCS"]
 CANARY = "canary"
-SPECIAL_TEXT = ["", " ", "\x00", "nul\x00inside", "a" * 5000, "word " * 400, "\u202eRTL\u202c", "🚀" * 50,
-                "moon landing", "\ud7ff\ue000", "\n\t\r", "x" * 70_000]
-INT32 = [0, 1, -1, 2, 10, 1000, 100_000, 2**31 - 1, -(2**31)]
+CONTROL_TEXT = ["\x00", "a\x01b", "\x08\x0c\x0b", "line\nbreak\r", "\x1b[31m\x1f\x7f", 'quo"te\\back\'slash', "\t"]
+HUGE_TEXT = ["x" * 70_000, "y" * 1_000_000]
+SPECIAL_TEXT = ["", " ", "nul\x00inside", "a" * 5000, "word " * 400, "\u202eRTL\u202c", "🚀" * 50,
+                "moon landing", "\ud7ff\ue000", *CONTROL_TEXT, *HUGE_TEXT]
+# Fields always given a value (empty is among them), so that most requests name a collection and
+# documents have ids and text, and get past those checks to the rest of their fields.
+ALWAYS_SET = {"collection", "id", "text"}
+# The documented maxima of a server with default settings.
+MAXIMA = {name: Settings.model_fields[name].default
+          for name in ("max_top_k", "max_batch_documents", "max_batch_searches", "max_similarity_texts")}
+INT32 = [0, 1, -1, 2, 10, 1000, MAXIMA["max_top_k"] + 1, 100_000, 2**31 - 1, -(2**31)]
 INT64 = [0, 1, -1, 2**63 - 1, -(2**63), 2**53 + 1]
-FLOATS = [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e38, -1e38, 1e-45, 3.4e38]
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+FLOATS = [0.0, -0.0, 1.0, -1.0, *NON_FINITE, 1e38, -1e38, 1e-45, 3.4e38, 1e308]
 # A status code the server may answer with, and the start of a message that names a field.
-_FIELD = r"[a-z_]\w*(\.\w+|\[(\d+|'[^']*'|\"[^\"]*\")\])*"
+# (A quoted key is Python's repr of it, escapes and all.)
+_FIELD = r"[a-z_]\w*(\.\w+|\[(\d+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\])*"
 FIELD_FIRST = re.compile(rf"^{_FIELD}(, {_FIELD})*: ")
 BAD_CODES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+# A store refusing what validation let through (the Milvus store's words for it): also a problem.
+STORE_REFUSED = "store: Milvus at "
 
 
 # -- strategies from descriptors --------------------------------------------------------------
 
 
+def keys() -> st.SearchStrategy[str]:
+    return st.one_of(st.text(max_size=10), st.sampled_from(["year", "tags", *CONTROL_TEXT, "k" * 100_000]))
+
+
 def json_values(max_leaves: int = 30) -> st.SearchStrategy[Any]:
-    scalars = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
-                        st.integers(-(2**53), 2**53), st.text(max_size=30), st.sampled_from(["river", "", "x" * 2000]))
+    scalars = st.one_of(st.none(), st.booleans(), st.floats(), st.sampled_from(NON_FINITE),
+                        st.integers(-(2**53), 2**53), st.text(max_size=30),
+                        st.sampled_from(["river", "", "x" * 2000, *CONTROL_TEXT]))
     return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=8),
-                                                        st.dictionaries(st.text(max_size=10), inner, max_size=8)),
+                                                        st.dictionaries(keys(), inner, max_size=8)),
                         max_leaves=max_leaves)
 
 
@@ -80,19 +106,26 @@ def struct_strategy() -> st.SearchStrategy[struct_pb2.Struct]:
         struct.update(data)
         return struct
 
-    wide = st.dictionaries(st.text(max_size=12), json_values(), max_size=6).map(build)
+    wide = st.dictionaries(keys(), json_values(), max_size=6).map(build)
     return st.one_of(wide, st.integers(1, 90).map(deep_struct),
                      st.just({f"k{i}": i for i in range(2000)}).map(build),
-                     st.sampled_from([{"year": 2001}, {"tags": ["river"]}, {"year": "abc"}]).map(build))
+                     st.sampled_from([{"year": 2001}, {"tags": ["river"]}, {"year": "abc"}, {"year": float("nan")},
+                                      {"a": {"b": [1, {"c": float("-inf")}]}}, {"tags": ["ok", "\x00\x1f"]}]).map(build))
 
 
 def scalar(fd: pbd.FieldDescriptor) -> st.SearchStrategy[Any]:
     t = fd.type
     if t == fd.TYPE_STRING:
-        if fd.name in ("collection", "name"):
-            return st.one_of(st.sampled_from(NAMES), st.text(max_size=20)).filter(lambda s: s != CANARY)
-        if fd.name in ("id", "ids"):
-            return st.one_of(st.sampled_from(["d1", "d1", "", " ", "x" * 2000]), st.text(max_size=8))
+        if fd.name == "collection":
+            # Mostly a stored collection, so that requests get past the name to their other fields.
+            return st.one_of(st.sampled_from(STORED), st.sampled_from(STORED), st.sampled_from(NAMES),
+                             st.text(min_size=1, max_size=20)).filter(lambda s: s != CANARY)
+        if fd.name == "name":  # what is created, deleted, aliased: never the collections searched
+            return st.one_of(st.sampled_from(NAMES), st.text(min_size=1, max_size=20)).filter(
+                lambda s: s not in (CANARY, *STORED))
+        if fd.name in ("id", "ids", "positive", "negative"):
+            return st.one_of(st.sampled_from(["d1", "d1", "", " ", "x" * 2000, *CONTROL_TEXT, *HUGE_TEXT]),
+                             st.text(min_size=1, max_size=8))
         return st.one_of(st.sampled_from(SPECIAL_TEXT), st.text(max_size=40))
     if t == fd.TYPE_BOOL:
         return st.booleans()
@@ -141,9 +174,12 @@ def message_strategy(desc: pbd.Descriptor, depth: int = 0) -> st.SearchStrategy[
             element = scalar(fd)
         if fd.is_repeated:
             fields[fd.name] = st.lists(element, max_size=6 if depth < 2 else 2)
+        elif fd.name in ALWAYS_SET:
+            fields[fd.name] = element
         else:
             fields[fd.name] = st.one_of(st.none(), element)
-    return st.fixed_dictionaries({}, optional=fields).map(lambda values: _build(cls, values))
+    always = {name: fields.pop(name) for name in ALWAYS_SET & set(fields)}
+    return st.fixed_dictionaries(always, optional=fields).map(lambda values: _build(cls, values))
 
 
 def _build(cls: Any, values: dict[str, Any]) -> Any:
@@ -209,20 +245,69 @@ def _invalid_utf8(message: Any) -> bytes:
 class Findings:
     requests: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    by_method: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
     def note(self, method: str, code: grpc.StatusCode, details: str, request: Any) -> None:
         self.requests += 1
         self.statuses[code.name] += 1
-        if code in BAD_CODES:
+        self.by_method[f"{method} {code.name}"] += 1
+        if code in BAD_CODES or (code is grpc.StatusCode.FAILED_PRECONDITION and details.startswith(STORE_REFUSED)):
             self.problems.append(f"{method}: {code.name}: {details[:200]} for {str(request)[:300]!r}")
         elif code is not grpc.StatusCode.OK and code is not grpc.StatusCode.DEADLINE_EXCEEDED \
                 and not FIELD_FIRST.match(details):
             self.problems.append(f"{method}: {code.name} names no field: {details[:200]!r}")
 
 
+# -- lists at and past each documented maximum --------------------------------------------------
+
+
+def _numbers(count: int) -> struct_pb2.ListValue:
+    return struct_pb2.ListValue(values=[struct_pb2.Value(number_value=2000 + i) for i in range(count)])
+
+
+def _nested(depth: int) -> pb.Filter:
+    flt = pb.Filter(conditions={"year": pb.Condition(exists=True)})
+    for level in range(depth):
+        flt = pb.Filter(**{("all", "any", "none")[level % 3]: [flt]})
+    return flt
+
+
+def _conditions(count: int) -> pb.Filter:
+    return pb.Filter(any=[pb.Filter(conditions={"year": pb.Condition(range=pb.Range(gte=2000 + i))})
+                          for i in range(count)])
+
+
+# Each: (its maximum, a request of n for a collection).
+AT_LIMIT: dict[str, tuple[int, Any]] = {
+    "top_k": (MAXIMA["max_top_k"], lambda n, c: ("Search", pb.SearchRequest(collection=c, text="river", top_k=n))),
+    "batch_documents": (MAXIMA["max_batch_documents"], lambda n, c: ("Upsert", pb.UpsertRequest(
+        collection="vdocs", documents=[pb.Document(id=f"bulk{i}", vector=pb.Vector(values=[1.0, 0.5]))
+                                       for i in range(n)]))),
+    "batch_searches": (MAXIMA["max_batch_searches"], lambda n, c: ("BatchSearch", pb.BatchSearchRequest(
+        requests=[pb.SearchRequest(collection=c, text=f"river {i % 4}", top_k=3) for i in range(n)]))),
+    "similarity_texts": (MAXIMA["max_similarity_texts"], lambda n, c: ("Similarity", pb.SimilarityRequest(
+        texts=[f"river {i % 4}" for i in range(n)]))),
+    "filter_values": (MAX_VALUES, lambda n, c: ("Count", pb.CountRequest(
+        collection=c, filter=pb.Filter(conditions={"year": pb.Condition(**{"in": _numbers(n)})})))),
+    "filter_depth": (MAX_DEPTH, lambda n, c: ("Count", pb.CountRequest(collection=c, filter=_nested(n)))),
+    "filter_conditions": (MAX_CONDITIONS, lambda n, c: ("Search", pb.SearchRequest(
+        collection=c, text="river", top_k=5, filter=_conditions(n)))),
+}
+
+
+def limit_requests() -> st.SearchStrategy[tuple[str, Any, Any]]:
+    """A request with one list at its documented maximum, or one past it."""
+    def build(kind: str, past: bool, collection: str) -> tuple[str, Any, Any]:
+        maximum, make = AT_LIMIT[kind]
+        method, message = make(maximum + past, collection)
+        return method, message, 1
+
+    return st.builds(build, st.sampled_from(sorted(AT_LIMIT)), st.booleans(), st.sampled_from(STORED))
+
+
 def request_strategy() -> st.SearchStrategy[tuple[str, bytes | list[bytes], Any]]:
-    per_method = []
+    per_method = [limit_requests()]
     for method in SERVICE.methods:
         messages = message_strategy(method.input_type)
         if method.client_streaming:
@@ -276,14 +361,22 @@ def fuzz(target: str, requests: int, seed_value: int, findings: Findings) -> Non
         channel.close()
 
 
-def seed_server(target: str) -> None:
+def milvus_file(work: Path) -> str:
+    return str(work / "milvus.db")
+
+
+def seed_server(target: str, work: Path) -> None:
     from neardex.client import Client
 
     with Client(target, timeout=120) as client:
         for name in ("docs", CANARY):
             client.create_collection(name)
-        client.upsert("docs", [{"id": f"d{i}", "text": f"Document {i} about rivers and the moon landing.",
-                                "metadata": {"year": 2000 + i, "tags": ["river", f"t{i}"]}} for i in range(20)])
+        if MILVUS:
+            client.create_collection("mdocs", store=milvus_file(work), indexed_keys=["tags"])
+        client.create_collection("vdocs", model="none", dimension=2)
+        for name in STORED:
+            client.upsert(name, [{"id": f"d{i}", "text": f"Document {i} about rivers and the moon landing.",
+                                  "metadata": {"year": 2000 + i, "tags": ["river", f"t{i}"]}} for i in range(20)])
         client.upsert(CANARY, [
             {"id": "apollo", "text": "Apollo 11 landed on the Moon on 20 July 1969."},
             {"id": "nile", "text": "The Nile flows north into the Mediterranean Sea."},
@@ -300,11 +393,11 @@ def canary_answers(target: str) -> bool:
 def run(requests: int, seed_value: int, work: Path) -> tuple[Findings, bool, bool]:
     """(findings, the server still runs, the canary search answers right)."""
     port = free_port()
-    proc = start_serve(work / "data", port)
+    proc = start_serve(work / "data", port, 0, *(["--milvus", milvus_file(work)] if MILVUS else []))
     target = f"127.0.0.1:{port}"
     findings = Findings()
     try:
-        seed_server(target)
+        seed_server(target, work)
         fuzz(target, requests, seed_value, findings)
         alive = proc.poll() is None
         return findings, alive, alive and canary_answers(target)
@@ -327,7 +420,7 @@ def main() -> None:
     for problem in findings.problems[:50]:
         print("  " + problem)
     if args.json:
-        args.json.write_text(json.dumps({"requests": findings.requests, "statuses": findings.statuses,
+        args.json.write_text(json.dumps({"requests": findings.requests, "statuses": findings.statuses, "by_method": findings.by_method,
                                          "alive": alive, "canary": canary, "problems": findings.problems}, indent=2))
 
 

@@ -9,12 +9,14 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from filter_model import filter_strategy, matches, random_metadata
 from hypothesis import HealthCheck, given, seed, settings
 
 from neardex.client import Client, InvalidArgument
+from neardex.indexer import filters
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.filters import Condition, Filter
@@ -46,6 +48,20 @@ def test_the_store_agrees_with_python(stores: tuple[Any, Any, list[dict[str, Any
     for collection in (plain, indexed):
         assert collection.count(flt) == len(expected)
         assert sorted(d.id for d in collection.scroll("", 1000, flt, text=False)) == expected
+
+
+@seed(12)
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(flt=filter_strategy())
+def test_the_flat_sql_forms_agree_with_python(stores: tuple[Any, Any, list[dict[str, Any]]], flt: Filter) -> None:
+    """The forms large filters compile to (flat AND / OR lists, sub-filters as WITH sets), used
+    here for every filter, give the same answers."""
+    plain, indexed, documents = stores
+    expected = sorted(f"d{i}" for i, m in enumerate(documents) if matches(m, flt))
+    with mock.patch.multiple(filters, _CHAIN=1, _INLINE=1):
+        for collection in (plain, indexed):
+            assert collection.count(flt) == len(expected)
+            assert sorted(d.id for d in collection.scroll("", 1000, flt, text=False)) == expected
 
 
 # -- through the server --------------------------------------------------------------------------

@@ -10,10 +10,12 @@ which.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from .documents import Chunk, Document
 from .embedder import DirectCalls, Embedder, ModelCalls, check_fits
 from .encoding import DocumentEncoder, Prepared
 from .errors import InvalidArgument, NotFound
-from .filters import Condition, Filter, validate_condition
+from .filters import Condition, Filter, key_field, validate_condition
 from .records import (
     MODES,
     NO_MODEL,
@@ -501,7 +503,20 @@ def validate_documents(documents: Sequence[Document], needs_text: bool = True) -
             raise InvalidArgument(
                 f"documents[{i}].id: duplicate id {doc.id!r} in one batch (also documents[{seen[doc.id]}])")
         seen[doc.id] = i
+        check_finite(doc.metadata, f"documents[{i}].metadata")
 
+
+def check_finite(value: Any, where: str) -> None:
+    """Refuse NaN and infinite numbers anywhere in metadata, at any depth: JSON has no spelling
+    for them, so neither the store's JSON nor the wire's answer could hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgument(f"{where}: not a finite number")
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            check_finite(inner, key_field(where, str(key)))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            check_finite(inner, f"{where}[{i}]")
 
 
 def _ms(since: float) -> float:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from neardex.indexer.answers import AskResult
 from neardex.indexer.collection import Collection, unit_mean
@@ -19,6 +20,7 @@ from neardex.indexer.filters import (
     RANGE_OPS,
     Condition,
     Filter,
+    check_size,
     key_field,
     validate_condition,
 )
@@ -40,7 +42,29 @@ def mode_from_pb(value: int, field: str = "mode") -> str:
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return whole_numbers(json_format.MessageToDict(struct))
+    return {key: value_to_python(value) for key, value in struct.fields.items()}
+
+
+def value_to_python(value: struct_pb2.Value) -> Any:
+    """A Struct value as plain Python, whole numbers as ints. Not json_format's conversion: that
+    one raises on NaN and infinite numbers, which must reach validation to be refused there, with
+    the field named."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return list_to_python(value.list_value)
+    if kind == "number_value":
+        return whole_numbers(value.number_value)
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
+def list_to_python(values: struct_pb2.ListValue) -> list[Any]:
+    return [value_to_python(v) for v in values.values]
 
 
 def dict_to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
@@ -93,8 +117,14 @@ def cursor_from_pb(cursor: str) -> str:
 
 
 
-def filter_from_pb(flt: pb.Filter, field: str = "filter", depth: int = 0) -> Filter:
+def filter_from_pb(flt: pb.Filter, field: str = "filter") -> Filter:
     """The wire's filter tree as a domain Filter, checked; errors name the condition's path."""
+    converted = _filter_from_pb(flt, field, 0)
+    check_size(converted, field)
+    return converted
+
+
+def _filter_from_pb(flt: pb.Filter, field: str, depth: int) -> Filter:
     if depth > MAX_DEPTH:
         raise InvalidArgument(f"{field}: nested deeper than {MAX_DEPTH} levels")
     conditions = {}
@@ -103,15 +133,17 @@ def filter_from_pb(flt: pb.Filter, field: str = "filter", depth: int = 0) -> Fil
         condition = _condition_from_pb(cond, where)
         validate_condition(where, key, condition)
         conditions[key] = condition
-    subs = {name: tuple(filter_from_pb(sub, f"{field}.{name}[{i}]", depth + 1)
+    subs = {name: tuple(_filter_from_pb(sub, f"{field}.{name}[{i}]", depth + 1)
                         for i, sub in enumerate(getattr(flt, name))) for name in ("all", "any", "none")}
     return Filter(conditions, subs["all"], subs["any"], subs["none"])
 
 
 def _condition_from_pb(cond: pb.Condition, where: str) -> Condition:
     kind = cond.WhichOneof("kind")
-    if kind in ("eq", "ne", *LIST_OPS):
-        return Condition(kind, whole_numbers(json_format.MessageToDict(getattr(cond, kind))))
+    if kind in ("eq", "ne"):
+        return Condition(kind, value_to_python(getattr(cond, kind)))
+    if kind in LIST_OPS:
+        return Condition(kind, list_to_python(getattr(cond, kind)))
     if kind == "exists":
         return Condition("exists", cond.exists)
     if kind == "range":
@@ -121,6 +153,15 @@ def _condition_from_pb(cond: pb.Condition, where: str) -> Condition:
             raise InvalidArgument(f"{where}: a range has number bounds or text bounds, not both")
         return Condition("range", bounds or texts)
     raise InvalidArgument(f"{where}: condition has no kind ({', '.join(OPS)})")
+
+
+def min_score_from_pb(request: pb.SearchRequest | pb.SearchSimilarRequest, field: str = "min_score") -> float | None:
+    """The request's min_score, if it has one; NaN, which no score is at or above, is refused."""
+    if not request.HasField("min_score"):
+        return None
+    if math.isnan(request.min_score):
+        raise InvalidArgument(f"{field}: not a number")
+    return request.min_score
 
 
 def whole_numbers(value: Any) -> Any:

@@ -225,13 +225,13 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         text = request.text if kind == "text" else None
         vector = encoded
         if kind == "vector":
-            vector = collection.check_vector(np.asarray(request.vector.values, dtype=np.float32))
+            vector = collection.check_vector(np.asarray(request.vector.values, dtype=np.float32), f"{field}vector")
         elif not (text or "").strip():
             raise InvalidArgument(f"{field}query: give query text or a vector; the query is empty")
         result = collection.search(
             text=text, vector=vector, k=k,
-            flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
-            min_score=request.min_score if request.HasField("min_score") else None,
+            flt=convert.filter_from_pb(request.filter, f"{field}filter") if request.HasField("filter") else None,
+            min_score=convert.min_score_from_pb(request, f"{field}min_score"),
             mode=convert.mode_from_pb(request.mode, f"{field}mode"),
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
             max_terms=self.settings.max_query_terms, field=f"{field}query",
@@ -336,7 +336,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         result = collection.similar(
             list(request.positive), list(request.negative), self._top_k(request.top_k, "top_k"),
             flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
-            min_score=request.min_score if request.HasField("min_score") else None,
+            min_score=convert.min_score_from_pb(request),
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0))
         metrics.observe_timings(result.timings_ms)
         return convert.search_result_to_pb(result, _fields(request))

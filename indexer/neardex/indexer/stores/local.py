@@ -438,7 +438,7 @@ class LocalStore:
 
     def _where(self, flt: Filter | None) -> tuple[str, list[Any]]:
         """A WHERE clause over documents `d` for flt, using the collection's metadata index."""
-        return to_sql(flt, "d.metadata", "d.id", self.manifest.indexed_keys)
+        return to_sql(flt, "documents d", "d.metadata", "d.id", self.manifest.indexed_keys)
 
     @_interruptible
     def count(self, flt: Filter | None = None) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 from .. import deadline, lexical
 from ..documents import Chunk, Document
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ..filters import RANGE_OPS, Condition, Filter
+from ..filters import RANGE_OPS, Condition, Filter, distinct_values
 from ..lexical import Query
 from ..records import Manifest, Stats
 from . import ChunkRow
@@ -123,7 +123,11 @@ def _milvus_name(name: str, part: str) -> str:
 
 
 def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """A string literal of Milvus' expression grammar, which takes every character but `"`, `\\`
+    and line breaks as it is, and knows no `\\u` escapes (JSON's quoting is refused for control
+    characters)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
 
 
 # Milvus compares JSON booleans equal to numbers (true == 1); neardex keeps them apart, so the
@@ -186,8 +190,13 @@ def _filterable(metadata: dict[str, Any], field: str) -> dict[str, Any]:
 def _literal(value: Any) -> str:
     if isinstance(value, bool | str):
         return _quote(encode_metadata(value, "filter"))
-    # Milvus' grammar takes a negative number as a function argument only in parentheses.
-    return f"({value!r})" if value < 0 else repr(value)
+    # Never a bare function argument (where Milvus' grammar would want a negative number in
+    # parentheses): numbers are compared, or are elements of a list.
+    return repr(value)
+
+
+def _list(values: Sequence[Any]) -> str:
+    return "[" + ", ".join(_literal(v) for v in values) + "]"
 
 
 def _path(key: str) -> str:
@@ -211,19 +220,21 @@ def _expr(flt: Filter) -> str:
 
 def _condition(key: str, cond: Condition) -> str:
     path = _path(key)
-    if cond.op == "eq":
-        if cond.value is None:
-            return f"{path} is null"
-        value = _literal(cond.value)
-        return f"exists {path} and ({path} == {value} or json_contains({path}, {value}))"
-    if cond.op == "ne":
-        return f"not ({_condition(key, Condition('eq', cond.value))})"
-    if cond.op in ("in", "contains_any"):
-        return " or ".join(f"({_condition(key, Condition('eq', v))})" for v in cond.value)
+    if cond.op == "eq" and cond.value is None:
+        return f"{path} is null"
+    if cond.op in ("eq", "in", "contains_any"):
+        # An array holding one of the values (one function call for the whole list), or a
+        # scalar equal to one: Milvus takes no `in` on a JSON path.
+        values = distinct_values(cond.value if cond.op != "eq" else [cond.value])
+        scalar = " or ".join(f"{path} == {_literal(v)}" for v in values)
+        return f"exists {path} and (json_contains_any({path}, {_list(values)}) or {scalar})"
+    if cond.op in ("ne", "not_in"):
+        return f"not ({_condition(key, Condition('eq' if cond.op == 'ne' else 'in', cond.value))})"
     if cond.op == "contains_all":
-        return " and ".join(f"({_condition(key, Condition('eq', v))})" for v in cond.value)
-    if cond.op == "not_in":
-        return f"not ({_condition(key, Condition('in', cond.value))})"
+        values = distinct_values(cond.value)
+        # A scalar holds every value only when there is one.
+        scalar = f" or {path} == {_literal(values[0])}" if len(values) == 1 else ""
+        return f"exists {path} and (json_contains_all({path}, {_list(values)}){scalar})"
     if cond.op == "range":
         # Over the scalar copy of the key (numbers or strings): Milvus leaves an order comparison
         # of unlike types unknown, and `not` of unknown is unknown, where it must be true.
@@ -509,8 +520,8 @@ class MilvusStore:
 
     @staticmethod
     def _in(field: str, values: Sequence[Any]) -> str:
-        items = [int(v) for v in values] if field == "pk" else [str(v) for v in values]
-        return f"{field} in {json.dumps(items)}" if items else f"{field} in []"
+        items = [str(int(v)) for v in values] if field == "pk" else [_quote(str(v)) for v in values]
+        return f"{field} in [{', '.join(items)}]"
 
     def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every row matching expr, paged by primary key (a query returns at most 16,384 rows)."""
