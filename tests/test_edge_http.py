@@ -171,3 +171,15 @@ def test_an_idle_tls_connection_does_not_stop_https(tmp_path: Path) -> None:
         silent.close()
     finally:
         server.stop(grace=1)
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_in_json_are_refused_naming_the_field(served: Server, number: str) -> None:
+    port = served.http_port
+    call(port, "CreateCollection", {"name": "books"})
+    body = ('{"collection": "books", "documents": [{"id": "a", "text": "The Nile.", "metadata": {"score": %s}}]}'
+            % number).encode()
+    answer = raw(port, head("Upsert", f"content-length: {len(body)}", "connection: close") + body)
+    assert answer.startswith(b"HTTP/1.1 400") and b"invalid_argument" in answer
+    assert b"documents[0].metadata.score" in answer or b"request: not a valid" in answer
+    assert call(port, "Count", {"collection": "books"}) == (200, {})
