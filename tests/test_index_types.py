@@ -180,6 +180,61 @@ def test_searches_and_writes_go_on_during_a_background_rebuild(tmp_path: Path,
         assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == 70
 
 
+def _held_rebuild(cat: Catalog, monkeypatch: pytest.MonkeyPatch) -> tuple[object, threading.Event]:
+    """An own-vector HNSW collection whose tombstones just started a rebuild, held until the
+    returned event is set."""
+    real_build = VectorIndex.build
+    building, release = threading.Event(), threading.Event()
+
+    def held_build(*args: object) -> VectorIndex:
+        building.set()
+        assert release.wait(timeout=60)
+        return real_build(*args)  # type: ignore[arg-type]
+
+    vectors = np.random.default_rng(5).standard_normal((100, 8))
+    col = cat.create("vecs", model="none", dimension=8, index=IndexSpec.parse("hnsw", {"m": 8}))
+    col.upsert([Document(f"d{i}", "", "", {}, tuple(vectors[i].tolist())) for i in range(100)])
+    monkeypatch.setattr(VectorIndex, "build", staticmethod(held_build))
+    col.delete([f"d{i}" for i in range(30)])
+    assert building.wait(timeout=30)
+    return col, release
+
+
+def _close_within(cat: Catalog, seconds: float, rebuild_wait: float | None = None) -> bool:
+    closing = threading.Thread(target=cat.close, args=() if rebuild_wait is None else (rebuild_wait,), daemon=True)
+    closing.start()
+    closing.join(seconds)
+    return not closing.is_alive()
+
+
+def test_a_close_during_a_rebuild_waits_for_it_and_snapshots_the_rebuilt_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = Catalog(tmp_path / "data")
+    _, release = _held_rebuild(cat, monkeypatch)
+    threading.Timer(0.5, release.set).start()
+    # The close held checkpoints off while it waited for the rebuild, whose own closing
+    # checkpoint waited for them: neither ever ended.
+    assert _close_within(cat, 30)
+    monkeypatch.undo()
+    with Catalog(tmp_path / "data") as cat:
+        col = cat.get("vecs")
+        assert not col.store.index.tombstones and col.stats().vectors == 70
+        assert col.store.chunk_ids() == col.store.index_ids()
+
+
+def test_a_close_with_a_rebuild_wait_abandons_a_longer_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = Catalog(tmp_path / "data")
+    _, release = _held_rebuild(cat, monkeypatch)
+    assert _close_within(cat, 5, rebuild_wait=0.2)  # the rebuild is still held
+    release.set()
+    monkeypatch.undo()
+    with Catalog(tmp_path / "data") as cat:
+        col = cat.get("vecs")  # the old index, snapshotted with its tombstones: rebuilt again
+        assert col.stats().vectors == 70 and col.store.chunk_ids() == col.store.index_ids()
+        col.wait_for_rebuild(timeout=60)
+        assert not col.store.index.tombstones and col.store.chunk_ids() == col.store.index_ids()
+
+
 def test_ivfpq_trains_once_big_enough_and_again_when_it_outgrows_its_lists() -> None:
     rng = np.random.default_rng(2)
     vectors = rng.standard_normal((6200, 16)).astype(np.float32)

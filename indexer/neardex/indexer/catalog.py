@@ -382,10 +382,12 @@ class Catalog:
     def calls(self, embedder: Embedder | None) -> ModelCalls | None:
         return self.model_calls(embedder) if embedder is not None else None
 
-    def close(self) -> None:
+    def close(self, rebuild_wait: float | None = None) -> None:
+        """Snapshot and close every open collection; each background index rebuild under way gets
+        rebuild_wait seconds to end (None: as long as it takes), then starts again at the next open."""
         with self._mutex:
             for collection in self._open.values():
-                collection.close()
+                collection.close(rebuild_wait)
             self._open.clear()
         if not self._lock_file.closed:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)

@@ -476,8 +476,8 @@ class Collection:
     def wait_for_rebuild(self, timeout: float | None = None) -> None:
         self.store.wait_for_rebuild(timeout)
 
-    def close(self) -> None:
-        self.store.close()
+    def close(self, rebuild_wait: float | None = None) -> None:
+        self.store.close(rebuild_wait)
 
     def destroy_handles(self) -> None:
         """Close without a checkpoint: the collection is being deleted."""

@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .service import NeardexService
 from .settings import Settings
 
 log = logging.getLogger("neardex.server")
+
+SIGNAL_CHECK_S = 0.2
 
 
 @dataclass
@@ -58,8 +61,9 @@ class Server:
             self.pool.shutdown(wait=False)
         for scheduler in list(self.schedulers.values()):
             scheduler.close()
-        # Closing snapshots every index, so the next start replays no change log.
-        self.catalog.close()
+        # Closing snapshots every index, so the next start replays no change log; an index rebuild
+        # under way may take longer than a stop should (the next start begins it again).
+        self.catalog.close(rebuild_wait=grace)
         if self.metrics_server is not None:
             self.metrics_server.stop()
 
@@ -232,18 +236,24 @@ def serve(settings: Settings, ready: Any = None) -> None:
     the API keys file; SIGUSR1 prints every thread's stack to stderr (what a stuck server is
     doing, without stopping it)."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Set before the server starts: a stop asked for while it starts is a stop, once it has. The
+    # handler takes no lock: it runs between any two bytecodes of the main thread, which may hold it.
+    stops: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _: stops.append(signum))
     server, port = create_server(settings)
     if server.keys is None and not _is_loopback(settings.host):
         log.warning("no API keys: anyone who can reach %s:%d may read, write and delete every"
                     " collection; start with --api-keys FILE (see `neardex keys create`)", settings.host, port)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     if server.keys is not None:
         keys = server.keys
         signal.signal(signal.SIGHUP, lambda *_: keys.reload())
     if ready is not None:
         ready(server, port)
-    stop.wait()
+    # Python runs signal handlers on the main thread only, and when the kernel hands a signal to
+    # one of the server's other threads, a main thread asleep is not woken to run it: sleeping in
+    # short steps bounds how late a SIGTERM is seen.
+    while not stops:
+        time.sleep(SIGNAL_CHECK_S)
     log.info("shutting down")
     server.stop()

@@ -99,6 +99,8 @@ class Store(Protocol):
 
     def wait_for_rebuild(self, timeout: float | None = None) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, rebuild_wait: float | None = None) -> None:
+        """Snapshot what the next open would otherwise rebuild, and close; a background index
+        rebuild under way gets rebuild_wait seconds (None: no limit), then is abandoned."""
 
     def destroy(self) -> None: ...

@@ -143,6 +143,7 @@ class LocalStore:
         if lexical.create_table(self._db):
             with self._transaction() as tx:
                 lexical.rebuild(tx.db)
+        self._closing = False  # no rebuild starts or swaps in once set
         self._closed = False
         self._rebuilder: threading.Thread | None = None
         self.index = self._attach(index_cache.load(self.folder, self.manifest.index, self.manifest.dimension,
@@ -192,7 +193,7 @@ class LocalStore:
         """Start rebuilding the index in the background when it asks for it (HNSW tombstones
         piled up, IVF-PQ has enough vectors to train). Called with the write lock held, or
         while the collection opens."""
-        if not self.index.needs_rebuild() or self._closed:
+        if not self.index.needs_rebuild() or self._closing:
             return
         if self._rebuilder is not None and self._rebuilder.is_alive():
             return
@@ -218,7 +219,7 @@ class LocalStore:
                      self.manifest.index.resolve(len(ids), self.manifest.dimension).kind, len(ids))
             fresh = VectorIndex.build(self.manifest.index, self.manifest.dimension, ids, vectors)
             with self._write_mutex, self._lock.write():
-                if self._closed:
+                if self._closing:  # abandoned: the close snapshotted the old index, the next open rebuilds
                     return
                 index_cache.replay(self._db, fresh, seq)
                 self.index = self._attach(fresh)
@@ -231,8 +232,14 @@ class LocalStore:
 
     def wait_for_rebuild(self, timeout: float | None = None) -> None:
         rebuilder = self._rebuilder
-        if rebuilder is not None:
+        if rebuilder is not None and rebuilder is not threading.current_thread():
             rebuilder.join(timeout)
+
+    def _rebuilding(self) -> bool:
+        """A rebuild other than the calling thread's own is under way (and not abandoned)."""
+        rebuilder = self._rebuilder
+        return (rebuilder is not None and rebuilder.is_alive() and rebuilder is not threading.current_thread()
+                and not self._closing)
 
     def _all_vectors(self, db: sqlite3.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
         return index_cache.stored_vectors(db or self._reader(), self.manifest.dimension)
@@ -255,7 +262,11 @@ class LocalStore:
 
     def checkpoint(self, force: bool = False) -> None:
         """Snapshot the index and trim the change log it now contains. Skipped while a collection
-        snapshot holds checkpoints off, unless forced (then it waits)."""
+        snapshot holds checkpoints off, unless forced (then it waits, and it waits for a rebuild
+        under way, which ends in a checkpoint of its own)."""
+        if force:
+            # Not while holding checkpoints off: the rebuild's own checkpoint needs them.
+            self.wait_for_rebuild()
         if not self._checkpoint_hold.acquire(blocking=force):
             return
         try:
@@ -264,11 +275,8 @@ class LocalStore:
             self._checkpoint_hold.release()
 
     def _checkpoint(self, force: bool) -> None:
-        rebuilder = self._rebuilder
-        if rebuilder is not None and rebuilder.is_alive() and rebuilder is not threading.current_thread():
-            if not force:
-                return  # the rebuild's catch-up needs the log; the swap is followed by one
-            rebuilder.join()
+        if self._closed or self._rebuilding():
+            return  # the rebuild's catch-up needs the log; the swap is followed by a checkpoint
         with self._write_mutex, self.view():
             (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
             (pending,) = self._db.execute("SELECT COUNT(*) FROM changes").fetchone()
@@ -589,16 +597,24 @@ class LocalStore:
     def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
         return lexical.score_chunks(self._reader(), query, chunk_ids)
 
-    def close(self) -> None:
+    def close(self, rebuild_wait: float | None = None) -> None:
+        """Snapshot the index and close. A rebuild under way gets `rebuild_wait` seconds to end
+        (None: as long as it takes); past that it is abandoned, and the next open starts it again."""
         if self._closed:
             return
-        self.checkpoint(force=True)
-        self._closed = True
-        self._db.close()
+        self.wait_for_rebuild(rebuild_wait)
+        with self._write_mutex:
+            self._closing = True
+        with self._checkpoint_hold:
+            if self._closed:
+                return
+            self._checkpoint(force=True)
+            self._closed = True
+            self._db.close()
 
     def destroy(self) -> None:
         """Close without a checkpoint: the folder is being deleted."""
-        self._closed = True
+        self._closing = self._closed = True
         self._db.close()
 
 

@@ -499,8 +499,8 @@ class MilvusStore:
     def wait_for_rebuild(self, timeout: float | None = None) -> None:
         """Milvus builds its indexes on its own."""
 
-    def close(self) -> None:
-        """The client is shared by every collection of the instance."""
+    def close(self, rebuild_wait: float | None = None) -> None:
+        """The client is shared by every collection of the instance; Milvus rebuilds nothing here."""
 
     def destroy(self) -> None:
         self.drop(self.manifest)
