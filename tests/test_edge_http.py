@@ -177,8 +177,8 @@ def test_an_idle_tls_connection_does_not_stop_https(tmp_path: Path) -> None:
 def test_non_finite_numbers_in_json_are_refused_naming_the_field(served: Server, number: str) -> None:
     port = served.http_port
     call(port, "CreateCollection", {"name": "books"})
-    body = ('{"collection": "books", "documents": [{"id": "a", "text": "The Nile.", "metadata": {"score": %s}}]}'
-            % number).encode()
+    document = '{"id": "a", "text": "The Nile.", "metadata": {"score": ' + number + "}}"
+    body = ('{"collection": "books", "documents": [' + document + "]}").encode()
     answer = raw(port, head("Upsert", f"content-length: {len(body)}", "connection: close") + body)
     assert answer.startswith(b"HTTP/1.1 400") and b"invalid_argument" in answer
     assert b"documents[0].metadata.score" in answer or b"request: not a valid" in answer

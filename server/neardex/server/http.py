@@ -53,6 +53,8 @@ from .gate import SERVICE_NAME, Gate
 log = logging.getLogger("neardex.server")
 
 SERVICE = neardex_pb2.DESCRIPTOR.services_by_name["Neardex"]
+# How often a stream's thread, waiting for the caller's next message, looks whether the call ended.
+STREAM_POLL_S = 0.5
 # The headers a key may arrive in; no other header reaches the gate.
 KEY_HEADERS = ("authorization", "api-key")
 
@@ -207,7 +209,14 @@ class GatedService:
                     await asyncio.to_thread(inbox.put, _END)
 
             def incoming() -> Iterator[Any]:
-                while (message := inbox.get()) is not _END:
+                # Bounded waits: a stream whose caller or event loop is gone must free its thread.
+                while not context.cancelled:
+                    try:
+                        message = inbox.get(timeout=STREAM_POLL_S)
+                    except queue.Empty:
+                        continue
+                    if message is _END:
+                        return
                     yield message
 
             def run() -> None:
