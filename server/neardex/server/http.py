@@ -251,7 +251,8 @@ _END = object()
 class _BodyDeadline:
     """ASGI middleware: a request body not received whole within `seconds` is refused, so a
     caller trickling bytes cannot hold a call open (the caller's own Connect-Timeout-Ms, when
-    shorter, is applied by connectrpc)."""
+    shorter, is applied by connectrpc). A stream's body may last as long as its caller writes:
+    there the limit is on the silence between two of its pieces."""
 
     def __init__(self, app: Any, seconds: float) -> None:
         self.app, self.seconds = app, seconds
@@ -259,18 +260,23 @@ class _BodyDeadline:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        streaming = any(k.lower() == b"content-type" and v.lower().startswith(b"application/connect+")
+                        for k, v in scope.get("headers", ()))
         expires = time.monotonic() + self.seconds
         body_done = False
 
         async def timed_receive() -> Any:
-            nonlocal body_done
+            nonlocal body_done, expires
             if body_done:  # later reads only watch for a disconnect while the call runs
                 return await receive()
+            if streaming:
+                expires = time.monotonic() + self.seconds
             try:
                 message = await asyncio.wait_for(receive(), max(expires - time.monotonic(), 0.001))
             except TimeoutError:
+                what = "the stream's next message" if streaming else "request body"
                 raise ConnectError(Code.DEADLINE_EXCEEDED,
-                                   f"request body: not received within {self.seconds:g} s"
+                                   f"{what}: not received within {self.seconds:g} s"
                                    " (NEARDEX_HTTP_BODY_TIMEOUT_S)") from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
