@@ -131,7 +131,9 @@ def test_serve_and_cli_over_mtls(tmp_path: Path, pki: Pki) -> None:
         refused = run_cli("search", "docs", "Nile", "--server", f"127.0.0.1:{port}", "--api-key", key,
                           "--ca-cert", str(pki.ca_cert), check=False)
         assert refused.returncode == 2 and "UNAVAILABLE" in refused.stderr and "Traceback" not in refused.stderr
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as page:
+        scrape = urllib.request.Request(f"http://127.0.0.1:{metrics_port}/metrics",
+                                        headers={"authorization": f"Bearer {key}"})  # keys on: metrics need one
+        with urllib.request.urlopen(scrape, timeout=10) as page:
             exposition = page.read().decode()
         assert "neardex_rpc_requests_total" in exposition and key not in exposition
         assert "Nile" not in exposition
