@@ -18,7 +18,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def load_corpus(folder: Path = MSMARCO, limit: int | None = None) -> list[Any]:
-    from neardex.indexer.readers import read_beir
+    from neardex.indexer.ingest.readers import read_beir
 
     docs = list(read_beir(folder))
     return docs[:limit] if limit else docs
@@ -31,7 +31,9 @@ def load_queries(folder: Path = MSMARCO) -> list[str]:
 
 def cpu_flags() -> str:
     """The CPU features speed depends on, as /proc/cpuinfo lists them (give them with every figure)."""
-    from neardex.indexer.embedder import cpu_flags as read_cpu_flags  # the reader the encoder chooses by
+    from neardex.indexer.embedding.embedder import (
+        cpu_flags as read_cpu_flags,  # the reader the encoder chooses by
+    )
 
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
     have = read_cpu_flags()

@@ -72,7 +72,7 @@ def main() -> None:
     import grpc
 
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
     from neardex.v1 import neardex_pb2 as pb
     from neardex.v1 import neardex_pb2_grpc
 

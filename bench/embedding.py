@@ -49,7 +49,7 @@ def label(variant: dict[str, int], defaults: dict[str, int]) -> str:
 
 
 def profile_pass(embedder: Any, texts: list[str], batch: int) -> dict[str, Any]:
-    from neardex.indexer.onnx_int8 import _session
+    from neardex.indexer.embedding.onnx_int8 import _session
 
     session = embedder.session
     embedder.session = _session(embedder.model_dir / "model.onnx", embedder.threads, profile=True)
@@ -86,7 +86,7 @@ def profile_pass(embedder: Any, texts: list[str], batch: int) -> dict[str, Any]:
 
 def threads_study(model_path: Path, rounds: int = 5) -> list[dict[str, Any]]:
     """session.run on fixed shapes for every thread count and spinning setting, alternating."""
-    from neardex.indexer.onnx_int8 import _session
+    from neardex.indexer.embedding.onnx_int8 import _session
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     configs = [(t, s) for t in sorted({1, cpus}) for s in (True, False)]
@@ -130,8 +130,12 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from neardex.indexer.embedder import resolve_model
-    from neardex.indexer.onnx_int8 import DEFAULT_MAX_BATCH_TOKENS, OnnxInt8Embedder, default_threads
+    from neardex.indexer.embedding.embedder import resolve_model
+    from neardex.indexer.embedding.onnx_int8 import (
+        DEFAULT_MAX_BATCH_TOKENS,
+        OnnxInt8Embedder,
+        default_threads,
+    )
 
     docs = load_corpus(limit=args.limit)
     texts = [f"{d.title} {d.text}" if d.title else d.text for d in docs]

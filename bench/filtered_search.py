@@ -49,8 +49,8 @@ def main() -> None:
 
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.documents import Document
-    from neardex.indexer.filters import parse_filter
-    from neardex.indexer.vector_index import IndexSpec
+    from neardex.indexer.query.filters import parse_filter
+    from neardex.indexer.records import IndexSpec
 
     vectors = clustered(args.n, 384, 1)
     queries = clustered(args.queries, 384, 2)

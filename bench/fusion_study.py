@@ -21,10 +21,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=100)
     args = parser.parse_args()
 
-    from neardex.indexer import fusion, lexical
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
-    from neardex.indexer.readers import read_beir
+    from neardex.indexer.ingest.pipeline import index_documents
+    from neardex.indexer.ingest.readers import read_beir
+    from neardex.indexer.query import analysis
+    from neardex.indexer.retrieval import fusion
     from neardex.server.evaluation import evaluate, load_judged
 
     methods: dict[str, fusion.Method | None] = {"dense": None, "lexical": None}
@@ -54,7 +55,7 @@ def main() -> None:
             vectors = col.embedder.encode(list(judged.queries.values()))
             cache = {}
             for text, vec in zip(judged.queries.values(), vectors):
-                query = lexical.analyze(text)
+                query = analysis.analyze(text)
                 dense, lex = col.dense_candidates(vec, args.depth), col.lexical_candidates(query, args.depth)
                 cache[text] = (dense, lex, fusion.vocabulary_coverage(col.embedder, text),
                                col.complete(query, vec, dense, lex))

@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
 
     docs = load_corpus(limit=args.limit)
     rng = random.Random(0)

@@ -97,8 +97,9 @@ def main() -> None:
 
     import faiss
 
-    from neardex.indexer.embedder import load_embedder
-    from neardex.indexer.vector_index import IndexSpec, VectorIndex, companions
+    from neardex.indexer.embedding.loading import load_embedder
+    from neardex.indexer.records import IndexSpec
+    from neardex.indexer.stores.local.vector_index import VectorIndex, companions
 
     docs = load_corpus()
     embedder = load_embedder()

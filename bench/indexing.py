@@ -23,13 +23,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
 
     docs = load_corpus(limit=args.limit)
     texts = [f"{d.title} {d.text}" if d.title else d.text for d in docs]
     from sentence_transformers import SentenceTransformer
 
-    from neardex.indexer.embedder import resolve_model
+    from neardex.indexer.embedding.embedder import resolve_model
 
     # Its own copy, as a user would load it: nothing neardex sets on its model reaches this one.
     stock = SentenceTransformer(str(resolve_model(None)[1]), device="cpu")

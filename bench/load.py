@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
 
     queries = load_queries()
     results: dict[str, list[list[dict[str, float]]]] = {"batching on": [], "batching off": []}

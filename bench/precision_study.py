@@ -34,7 +34,7 @@ def first_sentence(text: str) -> str:
 
 
 def sweep(args: argparse.Namespace, texts: list[str], models: dict[str, object]) -> None:
-    from neardex.indexer.encoding import DocumentEncoder
+    from neardex.indexer.ingest.encoding import DocumentEncoder
 
     sizes = [int(x) for x in args.sweep.split(",")]
     rates: dict[tuple[str, int], list[float]] = {(p, b): [] for p in models for b in sizes}
@@ -52,7 +52,7 @@ def profile(texts: list[str], model: object) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from neardex.indexer.encoding import DocumentEncoder
+    from neardex.indexer.ingest.encoding import DocumentEncoder
 
     encoder = DocumentEncoder(model, 254, 32)  # type: ignore[arg-type]
     encoder.embed(texts[:32])
@@ -78,8 +78,8 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from neardex.indexer import embedder as emb
-    from neardex.indexer.encoding import DocumentEncoder
+    from neardex.indexer.embedding import embedder as emb
+    from neardex.indexer.ingest.encoding import DocumentEncoder
     from neardex.server.evaluation import load_judged, ndcg_at
 
     docs = load_corpus()

@@ -46,7 +46,7 @@ def main() -> None:
 
     from neardex.client import Client
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
 
     queries = load_queries()
     results: dict[str, list[float]] = {}

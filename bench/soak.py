@@ -139,7 +139,7 @@ def main() -> None:
 
     from neardex.client import Client
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)

@@ -109,7 +109,7 @@ class TrialResult:
 def build_seed(folder: Path) -> Ledger:
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.documents import Document
-    from neardex.indexer.vector_index import IndexSpec
+    from neardex.indexer.records import IndexSpec
 
     ledger = Ledger()
     with Catalog(folder) as catalog:
@@ -376,7 +376,7 @@ def verify_chunks(data: Path, ledger: Ledger, embedder: Any, rng: random.Random,
 
 
 def run_trials(trials: int, seed: int, work: Path, log: Any = print) -> list[TrialResult]:
-    from neardex.indexer.embedder import load_embedder
+    from neardex.indexer.embedding.loading import load_embedder
 
     rng = random.Random(seed)
     seed_dir = work / "seed"

@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from neardex.indexer.filters import Condition, Filter
+from neardex.indexer.query.filters import Condition, Filter
 
 MISSING = object()
 KEYS = ["a", "b", "n.x", "n.y", "gone"]

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import free_port, start_serve, stop_process  # noqa: E402
 
-from neardex.indexer.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_VALUES  # noqa: E402
+from neardex.indexer.query.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_VALUES  # noqa: E402
 from neardex.server.settings import Settings  # noqa: E402
 from neardex.v1 import neardex_pb2 as pb  # noqa: E402
 

@@ -94,7 +94,7 @@ class TrialResult:
 def build_seed(folder: Path, vectors: int) -> RestartLedger:
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.documents import Document
-    from neardex.indexer.vector_index import IndexSpec
+    from neardex.indexer.records import IndexSpec
 
     ledger = RestartLedger()
     with Catalog(folder) as catalog:

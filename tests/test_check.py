@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import free_port, run_cli, start_serve, stop_process
 
-from neardex.indexer import index_cache
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
+from neardex.indexer.stores.local import index_cache
 
 DOCS = [
     Document("apollo", "Apollo 11 landed on the Moon on 20 July 1969. Neil Armstrong stepped out first.",

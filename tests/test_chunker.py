@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from neardex.indexer.chunker import Chunker, sentence_spans
-from neardex.indexer.embedder import load_embedder
+from neardex.indexer.embedding.loading import load_embedder
 from neardex.indexer.errors import InvalidArgument
+from neardex.indexer.ingest.chunker import Chunker, sentence_spans
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def plain(tokenizer):
-    from neardex.indexer.embedder import plain_tokenizer
+    from neardex.indexer.embedding.embedder import plain_tokenizer
 
     return plain_tokenizer(load_embedder())
 

@@ -10,8 +10,8 @@ import pytest
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from neardex.indexer.filters import parse_filter
-from neardex.indexer.pipeline import index_documents
+from neardex.indexer.ingest.pipeline import index_documents
+from neardex.indexer.query.filters import parse_filter
 from neardex.indexer.stores import local as collection_module
 
 DOCS = [
@@ -160,7 +160,7 @@ def test_a_data_dir_has_one_writer(tmp_path: Path) -> None:
 
 
 def test_opening_with_another_model_is_refused(tmp_path: Path) -> None:
-    from neardex.indexer.embedder import resolve_model
+    from neardex.indexer.embedding.embedder import resolve_model
 
     other = tmp_path / "other-model"
     import shutil

@@ -15,11 +15,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from neardex.indexer import deadline, lexical
+from neardex.indexer import deadline
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.collection import Collection
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import Cancelled, DeadlineExceeded
+from neardex.indexer.query import analysis
+from neardex.indexer.retrieval.engine import Collection
+from neardex.indexer.stores.local import fts
 from neardex.server.app import create_server
 from neardex.server.settings import Settings
 from neardex.v1 import neardex_pb2 as pb
@@ -68,7 +70,7 @@ def refusal(method: Callable[..., object], request: object) -> str:
 def test_a_3_mb_lexical_query_is_refused_naming_the_field_and_the_limit(stub) -> None:
     text = made_up_words(400_000)  # the reported attack: 3 MB, 400,000 words
     assert len(text) > 2_900_000
-    distinct = len(lexical.query_words(text))
+    distinct = len(analysis.query_words(text))
     lex = pb.SEARCH_MODE_LEXICAL
     details = refusal(stub.Search, pb.SearchRequest(collection="docs", text=text, top_k=5, mode=lex))
     assert details == (f"query: {distinct} terms after analysis; the limit is 1024 (NEARDEX_MAX_QUERY_TERMS)")
@@ -152,13 +154,13 @@ def test_reads_without_a_deadline_or_within_it_are_never_interrupted(many: Colle
 
 def test_the_lexical_score_scale_stops_between_terms(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "fts.sqlite")
-    lexical.create_table(db)
-    lexical.add(db, [(i, f"passage {i} {made_up_words(20, seed=i)}") for i in range(50)])
+    fts.create_table(db)
+    fts.add(db, [(i, f"passage {i} {made_up_words(20, seed=i)}") for i in range(50)])
     statements: list[str] = []
     db.set_trace_callback(statements.append)
-    query = lexical.analyze(made_up_words(1000))
+    query = analysis.analyze(made_up_words(1000))
     active, _ = flips_after(2)
     with deadline.bound(deadline.Deadline(None, active)), pytest.raises(Cancelled):
-        lexical.max_score(db, query)
+        fts.max_score(db, query)
     # Two terms of 1,000 were counted; the rest were never asked for.
     assert len([s for s in statements if "MATCH" in s]) == 2

@@ -14,8 +14,8 @@ import pytest
 import torch
 from conftest import SAMPLES, run_cli
 
-from neardex.indexer import embedder as embedder_module
-from neardex.indexer.embedder import (
+from neardex.indexer.embedding import embedder as embedder_module
+from neardex.indexer.embedding.embedder import (
     PRECISION_PROBES,
     TorchEmbedder,
     agrees_with_fp32,
@@ -23,7 +23,7 @@ from neardex.indexer.embedder import (
     resolve_model,
 )
 from neardex.indexer.errors import FailedPrecondition, InvalidArgument
-from neardex.indexer.readers import read_documents
+from neardex.indexer.ingest.readers import read_documents
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -13,8 +13,7 @@ import pytest
 from conftest import MilvusLite, free_port, run_cli, start_serve, stop_process
 
 from neardex.client import Client
-from neardex.indexer import snapshots
-from neardex.indexer.catalog import Catalog
+from neardex.indexer.catalog import Catalog, snapshots
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import FailedPrecondition
 from neardex.server import auth

@@ -16,10 +16,10 @@ from filter_model import filter_strategy, matches, random_metadata
 from hypothesis import HealthCheck, given, seed, settings
 
 from neardex.client import Client, InvalidArgument
-from neardex.indexer import filters
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
-from neardex.indexer.filters import Condition, Filter
+from neardex.indexer.query.filters import Condition, Filter
+from neardex.indexer.stores.local import sql_filters
 
 # -- the store against it ----------------------------------------------------------------------
 
@@ -58,7 +58,7 @@ def test_the_flat_sql_forms_agree_with_python(stores: tuple[Any, Any, list[dict[
     here for every filter, give the same answers."""
     plain, indexed, documents = stores
     expected = sorted(f"d{i}" for i, m in enumerate(documents) if matches(m, flt))
-    with mock.patch.multiple(filters, _CHAIN=1, _INLINE=1):
+    with mock.patch.multiple(sql_filters, _CHAIN=1, _INLINE=1):
         for collection in (plain, indexed):
             assert collection.count(flt) == len(expected)
             assert sorted(d.id for d in collection.scroll("", 1000, flt, text=False)) == expected
@@ -162,9 +162,9 @@ def test_filtered_search_on_approximate_indexes_is_exact(tmp_path: Path, kind: s
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from neardex.indexer.filters import parse_filter
+    from neardex.indexer.query.filters import parse_filter
+    from neardex.indexer.records import IndexSpec
     from neardex.indexer.stores import local as collection_module
-    from neardex.indexer.vector_index import IndexSpec
 
     monkeypatch.setattr(collection_module, "EXACT_FILTER_LIMIT", limit)
     rng = np.random.default_rng(3)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.readers import ReadError, read_documents
+from neardex.indexer.ingest.readers import ReadError, read_documents
 
 READER_SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                            suppress_health_check=list(HealthCheck))

@@ -22,10 +22,10 @@ from filter_model import matches
 from google.protobuf import struct_pb2
 
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.collection import Collection
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_VALUES, Filter, parse_filter
+from neardex.indexer.query.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_VALUES, Filter, parse_filter
+from neardex.indexer.retrieval.engine import Collection
 from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neardex.indexer import index_cache
-from neardex.indexer.vector_index import IndexSpec, VectorIndex
+from neardex.indexer.records import IndexSpec
+from neardex.indexer.stores.local import index_cache
+from neardex.indexer.stores.local.vector_index import VectorIndex
 
 SPEC = IndexSpec.parse("hnsw", {"m": 8})
 

@@ -10,11 +10,12 @@ import faiss
 import numpy as np
 import pytest
 
-from neardex.indexer import vector_index
+from neardex.indexer import records
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.vector_index import IndexSpec, VectorIndex, companions
+from neardex.indexer.records import IndexSpec
+from neardex.indexer.stores.local.vector_index import VectorIndex, companions
 
 TOPICS = ["volcanoes erupt lava", "violins play music", "rivers flow to the sea", "bakers bake bread",
           "planets orbit stars", "engines burn fuel", "bees make honey", "snow falls in winter"]
@@ -101,7 +102,7 @@ def test_bad_index_specs() -> None:
         IndexSpec.parse("hnsw", {"nlist": 4})
     with pytest.raises(InvalidArgument, match="index.params"):
         IndexSpec.parse("ivfpq", {"m": -1})
-    assert vector_index.KINDS == ("flat", "hnsw", "ivfpq", "auto")
+    assert records.KINDS == ("flat", "hnsw", "ivfpq", "auto")
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
@@ -252,7 +253,7 @@ def test_ivfpq_trains_once_big_enough_and_again_when_it_outgrows_its_lists() -> 
 
 
 def test_auto_picks_by_size_and_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vector_index, "AUTO_FLAT_LIMIT", 500)
+    monkeypatch.setattr(records, "AUTO_FLAT_LIMIT", 500)
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((600, 16)).astype(np.float32)
     auto = IndexSpec.parse("auto")
@@ -274,7 +275,7 @@ def test_auto_picks_by_size_and_memory_budget(tmp_path: Path, monkeypatch: pytes
 
 
 def test_an_auto_collection_moves_to_hnsw_as_it_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vector_index, "AUTO_FLAT_LIMIT", 200)
+    monkeypatch.setattr(records, "AUTO_FLAT_LIMIT", 200)
     with Catalog(tmp_path / "data") as cat:
         col = cat.create("docs", index=IndexSpec.parse("auto"), default_mode="dense")
         col.upsert(_docs(150))

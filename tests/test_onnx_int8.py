@@ -15,11 +15,18 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
-from neardex.indexer.catalog import MODEL_CACHE, Catalog
+from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
-from neardex.indexer.embedder import TorchEmbedder, resolve_model
+from neardex.indexer.embedding.embedder import TorchEmbedder, resolve_model
+from neardex.indexer.embedding.onnx_int8 import (
+    ModelSpec,
+    OnnxInt8Embedder,
+    TextTooLong,
+    UnsupportedModel,
+    _pool,
+)
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.onnx_int8 import ModelSpec, OnnxInt8Embedder, TextTooLong, UnsupportedModel, _pool
+from neardex.indexer.layout import MODEL_CACHE
 
 T = TypeVar("T")
 

@@ -49,7 +49,7 @@ def test_quality_metrics(tmp_path: Path) -> None:
 def test_recall_checks_never_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.documents import Document
-    from neardex.indexer.vector_index import IndexSpec
+    from neardex.indexer.records import IndexSpec
     from neardex.server.quality import RecallSampler
 
     release = threading.Event()

@@ -14,7 +14,7 @@ from conftest import MilvusLite
 
 from neardex.client import Client, PermissionDenied
 from neardex.indexer import errors
-from neardex.indexer.embedder import resolve_model
+from neardex.indexer.embedding.embedder import resolve_model
 from neardex.server import auth
 from neardex.server.app import create_server
 from neardex.server.reach import Reach

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from neardex.indexer import readers
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.readers import (
+from neardex.indexer.ingest import readers
+from neardex.indexer.ingest.readers import (
     FieldNames,
     Ignored,
     ReadError,

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from neardex.indexer import fusion, lexical
-from neardex.indexer.answers import Answerer
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.chunker import sentence_spans
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.filters import parse_filter
+from neardex.indexer.ingest.chunker import sentence_spans
+from neardex.indexer.query import analysis
+from neardex.indexer.query.filters import parse_filter
+from neardex.indexer.retrieval import fusion
+from neardex.indexer.retrieval.answers import Answerer
+from neardex.indexer.stores.local import fts
 
 DOCS = [
     Document("apollo", "Apollo 11 launched from Florida on 16 July 1969. It landed on the Moon on 20 July 1969. "
@@ -66,7 +68,7 @@ def test_lexical_index_stays_in_step_with_upserts_deletes_and_restart(tmp_path: 
     with Catalog(data) as cat:
         col = cat.get("docs")
         assert col.search("violins", k=1, mode="lexical").hits[0].id == "zx"
-        fts_ids = {r[0] for r in col.store._db.execute(f"SELECT rowid FROM {lexical.TABLE}")}
+        fts_ids = {r[0] for r in col.store._db.execute(f"SELECT rowid FROM {fts.TABLE}")}
         assert fts_ids == col.store.chunk_ids()
 
 
@@ -74,7 +76,7 @@ def test_a_collection_without_lexical_index_gets_one_on_open(tmp_path: Path) -> 
     data = tmp_path / "data"
     with Catalog(data) as cat:
         cat.create("docs").upsert(DOCS)
-        cat.get("docs").store._db.execute(f"DROP TABLE {lexical.TABLE}")
+        cat.get("docs").store._db.execute(f"DROP TABLE {fts.TABLE}")
     with Catalog(data) as cat:
         col = cat.get("docs")
         assert col.search("XJ-4471", k=1, mode="lexical").hits[0].id == "zx"
@@ -94,8 +96,8 @@ def test_bad_modes_and_queries(col) -> None:
         col.search(vector=col.embedder.encode(["moon"])[0], k=1, mode="lexical")
     # A query of stop words alone keeps them rather than searching for nothing.
     assert col.search("the of and", k=3, mode="lexical").hits
-    assert lexical.analyze("!!! ???").match is None
-    assert lexical.analyze('the "moon" OR NEAR(x)').match == '"moon" OR "near" OR "x"'  # operators are words
+    assert fts.match(analysis.analyze("!!! ???")) is None
+    assert fts.match(analysis.analyze('the "moon" OR NEAR(x)')) == '"moon" OR "near" OR "x"'  # operators are words
 
 
 def test_fusion_methods_rank_sensibly() -> None:
@@ -136,7 +138,7 @@ def test_ask_refuses_empty_and_overlong_questions(col) -> None:
 def test_ask_reranks_with_a_cross_encoder(col, tmp_path: Path) -> None:
     from sentence_transformers import CrossEncoder
 
-    from neardex.indexer.embedder import resolve_model
+    from neardex.indexer.embedding.embedder import resolve_model
 
     # A cross-encoder built here from the bundled model's weights (its scoring head is untrained:
     # this checks the code path, not answer quality).

@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from neardex.indexer import deadline
-from neardex.indexer.embedder import Embedder, load_embedder
+from neardex.indexer.embedding.embedder import Embedder
+from neardex.indexer.embedding.loading import load_embedder
 from neardex.indexer.errors import Cancelled, DeadlineExceeded, Overloaded
 from neardex.server.scheduler import ModelScheduler
 

@@ -16,8 +16,8 @@ import pytest
 from conftest import ROOT
 
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.pipeline import index_documents
-from neardex.indexer.readers import read_dir
+from neardex.indexer.ingest.pipeline import index_documents
+from neardex.indexer.ingest.readers import read_dir
 
 QA = ROOT / "samples" / "neardex-docs-qa"
 # Questions the samples cannot answer: every hit is irrelevant. A per-query scale (min-max fusion

@@ -17,9 +17,9 @@ from filter_model import filter_strategy, matches, random_metadata
 from hypothesis import HealthCheck, given, seed, settings
 
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.collection import Collection
 from neardex.indexer.documents import Document
-from neardex.indexer.filters import Filter
+from neardex.indexer.query.filters import Filter
+from neardex.indexer.retrieval.engine import Collection
 
 pytest.importorskip("pymilvus")
 

@@ -11,16 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neardex.indexer import snapshots
-from neardex.indexer.answers import Answerer
-from neardex.indexer.catalog import Catalog
-from neardex.indexer.check import check
-from neardex.indexer.collection import Collection
+from neardex.indexer.catalog import Catalog, snapshots
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import FailedPrecondition, InvalidArgument, NotFound
-from neardex.indexer.filters import parse_filter
-from neardex.indexer.pipeline import index_documents
-from neardex.indexer.vector_index import IndexSpec
+from neardex.indexer.ingest.pipeline import index_documents
+from neardex.indexer.query.filters import parse_filter
+from neardex.indexer.records import IndexSpec
+from neardex.indexer.retrieval.answers import Answerer
+from neardex.indexer.retrieval.engine import Collection
+from neardex.indexer.stores.local.check import check
 
 pytest.importorskip("pymilvus")
 

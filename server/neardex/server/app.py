@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.embedder import Embedder
+from neardex.indexer.embedding.embedder import Embedder
 from neardex.indexer.errors import FailedPrecondition, InvalidArgument
 from neardex.v1 import neardex_pb2_grpc
 

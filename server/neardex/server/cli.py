@@ -21,7 +21,14 @@ from typing import Any
 
 from neardex.client.cli import add_connection_options, connect, positive_int
 from neardex.indexer.errors import NeardexError
-from neardex.indexer.readers import FORMATS, FieldNames, Ignored, ReadError, count_documents, read_documents
+from neardex.indexer.ingest.readers import (
+    FORMATS,
+    FieldNames,
+    Ignored,
+    ReadError,
+    count_documents,
+    read_documents,
+)
 
 KEYS_FILE_ENV = "NEARDEX_API_KEYS_FILE"
 EVAL_MODES = ("dense", "lexical", "hybrid", "ask")
@@ -204,7 +211,7 @@ def port_number(text: str) -> int:
 
 def index_spec(text: str) -> Any:
     """KIND or KIND:NAME=N,NAME=N (e.g. hnsw:m=16,ef_search=256) as an IndexSpec."""
-    from neardex.indexer.vector_index import IndexSpec
+    from neardex.indexer.records import IndexSpec
 
     kind, _, rest = text.partition(":")
     params: dict[str, int] = {}
@@ -263,7 +270,7 @@ def _ignored_note(ignored: list[Ignored]) -> str:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import validate_name
-    from neardex.indexer.pipeline import index_documents
+    from neardex.indexer.ingest.pipeline import index_documents
 
     validate_name(args.collection, "--collection")
     skipped: list[ReadError] = []
@@ -288,7 +295,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         target = stack.enter_context(_remote_target(args) if args.server else _local_target(args))
         batch_size = args.batch_size
         if args.ray is not None:
-            from neardex.indexer.ray_index import ROUND, RayIndexer
+            from neardex.indexer.ingest.ray_index import ROUND, RayIndexer
 
             ray = stack.enter_context(RayIndexer(target, args.ray or None, actors=args.ray_actors or 0,
                                                  write_batch=args.batch_size))
@@ -320,7 +327,8 @@ def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
 def _local_target(args: argparse.Namespace) -> Iterator[Any]:
     """The collection in --data-dir. A run that fails before its first write removes the
     collection it created, and the data folder too when it made it and left it empty."""
-    from neardex.indexer.catalog import LOCK_FILE, Catalog
+    from neardex.indexer.catalog import Catalog
+    from neardex.indexer.layout import LOCK_FILE
 
     from .settings import Settings
 
@@ -379,7 +387,7 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from neardex.indexer.embedder import resolve_device
+    from neardex.indexer.embedding.embedder import resolve_device
 
     from .app import serve
     from .settings import Settings
@@ -431,7 +439,7 @@ def cmd_snapshot_load(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import Catalog, validate_name
-    from neardex.indexer.check import check
+    from neardex.indexer.stores.local.check import check
 
     if not args.data_dir.is_dir():
         raise NeardexError(f"DATA_DIR: {args.data_dir} is not a folder")
@@ -497,8 +505,8 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.errors import InvalidArgument
-    from neardex.indexer.pipeline import index_documents
-    from neardex.indexer.readers import read_beir
+    from neardex.indexer.ingest.pipeline import index_documents
+    from neardex.indexer.ingest.readers import read_beir
 
     from .evaluation import evaluate, load_judged
     from .settings import Settings
@@ -541,7 +549,7 @@ def _ranking(collection: Any, mode: str, k: int) -> Any:
     depth = max(k, 100)
     if mode != "ask":
         return lambda text: [h.id for h in collection.search(text=text, k=depth, mode=mode).hits]
-    from neardex.indexer.answers import Answerer
+    from neardex.indexer.retrieval.answers import Answerer
 
     answerer = Answerer(collection)
 

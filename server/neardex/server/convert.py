@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 from google.protobuf import struct_pb2
 
-from neardex.indexer.answers import AskResult
-from neardex.indexer.collection import Collection, unit_mean
+from neardex.indexer.catalog.snapshots import SnapshotInfo
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.filters import (
+from neardex.indexer.query.filters import (
     LIST_OPS,
     MAX_DEPTH,
     OPS,
@@ -25,7 +24,8 @@ from neardex.indexer.filters import (
     validate_condition,
 )
 from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
-from neardex.indexer.snapshots import SnapshotInfo
+from neardex.indexer.retrieval.answers import AskResult
+from neardex.indexer.retrieval.engine import Collection, unit_mean
 from neardex.v1 import neardex_pb2 as pb
 
 # Doubles hold every integer up to 2^53 exactly; beyond, a whole-looking double is no integer.

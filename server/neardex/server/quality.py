@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from neardex.indexer.collection import Collection
+from neardex.indexer.retrieval.engine import Collection
 
 from . import metrics
 

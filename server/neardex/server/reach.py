@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from neardex.indexer.embedder import is_bundled
+from neardex.indexer.embedding.embedder import is_bundled
 from neardex.indexer.errors import InvalidArgument, PermissionDenied
 from neardex.indexer.records import NO_MODEL
 

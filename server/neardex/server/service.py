@@ -12,12 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from neardex.indexer import deadline, snapshots
-from neardex.indexer.answers import Answerer
-from neardex.indexer.catalog import Catalog, validate_name, validate_new_name
-from neardex.indexer.chunker import Chunker, default_overlap
-from neardex.indexer.collection import Collection
-from neardex.indexer.embedder import Embedder, check_fits, plain_tokenizer
+from neardex.indexer import deadline
+from neardex.indexer.catalog import Catalog, snapshots, validate_name, validate_new_name
+from neardex.indexer.embedding.embedder import Embedder, check_fits, plain_tokenizer
 from neardex.indexer.errors import (
     AlreadyExists,
     Cancelled,
@@ -27,8 +24,10 @@ from neardex.indexer.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from neardex.indexer.records import SearchResult
-from neardex.indexer.vector_index import IndexSpec
+from neardex.indexer.ingest.chunker import Chunker, default_overlap
+from neardex.indexer.records import IndexSpec, SearchResult
+from neardex.indexer.retrieval.answers import Answerer
+from neardex.indexer.retrieval.engine import Collection
 from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from neardex.indexer.lexical import DEFAULT_MAX_QUERY_TERMS
+from neardex.indexer.query.analysis import DEFAULT_MAX_QUERY_TERMS
 
 
 class Settings(BaseSettings):

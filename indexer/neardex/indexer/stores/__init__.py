@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..documents import Chunk, Document
-from ..filters import Filter
-from ..lexical import Query
+from ..query.analysis import Query
+from ..query.filters import Filter
 from ..records import Manifest, Stats
 
 
@@ -102,5 +103,9 @@ class Store(Protocol):
     def close(self, rebuild_wait: float | None = None) -> None:
         """Snapshot what the next open would otherwise rebuild, and close; a background index
         rebuild under way gets rebuild_wait seconds (None: no limit), then is abandoned."""
+
+    def copy_to(self, folder: Path) -> None:
+        """A consistent copy of the collection's files in an existing empty folder, taken while
+        writes go on (a collection snapshot); FailedPrecondition where the store keeps no files."""
 
     def destroy(self) -> None: ...

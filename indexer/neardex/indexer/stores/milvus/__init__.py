@@ -9,7 +9,7 @@ is what the tests run.
 Two Milvus collections hold one neardex collection: its chunks (vector, BM25 sparse vector made
 by Milvus' own BM25 function, chunk text, title, offsets, and the document's metadata so that
 filters apply where the vectors are) and its documents (text, metadata, content hash). Lexical
-search reads a query's terms as lexical.py analyses them (stop words dropped, Porter-stemmed, as
+search reads a query's terms as query/analysis.py analyses them (stop words dropped, Porter-stemmed, as
 the embedded store's FTS5 stems), so both stores match the same words. Reads use Strong consistency: a write acknowledged by one
 server is seen by the next search on any.
 
@@ -30,17 +30,19 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import deadline, lexical
-from ..documents import Chunk, Document
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from ..filters import RANGE_OPS, Condition, Filter, distinct_values
-from ..lexical import Query
-from ..records import Manifest, Stats
-from . import ChunkRow
+from ... import deadline
+from ...documents import Chunk, Document
+from ...errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ...query import analysis
+from ...query.analysis import Query
+from ...query.filters import RANGE_OPS, Condition, Filter, distinct_values
+from ...records import Manifest, Stats
+from .. import ChunkRow
 
 CATALOG = "neardex_catalog"
 # pymilvus warns on every query iterator that milvus-lite gives it no server timestamp.
@@ -249,7 +251,7 @@ def lexical_text(text: str) -> str:
     """What BM25 reads of a chunk, as the embedded store's FTS5 reads it (unicode61 words,
     lowercased, diacritics removed, Porter-stemmed, stop words kept), spaced so that a
     `like "% word %"` finds whole words."""
-    return " " + " ".join(lexical.stem(lexical.WORD.findall(text))) + " "
+    return " " + " ".join(analysis.stem(analysis.WORD.findall(text))) + " "
 
 
 class MilvusStore:
@@ -501,6 +503,10 @@ class MilvusStore:
 
     def close(self, rebuild_wait: float | None = None) -> None:
         """The client is shared by every collection of the instance; Milvus rebuilds nothing here."""
+
+    def copy_to(self, folder: Path) -> None:
+        raise FailedPrecondition(f"collection: {self.manifest.name!r} lives in {self.manifest.store};"
+                                 " snapshot it with Milvus' own backup tool (milvus-backup)")
 
     def destroy(self) -> None:
         self.drop(self.manifest)

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from . import deadline, lexical
-from .chunker import sentence_spans
-from .collection import Collection
-from .embedder import check_fits
-from .errors import InvalidArgument
-from .filters import Filter
-from .records import Hit
+from .. import deadline
+from ..embedding.embedder import check_fits
+from ..errors import InvalidArgument
+from ..ingest.chunker import sentence_spans
+from ..query import analysis
+from ..query.filters import Filter
+from ..records import Hit
+from .engine import Collection
 
 # Passages whose sentences are read: enough that the answer is among them, few enough that one
 # model call embeds them all quickly.
@@ -58,7 +59,7 @@ def _minmax(values: np.ndarray) -> np.ndarray:
 
 class Answerer:
     def __init__(self, collection: Collection, cross_encoder: Any | None = None,
-                 sentence_weight: float = SENTENCE_WEIGHT, max_terms: int = lexical.DEFAULT_MAX_QUERY_TERMS) -> None:
+                 sentence_weight: float = SENTENCE_WEIGHT, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS) -> None:
         self.collection = collection
         self.cross_encoder = cross_encoder
         self.sentence_weight = sentence_weight

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import json
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -32,19 +33,20 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from .. import check, deadline, index_cache, lexical
-from ..documents import Chunk, Document
-from ..errors import FailedPrecondition, ResourceExhausted
-from ..files import write_durably
-from ..filters import Filter, index_rows, to_sql
-from ..lexical import Query
-from ..records import Manifest, Stats
-from ..rwlock import RWLock
-from ..vector_index import VectorIndex
-from . import ChunkRow
+from ... import deadline
+from ...documents import Chunk, Document
+from ...errors import FailedPrecondition, ResourceExhausted
+from ...files import write_durably
+from ...layout import DATABASE, MANIFEST
+from ...query.analysis import Query
+from ...query.filters import Filter
+from ...records import Manifest, Stats
+from .. import ChunkRow
+from . import check, fts, index_cache
+from .rwlock import RWLock
+from .sql_filters import index_rows, to_sql
+from .vector_index import VectorIndex, companions
 
-MANIFEST = "manifest.json"
-DATABASE = "docs.sqlite"
 # Filters allowing at most this many chunks are searched exactly among them in an approximate index:
 # about 1.7 us a chunk (35 ms at the limit) against a filtered HNSW recall@10 of 0.06 to 0.84 for
 # filters allowing 0.1% to 20% (bench/filtered_search.py).
@@ -140,9 +142,9 @@ class LocalStore:
         except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
             raise FailedPrecondition(f"store: collection {manifest.name!r} cannot be opened: its SQLite"
                                      f" file is damaged ({exc})") from None
-        if lexical.create_table(self._db):
+        if fts.create_table(self._db):
             with self._transaction() as tx:
-                lexical.rebuild(tx.db)
+                fts.rebuild(tx.db)
         self._closing = False  # no rebuild starts or swaps in once set
         self._closed = False
         self._rebuilder: threading.Thread | None = None
@@ -260,6 +262,28 @@ class LocalStore:
         with self._checkpoint_hold:
             yield
 
+    def copy_to(self, folder: Path) -> None:
+        """A consistent copy of the collection in an existing empty folder, taken while writes go
+        on: the newest index snapshot, an online backup of the database (SQLite's backup API copies
+        one committed state) and the manifest. Checkpoints are held off meanwhile, so the copied
+        index is never newer than the backup and the backup's log holds every change after it:
+        opening the copy loads that index and replays the log, as any collection opens."""
+        with self.checkpoints_held():
+            found = index_cache.snapshots(self.folder)
+            if found:
+                _, newest = found[-1]
+                for path in (newest, *companions(newest)):
+                    if path.exists():
+                        shutil.copy2(path, folder / path.name)
+            source = sqlite3.connect(self.folder / DATABASE, timeout=30)
+            target = sqlite3.connect(folder / DATABASE)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+                source.close()
+            (folder / MANIFEST).write_text(self.manifest.to_json())
+
     def checkpoint(self, force: bool = False) -> None:
         """Snapshot the index and trim the change log it now contains. Skipped while a collection
         snapshot holds checkpoints off, unless forced (then it waits, and it waits for a rebuild
@@ -312,7 +336,7 @@ class LocalStore:
                     )
                     ids.append(int(cur.lastrowid or 0))
                     row += 1
-                lexical.add(db, zip(ids, texts))
+                fts.add(db, zip(ids, texts))
                 tx.added_ids += ids
             self._index_metadata(db, [doc for doc, _ in changed])
             tx.added_vectors.append(vectors[:row])
@@ -383,7 +407,7 @@ class LocalStore:
             removed += [r[0] for r in db.execute(
                 f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part)]
             db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
-        lexical.remove(db, removed)
+        fts.remove(db, removed)
         db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('del', ?)",
                        [(i,) for i in removed])
         return removed
@@ -587,15 +611,15 @@ class LocalStore:
 
     @_interruptible
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
-        return lexical.search(self._reader(), query, k, self._filter_sql(flt) if flt else None)
+        return fts.search(self._reader(), query, k, self._filter_sql(flt) if flt else None)
 
     @_interruptible
     def lexical_max_score(self, query: Query) -> float:
-        return lexical.max_score(self._reader(), query)
+        return fts.max_score(self._reader(), query)
 
     @_interruptible
     def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
-        return lexical.score_chunks(self._reader(), query, chunk_ids)
+        return fts.score_chunks(self._reader(), query, chunk_ids)
 
     def close(self, rebuild_wait: float | None = None) -> None:
         """Snapshot the index and close. A rebuild under way gets `rebuild_wait` seconds to end

@@ -134,7 +134,7 @@ def vocabulary_coverage(embedder: Any, text: str) -> float:
     words = [w for w in _WORD.findall(text) if not w.isdigit()]
     if not words:
         return 1.0
-    from .embedder import plain_tokenizer
+    from ..embedding.embedder import plain_tokenizer
 
     tokenizer = plain_tokenizer(embedder)
     unknown = embedder.tokenizer.unk_token

@@ -7,7 +7,6 @@ encoder), because a server with many collections of the same model must not hold
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import re
 import threading
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import FailedPrecondition, InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument
 
 # Models load from local folders only; a hub lookup at run time would hang or fail here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -319,30 +318,3 @@ def check_fits(embedder: Embedder, text: str, field: str) -> None:
         raise InvalidArgument(
             f"{field}: {tokens} tokens exceeds the model's window of {window} tokens;"
             " shorten it (text is never truncated silently)")
-
-
-@functools.lru_cache(maxsize=8)
-def _load(path: Path, name: str, encoder: str, cache_dir: Path | None, device: str) -> Embedder:
-    if encoder == "torch":
-        return TorchEmbedder(name, path, device)
-    if encoder == "onnx-int8":
-        from .onnx_int8 import OnnxInt8Embedder
-
-        return OnnxInt8Embedder(name, path, cache_dir)
-    raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
-
-
-_load_lock = threading.Lock()
-
-
-def load_embedder(model: str | None = None, encoder: str = "torch",
-                  cache_dir: Path | None = None, device: str | None = "auto") -> Embedder:
-    """The model, loaded once per process and device; cache_dir is where an encoder built from
-    the model's weights (onnx-int8) keeps its build; device is auto, cpu, cuda or cuda:N."""
-    name, path = resolve_model(model)
-    if encoder not in ENCODERS:
-        raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
-    device = resolve_device(device, encoder)
-    with _load_lock:
-        # The torch encoder builds nothing: one copy serves every cache folder.
-        return _load(path, name, encoder, cache_dir if encoder != "torch" else None, device)

@@ -19,36 +19,33 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from . import snapshots
-from .aliases import Alias, Aliases
-from .chunker import default_overlap
-from .collection import Collection
-from .embedder import (
+from ..embedding.embedder import (
     DEFAULT_MODEL,
     ENCODERS,
     DirectCalls,
     Embedder,
     ModelCalls,
-    load_embedder,
     resolve_device,
     resolve_model,
 )
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
-from .files import fsync_path, write_durably
-from .filters import Condition, validate_condition
-from .records import LOCAL_STORE, MODES, NO_MODEL, Manifest
-from .stores import Store
-from .stores.local import LocalStore
-from .stores.milvus import MilvusStore, catalog_manifests, is_milvus
-from .vector_index import IndexSpec
+from ..embedding.loading import load_embedder
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
+from ..files import fsync_path, write_durably
+from ..ingest.chunker import default_overlap
+from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, MODEL_CACHE, SNAPSHOTS
+from ..query.filters import Condition, validate_condition
+from ..records import LOCAL_STORE, MODES, NO_MODEL, IndexSpec, Manifest
+from ..retrieval.engine import Collection
+from ..stores import Store
+from ..stores.local import LocalStore
+from ..stores.milvus import MilvusStore, catalog_manifests, is_milvus
+from . import snapshots
+from .aliases import Alias, Aliases
 
 log = logging.getLogger("neardex.catalog")
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Dimensions a collection of its caller's own vectors may have.
 MAX_DIMENSION = 8192
-LOCK_FILE = ".neardex.lock"
-# Encoders built from a model's weights (onnx-int8) are cached here, beside the data they serve.
-MODEL_CACHE = ".models"
 
 # The roads to a loaded model, e.g. the server's scheduler that serves queries first.
 ModelCallsFactory = Callable[[Embedder], ModelCalls]
@@ -96,8 +93,8 @@ class Catalog:
         self._mutex = threading.Lock()
         self.aliases = Aliases(self.root)
         # Leftovers of a create, delete or snapshot that a crash interrupted: never collections.
-        for leftover in [*self.root.glob(".creating-*"), *self.root.glob(".deleted-*"),
-                         *self.root.glob(f"{snapshots.FOLDER}/*/.*")]:
+        for leftover in [*self.root.glob(f"{CREATING}*"), *self.root.glob(f"{DELETED}*"),
+                         *self.root.glob(f"{SNAPSHOTS}/*/.*")]:
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
@@ -124,7 +121,7 @@ class Catalog:
 
     def names(self) -> list[str]:
         local = {p.name for p in self.root.iterdir()
-                 if p.is_dir() and (p / "manifest.json").exists() and NAME.match(p.name)}
+                 if p.is_dir() and (p / MANIFEST).exists() and NAME.match(p.name)}
         return sorted(local | {name for uri in self.milvus for name in catalog_manifests(uri)})
 
     def exists(self, name: str) -> bool:
@@ -136,7 +133,7 @@ class Catalog:
         authority for a Milvus-backed collection; its folder here only points there). A collection
         held here never waits on a Milvus instance it does not live in."""
         folder = self.root / name
-        if (folder / "manifest.json").exists():
+        if (folder / MANIFEST).exists():
             manifest = LocalStore.read_manifest(folder)
             if manifest.store == LOCAL_STORE:
                 return manifest
@@ -202,14 +199,14 @@ class Catalog:
             manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store)
             # Built aside and renamed into place: a crash leaves no half-made collection. A
             # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
-            building = self.root / f".creating-{name}-{os.getpid()}"
+            building = self.root / f"{CREATING}{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
             if store == LOCAL_STORE:
                 LocalStore.create(building, manifest).close()
             else:
                 MilvusStore.create(manifest)
                 building.mkdir()
-                write_durably(building / "manifest.json", manifest.to_json())
+                write_durably(building / MANIFEST, manifest.to_json())
             os.replace(building, folder)
             fsync_path(self.root)
             collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder))
@@ -290,7 +287,7 @@ class Catalog:
             if self.aliases.is_alias(name):
                 raise FailedPrecondition(f"name: {name!r} is an alias; delete the alias, or the collection by its"
                                          f" own name ({self.aliases.resolve(name)!r})")
-            here = (folder / "manifest.json").exists()
+            here = (folder / MANIFEST).exists()
             manifest = self._recorded(folder) if here else self._manifest(name)
             if manifest is None and not here:
                 raise NotFound(f"collection: {name!r} does not exist")
@@ -331,7 +328,7 @@ class Catalog:
         """Remove a collection's folder. Renamed first: a crash midway leaves a folder that is no
         longer a collection, and the next start clears it."""
         if folder.exists():
-            trash = self.root / f".deleted-{folder.name}-{os.getpid()}"
+            trash = self.root / f"{DELETED}{folder.name}-{os.getpid()}"
             os.replace(folder, trash)
             shutil.rmtree(trash, ignore_errors=True)
 
@@ -345,7 +342,7 @@ class Catalog:
                 raise AlreadyExists(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r})")
             if folder.exists() and not replace:
                 raise AlreadyExists(f"name: collection {name!r} already exists; restore with replace, or as another name")
-            building = self.root / f".creating-{name}-{os.getpid()}"
+            building = self.root / f"{CREATING}{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
             try:
                 snapshots.unpack(file, building, name)
@@ -355,7 +352,7 @@ class Catalog:
                 raise
             # The replaced collection waits aside until the restored one has opened: a snapshot
             # that cannot open leaves the folder as it found it.
-            aside = self.root / f".deleted-{name}-{os.getpid()}-replaced"
+            aside = self.root / f"{DELETED}{name}-{os.getpid()}-replaced"
             if folder.exists():
                 old = self._open.pop(name, None)
                 if old is not None:

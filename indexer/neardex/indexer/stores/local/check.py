@@ -23,16 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from . import index_cache, lexical
-from .errors import NeardexError
-from .filters import index_rows
-from .records import LOCAL_STORE, Manifest
+from ...errors import NeardexError
+from ...layout import DATABASE, MANIFEST
+from ...records import LOCAL_STORE, Manifest
+from . import fts, index_cache
+from .sql_filters import index_rows
 from .vector_index import VectorIndex
 
 log = logging.getLogger("neardex.indexer")
 
-DATABASE = "docs.sqlite"
-MANIFEST = "manifest.json"
 # Ids listed in one problem line at most; the count is always given in full.
 SHOWN = 5
 
@@ -117,7 +116,7 @@ def _check(folder: Path, report: Report) -> None:
             report.problems.append(
                 f"store: {len(wrong)} chunks whose vector is not of dimension {manifest.dimension}: {_ids(wrong)}")
         try:
-            rows = lexical.row_ids(db)
+            rows = fts.row_ids(db)
         except sqlite3.Error as exc:
             report.problems.append(f"lexical: cannot be read: {exc}")
         else:
@@ -180,8 +179,8 @@ def _repair(folder: Path) -> list[str]:
             orphans = db.execute("DELETE FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").rowcount
             if orphans:
                 done.append(f"store: dropped {orphans} chunks whose document is gone")
-            lexical.create_table(db)
-            done.append(f"lexical: rebuilt ({lexical.rebuild(db)} rows)")
+            fts.create_table(db)
+            done.append(f"lexical: rebuilt ({fts.rebuild(db)} rows)")
             if manifest.indexed_keys:
                 db.execute("DELETE FROM meta_values")
                 rows = _metadata_rows(db, manifest.indexed_keys)
@@ -213,11 +212,11 @@ def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimensio
     is snapshotted at once. The caller owns the database (no write can run meanwhile)."""
     fixed: list[str] = []
     (chunks,) = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
-    (rows,) = db.execute(f"SELECT COUNT(*) FROM {lexical.TABLE}_docsize").fetchone()
+    (rows,) = db.execute(f"SELECT COUNT(*) FROM {fts.TABLE}_docsize").fetchone()
     if rows != chunks:
         db.execute("BEGIN IMMEDIATE")
         try:
-            written = lexical.rebuild(db)
+            written = fts.rebuild(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .collection import Collection
-from .documents import Chunk, Document
-from .embedder import load_embedder
-from .encoding import DocumentEncoder, Prepared
-from .errors import FailedPrecondition, InvalidArgument
-from .records import Manifest, UpsertResult
+from ..documents import Chunk, Document
+from ..embedding.loading import load_embedder
+from ..errors import FailedPrecondition, InvalidArgument
+from ..ingest.encoding import DocumentEncoder, Prepared
+from ..records import Manifest, UpsertResult
+
+if TYPE_CHECKING:
+    from ..retrieval.engine import Collection  # annotations only: retrieval is the layer above
 
 # Documents per Ray Data job: bounds what the driver holds at once; the actor pool (and each
 # actor's model load) is started once per round.

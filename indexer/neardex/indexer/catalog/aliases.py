@@ -13,10 +13,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AlreadyExists, FailedPrecondition, NotFound
-from .files import write_durably
-
-FILE = "aliases.json"
+from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..files import write_durably
+from ..layout import ALIASES
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Alias:
 
 class Aliases:
     def __init__(self, root: Path) -> None:
-        self.path = root / FILE
+        self.path = root / ALIASES
         self._lock = threading.Lock()
         try:
             data = json.loads(self.path.read_text())

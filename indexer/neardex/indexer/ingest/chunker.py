@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .documents import Chunk
-from .errors import InvalidArgument
+from ..documents import Chunk
+from ..errors import InvalidArgument
 
 # A sentence ends at . ! ? (optionally followed by closing quotes or brackets) before whitespace,
 # or at a blank line. Good enough for prose; anything else still falls back to word boundaries.

@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgument
 from .embedder import SerialEncoder, plain_tokenizer
-from .errors import InvalidArgument
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

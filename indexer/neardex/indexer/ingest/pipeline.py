@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .documents import Document
-from .records import UpsertResult
+from ..documents import Document
+from ..records import UpsertResult
 
 # Documents per write: large enough that length-sorted embedding batches stay full, small enough
 # that an interrupted run loses little and progress moves.

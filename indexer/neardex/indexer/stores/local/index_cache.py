@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .vector_index import IndexSpec, VectorIndex, companions
+from ...layout import INDEX_FILES
+from ...records import IndexSpec
+from .vector_index import VectorIndex, companions
 
 log = logging.getLogger("neardex.indexer")
 # Snapshots at least this large open memory-mapped: a server starts without reading them whole.
@@ -36,7 +38,7 @@ def _name_key(path: Path) -> tuple[int, int] | None:
 
 def snapshots(folder: Path) -> list[tuple[int, Path]]:
     """(seq, path) of every snapshot in the folder, oldest first."""
-    found = [(key, path) for path in folder.glob("index-*.faiss") if (key := _name_key(path)) is not None]
+    found = [(key, path) for path in folder.glob(f"{INDEX_FILES}*.faiss") if (key := _name_key(path)) is not None]
     return [(key[0], path) for key, path in sorted(found)]
 
 
@@ -90,12 +92,12 @@ def write(folder: Path, index: VectorIndex, db: sqlite3.Connection, last: int) -
     log.info("collection %s: writing an index snapshot (%d vectors, changes up to %d)", folder.name,
              index.live, last)
     # Every file of a snapshot counts, a crashed write's leftovers too: the new name is unused.
-    newest = max((key for p in folder.glob("index-*") if (key := _name_key(p))), default=(0, 0))
+    newest = max((key for p in folder.glob(f"{INDEX_FILES}*") if (key := _name_key(p))), default=(0, 0))
     n = newest[1] + 1 if newest[0] == last else 0
-    path = folder / f"index-{last:012d}-{n}.faiss"
+    path = folder / f"{INDEX_FILES}{last:012d}-{n}.faiss"
     index.save(path)
     keep = {path.name, *(c.name for c in companions(path))}
-    for old in folder.glob("index-*"):
+    for old in folder.glob(f"{INDEX_FILES}*"):
         if old.name not in keep:
             old.unlink(missing_ok=True)
     db.execute("DELETE FROM changes WHERE seq <= ?", (last,))

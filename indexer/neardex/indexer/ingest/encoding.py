@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import deadline
+from .. import deadline
+from ..documents import Chunk, Document
+from ..embedding.embedder import DirectCalls, Embedder, ModelCalls, plain_tokenizer
 from .chunker import Chunker
-from .documents import Chunk, Document
-from .embedder import DirectCalls, Embedder, ModelCalls, plain_tokenizer
 
 Prepared = tuple[list[Chunk], list[str]]  # a document's chunks, and the text embedded for each
 

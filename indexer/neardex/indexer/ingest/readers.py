@@ -24,8 +24,8 @@ from typing import Any
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PreformattedString
 
-from .documents import Document
-from .errors import InvalidArgument
+from ..documents import Document
+from ..errors import InvalidArgument
 
 StrPath = str | os.PathLike[str]
 

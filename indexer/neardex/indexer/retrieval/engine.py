@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from . import deadline, fusion, lexical
-from .chunker import Chunker
-from .documents import Chunk, Document
-from .embedder import DirectCalls, Embedder, ModelCalls, check_fits
-from .encoding import DocumentEncoder, Prepared
-from .errors import InvalidArgument, NotFound
-from .filters import Condition, Filter, key_field, validate_condition
-from .records import (
+from .. import deadline
+from ..documents import Chunk, Document
+from ..embedding.embedder import DirectCalls, Embedder, ModelCalls, check_fits
+from ..errors import InvalidArgument, NotFound
+from ..ingest.chunker import Chunker
+from ..ingest.encoding import DocumentEncoder, Prepared
+from ..query import analysis
+from ..query.filters import Condition, Filter, key_field, validate_condition
+from ..records import (
     MODES,
     NO_MODEL,
     Candidate,
@@ -37,7 +38,8 @@ from .records import (
     Stats,
     UpsertResult,
 )
-from .stores import Store
+from ..stores import Store
+from . import fusion
 
 __all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "validate_documents"]
 
@@ -237,7 +239,7 @@ class Collection:
         return self._grouped(
             lambda n: self.store.dense(vector[None, :], n, allowed, ef_search, nprobe)[0], k, "dense")
 
-    def lexical_candidates(self, query: lexical.Query, k: int, flt: Filter | None = None) -> list[Candidate]:
+    def lexical_candidates(self, query: analysis.Query, k: int, flt: Filter | None = None) -> list[Candidate]:
         return self._grouped(lambda n: self.store.lexical(query, n, flt), k, "lexical")
 
     def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str]) -> dict[str, Candidate]:
@@ -268,7 +270,7 @@ class Collection:
                         return out
         return out
 
-    def complete(self, query: lexical.Query, vector: np.ndarray, dense: list[Candidate],
+    def complete(self, query: analysis.Query, vector: np.ndarray, dense: list[Candidate],
                  lexical_list: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
         """Both retrievers' scores for every document either one found.
 
@@ -295,11 +297,11 @@ class Collection:
 
     def search(self, text: str | None = None, vector: np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
-               ef_search: int = 0, nprobe: int = 0, max_terms: int = lexical.DEFAULT_MAX_QUERY_TERMS,
+               ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                field: str = "query") -> SearchResult:
         """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval.
 
-        Text and vector may both be given: the vector serves dense retrieval, the text lexical.
+        Text and vector may both be given: the vector serves dense retrieval, the text analysis.
         Text is refused (naming `field`) past the model's window where it is embedded, and past
         max_terms distinct terms where it is searched lexically, before any work starts."""
         has_text = bool(text and text.strip())
@@ -315,7 +317,7 @@ class Collection:
             if not has_text:
                 raise InvalidArgument(f"{field}: must not be empty")
             check_fits(self.require_model(field), text or "", field)
-        query = lexical.analyze(text or "", max_terms, field) if mode != "dense" else lexical.Query(())
+        query = analysis.analyze(text or "", max_terms, field) if mode != "dense" else analysis.Query(())
         if embed:
             deadline.check("embed")
             vector = self.encode_queries([text or ""])[0]
