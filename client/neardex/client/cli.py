@@ -1,26 +1,35 @@
-"""The neardex command. Every command that only talks to a server lives here, in the client
-distribution: a user who installed ./proto and ./client alone (no torch, no FAISS) searches,
-asks, reads and administers a server from the shell. Installed beside the server distribution,
-the commands that work on data folders (index, serve, eval, check, keys, snapshot load) join in.
+"""The neardex command, owned here in the client distribution, and every command that only talks to
+a server: a user who installed ./proto and ./client alone (no torch, no FAISS) searches, asks,
+reads and administers a server from the shell.
+
+Commands come from the entry points of group ``neardex.commands``: each names a function
+``register(subparsers, groups)`` that adds its commands (``groups`` holds the command groups other
+distributions add to, such as ``snapshot``) and returns the exceptions its commands report as one
+line. This distribution declares its own commands there; the server distribution declares the
+commands that work on data folders (index, serve, eval, check, keys, snapshot load), so they join
+in when it is installed, without this module knowing of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
-import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import Any
 
 from .errors import NeardexError
+from .options import add_server_option, connect, positive_int
 
-# Where commands find the server without --server.
-SERVER_ENV = "NEARDEX_SERVER"
-DEFAULT_SERVER = os.environ.get(SERVER_ENV) or "localhost:50051"
-
+# The entry point group every distribution registers its commands in, and this module's own entry.
+COMMANDS_GROUP = "neardex.commands"
+OWN_COMMANDS = "neardex.client.cli:register"
+# The registrations the distributions declare, for an install whose metadata predates the group
+# (an editable install made before it existed): used only when the group is empty.
+DECLARED = {"neardex.client": OWN_COMMANDS, "neardex.server": "neardex.server.cli:register"}
 
 class UsageError(Exception):
     """A command-line argument that cannot work; reported as one line."""
@@ -50,18 +59,41 @@ def _version() -> str:
         return "unknown"
 
 
-def add_server_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
-                   help=f"server (default: ${SERVER_ENV}, else localhost:50051; now {DEFAULT_SERVER})")
-    add_connection_options(p)
+Register = Callable[[Any, dict[str, Any]], tuple[type[Exception], ...]]
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
-    """The parser, and the exceptions the commands report as one clean line."""
+def registrations() -> list[Register]:
+    """Every ``neardex.commands`` entry point, this distribution's first (other distributions add
+    to its command groups)."""
+    found = sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: (ep.value != OWN_COMMANDS, ep.name))
+    if found:
+        return [ep.load() for ep in found]
+    return [_load(target) for package, target in DECLARED.items() if importlib.util.find_spec(package)]
+
+
+def _load(target: str) -> Register:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def build_parser(
+    commands: Sequence[Register] | None = None,
+) -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
+    """The parser with the commands of ``commands`` (default: every registration), and the
+    exceptions the commands report as one clean line."""
     parser = argparse.ArgumentParser(prog="neardex", description="Embedding search service")
     parser.add_argument("--version", action="version", version=f"neardex {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    groups: dict[str, Any] = {}
+    clean: tuple[type[Exception], ...] = ()
+    for register_commands in registrations() if commands is None else commands:
+        clean += register_commands(sub, groups)
+    return parser, clean
 
+
+def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
+    """The commands that talk to a server (the ``neardex.commands`` entry point of this
+    distribution); creates the ``snapshot`` group."""
     for name, help_text in (("search", "semantic search"), ("ask", "question-answering retrieval")):
         p = sub.add_parser(name, help=f"{help_text} against a running server")
         p.add_argument("collection", help="collection to search")
@@ -153,38 +185,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     add_server_option(p)
     p.set_defaults(run=cmd_count)
 
-    clean: tuple[type[Exception], ...] = ()
-    if importlib.util.find_spec("neardex.server") is not None:
-        from neardex.server.cli import add_commands
-
-        clean = add_commands(sub, {"snapshot": snap})
-    return parser, clean
-
-
-def add_connection_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--api-key", default=None, help="API key sent with every call (default: $NEARDEX_API_KEY)")
-    p.add_argument("--tls", action="store_true", default=None,
-                   help="connect over TLS (default: on when $NEARDEX_TLS is 1 or a CA / client certificate is given)")
-    p.add_argument("--ca-cert", type=Path, default=None, metavar="PEM",
-                   help="CA that signed the server's certificate (default: $NEARDEX_CA_CERT, else the system's)")
-    p.add_argument("--client-cert", type=Path, default=None, metavar="PEM",
-                   help="client certificate for mutual TLS (default: $NEARDEX_CLIENT_CERT)")
-    p.add_argument("--client-key", type=Path, default=None, metavar="PEM",
-                   help="its private key (default: $NEARDEX_CLIENT_KEY)")
-
-
-def connect(args: argparse.Namespace, timeout: float = 10.0) -> Any:
-    """A client for --server with the connection options, flags over NEARDEX_* variables."""
-    from neardex.client import Client
-
-    def env_path(value: Path | None, name: str) -> Path | None:
-        return value if value is not None else (Path(os.environ[name]) if os.environ.get(name) else None)
-
-    tls = args.tls if args.tls is not None else os.environ.get("NEARDEX_TLS", "") in ("1", "true", "yes")
-    return Client(args.server, timeout=timeout, api_key=args.api_key, tls=tls,
-                  ca_cert=env_path(args.ca_cert, "NEARDEX_CA_CERT"),
-                  client_cert=env_path(args.client_cert, "NEARDEX_CLIENT_CERT"),
-                  client_key=env_path(args.client_key, "NEARDEX_CLIENT_KEY"))
+    groups["snapshot"] = snap
+    return ()
 
 
 def parse_filters(items: Sequence[str]) -> dict[str, Any]:
@@ -334,16 +336,6 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
         for alias in client.aliases():
             print(f"{alias.name} -> {alias.collection}")
     return 0
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def cmd_collections(args: argparse.Namespace) -> int:

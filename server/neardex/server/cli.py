@@ -1,6 +1,7 @@
 """The commands of the neardex command that work on data folders: index, serve, eval, check, keys,
 snapshot load. The command itself, and every command that only talks to a server, is the client
-distribution's (neardex.client.cli); it adds these when this distribution is installed.
+distribution's (neardex.client.cli); this distribution's ``neardex.commands`` entry point,
+:func:`register`, adds these when it is installed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from neardex.client.cli import add_connection_options, connect, positive_int
+from neardex.client.options import add_connection_options, connect, positive_int
 from neardex.indexer.errors import NeardexError
 from neardex.indexer.ingest.readers import (
     FORMATS,
@@ -34,9 +35,9 @@ KEYS_FILE_ENV = "NEARDEX_API_KEYS_FILE"
 EVAL_MODES = ("dense", "lexical", "hybrid", "ask")
 
 
-def add_commands(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
-    """Add the data-folder commands to the neardex parser; returns the exceptions they report as
-    one clean line."""
+def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
+    """Add the data-folder commands to the neardex parser (``snapshot load`` to the ``snapshot``
+    group); returns the exceptions they report as one clean line."""
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
