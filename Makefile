@@ -37,9 +37,10 @@ test: install system-deps
 	$(PYTEST) --durations=25
 
 # The tiers are folders (tests/unit, tests/integration, tests/e2e); tests/conftest.py marks each
-# test by its folder, so `pytest -m unit` selects the same tests.
+# test by its folder, so `pytest -m unit` selects the same tests. test-fast leaves out the unit
+# tests marked slow (an int8 build, fp16 on a CPU, 80 judged questions), which `make test` runs.
 test-fast: install
-	$(PYTEST) tests/unit
+	$(PYTEST) tests/unit -m "not slow"
 
 test-integration: install
 	$(PYTEST) tests/integration

@@ -81,6 +81,7 @@ def top3(model: TorchEmbedder, passages: np.ndarray) -> np.ndarray:
     return np.argsort(-(model.encode(QUERIES) @ passages.T), axis=1)[:, :3]
 
 
+@pytest.mark.slow  # fp16 and bf16 run slowly on a CPU without them
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_reduced_precision_is_taken_where_it_agrees_and_ranks_as_fp32(
         fp32_model: TorchEmbedder, texts: list[str], precision: str) -> None:

@@ -26,28 +26,30 @@ def _docs(n: int, offset: int = 0) -> list[Document]:
             for i in range(offset, offset + n)]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "auto"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", pytest.param("auto", marks=pytest.mark.slow)])
 def test_search_upsert_delete_reopen(tmp_path: Path, kind: str, monkeypatch) -> None:
     # Small enough that IVF-PQ trains inside the test: 16 lists and 4-bit codes need 624 points.
+    # The other kinds need no training, so fewer documents (each one is a model call) do.
     params = {"ivfpq": {"nlist": 16, "m": 16, "nbits": 4}, "hnsw": {"m": 16}}.get(kind, {})
+    n = 700 if kind in ("ivfpq", "auto") else 160
     data = tmp_path / "data"
     with Catalog(data) as cat:
         col = cat.create("docs", index=IndexSpec.parse(kind, params), default_mode="dense")
-        col.upsert(_docs(700))
+        col.upsert(_docs(n))
         col.wait_for_rebuild()
         if kind == "ivfpq":
             assert col.store.index.trained_kind == "ivfpq"
         hit = col.search("bees and honey", k=1).hits[0]
         assert "bees make honey" in hit.text
-        col.delete([f"d{i}" for i in range(0, 700, 2)])
+        col.delete([f"d{i}" for i in range(0, n, 2)])
         col.upsert([Document("d1", "A completely new note about glaciers carving valleys.")])
         assert col.search("glaciers carving valleys", k=1).hits[0].id == "d1"
         ids = {h.id for h in col.search("bees make honey", k=50).hits}
         assert ids and all(int(i[1:]) % 2 == 1 for i in ids), "a deleted document came back"
-        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == 350
+        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == n // 2
     with Catalog(data) as cat:
         col = cat.get("docs")
-        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == 350
+        assert col.store.chunk_ids() == col.store.index_ids() and col.stats().vectors == n // 2
         assert col.search("glaciers carving valleys", k=1).hits[0].id == "d1"
 
 
@@ -252,6 +254,7 @@ def test_ivfpq_trains_once_big_enough_and_again_when_it_outgrows_its_lists() -> 
     assert VectorIndex.build(spec, 16, np.arange(6200), vectors).index.nlist >= 2 * lists
 
 
+@pytest.mark.slow  # IVF-PQ's codebooks train on 10,000 vectors
 def test_auto_picks_by_size_and_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(records, "AUTO_FLAT_LIMIT", 500)
     rng = np.random.default_rng(3)
@@ -274,6 +277,7 @@ def test_auto_picks_by_size_and_memory_budget(tmp_path: Path, monkeypatch: pytes
         IndexSpec.parse("auto", {"memory": 1})
 
 
+@pytest.mark.slow
 def test_an_auto_collection_moves_to_hnsw_as_it_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(records, "AUTO_FLAT_LIMIT", 200)
     with Catalog(tmp_path / "data") as cat:

@@ -28,6 +28,8 @@ from neardex.indexer.embedding.onnx_int8 import (
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.layout import MODEL_CACHE
 
+pytestmark = pytest.mark.slow  # an int8 build of the model, and two more
+
 T = TypeVar("T")
 
 TEXTS = [

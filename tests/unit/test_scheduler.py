@@ -88,6 +88,7 @@ def texts_for(i: int) -> list[str]:
     return [f"question number {i} about topic {j}" for j in range(1 + i % 3)]
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_vectors_in_order(model: RecordingModel,
                                                             embedder: Embedder) -> None:
     batcher = ModelScheduler(model.encode, max_size=16)

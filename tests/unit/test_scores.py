@@ -69,6 +69,7 @@ def test_lexical_scores_are_shares_of_the_best_possible(collection) -> None:
         assert scores and all(0 < s <= 1 for s in scores) and scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow  # 80 judged questions in three modes: the share of questions is the point
 @pytest.mark.parametrize("mode", ["dense", "hybrid", "lexical"])
 def test_a_threshold_chosen_on_half_the_questions_holds_on_the_other_half(collection, mode: str) -> None:
     queries, relevant = judged()

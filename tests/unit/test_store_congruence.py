@@ -22,6 +22,7 @@ from neardex.indexer.retrieval.engine import Collection
 from tests.support.filter_model import filter_strategy, matches, random_metadata
 
 pytest.importorskip("pymilvus")
+pytestmark = pytest.mark.slow
 
 SUBJECTS = ["The old miller", "A young engineer", "The harbour pilot", "Our village baker", "The night nurse",
             "A travelling botanist", "The river ferryman", "A retired astronomer", "The glass blower",

@@ -272,6 +272,7 @@ def milvus(tmp_path: Path) -> Iterator[Stores]:
     made.close()
 
 
+@pytest.mark.slow
 def test_milvus_refuses_what_it_cannot_keep(milvus: Stores) -> None:
     with pytest.raises(InvalidArgument, match="index: the Milvus store builds FLAT"):
         milvus.create("h", index=IndexSpec.parse("hnsw"))
