@@ -1,12 +1,13 @@
 # The README's commands. `make run` sets everything up and serves the sample collection;
-# `make test` runs the test suite.
+# `make test` runs the whole test suite, `make test-fast` its unit tier.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= data
+PYTEST := $(BIN)/python -m pytest
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system-deps run index-sample test lint proto check-proto bench clean
+.PHONY: install system-deps run index-sample test test-fast test-integration test-e2e lint proto check-proto bench clean
 
 # CPU PyTorch first: a bare torch requirement resolved on its own can pull a multi-GB CUDA build.
 $(BIN)/.installed: proto/pyproject.toml client/pyproject.toml indexer/pyproject.toml server/pyproject.toml pyproject.toml
@@ -31,8 +32,21 @@ index-sample: install
 run: index-sample
 	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052
 
+# Every tier, and the 25 slowest tests, so that a test growing slow shows in CI.
 test: install system-deps
-	$(BIN)/python -m pytest
+	$(PYTEST) --durations=25
+
+# The tiers are folders (tests/unit, tests/integration, tests/e2e); tests/conftest.py marks each
+# test by its folder, so `pytest -m unit` selects the same tests. test-fast leaves out the unit
+# tests marked slow (an int8 build, fp16 on a CPU, 80 judged questions), which `make test` runs.
+test-fast: install
+	$(PYTEST) tests/unit -m "not slow"
+
+test-integration: install
+	$(PYTEST) tests/integration
+
+test-e2e: install system-deps
+	$(PYTEST) tests/e2e --durations=25
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from common import ROOT, cpu_flags, load_corpus, median, print_table, write_result
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve, stop_process  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
 
 DEADLINE_S = 1.0
 TICKS = os.sysconf("SC_CLK_TCK")

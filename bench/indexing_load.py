@@ -21,8 +21,9 @@ from pathlib import Path
 
 from common import ROOT, cpu_flags, load_corpus, load_queries, median, percentile, print_table, write_result
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import NEARDEX, free_port, run_cli, start_serve, stop_process  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.paths import NEARDEX  # noqa: E402
+from tests.support.processes import free_port, run_cli, start_serve, stop_process  # noqa: E402
 
 
 def search_loop(client: object, queries: list[str], until: float | None, count: int) -> list[float]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve, stop_process  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
 
 
 def sweep(port: int, queries: list[str], levels: list[int], seconds: float, mode: str) -> list[dict[str, float]]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve, stop_process  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
 
 
 def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> list[float]:

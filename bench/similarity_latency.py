@@ -15,8 +15,8 @@ from pathlib import Path
 
 from common import ROOT, cpu_flags, load_corpus, median, percentile, print_table, write_result
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve, stop_process  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
 
 
 def timed(repeat: int, call: Callable[[], object]) -> list[float]:

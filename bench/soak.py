@@ -28,8 +28,8 @@ from typing import Any
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, start_serve, stop_process  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
 
 READERS, WRITERS, WRITER_DOCS = 8, 2, 200
 
