@@ -13,8 +13,7 @@ import tomllib
 
 from neardex.client import cli
 from neardex.server import cli as server_cli
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
 
 
 def imported_modules(path: Path) -> set[str]:
