@@ -97,6 +97,7 @@ def test_reduced_precision_is_taken_where_it_agrees_and_ranks_as_fp32(
     assert (top3(fp32_model, full) == full_hits).all()
 
 
+@pytest.mark.slow  # fp16 and bf16 run slowly on a CPU without them
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_reduced_precision_is_refused_where_it_drifts(
         fp32_model: TorchEmbedder, monkeypatch: pytest.MonkeyPatch, precision: str) -> None:

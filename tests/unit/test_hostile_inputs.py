@@ -38,7 +38,7 @@ def metadata_of(i: int) -> dict[str, Any]:
 DOCS = [Document(f"d{i:03d}", f"document {i}", metadata=metadata_of(i), vector=(1.0, float(i))) for i in range(60)]
 
 
-@pytest.fixture(scope="module", params=["local", "milvus-lite"])
+@pytest.fixture(scope="module", params=["local", pytest.param("milvus-lite", marks=pytest.mark.slow)])
 def collection(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collection]:
     root = tmp_path_factory.mktemp(request.param)
     store = "" if request.param == "local" else str(root / "milvus.db")

@@ -26,7 +26,8 @@ def _docs(n: int, offset: int = 0) -> list[Document]:
             for i in range(offset, offset + n)]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", pytest.param("auto", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", pytest.param("ivfpq", marks=pytest.mark.slow),
+                                  pytest.param("auto", marks=pytest.mark.slow)])
 def test_search_upsert_delete_reopen(tmp_path: Path, kind: str, monkeypatch) -> None:
     # Small enough that IVF-PQ trains inside the test: 16 lists and 4-bit codes need 624 points.
     # The other kinds need no training, so fewer documents (each one is a model call) do.

@@ -31,7 +31,8 @@ DOCS = [
     Document("nile", "The Nile flows north through Egypt into the Mediterranean Sea.", "",
              {"lang": "en", "year": 1999, "tags": "river", "geo": {"continent": "Africa"}}),
 ]
-STORES = ["local", "milvus-lite"]
+# milvus-lite starts a server process per module: the whole suite runs it, the fast tier does not.
+STORES = ["local", pytest.param("milvus-lite", marks=pytest.mark.slow)]
 
 
 class Stores:
