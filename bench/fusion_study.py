@@ -57,7 +57,7 @@ def main() -> None:
             for text, vec in zip(judged.queries.values(), vectors):
                 query = analysis.analyze(text)
                 dense, lex = col.dense_candidates(vec, args.depth), col.lexical_candidates(query, args.depth)
-                cache[text] = (dense, lex, fusion.vocabulary_coverage(col.embedder, text),
+                cache[text] = (dense, lex, fusion.vocabulary_coverage(col.embedder, query),
                                col.complete(query, vec, dense, lex))
             for label, method in methods.items():
                 def run(text: str, label=label, method=method, cache=cache) -> list[str]:

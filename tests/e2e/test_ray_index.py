@@ -52,8 +52,8 @@ def test_ray_indexes_as_the_plain_path_does(tmp_path: Path) -> None:
         a, b = a_cat.get("docs"), b_cat.get("docs")
         ids = sorted(a.all_ids())
         assert ids == sorted(b.all_ids()) and a.stats().chunks == b.stats().chunks > 240
-        a_chunks = [(doc, vector) for _, doc, vector in a.store.chunks_of(ids)]
-        b_chunks = [(doc, vector) for _, doc, vector in b.store.chunks_of(ids)]
+        a_chunks = [(c.doc_id, c.vector) for c in a.store.fetch(documents=ids, vectors=True)]
+        b_chunks = [(c.doc_id, c.vector) for c in b.store.fetch(documents=ids, vectors=True)]
         assert [doc for doc, _ in a_chunks] == [doc for doc, _ in b_chunks]
         cosines = np.array([float(np.dot(u, v)) for (_, u), (_, v) in zip(a_chunks, b_chunks)])
         assert cosines.min() >= 0.9999, cosines.min()

@@ -111,8 +111,8 @@ def test_fusion_methods_rank_sensibly() -> None:
 
 
 def test_dense_weight_follows_the_models_vocabulary(col) -> None:
-    english = fusion.dense_weight(col.embedder, "when did the first crewed moon landing happen")
-    unseen = fusion.dense_weight(col.embedder, "somoulituwaar beijuhevo kaalek baaheirihumou")
+    english = fusion.dense_weight(col.embedder, analysis.analyze("when did the first crewed moon landing happen"))
+    unseen = fusion.dense_weight(col.embedder, analysis.analyze("somoulituwaar beijuhevo kaalek baaheirihumou"))
     assert english > 0.4 and unseen < 0.1
 
 

@@ -50,7 +50,7 @@ class RecallSampler:
             if vector is None:
                 vector = collection.encode_queries([text or ""])[0]
             query = np.asarray(vector, dtype=np.float32)[None, :]
-            approximate = {c for c, _ in collection.store.dense(query, K)[0]}
+            approximate = {c.chunk_id for c in collection.store.dense(query, K)[0]}
             exact = {int(i) for i in collection.store.exact_ids(query, K) if i >= 0}
             if not exact:
                 return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from neardex.indexer.ingest.chunker import Chunker, default_overlap
 from neardex.indexer.records import IndexSpec, SearchResult
 from neardex.indexer.retrieval.answers import Answerer
 from neardex.indexer.retrieval.engine import Collection
+from neardex.indexer.retrieval.request import SearchRequest
 from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
 
@@ -215,28 +217,29 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     # -- search -------------------------------------------------------------------------------
 
-    def _search(self, request: pb.SearchRequest, field: str = "",
-                encoded: np.ndarray | None = None) -> SearchResult:
-        """One search; `encoded` is the query text's vector when the caller embedded it already."""
+    def _request(self, request: pb.SearchRequest, field: str = "") -> tuple[Collection, SearchRequest]:
+        """A search request checked once, whole: its collection (an alias resolved), top_k, the
+        query, filter, min_score and mode (see Collection.request)."""
         collection = self._collection(request.collection, f"{field}collection")
         k = self._top_k(request.top_k, f"{field}top_k")
         kind = request.WhichOneof("query")
-        text = request.text if kind == "text" else None
-        vector = encoded
-        if kind == "vector":
-            vector = collection.check_vector(np.asarray(request.vector.values, dtype=np.float32), f"{field}vector")
-        elif not (text or "").strip():
+        if kind != "vector" and not request.text.strip():
             raise InvalidArgument(f"{field}query: give query text or a vector; the query is empty")
-        result = collection.search(
-            text=text, vector=vector, k=k,
+        checked = collection.request(
+            text=request.text if kind == "text" else None,
+            vector=np.asarray(request.vector.values, dtype=np.float32) if kind == "vector" else None, k=k,
             flt=convert.filter_from_pb(request.filter, f"{field}filter") if request.HasField("filter") else None,
             min_score=convert.min_score_from_pb(request, f"{field}min_score"),
             mode=convert.mode_from_pb(request.mode, f"{field}mode"),
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
-            max_terms=self.settings.max_query_terms, field=f"{field}query",
+            max_terms=self.settings.max_query_terms, field=f"{field}query", vector_field=f"{field}vector",
         )
+        return collection, checked
+
+    def _search(self, collection: Collection, request: SearchRequest) -> SearchResult:
+        result = collection.run(request)
         metrics.observe_timings(result.timings_ms)
-        self._recall.maybe_check(collection, text, vector, k)
+        self._recall.maybe_check(collection, request.text or None, request.vector, request.k)
         if result.hits:
             metrics.TOP_SCORE.labels(collection.manifest.name).observe(result.hits[0].score)
         else:
@@ -244,39 +247,35 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         return result
 
     def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
-        return convert.search_result_to_pb(self._search(request), _fields(request))
+        return convert.search_result_to_pb(self._search(*self._request(request)), _fields(request))
 
     def BatchSearch(self, request: pb.BatchSearchRequest, context: Any) -> pb.BatchSearchResponse:
         if len(request.requests) > self.settings.max_batch_searches:
             raise ResourceExhausted(
                 f"requests: {len(request.requests)} searches in one batch; the limit is"
                 f" {self.settings.max_batch_searches} (NEARDEX_MAX_BATCH_SEARCHES)")
-        encoded = self._encode_batch(request.requests)
+        searches = self._encode_batch([self._request(r, f"requests[{i}].") for i, r in enumerate(request.requests)])
         responses = []
-        for i, r in enumerate(request.requests):
+        for i, (r, (collection, search)) in enumerate(zip(request.requests, searches)):
             deadline.check(f"requests[{i}]")
-            responses.append(convert.search_result_to_pb(self._search(r, f"requests[{i}].", encoded.get(i)),
-                                                         _fields(r)))
+            responses.append(convert.search_result_to_pb(self._search(collection, search), _fields(r)))
         return pb.BatchSearchResponse(responses=responses)
 
-    def _encode_batch(self, requests: Any) -> dict[int, np.ndarray]:
-        """The vectors of every text query that dense retrieval needs, one model call per
-        collection, by request index."""
-        texts: dict[str, list[tuple[int, str]]] = {}
-        for i, r in enumerate(requests):
-            if r.WhichOneof("query") != "text" or not r.text.strip():
-                continue  # a vector query, or an empty one _search refuses
-            collection = self._collection(r.collection, f"requests[{i}].collection")
-            mode = collection.resolve_mode(convert.mode_from_pb(r.mode, f"requests[{i}].mode"))
-            if mode == "lexical" or not collection.has_model:
-                continue  # nothing to embed, or nothing to embed with (the search says so)
-            check_fits(collection.embedder, r.text, f"requests[{i}].query")
-            texts.setdefault(r.collection, []).append((i, r.text))
-        encoded: dict[int, np.ndarray] = {}
-        for name, items in texts.items():
-            vectors = self.catalog.get(name).encode_queries([t for _, t in items])
-            encoded.update({i: v for (i, _), v in zip(items, vectors)})
-        return encoded
+    @staticmethod
+    def _encode_batch(searches: list[tuple[Collection, SearchRequest]]) -> list[tuple[Collection, SearchRequest]]:
+        """The searches with the vector of every text that dense retrieval needs, one model call
+        per collection."""
+        waiting: dict[int, list[int]] = {}
+        for i, (collection, search) in enumerate(searches):
+            if search.needs_embedding:
+                waiting.setdefault(id(collection), []).append(i)
+        out = list(searches)
+        for positions in waiting.values():
+            collection = searches[positions[0]][0]
+            vectors = collection.encode_queries([searches[i][1].text for i in positions])
+            for i, vector in zip(positions, vectors):
+                out[i] = (collection, replace(searches[i][1], vector=vector))
+        return out
 
     def Ask(self, request: pb.AskRequest, context: Any) -> pb.AskResponse:
         collection = self._collection(request.collection)

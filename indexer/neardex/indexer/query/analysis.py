@@ -37,8 +37,12 @@ yourself yourselves
 
 def query_words(query: str) -> list[str]:
     """The query's distinct words, stop words dropped (kept if that is all there is)."""
+    return _distinct(WORD.findall(query))
+
+
+def _distinct(found: list[str]) -> list[str]:
     # Lowercased once each distinct spelling: a long query of repeated words costs one pass.
-    words = list(dict.fromkeys(w.lower() for w in dict.fromkeys(WORD.findall(query))))
+    words = list(dict.fromkeys(w.lower() for w in dict.fromkeys(found)))
     return [w for w in words if w not in STOPWORDS] or words
 
 
@@ -47,6 +51,9 @@ class Query:
     """A query text analysed once: its distinct words, lowercased, stop words dropped."""
 
     words: tuple[str, ...]
+    # Every word as the text has it, in order, repeats and stop words included (hybrid search
+    # weighs the retrievers by how many of them the model knows).
+    found: tuple[str, ...] = ()
 
     @functools.cached_property
     def stems(self) -> tuple[str, ...]:
@@ -57,11 +64,12 @@ class Query:
 
 def analyze(text: str, max_terms: int = DEFAULT_MAX_QUERY_TERMS, field: str = "query") -> Query:
     """The query's terms; InvalidArgument naming `field` when there are more than max_terms."""
-    words = query_words(text)
+    found = WORD.findall(text)
+    words = _distinct(found)
     if len(words) > max_terms:
         raise InvalidArgument(f"{field}: {len(words)} terms after analysis; the limit is {max_terms}"
                               " (NEARDEX_MAX_QUERY_TERMS)")
-    return Query(tuple(words))
+    return Query(tuple(words), tuple(found))
 
 
 def stem(words: Iterable[str]) -> list[str]:

@@ -68,15 +68,18 @@ class Answerer:
     def ask(self, question: str, k: int = 5, flt: Filter | None = None, mode: str = "") -> AskResult:
         if not question or not question.strip():
             raise InvalidArgument("question: must not be empty")
-        # A question longer than the window is refused: its tail would be cut off unseen.
+        # A question longer than the window is refused: its tail would be cut off unseen. Checked
+        # here, not by the search request: the question is embedded in every mode, to compare
+        # sentences with.
         check_fits(self.collection.embedder, question, "question")
         started = time.perf_counter()
         timings: dict[str, float] = {}
         deadline.check("embed")
         vector = self.collection.encode_queries([question])[0]
         timings["embed"] = _ms(started)
-        retrieval = self.collection.search(text=question, vector=vector, k=max(k, MIN_CANDIDATES),
-                                           flt=flt, mode=mode, max_terms=self.max_terms, field="question")
+        retrieval = self.collection.run(self.collection.request(
+            text=question, k=max(k, MIN_CANDIDATES), flt=flt, mode=mode, max_terms=self.max_terms,
+            field="question", encoded=vector))
         for stage, ms in retrieval.timings_ms.items():
             if stage not in ("total", "embed"):
                 timings[stage] = ms

@@ -38,10 +38,11 @@ from ..records import (
     Stats,
     UpsertResult,
 )
-from ..stores import Store
+from ..stores import ChunkRow, Store, StoredChunk
 from . import fusion
+from .request import SearchRequest
 
-__all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "validate_documents"]
+__all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "SearchRequest", "validate_documents"]
 
 # Dense weight of hybrid search in a collection without a model: no tokenizer to measure the
 # query's vocabulary coverage with, so both retrievers count alike.
@@ -214,61 +215,69 @@ class Collection:
             raise InvalidArgument(f"mode: unknown search mode {mode!r}; expected one of {MODES}")
         return mode
 
-    def _grouped(self, fetch: Callable[[int], list[tuple[int, float]]], k: int, stage: str) -> list[Candidate]:
-        """Best chunk per document, best first, up to k documents. Chunks of one document compete
-        for places, so ask for more chunks than documents and widen until k documents are found
-        or the retriever runs dry."""
-        want = k * 3
+    def _grouped(self, ranked: list[Candidate], want: int, more: Callable[[int], list[Candidate]], k: int,
+                 stage: str) -> list[Candidate]:
+        """Best chunk per document, best first, up to k documents, from a retriever's first `want`
+        chunks. Chunks of one document compete for places, so more chunks than documents are
+        asked for, and `more` widens the retrieval until k documents are found or the retriever
+        runs dry."""
         while True:
-            deadline.check(stage)  # each widening is a whole retrieval again
-            ranked = fetch(want)
-            doc_of = self.store.doc_ids_of([c for c, _ in ranked])
-            seen: set[str] = set()
-            out: list[Candidate] = []
-            for chunk_id, score in ranked:
-                doc = doc_of.get(chunk_id)
-                if doc is not None and doc not in seen:
-                    seen.add(doc)
-                    out.append(Candidate(doc, chunk_id, score))
+            out = best_per_document(ranked)
             if len(out) >= k or len(ranked) < want:
                 return out[:k]
             want *= 4
+            deadline.check(stage)  # each widening is a whole retrieval again
+            ranked = more(want)
 
-    def dense_candidates(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None,
-                         ef_search: int = 0, nprobe: int = 0) -> list[Candidate]:
-        return self._grouped(
-            lambda n: self.store.dense(vector[None, :], n, allowed, ef_search, nprobe)[0], k, "dense")
+    def _widen_dense(self, vector: np.ndarray, allowed: Any, ef_search: int,
+                     nprobe: int) -> Callable[[int], list[Candidate]]:
+        return lambda n: self.store.dense(vector[None, :], n, allowed, ef_search, nprobe)[0]
+
+    def dense_candidates(self, vector: np.ndarray, k: int, allowed: Any = None, ef_search: int = 0,
+                         nprobe: int = 0) -> list[Candidate]:
+        """Documents by dense retrieval among allowed (a `Retrieved.allowed`)."""
+        deadline.check("dense")
+        more = self._widen_dense(vector, allowed, ef_search, nprobe)
+        return self._grouped(more(k * 3), k * 3, more, k, "dense")
 
     def lexical_candidates(self, query: analysis.Query, k: int, flt: Filter | None = None) -> list[Candidate]:
-        return self._grouped(lambda n: self.store.lexical(query, n, flt), k, "lexical")
+        deadline.check("lexical")
+        more = lambda n: self.store.lexical(query, n, flt)  # noqa: E731
+        return self._grouped(more(k * 3), k * 3, more, k, "lexical")
 
-    def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str]) -> dict[str, Candidate]:
+    def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str],
+                    chunks: list[StoredChunk] | None = None) -> dict[str, Candidate]:
         """Each document's chunk closest to vector, with its cosine (documents not stored are left
-        out)."""
+        out); from `chunks` where the caller read them (with their vectors) already."""
         best: dict[str, Candidate] = {}
-        for chunk_id, doc_id, stored in self.store.chunks_of(doc_ids):
-            score = float(stored @ vector)
-            if doc_id not in best or score > best[doc_id].score:
-                best[doc_id] = Candidate(doc_id, chunk_id, score)
+        for chunk in self.store.fetch(documents=doc_ids, vectors=True) if chunks is None else chunks:
+            assert chunk.vector is not None
+            score = float(chunk.vector @ vector)
+            if chunk.doc_id not in best or score > best[chunk.doc_id].score:
+                best[chunk.doc_id] = Candidate(chunk.doc_id, chunk.chunk_id, score)
         return best
 
     def _on_cosine_scale(self, ranked: list[Candidate], vector: np.ndarray, k: int,
-                         min_score: float | None) -> list[Candidate]:
+                         min_score: float | None) -> tuple[list[Candidate], dict[int, ChunkRow]]:
         """The first k fused candidates (of those at min_score or above), in fused order, each
         scored by its document's best cosine to the query: a scale that means the same for every
-        query, where fused scores (min-max normalized per query) always put the top hit at 1."""
+        query, where fused scores (min-max normalized per query) always put the top hit at 1.
+        With them the rows of their chunks, read in the same call as the vectors."""
         out: list[Candidate] = []
+        rows: dict[int, ChunkRow] = {}
         block = max(k, 10)
         for start in range(0, len(ranked), block):
             part = ranked[start : start + block]
-            cosines = self.best_chunks(vector, [c.doc_id for c in part])
+            chunks = self.store.fetch(documents=[c.doc_id for c in part], vectors=True, rows=True)
+            rows.update((c.chunk_id, c.row) for c in chunks if c.row is not None)
+            cosines = self.best_chunks(vector, [], chunks)
             for cand in part:
                 best = cosines.get(cand.doc_id)
                 if best is not None and (min_score is None or best.score >= min_score):
                     out.append(replace(cand, score=best.score))
                     if len(out) == k:
-                        return out
-        return out
+                        return out, rows
+        return out, rows
 
     def complete(self, query: analysis.Query, vector: np.ndarray, dense: list[Candidate],
                  lexical_list: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
@@ -284,7 +293,7 @@ class Collection:
         extra_lexical: list[Candidate] = []
         missing = sorted(dense_docs - lexical_docs)
         if missing:
-            doc_of = {chunk_id: doc_id for chunk_id, doc_id, _ in self.store.chunks_of(missing)}
+            doc_of = {c.chunk_id: c.doc_id for c in self.store.fetch(documents=missing)}
             scored = dict(self.store.lexical_scores(query, list(doc_of)))
             best_lex: dict[str, Candidate] = {}
             for chunk_id, doc_id in doc_of.items():
@@ -295,59 +304,81 @@ class Collection:
         by_score = lambda c: -c.score  # noqa: E731
         return (sorted(dense + extra_dense, key=by_score), sorted(lexical_list + extra_lexical, key=by_score))
 
-    def search(self, text: str | None = None, vector: np.ndarray | None = None, k: int = 10,
+    def request(self, text: str | None = None, vector: Sequence[float] | np.ndarray | None = None, k: int = 10,
+                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
+                ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
+                field: str = "query", vector_field: str = "vector",
+                encoded: np.ndarray | None = None) -> SearchRequest:
+        """A search checked whole before any work starts: the caller's vector (dimension, finite;
+        named `vector_field`), the mode, the text (refused, naming `field`, when empty where it is
+        needed, past the model's window where it is embedded, past max_terms distinct terms where
+        it is searched lexically) and analysed once. Text and vector may both be given: the vector
+        serves dense retrieval, the text analysis. `encoded` is the text's embedding where the
+        caller made it already (a batch, a question)."""
+        checked = self.check_vector(vector, vector_field) if vector is not None else encoded
+        text = text or ""
+        has_text = bool(text.strip())
+        # A bare vector can only be searched densely: the default mode yields to it, an explicit
+        # lexical or hybrid request is refused below.
+        mode = self.resolve_mode(mode or ("" if has_text or checked is None else "dense"))
+        if mode != "dense" and not has_text:
+            raise InvalidArgument(f"{field}: {mode} search needs query text")
+        if checked is None and mode != "lexical":
+            if not has_text:
+                raise InvalidArgument(f"{field}: must not be empty")
+            check_fits(self.require_model(field), text, field)
+        query = analysis.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
+        return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe)
+
+    def search(self, text: str | None = None, vector: Sequence[float] | np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                field: str = "query") -> SearchResult:
-        """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval.
-
-        Text and vector may both be given: the vector serves dense retrieval, the text analysis.
-        Text is refused (naming `field`) past the model's window where it is embedded, and past
-        max_terms distinct terms where it is searched lexically, before any work starts."""
-        has_text = bool(text and text.strip())
-        # A bare vector can only be searched densely: the default mode yields to it, an explicit
-        # lexical or hybrid request is refused below.
-        mode = self.resolve_mode(mode or ("" if has_text or vector is None else "dense"))
-        timings: dict[str, float] = {}
+        """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval
+        (see `request` for what is refused)."""
         started = time.perf_counter()
-        if mode != "dense" and not has_text:
-            raise InvalidArgument(f"{field}: {mode} search needs query text")
-        embed = vector is None and mode != "lexical"
-        if embed:
-            if not has_text:
-                raise InvalidArgument(f"{field}: must not be empty")
-            check_fits(self.require_model(field), text or "", field)
-        query = analysis.analyze(text or "", max_terms, field) if mode != "dense" else analysis.Query(())
-        if embed:
+        return self.run(self.request(text, vector, k, flt, min_score, mode, ef_search, nprobe, max_terms, field),
+                        started)
+
+    def run(self, request: SearchRequest, started: float | None = None) -> SearchResult:
+        """A checked search (`request`): its text embedded where dense retrieval needs it, then
+        answered from the store."""
+        started = time.perf_counter() if started is None else started
+        timings: dict[str, float] = {}
+        if request.needs_embedding:
             deadline.check("embed")
-            vector = self.encode_queries([text or ""])[0]
+            request = replace(request, vector=self.encode_queries([request.text])[0])
             timings["embed"] = _ms(started)
-        if mode != "lexical":
-            vector = self.check_vector(vector)
+        mode, k, min_score = request.mode, request.k, request.min_score
         # Every read below sees the index and the store at the same write: a document being
         # replaced is found at its old version or its new one, never at neither.
         with self.store.view():
             lists: dict[str, list[Candidate]] = {}
             # Fusion needs both rankings deeper than k, or a document second in both is lost.
             depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
-            allowed = None
-            if mode != "lexical":
-                deadline.check("dense")
-                t = time.perf_counter()
-                # Dense retrieval runs twice in hybrid search and widens as it goes: the filter is
-                # resolved to chunk ids once.
-                allowed = self.store.restrict(flt)
-                lists["dense"] = self.dense_candidates(vector, depth, allowed, ef_search, nprobe)
+            want = depth * 3  # chunks of one document compete for places: more chunks than documents
+            # One store call for both retrievers (and the filter, resolved once for the feedback's
+            # dense retrieval, and the lexical scale where the scores are shown on it).
+            deadline.check("lexical" if mode == "lexical" else "dense")
+            t = time.perf_counter()
+            vector = request.vector if mode != "lexical" else None
+            found = self.store.retrieve(vector, request.query if mode != "dense" else None, want, request.flt,
+                                        request.ef_search, request.nprobe, scale=mode == "lexical")
+            if vector is not None:
+                widen = self._widen_dense(vector, found.allowed, request.ef_search, request.nprobe)
+                lists["dense"] = self._grouped(found.dense, want, widen, depth, "dense")
                 timings["dense"] = _ms(t)
             if mode != "dense":
-                deadline.check("lexical")
-                t = time.perf_counter()
-                lists["lexical"] = self.lexical_candidates(query, depth, flt)
+                t = time.perf_counter() if vector is not None else t
+                more = lambda n: self.store.lexical(request.query, n, request.flt)  # noqa: E731
+                lists["lexical"] = self._grouped(found.lexical, want, more, depth, "lexical")
                 timings["lexical"] = _ms(t)
+            rows: dict[int, ChunkRow] | None = None
             if mode == "hybrid":
+                assert vector is not None
                 deadline.check("fuse")
                 t = time.perf_counter()
-                weight = (fusion.dense_weight(self.embedder, text or "") if self.has_model
+                weight = (fusion.dense_weight(self.embedder, request.query) if self.has_model
                           else NO_MODEL_DENSE_WEIGHT)
                 ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
                 timings["fuse"] = _ms(t)
@@ -356,9 +387,10 @@ class Collection:
                     # densely again; the lexical list stays, it already matched the words.
                     deadline.check("feedback")
                     t = time.perf_counter()
-                    _, top = self.store.vectors_of([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]])
-                    feedback = fusion.rocchio(vector, top)
-                    lists["dense"] = self.dense_candidates(feedback, depth, allowed, ef_search, nprobe)
+                    top = self.store.fetch([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]], vectors=True)
+                    feedback = fusion.rocchio(vector, np.array([c.vector for c in top], dtype=np.float32))
+                    lists["dense"] = self.dense_candidates(feedback, depth, found.allowed, request.ef_search,
+                                                           request.nprobe)
                     ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
                     timings["feedback"] = _ms(t)
             else:
@@ -367,22 +399,25 @@ class Collection:
             # of the most the query's words can score (lexical).
             deadline.check("scores")
             if mode == "hybrid":
-                ranked = self._on_cosine_scale(ranked, vector, k, min_score)
+                ranked, rows = self._on_cosine_scale(ranked, vector, k, min_score)
             elif mode == "lexical":
-                most = self.store.lexical_max_score(query)
                 # At most 1 by construction; min() keeps it so when the store's scale is a moment old.
-                ranked = [replace(c, score=min(1.0, c.score / most)) for c in ranked]
+                ranked = [replace(c, score=min(1.0, c.score / found.lexical_scale)) for c in ranked]
             if min_score is not None:
                 ranked = [c for c in ranked if c.score >= min_score]
             deadline.check("fetch")
             t = time.perf_counter()
-            hits = self.materialize(ranked[:k], lists)
+            hits = self.materialize(ranked[:k], lists, rows)
             timings["fetch"] = _ms(t)
             timings["total"] = _ms(started)
             return SearchResult(hits, timings, mode)
 
-    def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]]) -> list[Hit]:
-        rows = self.store.fetch_chunks([c.chunk_id for c in ranked])
+    def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]],
+                    rows: dict[int, ChunkRow] | None = None) -> list[Hit]:
+        """Hits of the ranked candidates, from the rows of their chunks (read here unless given)."""
+        if rows is None:
+            rows = {c.chunk_id: c.row for c in self.store.fetch([c.chunk_id for c in ranked], rows=True)
+                    if c.row is not None}
         positions = {name: {c.doc_id: (rank + 1, c.score) for rank, c in enumerate(lst)}
                      for name, lst in lists.items()}
         hits = []
@@ -400,8 +435,9 @@ class Collection:
         """The stored chunk vectors of each document, one row per chunk in chunk order (documents
         not stored are left out)."""
         rows: dict[str, list[np.ndarray]] = {}
-        for _, doc_id, vector in self.store.chunks_of(ids):
-            rows.setdefault(doc_id, []).append(vector)
+        for chunk in self.store.fetch(documents=ids, vectors=True):
+            assert chunk.vector is not None
+            rows.setdefault(chunk.doc_id, []).append(chunk.vector)
         return {doc_id: np.vstack(vectors) for doc_id, vectors in rows.items()}
 
     def document_vectors(self, ids: Sequence[str], field: str) -> np.ndarray:
@@ -435,14 +471,17 @@ class Collection:
             excluded = set(positive) | set(negative)
             deadline.check("dense")
             t = time.perf_counter()
-            found = self.dense_candidates(query, k + len(excluded), self.store.restrict(flt), ef_search, nprobe)
-            ranked = [c for c in found if c.doc_id not in excluded][:k]
+            want = (k + len(excluded)) * 3
+            found = self.store.retrieve(query, None, want, flt, ef_search, nprobe)
+            found_docs = self._grouped(found.dense, want, self._widen_dense(query, found.allowed, ef_search, nprobe),
+                                       k + len(excluded), "dense")
+            ranked = [c for c in found_docs if c.doc_id not in excluded][:k]
             if min_score is not None:
                 ranked = [c for c in ranked if c.score >= min_score]
             timings["dense"] = _ms(t)
             deadline.check("fetch")
             t = time.perf_counter()
-            hits = self.materialize(ranked, {"dense": found})
+            hits = self.materialize(ranked, {"dense": found_docs})
             timings["fetch"] = _ms(t)
         timings["total"] = _ms(started)
         return SearchResult(hits, timings, "dense")
@@ -484,6 +523,17 @@ class Collection:
     def destroy_handles(self) -> None:
         """Close without a checkpoint: the collection is being deleted."""
         self.store.destroy()
+
+
+def best_per_document(ranked: list[Candidate]) -> list[Candidate]:
+    """Each document's first chunk in a ranking (its best), in the ranking's order."""
+    seen: set[str] = set()
+    out: list[Candidate] = []
+    for cand in ranked:
+        if cand.doc_id not in seen:
+            seen.add(cand.doc_id)
+            out.append(cand)
+    return out
 
 
 def unit_mean(rows: np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ stay here because `bench/fusion_study.py` measures them all side by side.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+
+from ..query.analysis import Query
 
 Ranked = list[tuple[str, float]]  # (key, score), best first
 
@@ -114,7 +115,6 @@ FUSION: Method = minmax_convex
 PRF_DEPTH = 5
 PRF_QUERY_WEIGHT = 0.4
 PRF_FEEDBACK_WEIGHT = 0.6
-_WORD = re.compile(r"\w+")
 
 
 def rocchio(query: Any, feedback_vectors: Any) -> Any:
@@ -126,12 +126,12 @@ def rocchio(query: Any, feedback_vectors: Any) -> Any:
     return (moved / np.linalg.norm(moved)).astype(np.float32)
 
 
-def vocabulary_coverage(embedder: Any, text: str) -> float:
+def vocabulary_coverage(embedder: Any, query: Query) -> float:
     """Share of the query's words the model's tokenizer keeps whole (one known vocabulary piece).
 
     A word the vocabulary lacks reaches the model as fragments it barely learned; in a language
     the model never saw, that is nearly every word, and its embeddings carry little meaning."""
-    words = [w for w in _WORD.findall(text) if not w.isdigit()]
+    words = [w for w in query.found if not w.isdigit()]
     if not words:
         return 1.0
     from ..embedding.embedder import plain_tokenizer
@@ -144,7 +144,7 @@ def vocabulary_coverage(embedder: Any, text: str) -> float:
     return known / len(words)
 
 
-def dense_weight(embedder: Any, text: str) -> float:
+def dense_weight(embedder: Any, query: Query) -> float:
     """The dense retriever's share of the fused score: the query's vocabulary coverage. Words the
     model knows are where its embedding carries meaning; BM25 matches the rest exactly."""
-    return vocabulary_coverage(embedder, text)
+    return vocabulary_coverage(embedder, query)

@@ -1,15 +1,22 @@
 """Where a collection's documents, chunks and vectors live, behind one interface.
 
-The retrieval engine (collection.py: chunking and embedding writes, grouping chunks into
+The retrieval engine (retrieval/engine.py: chunking and embedding writes, grouping chunks into
 documents, fusion, feedback, similarity) is written once against `Store`. `LocalStore` keeps a
 collection in its data folder (SQLite + FAISS) and is the default; `MilvusStore` keeps it in a
 Milvus instance (milvus-lite for tests), so that any number of stateless servers can serve it.
 A store works in chunk ids of its own; the engine never looks inside them.
+
+The retrieval half of the interface is shaped by round trips, each a network call on the Milvus
+store: retrieved chunks come back with their documents' ids (`Candidate`), one `retrieve` runs a
+search's dense and lexical retrievals (with the filter resolved and the lexical score scale, when
+asked), and one `fetch` reads whatever a search needs of given chunks or of every chunk of given
+documents (vectors, the rows a hit shows). A hybrid search with feedback makes 4 store calls:
+retrieve, fetch (feedback vectors), dense (the moved query), fetch (cosines and rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +27,7 @@ import numpy as np
 from ..documents import Chunk, Document
 from ..query.analysis import Query
 from ..query.filters import Filter
-from ..records import Manifest, Stats
+from ..records import Candidate, Manifest, Stats
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,30 @@ class ChunkRow:
     title: str
     text: str  # the chunk's own text, document.text[start:end]
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """What `fetch` reads of one chunk: always its id and its document's, the rest when asked."""
+
+    chunk_id: int
+    doc_id: str
+    vector: np.ndarray | None = None
+    row: ChunkRow | None = None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """One `retrieve`: each retriever's chunks best first (empty when it was not asked)."""
+
+    dense: list[Candidate]
+    lexical: list[Candidate]
+    # The most the query's words can score, when asked (1.0 otherwise): lexical scores divided by
+    # it mean the same for every query.
+    lexical_scale: float
+    # The filter in the form dense() takes, resolved once for the dense retrievals that follow
+    # (None: no filter).
+    allowed: Any
 
 
 class Store(Protocol):
@@ -67,26 +98,26 @@ class Store(Protocol):
     def view(self) -> AbstractContextManager[None]:
         """Reads inside agree with each other (one write's before or after, never a mix)."""
 
-    def restrict(self, flt: Filter | None) -> Any:
-        """A filter in the form dense() takes, resolved once per search (None: no filter)."""
+    def retrieve(self, vector: np.ndarray | None, query: Query | None, k: int, flt: Filter | None = None,
+                 ef_search: int = 0, nprobe: int = 0, scale: bool = False) -> Retrieved:
+        """The k best chunks by dense retrieval of vector and by lexical retrieval of query (a
+        retriever given None is not run), among the chunks of documents flt allows; with scale,
+        the lexical score scale too."""
 
     def dense(self, vectors: np.ndarray, k: int, allowed: Any = None, ef_search: int = 0,
-              nprobe: int = 0) -> list[list[tuple[int, float]]]: ...
+              nprobe: int = 0) -> list[list[Candidate]]:
+        """Per query vector, at most k chunks best first, among allowed (a `Retrieved.allowed`)."""
 
-    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[tuple[int, float]]: ...
+    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]: ...
 
-    def lexical_max_score(self, query: Query) -> float: ...
+    def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+        """BM25 of the given chunks that match the query at all (others score 0 and are left out)."""
 
-    def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]: ...
-
-    def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]: ...
-
-    def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]: ...
-
-    def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
-        """(chunk id, document id, vector) of every chunk of the documents, in chunk order."""
+    def fetch(self, chunk_ids: Sequence[int] = (), documents: Sequence[str] = (), vectors: bool = False,
+              rows: bool = False) -> list[StoredChunk]:
+        """The chunks of the given ids, in the order given (chunks deleted meanwhile are left out),
+        or every chunk of the given documents, by document and in chunk order; each with its vector
+        and its row when asked."""
 
     def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray: ...
 

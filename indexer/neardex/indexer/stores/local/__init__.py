@@ -40,8 +40,8 @@ from ...files import write_durably
 from ...layout import DATABASE, MANIFEST
 from ...query.analysis import Query
 from ...query.filters import Filter
-from ...records import Manifest, Stats
-from .. import ChunkRow
+from ...records import Candidate, Manifest, Stats
+from .. import ChunkRow, Retrieved, StoredChunk
 from . import check, fts, index_cache
 from .rwlock import RWLock
 from .sql_filters import index_rows, to_sql
@@ -188,7 +188,7 @@ class LocalStore:
         return db
 
     def _attach(self, index: VectorIndex) -> VectorIndex:
-        index.fetch_vectors = self.vectors_of
+        index.fetch_vectors = self._vectors_of
         return index
 
     def _maybe_rebuild(self) -> None:
@@ -521,32 +521,50 @@ class LocalStore:
         rows = self._reader().execute(*self._filter_sql(flt))
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def retrieve(self, vector: np.ndarray | None, query: Query | None, k: int, flt: Filter | None = None,
+                 ef_search: int = 0, nprobe: int = 0, scale: bool = False) -> Retrieved:
+        with self.view():
+            allowed = self.restrict(flt) if vector is not None else None
+            dense = self.dense(vector[None, :], k, allowed, ef_search, nprobe)[0] if vector is not None else []
+            lexical = self.lexical(query, k, flt) if query is not None else []
+            most = self._lexical_scale(query) if scale and query is not None else 1.0
+        return Retrieved(dense, lexical, most, allowed)
+
     def dense(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None,
-                     ef_search: int = 0, nprobe: int = 0) -> list[list[tuple[int, float]]]:
-        """Per query, (chunk id, score) best first, at most k chunks, among allowed (every chunk
-        when None)."""
+              ef_search: int = 0, nprobe: int = 0) -> list[list[Candidate]]:
+        """Per query, at most k chunks best first, among allowed (every chunk when None)."""
+        with self.view():
+            found = self._dense_ids(vectors, k, allowed, ef_search, nprobe)
+            return self._candidates(found)
+
+    def _dense_ids(self, vectors: np.ndarray, k: int, allowed: np.ndarray | None,
+                   ef_search: int, nprobe: int) -> list[list[tuple[int, float]]]:
         if allowed is not None and not len(allowed):
             return [[] for _ in range(len(vectors))]
-        with self.view():
-            if not self.index.live:
-                return [[] for _ in range(len(vectors))]
-            # An approximate index cut by a filter misses hits (an HNSW graph walked past what the
-            # filter excludes, IVF lists not probed) and can come back short of k: a selective
-            # filter is searched exactly among its chunks instead, and a short answer is redone
-            # that way. Flat search with a filter is exact already, and faster than reading vectors.
-            approximate = allowed is not None and self.index.trained_kind != "flat"
-            if approximate and len(allowed) <= EXACT_FILTER_LIMIT:
-                return self._exact_among(vectors, k, allowed)
-            scores, ids = self.index.search(vectors, k, allowed, ef_search, nprobe)
-            found = [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
-                     for srow, irow in zip(scores, ids)]
-            if approximate and any(len(row) < min(k, len(allowed)) for row in found):
-                return self._exact_among(vectors, k, allowed)
-            return found
+        if not self.index.live:
+            return [[] for _ in range(len(vectors))]
+        # An approximate index cut by a filter misses hits (an HNSW graph walked past what the
+        # filter excludes, IVF lists not probed) and can come back short of k: a selective
+        # filter is searched exactly among its chunks instead, and a short answer is redone
+        # that way. Flat search with a filter is exact already, and faster than reading vectors.
+        approximate = allowed is not None and self.index.trained_kind != "flat"
+        if approximate and len(allowed) <= EXACT_FILTER_LIMIT:
+            return self._exact_among(vectors, k, allowed)
+        scores, ids = self.index.search(vectors, k, allowed, ef_search, nprobe)
+        found = [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
+                 for srow, irow in zip(scores, ids)]
+        if approximate and any(len(row) < min(k, len(allowed)) for row in found):
+            return self._exact_among(vectors, k, allowed)
+        return found
+
+    def _candidates(self, found: list[list[tuple[int, float]]]) -> list[list[Candidate]]:
+        """(chunk id, score) lists with each chunk's document."""
+        doc_of = self._doc_ids([c for row in found for c, _ in row])
+        return [[Candidate(doc_of[c], c, s) for c, s in row if c in doc_of] for row in found]
 
     def _exact_among(self, vectors: np.ndarray, k: int, allowed: np.ndarray) -> list[list[tuple[int, float]]]:
         """Exact top-k among the allowed chunks, from their stored vectors."""
-        ids, stored = self.vectors_of(allowed)
+        ids, stored = self._vectors_of(allowed)
         out = []
         for query in vectors:
             scores = stored @ query
@@ -568,7 +586,7 @@ class LocalStore:
         return ids[order]
 
     @_interruptible
-    def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, their stored vectors) in the order given; chunks deleted meanwhile are
         left out."""
         rows: dict[int, bytes] = {}
@@ -580,7 +598,7 @@ class LocalStore:
         return np.array(found, dtype=np.int64), vectors.reshape(len(found), self.manifest.dimension)
 
     @_interruptible
-    def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+    def _doc_ids(self, chunk_ids: Sequence[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         for part in _batched(list(chunk_ids), 500):
             out.update(self._reader().execute(
@@ -588,33 +606,47 @@ class LocalStore:
         return out
 
     @_interruptible
-    def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
-        out: dict[int, ChunkRow] = {}
-        for part in _batched(list(chunk_ids), 500):
-            for cid, doc_id, idx, start, end, title, text, meta in self._reader().execute(
-                "SELECT c.id, c.doc_id, c.idx, c.start, c.end, d.title, d.text, d.metadata"
-                " FROM chunks c JOIN documents d ON d.id = c.doc_id"
-                f" WHERE c.id IN ({','.join('?' * len(part))})", part):
-                out[cid] = ChunkRow(doc_id, idx, start, end, title, text[start:end], json.loads(meta))
+    def fetch(self, chunk_ids: Sequence[int] = (), documents: Sequence[str] = (), vectors: bool = False,
+              rows: bool = False) -> list[StoredChunk]:
+        # Read whole here, so an interrupted read is reported here; the documents' own columns
+        # once each, not once a chunk.
+        columns = "id, doc_id, idx, start, end" + (", vector" if vectors else "")
+        db = self._reader()
+        found: list[tuple[Any, ...]] = []
+        if documents:
+            for part in _batched(list(dict.fromkeys(documents)), 500):
+                found += db.execute(f"SELECT {columns} FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})"
+                                    " ORDER BY doc_id, idx", part).fetchall()
+        else:
+            by_id: dict[int, tuple[Any, ...]] = {}
+            for part in _batched([int(i) for i in chunk_ids], 500):
+                by_id.update((r[0], r) for r in db.execute(
+                    f"SELECT {columns} FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
+            found = [by_id[int(i)] for i in chunk_ids if int(i) in by_id]
+        docs: dict[str, tuple[str, str, str]] = {}
+        if rows:
+            for part in _batched(list(dict.fromkeys(r[1] for r in found)), 500):
+                docs.update((d, (title, text, meta)) for d, title, text, meta in db.execute(
+                    "SELECT id, title, text, metadata FROM documents"
+                    f" WHERE id IN ({','.join('?' * len(part))})", part))
+        out = []
+        for r in found:
+            chunk_id, doc_id, idx, start, end = r[:5]
+            vector = np.frombuffer(r[5], dtype=np.float32) if vectors else None
+            row = None
+            if rows and doc_id in docs:
+                title, text, meta = docs[doc_id]
+                row = ChunkRow(doc_id, idx, start, end, title, text[start:end], json.loads(meta))
+            out.append(StoredChunk(chunk_id, doc_id, vector, row))
         return out
 
     @_interruptible
-    def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
-        # Read whole here, not as the caller iterates, so an interrupted read is reported here.
-        out: list[tuple[int, str, np.ndarray]] = []
-        for part in _batched(list(dict.fromkeys(doc_ids)), 500):
-            rows = self._reader().execute(
-                f"SELECT id, doc_id, vector FROM chunks WHERE doc_id IN ({','.join('?' * len(part))})"
-                " ORDER BY doc_id, idx", part).fetchall()
-            out += [(chunk_id, doc_id, np.frombuffer(blob, dtype=np.float32)) for chunk_id, doc_id, blob in rows]
-        return iter(out)
+    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
+        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if flt else None)
+        return self._candidates([found])[0]
 
     @_interruptible
-    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
-        return fts.search(self._reader(), query, k, self._filter_sql(flt) if flt else None)
-
-    @_interruptible
-    def lexical_max_score(self, query: Query) -> float:
+    def _lexical_scale(self, query: Query) -> float:
         return fts.max_score(self._reader(), query)
 
     @_interruptible

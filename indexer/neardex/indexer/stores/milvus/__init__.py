@@ -24,12 +24,14 @@ keeps them apart; no collection snapshots (Milvus has its own backup tool).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,8 @@ from ...errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ...query import analysis
 from ...query.analysis import Query
 from ...query.filters import RANGE_OPS, Condition, Filter, distinct_values
-from ...records import Manifest, Stats
-from .. import ChunkRow
+from ...records import Candidate, Manifest, Stats
+from .. import ChunkRow, Retrieved, StoredChunk
 
 CATALOG = "neardex_catalog"
 # pymilvus warns on every query iterator that milvus-lite gives it no server timestamp.
@@ -57,6 +59,8 @@ _CONNECT_TIMEOUT_S = 10.0
 # Query terms' document frequencies kept at most this long, and this many at once.
 _DF_TTL_S = 300.0
 _DF_WORDS = 100_000
+# The threads that send a hybrid retrieval's lexical search while its dense one is under way.
+_SEARCHES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="milvus-lexical")
 
 
 def is_milvus(uri: str) -> bool:
@@ -261,7 +265,7 @@ class MilvusStore:
         self.chunks = _milvus_name(manifest.name, "chunks")
         self.docs = _milvus_name(manifest.name, "docs")
         self._write_mutex = threading.Lock()
-        # Document frequencies of query terms for lexical_max_score, forgotten every _DF_TTL_S.
+        # Document frequencies of query terms for the lexical scale, forgotten every _DF_TTL_S.
         self._df: dict[str, int] = {}
         self._df_total = 0
         self._df_since = -math.inf
@@ -406,29 +410,42 @@ class MilvusStore:
     def view(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
-    def restrict(self, flt: Filter | None) -> str | None:
-        return to_expr(flt) or None
+    def retrieve(self, vector: np.ndarray | None, query: Query | None, k: int, flt: Filter | None = None,
+                 ef_search: int = 0, nprobe: int = 0, scale: bool = False) -> Retrieved:
+        """Both searches are sent at once (the lexical one from a worker thread), so a hybrid
+        retrieval waits for one round trip, not two."""
+        allowed = to_expr(flt) or None
+        lexical = None
+        if vector is not None and query is not None and query.stems:
+            lexical = _SEARCHES.submit(contextvars.copy_context().run, self.lexical, query, k, flt)
+        dense = self.dense(vector[None, :], k, allowed)[0] if vector is not None else []
+        if lexical is not None:
+            lexical_hits = lexical.result()
+        else:
+            lexical_hits = self.lexical(query, k, flt) if query is not None else []
+        most = self._lexical_scale(query) if scale and query is not None else 1.0
+        return Retrieved(dense, lexical_hits, most, allowed)
 
     def dense(self, vectors: np.ndarray, k: int, allowed: str | None = None, ef_search: int = 0,
-              nprobe: int = 0) -> list[list[tuple[int, float]]]:
+              nprobe: int = 0) -> list[list[Candidate]]:
         results = self.client.search(self.chunks, data=[v.tolist() for v in vectors], anns_field="dense", limit=k,
                                      filter=allowed or "", output_fields=["doc_id"],
                                      search_params={"metric_type": "IP"})
-        return [[(int(hit["pk"]), float(hit["distance"])) for hit in row] for row in results]
+        return [[Candidate(hit["doc_id"], int(hit["pk"]), float(hit["distance"])) for hit in row] for row in results]
 
     def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
-        return np.array([pk for pk, _ in self.dense(vectors, k)[0]], dtype=np.int64)
+        return np.array([c.chunk_id for c in self.dense(vectors, k)[0]], dtype=np.int64)
 
-    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[tuple[int, float]]:
+    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
         if not query.stems:
             return []
         results = self.client.search(self.chunks, data=[" ".join(query.stems)], anns_field="sparse", limit=k,
                                      filter=to_expr(flt), output_fields=["doc_id"],
                                      search_params={"metric_type": "BM25"})
         # milvus-lite reports BM25 negated, Milvus as it is: the order is the same.
-        return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
+        return [Candidate(hit["doc_id"], int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
 
-    def lexical_max_score(self, query: Query) -> float:
+    def _lexical_scale(self, query: Query) -> float:
         """The BM25 score a chunk holding every query term once would get (the scale lexical
         scores are reported on). Milvus does not expose its term statistics, so document
         frequencies are counted here, one scan per term, and kept a while: they only set a scale."""
@@ -464,25 +481,21 @@ class MilvusStore:
                                      search_params={"metric_type": "BM25"})
         return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
 
-    def doc_ids_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
-        return {int(r["pk"]): r["doc_id"] for r in self._query_in(self.chunks, "pk", chunk_ids, ["pk", "doc_id"])}
-
-    def fetch_chunks(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
-        fields = ["pk", "doc_id", "idx", "start", "end", "title", "text", "meta"]
-        return {int(r["pk"]): ChunkRow(r["doc_id"], int(r["idx"]), int(r["start"]), int(r["end"]), r["title"],
-                                       r["text"], decode_metadata(r["meta"] or {}))
-                for r in self._query_in(self.chunks, "pk", chunk_ids, fields)}
-
-    def vectors_of(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        rows = {int(r["pk"]): r["dense"] for r in self._query_in(self.chunks, "pk", chunk_ids, ["pk", "dense"])}
-        found = [int(i) for i in chunk_ids if int(i) in rows]
-        vectors = np.array([rows[i] for i in found], dtype=np.float32).reshape(len(found), self.manifest.dimension)
-        return np.array(found, dtype=np.int64), vectors
-
-    def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[tuple[int, str, np.ndarray]]:
-        rows = self._query_in(self.chunks, "doc_id", list(dict.fromkeys(doc_ids)), ["pk", "doc_id", "idx", "dense"])
-        for r in sorted(rows, key=lambda r: (r["doc_id"], r["idx"])):
-            yield int(r["pk"]), r["doc_id"], np.asarray(r["dense"], dtype=np.float32)
+    def fetch(self, chunk_ids: Sequence[int] = (), documents: Sequence[str] = (), vectors: bool = False,
+              rows: bool = False) -> list[StoredChunk]:
+        fields = ["pk", "doc_id", "idx"] + (["dense"] if vectors else []) + (
+            ["start", "end", "title", "text", "meta"] if rows else [])
+        if documents:
+            found = sorted(self._query_in(self.chunks, "doc_id", list(dict.fromkeys(documents)), fields),
+                           key=lambda r: (r["doc_id"], r["idx"]))
+        else:
+            by_id = {int(r["pk"]): r for r in self._query_in(self.chunks, "pk", chunk_ids, fields)}
+            found = [by_id[int(i)] for i in chunk_ids if int(i) in by_id]
+        return [StoredChunk(int(r["pk"]), r["doc_id"],
+                            np.asarray(r["dense"], dtype=np.float32) if vectors else None,
+                            ChunkRow(r["doc_id"], int(r["idx"]), int(r["start"]), int(r["end"]), r["title"],
+                                     r["text"], decode_metadata(r["meta"] or {})) if rows else None)
+                for r in found]
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -1,0 +1,35 @@
+"""One search, checked and analysed once (`Collection.request`), then answered (`Collection.run`).
+
+Every check a search needs (the caller's vector, the mode, empty or oversized text) is made once,
+before any work starts, and the text is analysed once into the `Query` every lexical read takes
+and hybrid fusion weighs: the server, a batch of searches and question answering build the request
+and hand it on, so no layer checks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..query.analysis import Query
+from ..query.filters import Filter
+
+
+@dataclass(frozen=True, eq=False)
+class SearchRequest:
+    mode: str  # resolved: dense, lexical or hybrid
+    k: int
+    text: str  # "" without text
+    query: Query  # the text analysed (no words in dense mode)
+    # Checked (unit length in a collection without a model), or the text's embedding; None while
+    # the text is still to be embedded (and in lexical mode, which needs no vector).
+    vector: np.ndarray | None
+    flt: Filter | None = None
+    min_score: float | None = None
+    ef_search: int = 0
+    nprobe: int = 0
+
+    @property
+    def needs_embedding(self) -> bool:
+        return self.vector is None and self.mode != "lexical"
