@@ -60,7 +60,7 @@ def main() -> None:
                 index_documents(collection, load_corpus(limit=args.limit))
             encode = collection.embedder.encode
             results["in-process embed + FAISS"] = timed(
-                queries, args.repeat, lambda q: collection.dense_search(encode([q]), args.k * 3))
+                queries, args.repeat, lambda q: collection.store.dense(encode([q]), args.k * 3))
             for mode in ("dense", "hybrid"):
                 results[f"in-process search {mode}"] = timed(
                     queries, args.repeat, lambda q, mode=mode: collection.search(text=q, k=args.k, mode=mode))
