@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-import logging
 import math
 import threading
 import time
@@ -39,23 +38,24 @@ import numpy as np
 
 from ... import deadline
 from ...documents import Chunk, Document
-from ...errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ...errors import FailedPrecondition, InvalidArgument
 from ...query import analysis
 from ...query.analysis import Query
-from ...query.filters import RANGE_OPS, Condition, Filter, distinct_values
+from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
 from .. import ChunkRow, Retrieved, StoredChunk
+from .connection import client_for, is_milvus
+from .expressions import METADATA_FIELDS, decode_metadata, filterable, quote, to_expr
+
+__all__ = ["CATALOG", "MilvusStore", "catalog_manifests", "client_for", "is_milvus"]
 
 CATALOG = "neardex_catalog"
-# pymilvus warns on every query iterator that milvus-lite gives it no server timestamp.
-_QUIET = ("pymilvus", "pymilvus.milvus_client", "pymilvus.client.iterator.query_iterator")
 MAX_TEXT_BYTES = 65_535
 # Ids in one Milvus expression at most, and rows in one query.
 _BATCH = 1000
 _QUERY_LIMIT = 16_384
 # Milvus' BM25 (as Lucene's): idf = ln(1 + (N - n + 0.5) / (n + 0.5)), term weight k1 = 1.2.
 _K1 = 1.2
-_CONNECT_TIMEOUT_S = 10.0
 # Query terms' document frequencies kept at most this long, and this many at once.
 _DF_TTL_S = 300.0
 _DF_WORDS = 100_000
@@ -63,192 +63,9 @@ _DF_WORDS = 100_000
 _SEARCHES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="milvus-lexical")
 
 
-def is_milvus(uri: str) -> bool:
-    return uri.startswith("milvus://") or uri.endswith(".db")
-
-
-def _client_uri(uri: str) -> str:
-    return "http://" + uri[len("milvus://"):] if uri.startswith("milvus://") else uri
-
-
-class _Client:
-    """A MilvusClient whose errors are neardex's: a collection dropped meanwhile (by another
-    server) is NotFound, an instance that cannot be reached is Unavailable (a retry may succeed),
-    anything else Milvus refuses is FailedPrecondition with Milvus' own words."""
-
-    def __init__(self, uri: str, client: Any) -> None:
-        self.uri = uri
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            from pymilvus.exceptions import MilvusException, MilvusUnavailableException
-
-            try:
-                return method(*args, **kwargs)
-            except MilvusUnavailableException as exc:
-                raise Unavailable(f"store: Milvus at {self.uri} cannot be reached: {exc.message}") from None
-            except MilvusException as exc:
-                text = exc.message or str(exc)
-                if exc.code == _COLLECTION_NOT_FOUND:
-                    raise NotFound(f"collection: its data is gone from {self.uri} (dropped meanwhile): {text}") from None
-                if exc.code in _UNAVAILABLE_CODES:
-                    raise Unavailable(f"store: Milvus at {self.uri} cannot be reached: {text}") from None
-                raise FailedPrecondition(f"store: Milvus at {self.uri} refused: {text}") from None
-
-        return call
-
-
-# pymilvus' codes: a connection that failed, and a collection that does not exist.
-_UNAVAILABLE_CODES = {2}
-_COLLECTION_NOT_FOUND = 100
-_clients: dict[str, _Client] = {}
-_clients_lock = threading.Lock()
-
-
-def client_for(uri: str) -> _Client:
-    """One MilvusClient per instance in a process (milvus-lite allows one per file)."""
-    from pymilvus import MilvusClient
-
-    for name in _QUIET:  # after pymilvus configured its loggers on import
-        logging.getLogger(name).setLevel(logging.ERROR)
-    with _clients_lock:
-        if uri not in _clients:
-            try:
-                _clients[uri] = _Client(uri, MilvusClient(_client_uri(uri), timeout=_CONNECT_TIMEOUT_S))
-            except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds
-                raise Unavailable(f"store: cannot reach Milvus at {uri}: {exc}") from None
-        return _clients[uri]
-
-
 def _milvus_name(name: str, part: str) -> str:
     # Milvus names take letters, digits and '_': an injective spelling of ours.
     return "neardex_" + name.replace("_", "__").replace("-", "_d") + "_" + part
-
-
-def _quote(value: str) -> str:
-    """A string literal of Milvus' expression grammar, which takes every character but `"`, `\\`
-    and line breaks as it is, and knows no `\\u` escapes (JSON's quoting is refused for control
-    characters)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return f'"{escaped}"'
-
-
-# Milvus compares JSON booleans equal to numbers (true == 1); neardex keeps them apart, so the
-# store writes a boolean as a string of its own ("\ue000true") and reads it back as a boolean.
-# Strings starting with that private-use character are refused on write.
-_BOOL = "\ue000"
-
-
-def encode_metadata(value: Any, field: str) -> Any:
-    if isinstance(value, bool):
-        return _BOOL + ("true" if value else "false")
-    if isinstance(value, str) and value.startswith(_BOOL):
-        raise InvalidArgument(f"{field}: strings starting with U+E000 are reserved by the Milvus store")
-    if isinstance(value, dict):
-        return {k: encode_metadata(v, f"{field}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [encode_metadata(v, f"{field}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def decode_metadata(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_BOOL):
-        return value == _BOOL + "true"
-    if isinstance(value, dict):
-        return {k: decode_metadata(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_metadata(v) for v in value]
-    return value
-
-
-def scalars(metadata: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
-    """The numbers and the strings of a document's metadata by dotted path, for ranges (arrays
-    and booleans are not ordered by a range; a key that has a dot of its own is left out)."""
-    numbers: dict[str, float] = {}
-    strings: dict[str, str] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                if "." not in key:
-                    walk(inner, f"{path}.{key}" if path else key)
-        elif isinstance(value, str):
-            strings[path] = value
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            numbers[path] = value
-
-    walk(metadata, "")
-    return numbers, strings
-
-
-# A document's metadata as Milvus holds it: as given (booleans encoded), and its scalars by path.
-_METADATA_FIELDS = ("meta", "nums", "strs")
-
-
-def _filterable(metadata: dict[str, Any], field: str) -> dict[str, Any]:
-    numbers, strings = scalars(metadata)
-    return {"meta": encode_metadata(metadata, field), "nums": numbers, "strs": strings}
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool | str):
-        return _quote(encode_metadata(value, "filter"))
-    # Never a bare function argument (where Milvus' grammar would want a negative number in
-    # parentheses): numbers are compared, or are elements of a list.
-    return repr(value)
-
-
-def _list(values: Sequence[Any]) -> str:
-    return "[" + ", ".join(_literal(v) for v in values) + "]"
-
-
-def _path(key: str) -> str:
-    return "meta" + "".join(f"[{_quote(segment)}]" for segment in key.split("."))
-
-
-def to_expr(flt: Filter | None) -> str:
-    """A filter as a Milvus boolean expression over the `meta` JSON field (see filters.py for
-    the semantics; every leaf is written so that a missing key makes it false, never unknown)."""
-    return _expr(flt) if flt else ""
-
-
-def _expr(flt: Filter) -> str:
-    parts = [_condition(k, c) for k, c in flt.conditions.items()]
-    parts += [_expr(sub) for sub in flt.all]
-    if flt.any:
-        parts.append(" or ".join(f"({_expr(sub)})" for sub in flt.any))
-    parts += [f"not ({_expr(sub)})" for sub in flt.not_]
-    return " and ".join(f"({p})" for p in parts) or "true"  # an empty filter holds for all
-
-
-def _condition(key: str, cond: Condition) -> str:
-    path = _path(key)
-    if cond.op == "eq" and cond.value is None:
-        return f"{path} is null"
-    if cond.op in ("eq", "in", "contains_any"):
-        # An array holding one of the values (one function call for the whole list), or a
-        # scalar equal to one: Milvus takes no `in` on a JSON path.
-        values = distinct_values(cond.value if cond.op != "eq" else [cond.value])
-        scalar = " or ".join(f"{path} == {_literal(v)}" for v in values)
-        return f"exists {path} and (json_contains_any({path}, {_list(values)}) or {scalar})"
-    if cond.op in ("ne", "not_in"):
-        return f"not ({_condition(key, Condition('eq' if cond.op == 'ne' else 'in', cond.value))})"
-    if cond.op == "contains_all":
-        values = distinct_values(cond.value)
-        # A scalar holds every value only when there is one.
-        scalar = f" or {path} == {_literal(values[0])}" if len(values) == 1 else ""
-        return f"exists {path} and (json_contains_all({path}, {_list(values)}){scalar})"
-    if cond.op == "range":
-        # Over the scalar copy of the key (numbers or strings): Milvus leaves an order comparison
-        # of unlike types unknown, and `not` of unknown is unknown, where it must be true.
-        field = "strs" if any(isinstance(v, str) for v in cond.value.values()) else "nums"
-        shadow = f"{field}[{_quote(key)}]"
-        bounds = " and ".join(f"{shadow} {RANGE_OPS[op]} {_literal(v)}" for op, v in cond.value.items())
-        return f"exists {shadow} and {bounds}"
-    return f"exists {path}" if cond.value else f"not exists {path}"
 
 
 def lexical_text(text: str) -> str:
@@ -285,7 +102,7 @@ class MilvusStore:
                                   " embedded store's (or configure the index in Milvus itself)")
         client = client_for(manifest.store)
         _ensure_catalog(client)
-        if client.query(CATALOG, filter=f"name == {_quote(manifest.name)}", output_fields=["name"]):
+        if client.query(CATALOG, filter=f"name == {quote(manifest.name)}", output_fields=["name"]):
             raise FailedPrecondition(f"name: {manifest.store} already holds a neardex collection {manifest.name!r}")
         chunks = client.create_schema(auto_id=True)
         chunks.add_field("pk", DataType.INT64, is_primary=True)
@@ -298,7 +115,7 @@ class MilvusStore:
         chunks.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
         chunks.add_field("lex", DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True,
                          analyzer_params={"tokenizer": "standard"})
-        for field in _METADATA_FIELDS:
+        for field in METADATA_FIELDS:
             chunks.add_field(field, DataType.JSON)
         chunks.add_field("dense", DataType.FLOAT_VECTOR, dim=manifest.dimension)
         chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
@@ -311,7 +128,7 @@ class MilvusStore:
         docs.add_field("doc_id", DataType.VARCHAR, max_length=1024, is_primary=True)
         docs.add_field("title", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
         docs.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
-        for field in _METADATA_FIELDS:
+        for field in METADATA_FIELDS:
             docs.add_field(field, DataType.JSON)
         docs.add_field("hash", DataType.VARCHAR, max_length=64)
         docs.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector in every collection
@@ -343,7 +160,7 @@ class MilvusStore:
                 if len(value.encode()) > MAX_TEXT_BYTES:
                     raise InvalidArgument(f"documents[{i}].{field}: {len(value.encode())} bytes; the Milvus store"
                                           f" keeps at most {MAX_TEXT_BYTES} (document {doc.id!r})")
-        metadata = {doc.id: _filterable(doc.metadata, f"documents[{i}].metadata") for i, (doc, _) in enumerate(changed)}
+        metadata = {doc.id: filterable(doc.metadata, f"documents[{i}].metadata") for i, (doc, _) in enumerate(changed)}
         rows, row = [], 0
         for (doc, _), (chunks, texts) in zip(changed, prepared):
             for chunk, text in zip(chunks, texts):
@@ -392,7 +209,7 @@ class MilvusStore:
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
     def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]:
-        expr = " and ".join(e for e in (f"doc_id > {_quote(after)}" if after else "", to_expr(flt)) if e)
+        expr = " and ".join(e for e in (f"doc_id > {quote(after)}" if after else "", to_expr(flt)) if e)
         ids = sorted(r["doc_id"] for r in self._query(self.docs, expr, ["doc_id"]))[:limit]
         fields = ["doc_id", "title", "meta"] + (["text"] if text else [])
         found = {r["doc_id"]: _document(r) for r in self._query_in(self.docs, "doc_id", ids, fields)}
@@ -462,7 +279,7 @@ class MilvusStore:
             hits = self._df.get(word)
             if hits is None:
                 deadline.check("lexical scale")  # a round trip a term not counted yet
-                counted = self.client.query(self.chunks, filter=f"lex like {_quote('% ' + word + ' %')}",
+                counted = self.client.query(self.chunks, filter=f"lex like {quote('% ' + word + ' %')}",
                                             output_fields=["count(*)"])
                 hits = int(counted[0]["count(*)"]) if counted else 0
                 with self._df_lock:
@@ -533,13 +350,13 @@ class MilvusStore:
             if client.has_collection(_milvus_name(manifest.name, part)):
                 client.drop_collection(_milvus_name(manifest.name, part))
         if _open_catalog(client):
-            client.delete(CATALOG, filter=f"name == {_quote(manifest.name)}")
+            client.delete(CATALOG, filter=f"name == {quote(manifest.name)}")
 
     # -- helpers ------------------------------------------------------------------------------
 
     @staticmethod
     def _in(field: str, values: Sequence[Any]) -> str:
-        items = [str(int(v)) for v in values] if field == "pk" else [_quote(str(v)) for v in values]
+        items = [str(int(v)) for v in values] if field == "pk" else [quote(str(v)) for v in values]
         return f"{field} in [{', '.join(items)}]"
 
     def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
