@@ -13,32 +13,16 @@ same script measures an older checkout (PYTHONPATH pointing at it) for a before/
 from __future__ import annotations
 
 import argparse
-import collections
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import cpu_flags, load_corpus, load_queries, median, percentile, print_table
+from common import ROOT, cpu_flags, load_corpus, load_queries, median, percentile, print_table
 
-
-class CountingStore:
-    """A store whose method calls are counted (view() apart: it is no round trip on Milvus)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if not callable(attribute) or name == "view":
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return attribute(*args, **kwargs)
-
-        return counted
+sys.path.insert(0, str(ROOT))
+from tests.support.counting import counting  # noqa: E402
 
 
 def main() -> None:
@@ -71,13 +55,9 @@ def main() -> None:
 
             for i in range(min(5, len(queries))):
                 search(i)  # warm-up
-            proxy = CountingStore(collection.store)
-            real, collection.store = collection.store, proxy
-            try:
+            with counting(collection) as proxy:
                 for i in range(len(queries)):
                     search(i)
-            finally:
-                collection.store = real
             calls = sum(proxy.calls.values()) / len(queries)
             ms = []
             for _ in range(args.repeat):

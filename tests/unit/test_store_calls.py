@@ -13,11 +13,8 @@ fetch_chunks), 9 of them round trips on Milvus."""
 
 from __future__ import annotations
 
-import collections
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +23,7 @@ from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.query.filters import Condition, Filter
 from neardex.indexer.retrieval.engine import Collection
+from tests.support.counting import counting
 
 MOST_CALLS = 4
 TOPICS = ["copper kettles and their repair", "lighthouse lamps on the northern cliffs",
@@ -35,36 +33,6 @@ DOCS = [Document(f"d{i:02d}", f"A note on {TOPICS[i % len(TOPICS)]}, number {i}.
                  f" {TOPICS[(i * 5) % len(TOPICS)]} changed over the years.",
                  metadata={"shelf": i % 3}) for i in range(60)]
 QUERY = "how were copper kettles repaired near the lighthouse"
-
-
-class CountingStore:
-    """A store whose method calls are counted by name (view() apart, see the module's docstring)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if not callable(attribute) or name == "view":
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return attribute(*args, **kwargs)
-
-        return counted
-
-
-@contextlib.contextmanager
-def counting(collection: Collection) -> Iterator[CountingStore]:
-    real = collection.store
-    proxy = CountingStore(real)
-    collection.store = proxy  # type: ignore[assignment]
-    try:
-        yield proxy
-    finally:
-        collection.store = real
 
 
 @pytest.fixture(scope="module")
