@@ -42,16 +42,16 @@ def summary_counts(line: str) -> str:
 
 def test_ray_indexes_as_the_plain_path_does(tmp_path: Path) -> None:
     corpus = tmp_path / "docs.jsonl"
-    queries = write_corpus(corpus, 240)
+    queries = write_corpus(corpus, 120)
     plain = run_cli("index", str(corpus), "--collection", "docs", "--data-dir", str(tmp_path / "plain"), "--quiet")
     ray = run_cli("index", str(corpus), "--collection", "docs", "--data-dir", str(tmp_path / "ray"), "--quiet",
                   "--ray", "--ray-actors", "1", "--batch-size", "50")
-    assert summary_counts(ray.stdout) == summary_counts(plain.stdout) and "240 written" in ray.stdout
+    assert summary_counts(ray.stdout) == summary_counts(plain.stdout) and "120 written" in ray.stdout
 
     with Catalog(tmp_path / "plain") as a_cat, Catalog(tmp_path / "ray") as b_cat:
         a, b = a_cat.get("docs"), b_cat.get("docs")
         ids = sorted(a.all_ids())
-        assert ids == sorted(b.all_ids()) and a.stats().chunks == b.stats().chunks > 240
+        assert ids == sorted(b.all_ids()) and a.stats().chunks == b.stats().chunks > 120
         a_chunks = [(c.doc_id, c.vector) for c in a.store.fetch(documents=ids, vectors=True)]
         b_chunks = [(c.doc_id, c.vector) for c in b.store.fetch(documents=ids, vectors=True)]
         assert [doc for doc, _ in a_chunks] == [doc for doc, _ in b_chunks]
@@ -74,7 +74,7 @@ def test_ray_indexes_as_the_plain_path_does(tmp_path: Path) -> None:
 
     again = run_cli("index", str(corpus), "--collection", "docs", "--data-dir", str(tmp_path / "ray"), "--quiet",
                     "--ray", "--ray-actors", "1")
-    assert "0 written, 240 unchanged" in again.stdout
+    assert "0 written, 120 unchanged" in again.stdout
 
 
 def test_ray_refuses_what_it_cannot_do(tmp_path: Path) -> None:

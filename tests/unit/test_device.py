@@ -62,7 +62,7 @@ def test_fp16_agreement_is_a_bound_on_every_row() -> None:
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    return [f"{d.title} {d.text}" for d in read_documents(SAMPLES)][:40]
+    return [f"{d.title} {d.text}" for d in read_documents(SAMPLES)][:12]
 
 
 QUERIES = ["how do volcanoes form", "bread needs yeast to rise", "sorting algorithms compared"]
