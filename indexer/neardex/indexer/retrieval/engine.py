@@ -245,17 +245,10 @@ class Collection:
         more = lambda n: self.store.lexical(query, n, flt)  # noqa: E731
         return self._grouped(more(k * 3), k * 3, more, k, "lexical")
 
-    def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str],
-                    chunks: list[StoredChunk] | None = None) -> dict[str, Candidate]:
+    def best_chunks(self, vector: np.ndarray, doc_ids: Sequence[str]) -> dict[str, Candidate]:
         """Each document's chunk closest to vector, with its cosine (documents not stored are left
-        out); from `chunks` where the caller read them (with their vectors) already."""
-        best: dict[str, Candidate] = {}
-        for chunk in self.store.fetch(documents=doc_ids, vectors=True) if chunks is None else chunks:
-            assert chunk.vector is not None
-            score = float(chunk.vector @ vector)
-            if chunk.doc_id not in best or score > best[chunk.doc_id].score:
-                best[chunk.doc_id] = Candidate(chunk.doc_id, chunk.chunk_id, score)
-        return best
+        out)."""
+        return closest_chunks(vector, self.store.fetch(documents=doc_ids, vectors=True))
 
     def _on_cosine_scale(self, ranked: list[Candidate], vector: np.ndarray, k: int,
                          min_score: float | None) -> tuple[list[Candidate], dict[int, ChunkRow]]:
@@ -270,7 +263,7 @@ class Collection:
             part = ranked[start : start + block]
             chunks = self.store.fetch(documents=[c.doc_id for c in part], vectors=True, rows=True)
             rows.update((c.chunk_id, c.row) for c in chunks if c.row is not None)
-            cosines = self.best_chunks(vector, [], chunks)
+            cosines = closest_chunks(vector, chunks)
             for cand in part:
                 best = cosines.get(cand.doc_id)
                 if best is not None and (min_score is None or best.score >= min_score):
@@ -523,6 +516,17 @@ class Collection:
     def destroy_handles(self) -> None:
         """Close without a checkpoint: the collection is being deleted."""
         self.store.destroy()
+
+
+def closest_chunks(vector: np.ndarray, chunks: list[StoredChunk]) -> dict[str, Candidate]:
+    """Per document, its chunk (read with its vector) closest to vector, with the cosine."""
+    best: dict[str, Candidate] = {}
+    for chunk in chunks:
+        assert chunk.vector is not None
+        score = float(chunk.vector @ vector)
+        if chunk.doc_id not in best or score > best[chunk.doc_id].score:
+            best[chunk.doc_id] = Candidate(chunk.doc_id, chunk.chunk_id, score)
+    return best
 
 
 def best_per_document(ranked: list[Candidate]) -> list[Candidate]:
