@@ -623,10 +623,11 @@ class LocalStore:
                 by_id.update((r[0], r) for r in db.execute(
                     f"SELECT {columns} FROM chunks WHERE id IN ({','.join('?' * len(part))})", part))
             found = [by_id[int(i)] for i in chunk_ids if int(i) in by_id]
-        docs: dict[str, tuple[str, str, str]] = {}
+        # A document's metadata parsed once, shared by its chunks' rows (nothing downstream edits it).
+        docs: dict[str, tuple[str, str, dict[str, Any]]] = {}
         if rows:
             for part in _batched(list(dict.fromkeys(r[1] for r in found)), 500):
-                docs.update((d, (title, text, meta)) for d, title, text, meta in db.execute(
+                docs.update((d, (title, text, json.loads(meta))) for d, title, text, meta in db.execute(
                     "SELECT id, title, text, metadata FROM documents"
                     f" WHERE id IN ({','.join('?' * len(part))})", part))
         out = []
@@ -636,7 +637,7 @@ class LocalStore:
             row = None
             if rows and doc_id in docs:
                 title, text, meta = docs[doc_id]
-                row = ChunkRow(doc_id, idx, start, end, title, text[start:end], json.loads(meta))
+                row = ChunkRow(doc_id, idx, start, end, title, text[start:end], meta)
             out.append(StoredChunk(chunk_id, doc_id, vector, row))
         return out
 
