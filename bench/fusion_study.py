@@ -24,7 +24,6 @@ def main() -> None:
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.ingest.pipeline import index_documents
     from neardex.indexer.ingest.readers import read_beir
-    from neardex.indexer.query import analysis
     from neardex.indexer.retrieval import fusion
     from neardex.server.evaluation import evaluate, load_judged
 
@@ -55,7 +54,7 @@ def main() -> None:
             vectors = col.embedder.encode(list(judged.queries.values()))
             cache = {}
             for text, vec in zip(judged.queries.values(), vectors):
-                query = analysis.analyze(text)
+                query = col.analyze(text)
                 dense, lex = col.dense_candidates(vec, args.depth), col.lexical_candidates(query, args.depth)
                 cache[text] = (dense, lex, fusion.vocabulary_coverage(col.embedder, query),
                                col.complete(query, vec, dense, lex))

@@ -153,6 +153,43 @@ def test_command_line(server, filled: Client) -> None:
     value = float(run_cli("similarity", "The cat sat.", "A cat was sitting.", *target).stdout)
     assert 0.5 < value <= 1
     out = run_cli("tokenize", "-", "Unbelievably antidisestablishmentarian", *target).stdout
-    assert out.splitlines()[0] == "un ##bel ##ie ##va ##bly anti ##dis ##est ##ab ##lish ##ment ##arian"
+    assert out.splitlines()[0] == ("model (12 subword tokens):"
+                                   " un ##bel ##ie ##va ##bly anti ##dis ##est ##ab ##lish ##ment ##arian")
+    assert out.splitlines()[1].startswith("lexical (auto") and "antidisestablishmentarian" in out.splitlines()[1]
     assert "12 tokens (all-MiniLM-L6-v2); fits one model call of 254 tokens; 1 chunk(s):" in out
     assert "chunk 0: characters 0-38, 12 tokens" in out
+
+
+def test_tokenize_shows_the_models_subwords_beside_the_analyzers_terms(server, filled: Client) -> None:
+    text = "Die Häuser der Stadt wurden renoviert"
+    result = filled.tokenize(text, collection="docs")
+    assert result.analyzer == "auto" and result.language == "de"
+    assert [t.text for t in result.terms] == text.split()
+    assert [text[t.start:t.end] for t in result.terms] == [t.text for t in result.terms]
+    by_word = {t.text: t for t in result.terms}
+    assert by_word["Häuser"].term == "haus" and by_word["die".capitalize()].stop
+    # The same word, two readings: pieces of the model's vocabulary against one stemmed term.
+    assert len([t for t in result.tokens if t.start < by_word["renoviert"].end and t.end > by_word["renoviert"].start]) > 1
+    english = filled.tokenize(text, collection="docs", language="english")
+    assert english.analyzer == "english" and {t.text: t.term for t in english.terms}["Häuser"] == "hauser"
+    chinese = filled.tokenize("北京是首都", language="auto")
+    assert [t.term for t in chinese.terms] == ["北京", "京是", "是首", "首都"]
+    with pytest.raises(InvalidArgument, match="language: unknown language 'xx'"):
+        filled.tokenize(text, language="xx")
+    out = run_cli("tokenize", "docs", text, "--server", f"127.0.0.1:{server[1]}")
+    assert "lexical (auto, de;" in out.stdout and "haus" in out.stdout and "##" in out.stdout
+
+
+def test_a_collections_language_is_set_changed_and_shown(filled: Client) -> None:
+    info = filled.create_collection("de", language="de")
+    assert info.language == info.lexical_language == "german"
+    filled.upsert("de", [{"id": "haus", "text": "Das Haus ist alt."}])
+    assert [h.id for h in filled.search("de", "Häuser", mode="lexical").hits] == ["haus"]
+    changed = filled.update_collection("de", language="none")
+    assert changed.language == "none"
+    with pytest.raises(InvalidArgument, match="language: unknown language"):
+        filled.update_collection("de", language="elvish")
+    with pytest.raises(NotFound):
+        filled.update_collection("nope", language="none")
+    auto = filled.info("docs")
+    assert auto.language == "auto" and auto.languages == ["en"]

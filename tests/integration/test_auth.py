@@ -29,7 +29,7 @@ NEEDS = {
     "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Scroll", "Embed", "SearchSimilar", "Similarity",
              "Tokenize", "ListCollections", "GetCollection", "ListAliases", "ListSnapshots"},
     "write": {"Upsert", "UpsertStream", "Delete"},
-    "admin": {"CreateCollection", "DeleteCollection", "IndexMetadata", "CreateAlias", "DeleteAlias",
+    "admin": {"CreateCollection", "DeleteCollection", "IndexMetadata", "UpdateCollection", "CreateAlias", "DeleteAlias",
               "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot"},
 }
 NEEDED_ROLE = {method: role for role, methods in NEEDS.items() for method in methods}
@@ -47,6 +47,7 @@ def request_for(method: str, target: str) -> Any:
         "GetCollection": pb.GetCollectionRequest(name=target),
         "DeleteCollection": pb.DeleteCollectionRequest(name=target),
         "IndexMetadata": pb.IndexMetadataRequest(collection=target, keys=["topic"]),
+        "UpdateCollection": pb.UpdateCollectionRequest(name=target, language="german"),
         "CreateAlias": pb.CreateAliasRequest(name=f"{target}-b", collection=target),
         "DeleteAlias": pb.DeleteAliasRequest(name=f"{target}-a"),
         "ListAliases": pb.ListAliasesRequest(collection=target),

@@ -70,7 +70,9 @@ def refusal(method: Callable[..., object], request: object) -> str:
 def test_a_3_mb_lexical_query_is_refused_naming_the_field_and_the_limit(stub) -> None:
     text = made_up_words(400_000)  # the reported attack: 3 MB, 400,000 words
     assert len(text) > 2_900_000
-    distinct = len(analysis.query_words(text))
+    # As the server analyses it: among the languages of the collection's documents.
+    languages = stub.GetCollection(pb.GetCollectionRequest(name="docs")).languages
+    distinct = len(analysis.Analyzer("auto").query(text, frozenset(languages), max_terms=10**9).terms)
     lex = pb.SEARCH_MODE_LEXICAL
     details = refusal(stub.Search, pb.SearchRequest(collection="docs", text=text, top_k=5, mode=lex))
     assert details == (f"query: {distinct} terms after analysis; the limit is 1024 (NEARDEX_MAX_QUERY_TERMS)")
@@ -158,7 +160,7 @@ def test_the_lexical_score_scale_stops_between_terms(tmp_path: Path) -> None:
     fts.add(db, [(i, f"passage {i} {made_up_words(20, seed=i)}") for i in range(50)])
     statements: list[str] = []
     db.set_trace_callback(statements.append)
-    query = analysis.analyze(made_up_words(1000))
+    query = analysis.Analyzer("english").query(made_up_words(1000))
     active, _ = flips_after(2)
     with deadline.bound(deadline.Deadline(None, active)), pytest.raises(Cancelled):
         fts.max_score(db, query)

@@ -10,5 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "neardex-docs"
-MSMARCO = ROOT.parent / "shared" / "data" / "msmarco-dl19-5k"
+DATA = ROOT.parent / "shared" / "data"
+MSMARCO = DATA / "msmarco-dl19-5k"
 NEARDEX = Path(sys.executable).parent / "neardex"

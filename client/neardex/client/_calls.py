@@ -110,6 +110,12 @@ INDEX_METADATA = Rpc(
     build=convert.index_metadata_request,
     parse=convert.collection_info,
 )
+UPDATE_COLLECTION = Rpc(
+    "UpdateCollection",
+    idempotent=True,
+    build=convert.update_collection_request,
+    parse=convert.collection_info,
+)
 UPSERT = Rpc(
     "Upsert",
     idempotent=False,

@@ -284,6 +284,7 @@ class Api:
         dimension: int | None = None,
         indexed_keys: Iterable[str] | None = None,
         store: str | None = None,
+        language: str | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> Plan[CollectionInfo]:
@@ -293,8 +294,10 @@ class Api:
         brings its ``vector`` (text optional, for lexical search); vectors are scaled to unit length
         and scores are cosines. ``store`` puts the collection's data in a Milvus instance
         (``"milvus://host:19530"``, or a milvus-lite file on the server) instead of the server's data
-        folder, so that every server pointed at that instance serves it. With ``exist_ok`` an existing collection is returned as it is,
-        whatever its settings."""
+        folder, so that every server pointed at that instance serves it. ``language`` is its lexical
+        analyzer's: "auto" (the default: each document and query in the language detected), "none"
+        (case and diacritic folding only) or a Snowball language ("german" or "de"). With
+        ``exist_ok`` an existing collection is returned as it is, whatever its settings."""
         prepared = calls.CREATE_COLLECTION.prepare(
             name,
             model=model,
@@ -306,6 +309,7 @@ class Api:
             dimension=dimension,
             indexed_keys=indexed_keys,
             store=store,
+            language=language,
         )
         try:
             return (yield Invoke(prepared, timeout))
@@ -338,6 +342,14 @@ class Api:
         """Answer filters on these metadata keys from an index from now on (a filter on a key
         that is not indexed reads every document's metadata)."""
         return (yield Invoke(calls.INDEX_METADATA.prepare(collection, keys), timeout))
+
+    @unary
+    def update_collection(
+        self, name: str, *, language: str | None = None, timeout: float | None = None
+    ) -> Plan[CollectionInfo]:
+        """Change a collection's settings: ``language`` its lexical analyzer's (the lexical index
+        is rebuilt in the background; ``lexical_language`` says which one answers meanwhile)."""
+        return (yield Invoke(calls.UPDATE_COLLECTION.prepare(name, language=language), timeout))
 
     @unary
     def delete_collection(self, name: str, *, timeout: float | None = None) -> Plan[None]:
@@ -649,11 +661,14 @@ class Api:
 
     @unary
     def tokenize(
-        self, text: str, *, collection: str | None = None, timeout: float | None = None
+        self, text: str, *, collection: str | None = None, language: str | None = None,
+        timeout: float | None = None,
     ) -> Plan[Tokenization]:
         """The model's subword tokens of ``text`` with their offsets, whether it fits one model
-        call, and the chunks the collection (or the default chunking) would cut it into."""
-        return (yield Invoke(calls.TOKENIZE.prepare(text, collection=collection), timeout))
+        call, and the chunks the collection (or the default chunking) would cut it into; beside
+        them the lexical analyzer's terms with their offsets (the collection's analyzer, or that of
+        ``language``)."""
+        return (yield Invoke(calls.TOKENIZE.prepare(text, collection=collection, language=language), timeout))
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from .errors import NeardexError
+from .models import CollectionInfo, Tokenization
 from .options import add_server_option, connect, positive_int
 
 # The entry point group every distribution registers its commands in, and this module's own entry.
@@ -127,9 +128,13 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--json", action="store_true", help="print the matrix as JSON")
     p.set_defaults(run=cmd_similarity)
 
-    p = sub.add_parser("tokenize", help="the model's tokens of a text and where the chunker cuts it")
-    p.add_argument("collection", help="collection whose model and chunking to use; - for the server's default model")
+    p = sub.add_parser("tokenize", help="the model's subword tokens of a text beside the lexical analyzer's terms,"
+                                        " and where the chunker cuts it")
+    p.add_argument("collection", help="collection whose model, chunking and analyzer to use; - for the server's"
+                                      " default model and the auto analyzer")
     p.add_argument("text", help="the text")
+    p.add_argument("--language", default=None, metavar="LANG",
+                   help="show the terms of this analyzer language instead of the collection's")
     add_server_option(p)
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.set_defaults(run=cmd_tokenize)
@@ -168,6 +173,9 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
 
     p = sub.add_parser("collections", help="the collections of a server, or one collection's details")
     p.add_argument("name", nargs="?", default=None, help="one collection (or alias) to describe")
+    p.add_argument("--language", default=None, metavar="LANG",
+                   help="change the collection's lexical analyzer (auto, none, or a Snowball language by name or"
+                        " ISO code); its lexical index is rebuilt in the background")
     add_server_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_collections)
@@ -278,11 +286,15 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        result = client.tokenize(args.text, collection=None if args.collection == "-" else args.collection)
+        result = client.tokenize(args.text, collection=None if args.collection == "-" else args.collection,
+                                 language=args.language)
     if args.json:
         print(result.model_dump_json(indent=2))
         return 0
-    print(result.readable())
+    print(f"model ({len(result.tokens)} subword tokens): {result.readable()}")
+    language = f", {result.language}" if result.analyzer == "auto" and result.language else ""
+    print(f"lexical ({result.analyzer}{language}; {len(result.terms)} words, [stop words]): {result.readable_terms()}")
+    _side_by_side(args.text, result)
     fit = "fits" if result.fits else "does not fit"
     print(f"{result.count} tokens ({result.model}); {fit} one model call of {result.window} tokens;"
           f" {len(result.chunks)} chunk(s):")
@@ -290,6 +302,20 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         print(f"  chunk {chunk.index}: characters {chunk.start}-{chunk.end}, {chunk.tokens} tokens:"
               f" {_snippet(args.text[chunk.start:chunk.end], 100)}")
     return 0
+
+
+def _side_by_side(text: str, result: Tokenization) -> None:
+    """Each word of the text with the subword pieces the model reads of it and the term lexical
+    search indexes for it, aligned by character offsets."""
+    rows = [(w.start, w.end, w.text, w.term + (" (stop)" if w.stop else "")) for w in result.terms]
+    if not rows:
+        return
+    print("  word             subword tokens                 lexical term")
+    for start, end, word, term in rows[:60]:
+        pieces = " ".join(t.token for t in result.tokens if t.start < end and t.end > start)
+        print(f"  {word[:16]:16} {pieces[:30]:30} {term}")
+    if len(rows) > 60:
+        print(f"  ... {len(rows) - 60} more words")
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -339,7 +365,11 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
+    if args.language is not None and not args.name:
+        raise SystemExit("neardex collections: --language needs the collection's name")
     with connect(args) as client:
+        if args.language is not None:
+            client.update_collection(args.name, language=args.language)
         infos = [client.info(args.name)] if args.name else client.collections()
     if args.json:
         print(json.dumps([i.model_dump() for i in infos], indent=2))
@@ -350,8 +380,15 @@ def cmd_collections(args: argparse.Namespace) -> int:
             print(f"{info.name}{aliases}: {info.state}: {info.reason}")
             continue
         print(f"{info.name}{aliases}: {info.documents} documents, {info.chunks} chunks, {info.index_kind} index,"
-              f" model {info.model}, default mode {info.default_mode}")
+              f" model {info.model}, default mode {info.default_mode}, language {_language(info)}")
     return 0
+
+
+def _language(info: CollectionInfo) -> str:
+    shown = info.language + (f" ({', '.join(info.languages)} found)" if info.languages else "")
+    if info.lexical_language and info.lexical_language != info.language:
+        shown += f", rebuilding from {info.lexical_language}"
+    return shown
 
 
 def cmd_get(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ __all__ = [
     "ScrollPage",
     "SearchResult",
     "Snapshot",
+    "Term",
     "Token",
     "Tokenization",
     "UpsertResult",
@@ -148,6 +149,11 @@ class CollectionInfo(_Frozen):
     # still be deleted.
     state: str = "ready"
     reason: str = ""
+    # The lexical analyzer's language, the one its index answers with now (they differ while a
+    # rebuild is under way), and under "auto" the ISO codes of the languages its documents are in.
+    language: str = ""
+    lexical_language: str = ""
+    languages: list[str] = Field(default_factory=list)
 
 
 class UpsertResult(_Frozen):
@@ -195,6 +201,17 @@ class Token(_Frozen):
     end: int
 
 
+class Term(_Frozen):
+    """A word as lexical search sees it: as written (``text[start:end]``), the term the index
+    holds for it, and whether it is a stop word (indexed, left out of queries)."""
+
+    text: str
+    start: int
+    end: int
+    term: str
+    stop: bool = False
+
+
 class ChunkSpan(_Frozen):
     """Where a collection's chunker cuts a text: ``text[start:end]``, ``tokens`` model tokens."""
 
@@ -214,10 +231,19 @@ class Tokenization(_Frozen):
     fits: bool = True
     chunks: list[ChunkSpan] = Field(default_factory=list)
     model: str = ""
+    # The same text as lexical search sees it: the analyzer's terms, the analyzer language, and
+    # the ISO code the text was analysed in ("" for folding only).
+    terms: list[Term] = Field(default_factory=list)
+    analyzer: str = ""
+    language: str = ""
 
     def readable(self) -> str:
         """The tokens as the model's vocabulary writes them: ``un ##believ ##able``."""
         return " ".join(t.token for t in self.tokens)
+
+    def readable_terms(self) -> str:
+        """The terms as the index holds them, stop words in brackets: ``[the] hous [of] card``."""
+        return " ".join(f"[{t.term}]" if t.stop else t.term for t in self.terms)
 
 
 class Alias(_Frozen):

@@ -89,9 +89,14 @@ class Manifest:
     # Metadata keys answered from the meta_values table instead of a scan.
     indexed_keys: tuple[str, ...] = ()
     store: str = LOCAL_STORE
+    # The lexical analyzer's language (query/languages.py); collections made before it was chosen
+    # indexed English. Under "auto", `languages` are the ISO codes its documents were found in.
+    language: str = "english"
+    languages: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys)}
+        data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys),
+                "languages": list(self.languages)}
         return json.dumps(data, indent=2, sort_keys=True)
 
     @staticmethod
@@ -109,6 +114,7 @@ class Manifest:
         try:
             data["index"] = IndexSpec.parse(data["index"]["kind"], data["index"]["params"])
             data["indexed_keys"] = tuple(data.get("indexed_keys", ()))
+            data["languages"] = tuple(data.get("languages", ()))
             data.setdefault("store", LOCAL_STORE)
             return Manifest(**data)
         except (KeyError, TypeError, ValueError, InvalidArgument) as exc:

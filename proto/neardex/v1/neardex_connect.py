@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpsertRequest, UpsertResponse
+from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -59,6 +59,13 @@ class Neardex(Protocol):
     async def index_metadata(self, request: IndexMetadataRequest, ctx: RequestContext[IndexMetadataRequest, CollectionInfo], /) -> CollectionInfo:
         """
         Index more metadata keys of a collection (filters on them stop scanning every document).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_collection(self, request: UpdateCollectionRequest, ctx: RequestContext[UpdateCollectionRequest, CollectionInfo], /) -> CollectionInfo:
+        """
+        Change a collection's settings; its lexical index is rebuilt in the background when its
+        analyzer's language changes (the old one answers until then).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -157,7 +164,8 @@ class Neardex(Protocol):
     async def tokenize(self, request: TokenizeRequest, ctx: RequestContext[TokenizeRequest, TokenizeResponse], /) -> TokenizeResponse:
         """
         How the model sees a text: its subword tokens with their character offsets, whether it fits
-        one model call, and the chunks a collection would cut it into.
+        one model call, and the chunks a collection would cut it into; and beside them, how lexical
+        search sees it: the analyzer's words with their terms and offsets.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -229,6 +237,17 @@ class NeardexASGIApplication(ConnectASGIApplication[Neardex]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.index_metadata,
+                ),
+                "/neardex.v1.Neardex/UpdateCollection": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateCollection",
+                        service_name="neardex.v1.Neardex",
+                        input=UpdateCollectionRequest,
+                        output=CollectionInfo,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_collection,
                 ),
                 "/neardex.v1.Neardex/CreateAlias": Endpoint.unary(
                     method=MethodInfo(
@@ -590,6 +609,30 @@ class NeardexClient(ConnectClient):
                 name="IndexMetadata",
                 service_name="neardex.v1.Neardex",
                 input=IndexMetadataRequest,
+                output=CollectionInfo,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def update_collection(
+        self,
+        request: UpdateCollectionRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CollectionInfo:
+        """
+        Change a collection's settings; its lexical index is rebuilt in the background when its
+        analyzer's language changes (the old one answers until then).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateCollection",
+                service_name="neardex.v1.Neardex",
+                input=UpdateCollectionRequest,
                 output=CollectionInfo,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
@@ -1021,7 +1064,8 @@ class NeardexClient(ConnectClient):
     ) -> TokenizeResponse:
         """
         How the model sees a text: its subword tokens with their character offsets, whether it fits
-        one model call, and the chunks a collection would cut it into.
+        one model call, and the chunks a collection would cut it into; and beside them, how lexical
+        search sees it: the analyzer's words with their terms and offsets.
         """
         return await self.execute_unary(
             request=request,
@@ -1059,6 +1103,13 @@ class NeardexSync(Protocol):
     def index_metadata(self, request: IndexMetadataRequest, ctx: RequestContext[IndexMetadataRequest, CollectionInfo], /) -> CollectionInfo:
         """
         Index more metadata keys of a collection (filters on them stop scanning every document).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def update_collection(self, request: UpdateCollectionRequest, ctx: RequestContext[UpdateCollectionRequest, CollectionInfo], /) -> CollectionInfo:
+        """
+        Change a collection's settings; its lexical index is rebuilt in the background when its
+        analyzer's language changes (the old one answers until then).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1157,7 +1208,8 @@ class NeardexSync(Protocol):
     def tokenize(self, request: TokenizeRequest, ctx: RequestContext[TokenizeRequest, TokenizeResponse], /) -> TokenizeResponse:
         """
         How the model sees a text: its subword tokens with their character offsets, whether it fits
-        one model call, and the chunks a collection would cut it into.
+        one model call, and the chunks a collection would cut it into; and beside them, how lexical
+        search sees it: the analyzer's words with their terms and offsets.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1227,6 +1279,17 @@ class NeardexWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.index_metadata,
+                ),
+                "/neardex.v1.Neardex/UpdateCollection": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UpdateCollection",
+                        service_name="neardex.v1.Neardex",
+                        input=UpdateCollectionRequest,
+                        output=CollectionInfo,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.update_collection,
                 ),
                 "/neardex.v1.Neardex/CreateAlias": EndpointSync.unary(
                     method=MethodInfo(
@@ -1588,6 +1651,30 @@ class NeardexClientSync(ConnectClientSync):
                 name="IndexMetadata",
                 service_name="neardex.v1.Neardex",
                 input=IndexMetadataRequest,
+                output=CollectionInfo,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def update_collection(
+        self,
+        request: UpdateCollectionRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CollectionInfo:
+        """
+        Change a collection's settings; its lexical index is rebuilt in the background when its
+        analyzer's language changes (the old one answers until then).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateCollection",
+                service_name="neardex.v1.Neardex",
+                input=UpdateCollectionRequest,
                 output=CollectionInfo,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
@@ -2019,7 +2106,8 @@ class NeardexClientSync(ConnectClientSync):
     ) -> TokenizeResponse:
         """
         How the model sees a text: its subword tokens with their character offsets, whether it fits
-        one model call, and the chunks a collection would cut it into.
+        one model call, and the chunks a collection would cut it into; and beside them, how lexical
+        search sees it: the analyzer's words with their terms and offsets.
         """
         return self.execute_unary(
             request=request,

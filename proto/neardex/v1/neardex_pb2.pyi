@@ -44,7 +44,7 @@ class IndexSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., params: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension", "indexed_keys", "store")
+    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension", "indexed_keys", "store", "language")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class CreateCollectionRequest(_message.Message):
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     INDEXED_KEYS_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     index: IndexSpec
@@ -65,10 +66,19 @@ class CreateCollectionRequest(_message.Message):
     dimension: int
     indexed_keys: _containers.RepeatedScalarFieldContainer[str]
     store: str
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ...) -> None: ...
+    language: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
+
+class UpdateCollectionRequest(_message.Message):
+    __slots__ = ("name", "language")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    language: str
+    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys", "aliases", "store", "state", "reason")
+    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys", "aliases", "store", "state", "reason", "language", "lexical_language", "languages")
     class IndexParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +104,9 @@ class CollectionInfo(_message.Message):
     STORE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     documents: int
     chunks: int
@@ -112,7 +125,10 @@ class CollectionInfo(_message.Message):
     store: str
     state: CollectionState
     reason: str
-    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    language: str
+    lexical_language: str
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., reason: _Optional[str] = ..., language: _Optional[str] = ..., lexical_language: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
@@ -521,12 +537,28 @@ class SimilarityResponse(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class TokenizeRequest(_message.Message):
-    __slots__ = ("text", "collection")
+    __slots__ = ("text", "collection", "language")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     text: str
     collection: str
-    def __init__(self, text: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+    language: str
+    def __init__(self, text: _Optional[str] = ..., collection: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
+
+class Term(_message.Message):
+    __slots__ = ("text", "start", "end", "term", "stop")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    start: int
+    end: int
+    term: str
+    stop: bool
+    def __init__(self, text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., term: _Optional[str] = ..., stop: _Optional[bool] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("token", "id", "start", "end")
@@ -553,20 +585,26 @@ class ChunkSpan(_message.Message):
     def __init__(self, index: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class TokenizeResponse(_message.Message):
-    __slots__ = ("tokens", "count", "window", "fits", "chunks", "model")
+    __slots__ = ("tokens", "count", "window", "fits", "chunks", "model", "terms", "analyzer", "language")
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     FITS_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    ANALYZER_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     count: int
     window: int
     fits: bool
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkSpan]
     model: str
-    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., count: _Optional[int] = ..., window: _Optional[int] = ..., fits: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkSpan, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+    terms: _containers.RepeatedCompositeFieldContainer[Term]
+    analyzer: str
+    language: str
+    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., count: _Optional[int] = ..., window: _Optional[int] = ..., fits: _Optional[bool] = ..., chunks: _Optional[_Iterable[_Union[ChunkSpan, _Mapping]]] = ..., model: _Optional[str] = ..., terms: _Optional[_Iterable[_Union[Term, _Mapping]]] = ..., analyzer: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
 
 class Alias(_message.Message):
     __slots__ = ("name", "collection")

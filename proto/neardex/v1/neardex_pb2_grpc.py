@@ -63,6 +63,11 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.UpdateCollection = channel.unary_unary(
+                '/neardex.v1.Neardex/UpdateCollection',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.UpdateCollectionRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
+                _registered_method=True)
         self.CreateAlias = channel.unary_unary(
                 '/neardex.v1.Neardex/CreateAlias',
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.CreateAliasRequest.SerializeToString,
@@ -203,6 +208,14 @@ class NeardexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCollection(self, request, context):
+        """Change a collection's settings; its lexical index is rebuilt in the background when its
+        analyzer's language changes (the old one answers until then).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateAlias(self, request, context):
         """Another name for a collection, usable wherever a collection is named; with replace, an
         existing alias switches to the new collection in one step.
@@ -334,7 +347,8 @@ class NeardexServicer:
 
     def Tokenize(self, request, context):
         """How the model sees a text: its subword tokens with their character offsets, whether it fits
-        one model call, and the chunks a collection would cut it into.
+        one model call, and the chunks a collection would cut it into; and beside them, how lexical
+        search sees it: the analyzer's words with their terms and offsets.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -366,6 +380,11 @@ def add_NeardexServicer_to_server(servicer, server):
             'IndexMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.IndexMetadata,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.SerializeToString,
+            ),
+            'UpdateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCollection,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.UpdateCollectionRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.CollectionInfo.SerializeToString,
             ),
             'CreateAlias': grpc.unary_unary_rpc_method_handler(
@@ -607,6 +626,33 @@ class Neardex:
             target,
             '/neardex.v1.Neardex/IndexMetadata',
             neardex_dot_v1_dot_neardex__pb2.IndexMetadataRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/UpdateCollection',
+            neardex_dot_v1_dot_neardex__pb2.UpdateCollectionRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,

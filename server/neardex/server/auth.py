@@ -58,6 +58,7 @@ REQUIRED_ROLE: dict[str, str] = {
     "CreateCollection": "admin",
     "DeleteCollection": "admin",
     "IndexMetadata": "admin",
+    "UpdateCollection": "admin",
     "ListAliases": "read",
     "CreateAlias": "admin",
     "DeleteAlias": "admin",
@@ -70,7 +71,7 @@ REQUIRED_ROLE: dict[str, str] = {
 # RPCs that create, switch or delete an alias.
 _CHANGES_ALIAS = frozenset({"CreateAlias", "DeleteAlias"})
 # RPCs that name their collection in `name` rather than `collection`.
-_NAMED_BY_NAME = frozenset({"CreateCollection", "GetCollection", "DeleteCollection", "DeleteAlias"})
+_NAMED_BY_NAME = frozenset({"CreateCollection", "GetCollection", "UpdateCollection", "DeleteCollection", "DeleteAlias"})
 KEY_PREFIX = "ndx_"
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 FORMAT_VERSION = 1

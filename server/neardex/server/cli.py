@@ -72,6 +72,7 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                    help=f"encoder of a new collection {_setting('default_encoder')}")
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
+    _language_option(p, " of a new collection")
     _device_option(p, " here (not with --server)")
     p.add_argument("--store", default="", metavar="URI",
                    help="where a new collection's data lives: local (the data folder, default),"
@@ -180,9 +181,17 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                    help="where the collection lives: local (default), milvus://HOST:PORT, a milvus-lite .db file,"
                         " or milvus-lite (a milvus-lite file in the data folder)")
     _device_option(p)
+    _language_option(p)
     p.add_argument("--json", action="store_true", help="one JSON line per mode")
     p.set_defaults(run=cmd_eval)
     return NeardexError, ReadError
+
+
+def _language_option(p: argparse.ArgumentParser, whose: str = "") -> None:
+    p.add_argument("--language", default="", metavar="LANG",
+                   help=f"lexical analyzer's language{whose}: auto (each document and query in the language"
+                        " detected; default), none (case and diacritic folding), or a Snowball language by name"
+                        " or ISO code (english, german, de, ...)")
 
 
 def _device_option(p: argparse.ArgumentParser, where: str = "") -> None:
@@ -321,7 +330,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
-                overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder, store=args.store)
+                overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder, store=args.store,
+                language=args.language)
 
 
 @contextlib.contextmanager
@@ -383,7 +393,8 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
             args.collection, model=args.model, index={"kind": args.index.kind, **args.index.params},
             chunk_tokens=args.chunk_tokens or None,
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
-            default_mode=args.mode or None, encoder=args.encoder or None, store=args.store or None, exist_ok=True)
+            default_mode=args.mode or None, encoder=args.encoder or None, store=args.store or None,
+            language=args.language or None, exist_ok=True)
         yield _RemoteTarget(client, args.collection)
 
 
@@ -525,7 +536,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 collection = catalog.get(args.collection)
             else:
                 collection = catalog.create(args.collection or "eval", encoder=args.encoder,
-                                            index=args.index, store=store)
+                                            index=args.index, store=store, language=args.language)
                 progress = _Progress(args.json, count_documents(args.beir_dir, "beir"))
                 index_documents(collection, read_beir(args.beir_dir), progress=progress)
                 progress.close()

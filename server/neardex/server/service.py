@@ -26,6 +26,7 @@ from neardex.indexer.errors import (
     ResourceExhausted,
 )
 from neardex.indexer.ingest.chunker import Chunker, default_overlap
+from neardex.indexer.query.analysis import Analyzer
 from neardex.indexer.records import IndexSpec, SearchResult
 from neardex.indexer.retrieval.answers import Answerer
 from neardex.indexer.retrieval.engine import Collection
@@ -82,6 +83,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             dimension=request.dimension,
             indexed_keys=list(request.indexed_keys),
             store=store,
+            language=request.language,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
@@ -177,6 +179,13 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             raise InvalidArgument("keys: give at least one metadata key to index")
         collection.index_metadata(list(request.keys))
         return convert.collection_to_pb(collection)
+
+    def UpdateCollection(self, request: pb.UpdateCollectionRequest, context: Any) -> pb.CollectionInfo:
+        collection = self.catalog.get(request.name)
+        if not request.language:
+            raise InvalidArgument("language: give a setting to change")
+        collection.set_language(request.language)
+        return convert.collection_to_pb(collection, self.catalog.aliases.of(collection.manifest.name))
 
     def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
         collection = self._collection(request.collection)
@@ -308,16 +317,24 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def Tokenize(self, request: pb.TokenizeRequest, context: Any) -> pb.TokenizeResponse:
         if len(request.text) > MAX_TOKENIZE_CHARS:
             raise ResourceExhausted(f"text: {len(request.text)} characters; the limit is {MAX_TOKENIZE_CHARS}")
+        analyzer = Analyzer(request.language) if request.language else None
         if request.collection:
             collection = self._collection(request.collection)
             embedder, chunker = collection.embedder, collection.chunker
+            analyzer = analyzer or collection.store.analyzer
         else:
             embedder = self.catalog.embedder(None, self.settings.default_encoder)
             window = embedder.max_seq_length - 2
             chunker = Chunker(plain_tokenizer(embedder), window, default_overlap(window))
+        analyzer = analyzer or Analyzer()
+        # As a document is analysed: the language its own text is in (under auto).
+        language = analyzer.language_of(request.text)
         encoding = plain_tokenizer(embedder).encode(request.text, add_special_tokens=False)
         window = embedder.max_seq_length - 2
         return pb.TokenizeResponse(
+            terms=[pb.Term(text=t.text, start=t.start, end=t.end, term=t.term, stop=t.stop)
+                   for t in analyzer.tokens(request.text, language)],
+            analyzer=analyzer.language, language=language or "",
             tokens=[pb.Token(token=t, id=i, start=start, end=end)
                     for t, i, (start, end) in zip(encoding.tokens, encoding.ids, encoding.offsets)],
             count=len(encoding.ids), window=window, fits=len(encoding.ids) <= window,

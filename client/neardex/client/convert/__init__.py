@@ -52,6 +52,7 @@ from .requests import (
     similar_request,
     similarity_request,
     tokenize_request,
+    update_collection_request,
     upsert_request,
 )
 from .responses import (
@@ -116,6 +117,7 @@ __all__ = [
     "health_serving",
     "hit_from_proto",
     "index_metadata_request",
+    "update_collection_request",
     "list_aliases_request",
     "list_collections_request",
     "list_snapshots_request",

@@ -30,10 +30,12 @@ def create_collection_request(
     dimension: int | None = None,
     indexed_keys: Iterable[str] | None = None,
     store: str | None = None,
+    language: str | None = None,
 ) -> pb.CreateCollectionRequest:
     request = pb.CreateCollectionRequest(
         name=name,
         store=store or "",
+        language=language or "",
         model=model or "",
         dimension=_optional_int_arg("dimension", dimension, minimum=1),
         indexed_keys=_ids(indexed_keys or [], "indexed_keys"),
@@ -138,6 +140,10 @@ def restore_snapshot_request(
 ) -> pb.RestoreSnapshotRequest:
     return pb.RestoreSnapshotRequest(collection=collection, snapshot=snapshot, target=target or "",
                                      replace=bool(replace))
+
+
+def update_collection_request(name: str, *, language: str | None = None) -> pb.UpdateCollectionRequest:
+    return pb.UpdateCollectionRequest(name=name, language=language or "")
 
 
 def index_metadata_request(collection: str, keys: str | Iterable[str]) -> pb.IndexMetadataRequest:
@@ -347,10 +353,10 @@ def similarity_request(
     )
 
 
-def tokenize_request(text: str, *, collection: str | None = None) -> pb.TokenizeRequest:
+def tokenize_request(text: str, *, collection: str | None = None, language: str | None = None) -> pb.TokenizeRequest:
     if not isinstance(text, str):
         raise InvalidArgument(f"text: expected a str, got {type(text).__name__}")
-    return pb.TokenizeRequest(text=text, collection=collection or "")
+    return pb.TokenizeRequest(text=text, collection=collection or "", language=language or "")
 
 
 def similar_request(

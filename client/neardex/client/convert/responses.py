@@ -19,6 +19,7 @@ from ..models import (
     ScrollPage,
     SearchResult,
     Snapshot,
+    Term,
     Token,
     Tokenization,
     UpsertResult,
@@ -75,6 +76,9 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         store=message.store,
         state=_STATE_NAMES.get(message.state, str(message.state)),
         reason=message.reason,
+        language=message.language,
+        lexical_language=message.lexical_language,
+        languages=list(message.languages),
     )
 
 
@@ -178,4 +182,7 @@ def tokenization(message: pb.TokenizeResponse) -> Tokenization:
         fits=message.fits,
         chunks=[ChunkSpan(index=c.index, start=c.start, end=c.end, tokens=c.tokens) for c in message.chunks],
         model=message.model,
+        terms=[Term(text=t.text, start=t.start, end=t.end, term=t.term, stop=t.stop) for t in message.terms],
+        analyzer=message.analyzer,
+        language=message.language,
     )

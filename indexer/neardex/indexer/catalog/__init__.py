@@ -33,6 +33,7 @@ from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, Neardex
 from ..files import fsync_path, write_durably
 from ..ingest.chunker import default_overlap
 from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, MODEL_CACHE, SNAPSHOTS
+from ..query import languages
 from ..query.filters import Condition, validate_condition
 from ..records import LOCAL_STORE, MODES, NO_MODEL, IndexSpec, Manifest
 from ..retrieval.engine import Collection
@@ -159,12 +160,13 @@ class Catalog:
     def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
                encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = (),
-               store: str = "") -> Collection:
+               store: str = "", language: str = "") -> Collection:
         """model NO_MODEL ("none") makes a collection of the caller's own vectors of `dimension`;
         filters on `indexed_keys` are answered from an index instead of a scan; `store` is where
         its data lives: this folder (the default) or a Milvus instance (milvus://HOST:PORT, or a
-        milvus-lite .db file)."""
+        milvus-lite .db file); `language` is its lexical analyzer's (default: auto)."""
         validate_new_name(name)
+        language = languages.check(language or languages.DEFAULT)
         store = store or LOCAL_STORE
         if store != LOCAL_STORE and not is_milvus(store):
             raise InvalidArgument(f"store: {store!r} is neither 'local', milvus://HOST:PORT nor a milvus-lite .db file")
@@ -196,7 +198,8 @@ class Catalog:
             else:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
                                                           default_mode, encoder)
-            manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store)
+            manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store,
+                               language=language)
             # Built aside and renamed into place: a crash leaves no half-made collection. A
             # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
             building = self.root / f"{CREATING}{name}-{os.getpid()}"

@@ -25,7 +25,7 @@ from ..embedding.embedder import DirectCalls, Embedder, ModelCalls, check_fits
 from ..errors import InvalidArgument, NotFound
 from ..ingest.chunker import Chunker
 from ..ingest.encoding import DocumentEncoder, Prepared
-from ..query import analysis
+from ..query import analysis, languages
 from ..query.filters import Condition, Filter, key_field, validate_condition
 from ..records import (
     MODES,
@@ -195,6 +195,11 @@ class Collection:
             validate_condition(f"keys[{i}]", key, Condition("exists", True))
         self.store.index_metadata(keys)
 
+    def set_language(self, language: str) -> None:
+        """Analyse text in another language from now on (see query/languages.py); the lexical
+        index is rebuilt in the background, the old one answering until then."""
+        self.store.set_language(languages.check(language))
+
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
@@ -320,8 +325,14 @@ class Collection:
             if not has_text:
                 raise InvalidArgument(f"{field}: must not be empty")
             check_fits(self.require_model(field), text, field)
-        query = analysis.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
+        query = self.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
         return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe)
+
+    def analyze(self, text: str, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
+                field: str = "query") -> analysis.Query:
+        """The query's terms by the analyzer the collection's lexical index holds, in the
+        language (among those of its documents) the query is in."""
+        return self.store.analyzer.query(text, frozenset(self.manifest.languages), max_terms, field)
 
     def search(self, text: str | None = None, vector: Sequence[float] | np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",

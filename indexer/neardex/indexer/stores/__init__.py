@@ -18,15 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..documents import Chunk, Document
-from ..query.analysis import Query
+from ..query.analysis import Analyzer, Query
 from ..query.filters import Filter
+from ..query.languages import AUTO
 from ..records import Candidate, Manifest, Stats
 
 
@@ -67,8 +68,26 @@ class Retrieved:
     allowed: Any
 
 
+def with_languages(manifest: Manifest, found: set[str]) -> Manifest | None:
+    """The manifest with the languages documents were just found in added, under `auto` (queries
+    are detected among them); None when it already names them all."""
+    new = found - set(manifest.languages)
+    if manifest.language != AUTO or not new:
+        return None
+    return replace(manifest, languages=tuple(sorted({*manifest.languages, *new})))
+
+
 class Store(Protocol):
     manifest: Manifest
+    # The analyzer its lexical index holds the terms of: queries are analysed with it.
+    analyzer: Analyzer
+
+    # -- the lexical analyzer -----------------------------------------------------------------
+    def set_language(self, language: str) -> None:
+        """Analyse with another language (a checked name): the lexical index is rebuilt, or the
+        change refused with FailedPrecondition where the store cannot."""
+
+    def save_manifest(self, manifest: Manifest) -> None: ...
 
     # -- writes (the engine chunked and embedded them) ---------------------------------------
     def hashes(self, ids: Sequence[str]) -> dict[str, str]: ...

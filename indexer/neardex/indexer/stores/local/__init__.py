@@ -38,10 +38,11 @@ from ...documents import Chunk, Document
 from ...errors import FailedPrecondition, ResourceExhausted
 from ...files import write_durably
 from ...layout import DATABASE, MANIFEST
-from ...query.analysis import Query
+from ...query import languages
+from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, Retrieved, StoredChunk
+from .. import ChunkRow, Retrieved, StoredChunk, with_languages
 from . import check, fts, index_cache
 from .rwlock import RWLock
 from .sql_filters import index_rows, to_sql
@@ -123,6 +124,8 @@ class Transaction:
     removed: list[int] = field(default_factory=list)
     added_ids: list[int] = field(default_factory=list)
     added_vectors: list[np.ndarray] = field(default_factory=list)
+    # Run under the write lock right after the commit (a lexical rebuild's swap of analyzers).
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 class LocalStore:
@@ -142,16 +145,24 @@ class LocalStore:
         except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
             raise FailedPrecondition(f"store: collection {manifest.name!r} cannot be opened: its SQLite"
                                      f" file is damaged ({exc})") from None
-        if fts.create_table(self._db):
-            with self._transaction() as tx:
-                fts.rebuild(tx.db)
         self._closing = False  # no rebuild starts or swaps in once set
         self._closed = False
         self._rebuilder: threading.Thread | None = None
+        self._lexical_rebuilder: threading.Thread | None = None
+        # The analyzer a lexical rebuild under way fills the next table with (deletes reach both).
+        self._lexical_target: Analyzer | None = None
+        if fts.create_table(self._db):
+            with self._transaction() as tx:
+                fts.rebuild(tx.db, Analyzer(manifest.language))
         self.index = self._attach(index_cache.load(self.folder, self.manifest.index, self.manifest.dimension,
                                                    self._db))
-        check.reconcile(self._db, self.index, folder, manifest.dimension)
+        check.reconcile(self._db, self.index, folder, manifest)
+        self._legacy = fts.is_legacy(self._db)
+        # The analyzer the lexical table was made with answers queries until a rebuild swaps in
+        # the manifest's (a legacy table: English, as FTS5's Porter tokenizer made it).
+        self.analyzer = Analyzer(fts.language(self._db) or languages.LEGACY)
         self._maybe_rebuild()
+        self._maybe_rebuild_lexical()
 
     @staticmethod
     def create(folder: Path, manifest: Manifest) -> LocalStore:
@@ -237,6 +248,89 @@ class LocalStore:
         if rebuilder is not None and rebuilder is not threading.current_thread():
             rebuilder.join(timeout)
 
+    # -- the lexical analyzer -------------------------------------------------------------------
+
+    def set_language(self, language: str) -> None:
+        """Analyze with another language from now on: the manifest names it at once, and the
+        lexical table is rebuilt in the background while the old one answers."""
+        with self._write_mutex:
+            if language != self.manifest.language:
+                self.save_manifest(replace(self.manifest, language=language))
+        self._maybe_rebuild_lexical()
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        write_durably(self.folder / MANIFEST, manifest.to_json())
+        self.manifest = manifest
+
+    def _note_languages(self, found: set[str], analyzer: Analyzer) -> None:
+        """Record languages documents were found in, before the write that holds them commits
+        (queries are detected among them); the caller holds the write mutex."""
+        if analyzer.language == self.manifest.language and (noted := with_languages(self.manifest, found)):
+            self.save_manifest(noted)
+
+    def _lexical_texts(self, changed: list[tuple[Document, str]],
+                       prepared: list[tuple[list[Chunk], list[str]]]) -> tuple[Analyzer, list[list[str]], set[str]]:
+        """What the lexical table holds of each chunk: its terms by the analyzer now answering (raw
+        text for a legacy table, which analyses it itself)."""
+        analyzer = self.analyzer
+        if self._legacy:
+            return analyzer, [texts for _, texts in prepared], set()
+        texts, found = analyzer.documents((f"{doc.title}\n{doc.text}", chunk_texts)
+                                          for (doc, _), (_, chunk_texts) in zip(changed, prepared))
+        return analyzer, texts, found
+
+    def wait_for_lexical_rebuild(self, timeout: float | None = None) -> None:
+        rebuilder = self._lexical_rebuilder
+        if rebuilder is not None:
+            rebuilder.join(timeout)
+
+    def _maybe_rebuild_lexical(self) -> None:
+        if self._closing or (self.analyzer.language == self.manifest.language and not self._legacy):
+            return
+        if self._lexical_rebuilder is not None and self._lexical_rebuilder.is_alive():
+            return  # it checks the manifest's language after every batch
+        self._lexical_rebuilder = threading.Thread(target=self._rebuild_lexical, daemon=True,
+                                                   name=f"lexical-{self.manifest.name}")
+        self._lexical_rebuilder.start()
+
+    def _rebuild_lexical(self) -> None:
+        """Fill a second lexical table with the manifest's analyzer, a batch of chunks per write
+        transaction (writers wait one batch at most), while the old table answers; then swap it in
+        with the analyzer in one transaction. Chunks written meanwhile get ids above the batches
+        done, so the batches reach them; deletes reach both tables. A change of language meanwhile
+        starts over; a close abandons it, and the next open starts again."""
+        try:
+            while not self._closing:
+                target = Analyzer(self.manifest.language)
+                if target.language == self.analyzer.language and not self._legacy:
+                    return
+                started, after, rows = time.perf_counter(), 0, 0
+                with self._write_mutex, self._transaction() as tx:
+                    tx.db.execute(f"DROP TABLE IF EXISTS {fts.NEXT_TABLE}")
+                    fts.create_table(tx.db, fts.NEXT_TABLE)
+                    self._lexical_target = target
+                log.info("collection %s: rebuilding the lexical index (%s)", self.manifest.name, target.language)
+                while not self._closing and self.manifest.language == target.language:
+                    with self._write_mutex, self._transaction() as tx:
+                        written, after, found = fts.fill(tx.db, target, fts.NEXT_TABLE, after, fts.REBUILD_BATCH)
+                        self._note_languages(found, target)
+                        rows += written
+                        if written == 0:
+                            fts.swap_in(tx.db, target.language)
+                            tx.on_commit.append(functools.partial(self._swapped_in, target))
+                    if written == 0:
+                        log.info("collection %s: lexical index rebuilt (%s, %d rows, %.1f s)", self.manifest.name,
+                                 target.language, rows, time.perf_counter() - started)
+                        break
+        except Exception:
+            # The old table still answers; the next open tries again.
+            log.exception("collection %s: lexical rebuild failed", self.manifest.name)
+        finally:
+            self._lexical_target = None
+
+    def _swapped_in(self, analyzer: Analyzer) -> None:
+        self.analyzer, self._legacy, self._lexical_target = analyzer, False, None
+
     def _rebuilding(self) -> bool:
         """A rebuild other than the calling thread's own is under way (and not abandoned)."""
         rebuilder = self._rebuilder
@@ -313,11 +407,15 @@ class LocalStore:
         if not changed:
             return
         now = time.time()
+        analyzer, lexical, found = self._lexical_texts(changed, prepared)
         with self._write_mutex, self._transaction() as tx:
+            if analyzer is not self.analyzer:  # a lexical rebuild swapped analyzers meanwhile
+                analyzer, lexical, found = self._lexical_texts(changed, prepared)
+            self._note_languages(found, analyzer)
             db = tx.db
             tx.removed += self._delete_chunks_of(db, [d.id for d, _ in changed])
             row = 0
-            for (doc, digest), (chunks, texts) in zip(changed, prepared):
+            for (doc, digest), (chunks, _), texts in zip(changed, prepared, lexical):
                 db.execute(
                     "INSERT INTO documents (id, title, text, metadata, hash, updated)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
@@ -382,6 +480,8 @@ class LocalStore:
                         self.index.add(np.array(tx.added_ids, dtype=np.int64), np.vstack(tx.added_vectors))
                     if tx.removed or tx.added_ids:
                         self._maybe_rebuild()
+                    for done in tx.on_commit:
+                        done()
             except BaseException:
                 # SQLite rolls back by itself after some failures (a full disk): only roll back
                 # what is still open, or the rollback's own error would hide the cause.
@@ -398,8 +498,7 @@ class LocalStore:
             db.executemany("INSERT INTO meta_values (doc_id, key, type, value) VALUES (?, ?, ?, ?)",
                            [(doc.id, *row) for doc in documents for row in index_rows(doc.metadata, keys)])
 
-    @staticmethod
-    def _delete_chunks_of(db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
+    def _delete_chunks_of(self, db: sqlite3.Connection, doc_ids: Sequence[str]) -> list[int]:
         removed: list[int] = []
         for part in _batched(doc_ids, 500):
             marks = ",".join("?" * len(part))
@@ -408,6 +507,8 @@ class LocalStore:
                 f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part)]
             db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
         fts.remove(db, removed)
+        if self._lexical_target is not None:
+            fts.remove(db, removed, fts.NEXT_TABLE)
         db.executemany("INSERT INTO changes (op, chunk_id) VALUES ('del', ?)",
                        [(i,) for i in removed])
         return removed
@@ -442,9 +543,7 @@ class LocalStore:
                                   ((doc_id, *row) for doc_id, meta in rows.fetchall()
                                    for row in index_rows(json.loads(meta), new)))
             # Named only once its rows are committed: until then filters scan, which is right too.
-            manifest = replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new))
-            write_durably(self.folder / MANIFEST, manifest.to_json())
-            self.manifest = manifest
+            self.save_manifest(replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new)))
 
     @_interruptible
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
@@ -643,16 +742,16 @@ class LocalStore:
 
     @_interruptible
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
-        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if flt else None)
+        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if flt else None, self._legacy)
         return self._candidates([found])[0]
 
     @_interruptible
     def _lexical_scale(self, query: Query) -> float:
-        return fts.max_score(self._reader(), query)
+        return fts.max_score(self._reader(), query, self._legacy)
 
     @_interruptible
     def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
-        return fts.score_chunks(self._reader(), query, chunk_ids)
+        return fts.score_chunks(self._reader(), query, chunk_ids, self._legacy)
 
     def close(self, rebuild_wait: float | None = None) -> None:
         """Snapshot the index and close. A rebuild under way gets `rebuild_wait` seconds to end
@@ -662,6 +761,7 @@ class LocalStore:
         self.wait_for_rebuild(rebuild_wait)
         with self._write_mutex:
             self._closing = True
+        self.wait_for_lexical_rebuild()
         with self._checkpoint_hold:
             if self._closed:
                 return
@@ -672,6 +772,7 @@ class LocalStore:
     def destroy(self) -> None:
         """Close without a checkpoint: the folder is being deleted."""
         self._closing = self._closed = True
+        self.wait_for_lexical_rebuild()
         self._db.close()
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...errors import NeardexError
 from ...layout import DATABASE, MANIFEST
+from ...query.analysis import Analyzer
 from ...records import LOCAL_STORE, Manifest
 from . import fts, index_cache
 from .sql_filters import index_rows
@@ -179,8 +180,7 @@ def _repair(folder: Path) -> list[str]:
             orphans = db.execute("DELETE FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").rowcount
             if orphans:
                 done.append(f"store: dropped {orphans} chunks whose document is gone")
-            fts.create_table(db)
-            done.append(f"lexical: rebuilt ({fts.rebuild(db)} rows)")
+            done.append(f"lexical: rebuilt ({fts.rebuild(db, Analyzer(manifest.language))} rows)")
             if manifest.indexed_keys:
                 db.execute("DELETE FROM meta_values")
                 rows = _metadata_rows(db, manifest.indexed_keys)
@@ -206,7 +206,7 @@ def _valid_vectors(db: sqlite3.Connection, dimension: int) -> tuple[np.ndarray, 
     return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
 
 
-def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimension: int) -> list[str]:
+def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, manifest: Manifest) -> list[str]:
     """The check a collection runs as it opens, fixing what it finds: the counts of stored chunks,
     lexical rows and live vectors are compared, and only when they differ the ids; a fixed index
     is snapshotted at once. The caller owns the database (no write can run meanwhile)."""
@@ -216,7 +216,7 @@ def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimensio
     if rows != chunks:
         db.execute("BEGIN IMMEDIATE")
         try:
-            written = fts.rebuild(db)
+            written = fts.rebuild(db, Analyzer(manifest.language))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -238,7 +238,7 @@ def reconcile(db: sqlite3.Connection, index: VectorIndex, folder: Path, dimensio
                 part = missing[i : i + 500]
                 found.update(db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(part))})",
                                         part).fetchall())
-            ids = [i for i in missing if len(found[i]) == 4 * dimension]
+            ids = [i for i in missing if len(found[i]) == 4 * manifest.dimension]
             if ids:
                 index.add(np.array(ids, dtype=np.int64),
                           np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(len(ids), -1))

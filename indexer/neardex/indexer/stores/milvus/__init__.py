@@ -8,9 +8,12 @@ is what the tests run.
 
 Two Milvus collections hold one neardex collection: its chunks (vector, BM25 sparse vector made
 by Milvus' own BM25 function, chunk text, title, offsets, and the document's metadata so that
-filters apply where the vectors are) and its documents (text, metadata, content hash). Lexical
-search reads a query's terms as query/analysis.py analyses them (stop words dropped, Porter-stemmed, as
-the embedded store's FTS5 stems), so both stores match the same words. Reads use Strong consistency: a write acknowledged by one
+filters apply where the vectors are) and its documents (text, metadata, content hash). BM25 reads
+each chunk's terms as the collection's analyzer made them (query/analysis.py), and a query's terms
+from the same analyzer, so both stores match the same terms. Milvus' standard tokenizer (the one
+milvus-lite has besides jieba) would cut some terms again (a Devanagari word at its vowel signs),
+so a term that is not plain ASCII letters and digits is written in hex (`milvus_term`). Changing a Milvus collection's analyzer is refused (its chunks would have to be
+rewritten whole, vectors included). Reads use Strong consistency: a write acknowledged by one
 server is seen by the next search on any.
 
 A changed document's new chunks are inserted before its old ones are deleted: a search in between
@@ -31,6 +34,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +43,10 @@ import numpy as np
 from ... import deadline
 from ...documents import Chunk, Document
 from ...errors import FailedPrecondition, InvalidArgument
-from ...query import analysis
-from ...query.analysis import Query
+from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, Retrieved, StoredChunk
+from .. import ChunkRow, Retrieved, StoredChunk, with_languages
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, quote, to_expr
 
@@ -68,11 +71,19 @@ def _milvus_name(name: str, part: str) -> str:
     return "neardex_" + name.replace("_", "__").replace("-", "_d") + "_" + part
 
 
-def lexical_text(text: str) -> str:
-    """What BM25 reads of a chunk, as the embedded store's FTS5 reads it (unicode61 words,
-    lowercased, diacritics removed, Porter-stemmed, stop words kept), spaced so that a
-    `like "% word %"` finds whole words."""
-    return " " + " ".join(analysis.stem(analysis.WORD.findall(text))) + " "
+def milvus_term(term: str) -> str:
+    """A term as one token of Milvus' standard tokenizer: ASCII letters and digits as they are,
+    anything else as "0x" and its UTF-8 in hex."""
+    return term if term.isascii() and term.isalnum() else "0x" + term.encode().hex()
+
+
+def lexical_text(terms: str) -> str:
+    """A chunk's terms as Milvus tokens, spaced so that a `like "% term %"` finds whole terms."""
+    return " " + " ".join(milvus_term(t) for t in terms.split()) + " "
+
+
+def _looked_up(query: Query) -> str:
+    return " ".join(milvus_term(t) for t in query.terms)
 
 
 class MilvusStore:
@@ -87,6 +98,7 @@ class MilvusStore:
         self._df_total = 0
         self._df_since = -math.inf
         self._df_lock = threading.Lock()
+        self.analyzer = Analyzer(manifest.language)
         if not (self.client.has_collection(self.chunks) and self.client.has_collection(self.docs)):
             raise FailedPrecondition(f"store: collection {manifest.name!r} has no data in {manifest.store}")
         _load(self.client, self.chunks, self.docs)
@@ -145,6 +157,14 @@ class MilvusStore:
         self.client.upsert(CATALOG, [{"name": manifest.name, "manifest": manifest.to_json(), "unused": [0.0, 0.0]}])
         self.manifest = manifest
 
+    # -- the lexical analyzer -------------------------------------------------------------------
+
+    def set_language(self, language: str) -> None:
+        if language != self.manifest.language:
+            raise FailedPrecondition(
+                f"language: collection {self.manifest.name!r} in a Milvus store analyses {self.manifest.language};"
+                " changing it would rewrite every chunk: index the documents into a new collection instead")
+
     # -- writes -------------------------------------------------------------------------------
 
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
@@ -161,14 +181,19 @@ class MilvusStore:
                     raise InvalidArgument(f"documents[{i}].{field}: {len(value.encode())} bytes; the Milvus store"
                                           f" keeps at most {MAX_TEXT_BYTES} (document {doc.id!r})")
         metadata = {doc.id: filterable(doc.metadata, f"documents[{i}].metadata") for i, (doc, _) in enumerate(changed)}
+        lexical, found = self.analyzer.documents((f"{doc.title}\n{doc.text}", texts)
+                                                 for (doc, _), (_, texts) in zip(changed, prepared))
         rows, row = [], 0
-        for (doc, _), (chunks, texts) in zip(changed, prepared):
-            for chunk, text in zip(chunks, texts):
+        for (doc, _), (chunks, _), texts in zip(changed, prepared, lexical):
+            for chunk, terms in zip(chunks, texts):
                 rows.append({"doc_id": doc.id, "idx": chunk.index, "start": chunk.start, "end": chunk.end,
                              "tokens": chunk.tokens, "title": doc.title, "text": chunk.text,
-                             "lex": lexical_text(text), **metadata[doc.id], "dense": vectors[row].tolist()})
+                             "lex": lexical_text(terms), **metadata[doc.id], "dense": vectors[row].tolist()})
                 row += 1
         with self._write_mutex:
+            # Recorded before the write: queries are detected among the languages found.
+            if (noted := with_languages(self.manifest, found)) is not None:
+                self.save_manifest(noted)
             old = [r["pk"] for r in self._query_in(self.chunks, "doc_id", [d.id for d, _ in changed], ["pk"])]
             # New chunks first, then the documents, then the old chunks out: a search meanwhile finds
             # one version of each document or the other, never neither.
@@ -194,8 +219,6 @@ class MilvusStore:
         """Recorded in the manifest; Milvus plans its own JSON filtering."""
         new = [k for k in dict.fromkeys(keys) if k not in self.manifest.indexed_keys]
         if new:
-            from dataclasses import replace
-
             self.save_manifest(replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new)))
 
     def checkpoint_after_write(self) -> None:
@@ -233,7 +256,7 @@ class MilvusStore:
         retrieval waits for one round trip, not two."""
         allowed = to_expr(flt) or None
         lexical = None
-        if vector is not None and query is not None and query.stems:
+        if vector is not None and query is not None and query.terms:
             lexical = _SEARCHES.submit(contextvars.copy_context().run, self.lexical, query, k, flt)
         dense = self.dense(vector[None, :], k, allowed)[0] if vector is not None else []
         if lexical is not None:
@@ -254,9 +277,9 @@ class MilvusStore:
         return np.array([c.chunk_id for c in self.dense(vectors, k)[0]], dtype=np.int64)
 
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
-        if not query.stems:
+        if not query.terms:
             return []
-        results = self.client.search(self.chunks, data=[" ".join(query.stems)], anns_field="sparse", limit=k,
+        results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse", limit=k,
                                      filter=to_expr(flt), output_fields=["doc_id"],
                                      search_params={"metric_type": "BM25"})
         # milvus-lite reports BM25 negated, Milvus as it is: the order is the same.
@@ -275,7 +298,7 @@ class MilvusStore:
                 self._df_total = int(rows[0]["count(*)"]) if rows else 0
             total = self._df_total
         most = 0.0
-        for word in query.stems:
+        for word in map(milvus_term, query.terms):
             hits = self._df.get(word)
             if hits is None:
                 deadline.check("lexical scale")  # a round trip a term not counted yet
@@ -290,9 +313,9 @@ class MilvusStore:
         return most or 1.0
 
     def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
-        if not query.stems or not chunk_ids:
+        if not query.terms or not chunk_ids:
             return []
-        results = self.client.search(self.chunks, data=[" ".join(query.stems)], anns_field="sparse",
+        results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse",
                                      limit=len(chunk_ids),
                                      filter=f"pk in {[int(i) for i in chunk_ids]}", output_fields=["pk"],
                                      search_params={"metric_type": "BM25"})
