@@ -89,6 +89,12 @@ class Manifest:
     # Metadata keys answered from the meta_values table instead of a scan.
     indexed_keys: tuple[str, ...] = ()
     store: str = LOCAL_STORE
+    # The rest of the model's contract (embedding/sources.py): which weights (a hub snapshot's
+    # commit, a folder's fingerprint, "bundled") and the text put before each query and each
+    # document text. Manifests written before them read as empty: no prompts, revision unknown.
+    model_revision: str = ""
+    query_prompt: str = ""
+    document_prompt: str = ""
 
     def to_json(self) -> str:
         data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys)}

@@ -228,7 +228,8 @@ def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -
         dimension=m.dimension, model=m.model, index_kind=collection.index_kind, bytes=stats.bytes, chunk_tokens=m.chunk_tokens,
         overlap_tokens=m.overlap_tokens, default_mode=MODE_TO_PB[m.default_mode],
         encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys, aliases=aliases or [], store=m.store,
-        state=pb.COLLECTION_STATE_READY,
+        state=pb.COLLECTION_STATE_READY, model_revision=m.model_revision, query_prompt=m.query_prompt,
+        document_prompt=m.document_prompt,
     )
 
 

@@ -75,6 +75,9 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         store=message.store,
         state=_STATE_NAMES.get(message.state, str(message.state)),
         reason=message.reason,
+        model_revision=message.model_revision,
+        query_prompt=message.query_prompt,
+        document_prompt=message.document_prompt,
     )
 
 
