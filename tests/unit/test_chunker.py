@@ -100,3 +100,30 @@ def test_sentence_spans() -> None:
     text = 'He said "Stop." Then left!  Why?\n\nNew paragraph without end'
     spans = [text[s:e] for s, e in sentence_spans(text)]
     assert spans == ['He said "Stop."', "Then left!", "Why?", "New paragraph without end"]
+
+
+def test_chinese_and_japanese_sentences_end_at_their_own_punctuation() -> None:
+    text = "富士山は高い。静岡県にある！本当？ Yes. 「東京」です。"
+    spans = [text[s:e] for s, e in sentence_spans(text)]
+    assert spans == ["富士山は高い。", "静岡県にある！", "本当？", "Yes.", "「東京」です。"]
+
+
+def test_a_tokenizer_that_marks_words_after_a_space_is_counted_alone(plain) -> None:
+    """Byte-level BPE (RoBERTa) writes a word after a space as "Ġword": a chunk's first word alone
+    is other tokens than in the whole, so each chunk is counted alone and kept in its budget."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    from neardex.indexer.ingest.chunker import words_alone_as_in_text
+
+    text = _long_text(120)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.post_processor = processors.ByteLevel(trim_offsets=True)  # as RoBERTa's: offsets leave the space out
+    bpe.train_from_iterator([text], trainers.BpeTrainer(vocab_size=400, show_progress=False,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    assert not words_alone_as_in_text(bpe) and words_alone_as_in_text(plain)
+    chunker = Chunker(bpe, max_tokens=48, overlap_tokens=6)
+    chunks = chunker.chunks(text)
+    assert len(chunks) > 10
+    for chunk in chunks:
+        assert len(bpe.encode(chunk.text, add_special_tokens=False).ids) == chunk.tokens <= 48

@@ -285,6 +285,8 @@ class Api:
         indexed_keys: Iterable[str] | None = None,
         store: str | None = None,
         language: str | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> Plan[CollectionInfo]:
@@ -294,10 +296,14 @@ class Api:
         brings its ``vector`` (text optional, for lexical search); vectors are scaled to unit length
         and scores are cosines. ``store`` puts the collection's data in a Milvus instance
         (``"milvus://host:19530"``, or a milvus-lite file on the server) instead of the server's data
-        folder, so that every server pointed at that instance serves it. ``language`` is its lexical
-        analyzer's: "auto" (the default: each document and query in the language detected), "none"
-        (case and diacritic folding only) or a Snowball language ("german" or "de"). With
-        ``exist_ok`` an existing collection is returned as it is, whatever its settings."""
+        folder, so that every server pointed at that instance serves it. ``model`` is the bundled
+        model's name, a folder or a Hugging Face id (``"org/name"`` or ``"org/name@revision"``) the
+        server may load. ``query_prompt`` and ``document_prompt`` go before each query and each
+        document text the model embeds (``"query: "``, ``"passage: "`` for e5 models); None takes
+        the model's own prompts, ``""`` none. ``language`` is its lexical analyzer's: "auto" (the
+        default: each document and query in the language detected), "none" (case and diacritic
+        folding only) or a Snowball language ("german" or "de"). With ``exist_ok`` an existing
+        collection is returned as it is, whatever its settings."""
         prepared = calls.CREATE_COLLECTION.prepare(
             name,
             model=model,
@@ -310,6 +316,8 @@ class Api:
             indexed_keys=indexed_keys,
             store=store,
             language=language,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
         )
         try:
             return (yield Invoke(prepared, timeout))

@@ -379,8 +379,10 @@ def cmd_collections(args: argparse.Namespace) -> int:
         if info.state != "ready":
             print(f"{info.name}{aliases}: {info.state}: {info.reason}")
             continue
+        prompts = (f", query prompt {info.query_prompt!r}, document prompt {info.document_prompt!r}"
+                   if info.query_prompt or info.document_prompt else "")
         print(f"{info.name}{aliases}: {info.documents} documents, {info.chunks} chunks, {info.index_kind} index,"
-              f" model {info.model}, default mode {info.default_mode}, language {_language(info)}")
+              f" model {info.model}{prompts}, default mode {info.default_mode}, language {_language(info)}")
     return 0
 
 

@@ -154,6 +154,12 @@ class CollectionInfo(_Frozen):
     language: str = ""
     lexical_language: str = ""
     languages: list[str] = Field(default_factory=list)
+    # With the model, the collection's contract: which weights (a Hugging Face snapshot's commit,
+    # a folder's fingerprint, "bundled"; empty from servers that do not record it) and the text
+    # put before each query and each document text.
+    model_revision: str = ""
+    query_prompt: str = ""
+    document_prompt: str = ""
 
 
 class UpsertResult(_Frozen):

@@ -93,6 +93,12 @@ class Manifest:
     # indexed English. Under "auto", `languages` are the ISO codes its documents were found in.
     language: str = "english"
     languages: tuple[str, ...] = ()
+    # The rest of the model's contract (embedding/sources.py): which weights (a hub snapshot's
+    # commit, a folder's fingerprint, "bundled") and the text put before each query and each
+    # document text. Manifests written before them read as empty: no prompts, revision unknown.
+    model_revision: str = ""
+    query_prompt: str = ""
+    document_prompt: str = ""
 
     def to_json(self) -> str:
         data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys),

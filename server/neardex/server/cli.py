@@ -1,7 +1,7 @@
-"""The commands of the neardex command that work on data folders: index, serve, eval, check, keys,
-snapshot load. The command itself, and every command that only talks to a server, is the client
-distribution's (neardex.client.cli); this distribution's ``neardex.commands`` entry point,
-:func:`register`, adds these when it is installed.
+"""The commands of the neardex command that work on data folders and model caches: index, serve,
+eval, check, keys, snapshot load, models pull. The command itself, and every command that only
+talks to a server, is the client distribution's (neardex.client.cli); this distribution's
+``neardex.commands`` entry point, :func:`register`, adds these when it is installed.
 """
 
 from __future__ import annotations
@@ -63,8 +63,14 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                    help="chunk size in model tokens, new collections (default: the model's window, 254 for the bundled model)")
     p.add_argument("--overlap-tokens", type=int, default=-1, metavar="N",
                    help="tokens shared by consecutive chunks, new collections (default: 1/8 of the chunk size, at most 32)")
-    p.add_argument("--model", default=None, metavar="FOLDER",
-                   help="sentence-transformers model folder, new collections (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--model", default=None, metavar="FOLDER|ORG/NAME[@REV]",
+                   help="sentence-transformers model of a new collection: a folder, or a Hugging Face id found in the"
+                        " Hugging Face cache (downloaded when the network allows; see `neardex models pull`)"
+                        " (default: the bundled all-MiniLM-L6-v2)")
+    for side, example in (("query", "query: "), ("document", "passage: ")):
+        p.add_argument(f"--{side}-prompt", default=None, metavar="TEXT",
+                       help=f"text put before each {side} the model embeds, new collections, e.g. {example!r}; \"\" for"
+                            f" none (default: the model's own {side} prompt, if it has one)")
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index of a new collection: flat, hnsw, ivfpq or auto, with parameters,"
                         " e.g. hnsw:m=32,ef_search=256 (default: flat)")
@@ -139,6 +145,16 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     s_load.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
     s_load.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
     s_load.set_defaults(run=cmd_snapshot_load)
+
+    p = sub.add_parser("models", help="models in the Hugging Face cache")
+    models = p.add_subparsers(required=True, metavar="ACTION")
+    m_pull = models.add_parser(
+        "pull", help="download a Hugging Face model into the Hugging Face cache",
+        description="Download a model (or bring its snapshot up to date) into the Hugging Face cache"
+                    " (HF_HUB_CACHE, or HF_HOME/hub). For a machine without network, pull it on one with"
+                    " network and copy the printed cache folder into the same place there.")
+    m_pull.add_argument("model", metavar="ORG/NAME[@REV]", help="a Hugging Face id, optionally at a revision")
+    m_pull.set_defaults(run=cmd_models_pull)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
     keys = p.add_subparsers(required=True, metavar="ACTION")
@@ -331,7 +347,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
                 overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder, store=args.store,
-                language=args.language)
+                language=args.language, query_prompt=args.query_prompt, document_prompt=args.document_prompt)
 
 
 @contextlib.contextmanager
@@ -394,7 +410,8 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
             chunk_tokens=args.chunk_tokens or None,
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
             default_mode=args.mode or None, encoder=args.encoder or None, store=args.store or None,
-            language=args.language or None, exist_ok=True)
+            language=args.language or None, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+            exist_ok=True)
         yield _RemoteTarget(client, args.collection)
 
 
@@ -432,6 +449,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"try: {command} search {example} \"your question\" --server {settings.host}:{port}", flush=True)
 
     serve(settings, ready)
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from neardex.indexer.embedding.sources import hub_cache, hub_folder_name, pull_model
+
+    source = pull_model(args.model)
+    prompts = source.prompts()
+    print(f"{source.name} at revision {source.revision} in {source.path}")
+    print(f"prompts: query {prompts.query!r}, document {prompts.document!r}")
+    print(f"for a machine without network: copy {hub_cache() / hub_folder_name(source.name)} into its Hugging Face"
+          " cache (HF_HUB_CACHE, or HF_HOME/hub)")
     return 0
 
 

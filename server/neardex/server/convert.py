@@ -229,7 +229,8 @@ def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -
         overlap_tokens=m.overlap_tokens, default_mode=MODE_TO_PB[m.default_mode],
         encoder=m.encoder, index_params=m.index.params, indexed_keys=m.indexed_keys, aliases=aliases or [], store=m.store,
         state=pb.COLLECTION_STATE_READY, language=m.language, lexical_language=collection.store.analyzer.language,
-        languages=m.languages,
+        languages=m.languages, model_revision=m.model_revision, query_prompt=m.query_prompt,
+        document_prompt=m.document_prompt,
     )
 
 

@@ -84,6 +84,9 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             indexed_keys=list(request.indexed_keys),
             store=store,
             language=request.language,
+            # Unset: the model's own prompts; set, even to "": these.
+            query_prompt=request.query_prompt if request.HasField("query_prompt") else None,
+            document_prompt=request.document_prompt if request.HasField("document_prompt") else None,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
@@ -297,17 +300,17 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         return convert.ask_result_to_pb(result, _fields(request))
 
     def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
-        embedder, encode = self._model(request.collection)
-        texts = self._texts(embedder, request.texts, "texts", self.settings.max_batch_documents)
+        embedder, encode, prompt = self._model(request.collection)
+        texts = self._texts(embedder, request.texts, "texts", self.settings.max_batch_documents, prompt)
         vectors = encode(texts)
         return pb.EmbedResponse(vectors=[pb.Vector(values=v.tolist()) for v in vectors],
                                 dimension=embedder.dimension, model=embedder.name)
 
     def Similarity(self, request: pb.SimilarityRequest, context: Any) -> pb.SimilarityResponse:
-        embedder, encode = self._model(request.collection)
+        embedder, encode, prompt = self._model(request.collection)
         limit = self.settings.max_similarity_texts
-        texts = self._texts(embedder, request.texts, "texts", limit)
-        others = self._texts(embedder, request.others, "others", limit) if request.others else []
+        texts = self._texts(embedder, request.texts, "texts", limit, prompt)
+        others = self._texts(embedder, request.others, "others", limit, prompt) if request.others else []
         # One model call for both lists, through the batching worker like every query.
         vectors = encode(texts + others)
         left, right = vectors[: len(texts)], vectors[len(texts):] if others else vectors
@@ -356,18 +359,19 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         metrics.observe_timings(result.timings_ms)
         return convert.search_result_to_pb(result, _fields(request))
 
-    def _model(self, collection_name: str) -> tuple[Embedder, Callable[[Sequence[str]], np.ndarray]]:
+    def _model(self, collection_name: str) -> tuple[Embedder, Callable[[Sequence[str]], np.ndarray], str]:
         """The model a request names through its collection (the server's default without one),
-        and the encoder its queries go through."""
+        the encoder its queries go through, and the prompt that encoder puts before them."""
         if collection_name:
             collection = self._collection(collection_name)
-            return collection.embedder, collection.encode_queries
+            return collection.embedder, collection.encode_queries, collection.prompts.query
         embedder = self.catalog.embedder(None, self.settings.default_encoder)
-        return embedder, self.catalog.model_calls(embedder).queries
+        return embedder, self.catalog.model_calls(embedder).queries, ""
 
     @staticmethod
-    def _texts(embedder: Embedder, texts: Any, field: str, limit: int) -> list[str]:
-        """Texts to embed as queries: at least one, at most `limit`, none empty or past the window."""
+    def _texts(embedder: Embedder, texts: Any, field: str, limit: int, prompt: str = "") -> list[str]:
+        """Texts to embed as queries: at least one, at most `limit`, none empty or past the window
+        (with the query prompt)."""
         if not texts:
             raise InvalidArgument(f"{field}: give at least one text")
         if len(texts) > limit:
@@ -375,7 +379,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         for i, text in enumerate(texts):
             if not text.strip():
                 raise InvalidArgument(f"{field}[{i}]: must not be empty")
-            check_fits(embedder, text, f"{field}[{i}]")
+            check_fits(embedder, text, f"{field}[{i}]", prompt)
         return list(texts)
 
     def _answerer(self, collection: Collection) -> Answerer:

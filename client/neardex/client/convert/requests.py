@@ -31,8 +31,16 @@ def create_collection_request(
     indexed_keys: Iterable[str] | None = None,
     store: str | None = None,
     language: str | None = None,
+    query_prompt: str | None = None,
+    document_prompt: str | None = None,
 ) -> pb.CreateCollectionRequest:
+    for field, prompt in (("query_prompt", query_prompt), ("document_prompt", document_prompt)):
+        if prompt is not None and not isinstance(prompt, str):
+            raise InvalidArgument(f"{field}: expected a str or None, got {prompt!r}")
     request = pb.CreateCollectionRequest(
+        # None leaves a prompt unset (the model's own); "" is sent, and means none.
+        query_prompt=query_prompt,
+        document_prompt=document_prompt,
         name=name,
         store=store or "",
         language=language or "",

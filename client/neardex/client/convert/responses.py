@@ -79,6 +79,9 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         language=message.language,
         lexical_language=message.lexical_language,
         languages=list(message.languages),
+        model_revision=message.model_revision,
+        query_prompt=message.query_prompt,
+        document_prompt=message.document_prompt,
     )
 
 

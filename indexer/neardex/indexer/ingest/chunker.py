@@ -1,8 +1,10 @@
 """Cut text into chunks of at most N model tokens, on sentence boundaries where possible.
 
 Counting uses the model's own fast tokenizer, so a chunk the chunker accepts is a chunk the
-encoder sees whole: nothing is truncated at embedding time. Cuts fall only between words (never
-inside a word's subword pieces), so re-tokenizing a chunk's text gives the same tokens.
+encoder sees whole: nothing is truncated at embedding time. Cuts fall between words where they
+can. A chunk cut inside a word (text without spaces: Chinese, Japanese), or cut by a tokenizer
+that writes a word differently after a space than alone (byte-level BPE's "Ġ"), can tokenize
+longer alone than in the whole: such a chunk is counted again alone and cut shorter if it does.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from ..documents import Chunk
 from ..errors import InvalidArgument
 
 # A sentence ends at . ! ? (optionally followed by closing quotes or brackets) before whitespace,
-# or at a blank line. Good enough for prose; anything else still falls back to word boundaries.
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+|\n\s*\n")
+# at a full stop, exclamation or question mark of Chinese and Japanese (no space follows them), or
+# at a blank line. Good enough for prose; anything else still falls back to word boundaries.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+|(?<=[\u3002\uff01\uff1f\uff61])\s*|\n\s*\n")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -55,6 +58,28 @@ def default_overlap(chunk_tokens: int) -> int:
     return min(32, chunk_tokens // 8)
 
 
+# Words whose tokens alone and inside a text tell whether a tokenizer writes a word differently
+# after a space.
+_PROBE = "the quick brown fox, 42 jumps; Überall déjà-vu Москва 東京 naïve"
+
+
+def words_alone_as_in_text(tokenizer: Any) -> bool:
+    """Whether each word of _PROBE, as the text of its tokens' span, tokenizes alone into the
+    tokens it has inside the text: then a chunk cut between words is its tokens in the whole (true
+    of WordPiece and SentencePiece's "▁"; false of byte-level BPE with trimmed offsets, whose "Ġ"
+    marks a word after a space)."""
+    whole = tokenizer.encode(_PROBE, add_special_tokens=False)
+    words: dict[int, list[int]] = {}
+    for i, word in enumerate(whole.word_ids):
+        if word is not None:
+            words.setdefault(word, []).append(i)
+    for tokens in words.values():
+        span = _PROBE[whole.offsets[tokens[0]][0] : whole.offsets[tokens[-1]][1]]
+        if tokenizer.encode(span, add_special_tokens=False).ids != [whole.ids[i] for i in tokens]:
+            return False
+    return True
+
+
 class Chunker:
     """Splits document text into overlapping token-bounded chunks."""
 
@@ -71,6 +96,7 @@ class Chunker:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
+        self._words_alone_as_in_text = words_alone_as_in_text(tokenizer)
 
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
@@ -98,12 +124,20 @@ class Chunker:
         start, index = 0, 0
         while start < n:
             end = n if n - start <= budget else self._cut(toks, sentence_starts, start, budget)
+            # Between words, with a tokenizer that writes a word alone as it does after a space,
+            # the chunk alone is the tokens it has in the whole; else it is counted.
+            between_words = toks.cuttable[start] and (end == n or toks.cuttable[end])
+            tokens = (end - start if between_words and self._words_alone_as_in_text
+                      else self.count(text[toks.starts[start] : toks.ends[end - 1]]))
+            while tokens > budget and end - start > 1:  # longer alone than in the whole: cut shorter
+                end = max(start + 1, end - (tokens - budget))
+                tokens = self.count(text[toks.starts[start] : toks.ends[end - 1]])
             yield Chunk(
                 index=index,
                 text=text[toks.starts[start] : toks.ends[end - 1]],
                 start=toks.starts[start],
                 end=toks.ends[end - 1],
-                tokens=end - start,
+                tokens=tokens,
             )
             if end == n:
                 return

@@ -13,24 +13,37 @@ import numpy as np
 
 from .. import deadline
 from ..documents import Chunk, Document
-from ..embedding.embedder import DirectCalls, Embedder, ModelCalls, plain_tokenizer
+from ..embedding.embedder import DirectCalls, Embedder, ModelCalls, PromptedCalls, plain_tokenizer
+from ..embedding.sources import Prompts
 from .chunker import Chunker
 
 Prepared = tuple[list[Chunk], list[str]]  # a document's chunks, and the text embedded for each
 
 
+def text_window(embedder: Embedder, prompt: str) -> int:
+    """Tokens of the model's window left for a text after the special tokens and the prompt put
+    before it (a prompt takes room in the window as any text does)."""
+    window = embedder.max_seq_length - 2  # [CLS] and [SEP]
+    return window - (len(plain_tokenizer(embedder).encode(prompt, add_special_tokens=False).ids) if prompt else 0)
+
+
 class DocumentEncoder:
     def __init__(self, embedder: Embedder, chunk_tokens: int, overlap_tokens: int,
-                 calls: ModelCalls | None = None) -> None:
+                 calls: ModelCalls | None = None, prompts: Prompts | None = None) -> None:
+        """calls: the roads to the model (straight to it by default); prompts: the collection's,
+        put before every text on either road (self.calls)."""
         self.embedder = embedder
-        self.calls = calls or DirectCalls(embedder)
+        prompts = prompts or Prompts()
+        self.calls = PromptedCalls(calls or DirectCalls(embedder), prompts)
         self.chunk_tokens = chunk_tokens
         self.chunker = Chunker(plain_tokenizer(embedder), chunk_tokens, overlap_tokens)
+        self.window = text_window(embedder, prompts.document)
 
     def prepare(self, doc: Document) -> Prepared:
         """The title is embedded with every chunk when it fits in half the model's window; the
-        chunk budget shrinks by the title's tokens, so title plus chunk never exceed the window."""
-        window = self.embedder.max_seq_length - 2  # [CLS] and [SEP]
+        chunk budget shrinks by the title's tokens, so title plus chunk never exceed the window
+        (what the document prompt leaves of it)."""
+        window = self.window
         title_tokens = self.chunker.count(doc.title) + 1 if doc.title else 0
         use_title = 0 < title_tokens <= window // 2
         budget = min(self.chunk_tokens, window - (title_tokens if use_title else 0))

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..documents import Chunk, Document
 from ..embedding.loading import load_embedder
+from ..embedding.sources import Prompts, recorded_model
 from ..errors import FailedPrecondition, InvalidArgument
 from ..ingest.encoding import DocumentEncoder, Prepared
 from ..records import Manifest, UpsertResult
@@ -45,8 +46,9 @@ class _EmbedActor:
         device = "cuda" if ray.get_gpu_ids() else "cpu"
         if device == "cpu":
             torch.set_num_threads(max(1, cpus))
-        embedder = load_embedder(manifest.model_path or None, manifest.encoder, device=device)
-        self.encoder = DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens)
+        embedder = load_embedder(recorded_model(manifest), manifest.encoder, device=device)
+        self.encoder = DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens,
+                                       prompts=Prompts.of(manifest))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         docs = [Document(str(i), str(text), str(title)) for i, text, title in

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .. import deadline
-from ..embedding.embedder import check_fits
 from ..errors import InvalidArgument
 from ..ingest.chunker import sentence_spans
 from ..query import analysis
@@ -71,7 +70,7 @@ class Answerer:
         # A question longer than the window is refused: its tail would be cut off unseen. Checked
         # here, not by the search request: the question is embedded in every mode, to compare
         # sentences with.
-        check_fits(self.collection.embedder, question, "question")
+        self.collection.check_query(question, "question")
         started = time.perf_counter()
         timings: dict[str, float] = {}
         deadline.check("embed")
@@ -94,9 +93,10 @@ class Answerer:
         # A sentence alone often lacks its subject ("It is 6,650 km long."); the document title,
         # embedded with every chunk too, gives it back.
         flat = [f"{h.title} {h.text[s:e]}" if h.title else h.text[s:e] for h, hs in zip(hits, spans) for s, e in hs]
-        # Through the query encoder: in the server that is the batching worker, the one thread
-        # every request-time model call runs on.
-        sentence_vectors = self.collection.encode_queries(flat)
+        # Sentences are passages' text: embedded with the document prompt (the question had the
+        # query prompt), on the queries' road: in the server that is the batching worker, the one
+        # thread every request-time model call runs on.
+        sentence_vectors = self.collection.encode_passages_now(flat)
         similarity = sentence_vectors @ vector
         best: list[tuple[int, int, float]] = []
         row = 0

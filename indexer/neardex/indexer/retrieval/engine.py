@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import deadline
 from ..documents import Chunk, Document
-from ..embedding.embedder import DirectCalls, Embedder, ModelCalls, check_fits
+from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
+from ..embedding.sources import Prompts
 from ..errors import InvalidArgument, NotFound
 from ..ingest.chunker import Chunker
 from ..ingest.encoding import DocumentEncoder, Prepared
@@ -74,13 +75,15 @@ class Collection:
 
     def __init__(self, store: Store, embedder: Embedder | None, calls: ModelCalls | None = None) -> None:
         """embedder is None for a collection without a model (manifest.model == NO_MODEL); calls
-        are the roads to it (the server's scheduler, or straight to the model)."""
+        are the roads to it (the server's scheduler, or straight to the model), which every text
+        takes with the collection's prompts (the encoder's PromptedCalls)."""
         self.store = store
         self._embedder = embedder
-        self._calls = calls or (DirectCalls(embedder) if embedder else None)
         manifest = store.manifest
-        self._encoder = (DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens, self._calls)
-                         if embedder else None)
+        self.prompts = Prompts.of(manifest)
+        self._encoder = (DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens, calls,
+                                         self.prompts) if embedder else None)
+        self._calls: PromptedCalls | None = self._encoder.calls if self._encoder else None
 
     @property
     def manifest(self) -> Manifest:
@@ -117,9 +120,21 @@ class Collection:
         return self.encoder.chunker
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Queries' vectors (with the query prompt), on the queries' road."""
         self.require_model("query")
         assert self._calls is not None
         return self._calls.queries(texts)
+
+    def encode_passages_now(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of document texts a request waits for (with the document prompt), on the
+        queries' road."""
+        self.require_model("texts")
+        assert self._calls is not None
+        return self._calls.documents_now(texts)
+
+    def check_query(self, text: str, field: str) -> None:
+        """Refuse a query that, with the query prompt before it, exceeds the model's window."""
+        check_fits(self.require_model(field), text, field, self.prompts.query)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -324,7 +339,7 @@ class Collection:
         if checked is None and mode != "lexical":
             if not has_text:
                 raise InvalidArgument(f"{field}: must not be empty")
-            check_fits(self.require_model(field), text, field)
+            self.check_query(text, field)
         query = self.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
         return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe)
 
