@@ -72,7 +72,7 @@ def test_a_3_mb_lexical_query_is_refused_naming_the_field_and_the_limit(stub) ->
     assert len(text) > 2_900_000
     # As the server analyses it: among the languages of the collection's documents.
     languages = stub.GetCollection(pb.GetCollectionRequest(name="docs")).languages
-    distinct = len(analysis.Analyzer("auto").query(text, frozenset(languages), max_terms=10**9).terms)
+    distinct = len(analysis.Analyzer("auto").query(text, dict(languages), max_terms=10**9).terms)
     lex = pb.SEARCH_MODE_LEXICAL
     details = refusal(stub.Search, pb.SearchRequest(collection="docs", text=text, top_k=5, mode=lex))
     assert details == (f"query: {distinct} terms after analysis; the limit is 1024 (NEARDEX_MAX_QUERY_TERMS)")

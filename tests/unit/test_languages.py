@@ -80,9 +80,14 @@ def test_undetectable_text_is_folded_never_refused() -> None:
 def test_a_query_is_detected_among_the_collections_languages() -> None:
     analyzer = Analyzer("auto")
     # Alone, two words may look like anything; among German and Chinese they are German.
-    assert analyzer.query("Häuser bauen", frozenset({"de", "zh"})).language == "de"
-    assert analyzer.query("北京的首都", frozenset({"de", "zh"})).language == "zh"
-    assert analyzer.query("anything at all", frozenset({"de"})).language == "de"
+    assert analyzer.query("Häuser bauen", {"de": 10, "zh": 10}).language == "de"
+    assert analyzer.query("北京的首都", {"de": 10, "zh": 10}).language == "zh"
+    assert analyzer.query("anything at all", {"de": 3}).language == "de"
+    # Each language weighs by its share of the documents: a few passages taken for Latin do not
+    # make a short English query Latin.
+    query = "exons definition biology"
+    assert analyzer.query(query, {"en": 1, "la": 1}).language == "la"
+    assert analyzer.query(query, {"en": 995, "la": 5}).language == "en"
 
 
 # -- collections ----------------------------------------------------------------------------------

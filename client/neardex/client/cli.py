@@ -387,7 +387,8 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 
 def _language(info: CollectionInfo) -> str:
-    shown = info.language + (f" ({', '.join(info.languages)} found)" if info.languages else "")
+    found = ", ".join(f"{code} {count}" for code, count in sorted(info.languages.items(), key=lambda kv: -kv[1]))
+    shown = info.language + (f" (documents found in: {found})" if found else "")
     if info.lexical_language and info.lexical_language != info.language:
         shown += f", rebuilding from {info.lexical_language}"
     return shown

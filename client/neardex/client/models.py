@@ -150,10 +150,11 @@ class CollectionInfo(_Frozen):
     state: str = "ready"
     reason: str = ""
     # The lexical analyzer's language, the one its index answers with now (they differ while a
-    # rebuild is under way), and under "auto" the ISO codes of the languages its documents are in.
+    # rebuild is under way), and under "auto" documents by the ISO code of their language (counted up
+    # to a factor of two).
     language: str = ""
     lexical_language: str = ""
-    languages: list[str] = Field(default_factory=list)
+    languages: dict[str, int] = Field(default_factory=dict)
     # With the model, the collection's contract: which weights (a Hugging Face snapshot's commit,
     # a folder's fingerprint, "bundled"; empty from servers that do not record it) and the text
     # put before each query and each document text.

@@ -90,9 +90,10 @@ class Manifest:
     indexed_keys: tuple[str, ...] = ()
     store: str = LOCAL_STORE
     # The lexical analyzer's language (query/languages.py); collections made before it was chosen
-    # indexed English. Under "auto", `languages` are the ISO codes its documents were found in.
+    # indexed English. Under "auto", `languages` counts its documents by the ISO code of the
+    # language each was found in (recorded when a language is new or its count has doubled).
     language: str = "english"
-    languages: tuple[str, ...] = ()
+    languages: dict[str, int] = field(default_factory=dict)
     # The rest of the model's contract (embedding/sources.py): which weights (a hub snapshot's
     # commit, a folder's fingerprint, "bundled") and the text put before each query and each
     # document text. Manifests written before them read as empty: no prompts, revision unknown.
@@ -102,7 +103,7 @@ class Manifest:
 
     def to_json(self) -> str:
         data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys),
-                "languages": list(self.languages)}
+                "languages": dict(self.languages)}
         return json.dumps(data, indent=2, sort_keys=True)
 
     @staticmethod
@@ -120,7 +121,8 @@ class Manifest:
         try:
             data["index"] = IndexSpec.parse(data["index"]["kind"], data["index"]["params"])
             data["indexed_keys"] = tuple(data.get("indexed_keys", ()))
-            data["languages"] = tuple(data.get("languages", ()))
+            found = data.get("languages") or {}
+            data["languages"] = {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
             data.setdefault("store", LOCAL_STORE)
             return Manifest(**data)
         except (KeyError, TypeError, ValueError, InvalidArgument) as exc:

@@ -78,7 +78,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         reason=message.reason,
         language=message.language,
         lexical_language=message.lexical_language,
-        languages=list(message.languages),
+        languages=dict(message.languages),
         model_revision=message.model_revision,
         query_prompt=message.query_prompt,
         document_prompt=message.document_prompt,

@@ -27,7 +27,8 @@ thousands of them.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import regex
@@ -116,7 +117,7 @@ class Analyzer:
     def __repr__(self) -> str:
         return f"Analyzer({self.language!r})"
 
-    def language_of(self, text: str, among: frozenset[str] | None = None) -> str | None:
+    def language_of(self, text: str, among: Mapping[str, int] | None = None) -> str | None:
         """The ISO code the text is analysed as: the collection's language, or under `auto` the
         detected one (None: folding only)."""
         if self.language == AUTO:
@@ -151,20 +152,20 @@ class Analyzer:
         only queries drop them (to stay short), and a query of nothing else still finds them."""
         return " ".join(t.term for t in self.tokens(text, code) if t.term)
 
-    def documents(self, documents: Iterable[tuple[str, Sequence[str]]]) -> tuple[list[list[str]], set[str]]:
+    def documents(self, documents: Iterable[tuple[str, Sequence[str]]]) -> tuple[list[list[str]], Counter[str]]:
         """Chunk texts as the index holds them, each document's in the language of its whole text:
-        given (document text, its chunk texts) pairs, each one's index texts and the ISO codes of
-        the languages found."""
+        given (document text, its chunk texts) pairs, each one's index texts and how many documents
+        each language (ISO code) was found in."""
         out: list[list[str]] = []
-        found: set[str] = set()
+        found: Counter[str] = Counter()
         for whole, texts in documents:
             code = self.language_of(whole)
             if code is not None:
-                found.add(code)
+                found[code] += 1
             out.append([self.index_text(t, code) for t in texts])
         return out, found
 
-    def query(self, text: str, among: frozenset[str] | None = None,
+    def query(self, text: str, among: Mapping[str, int] | None = None,
               max_terms: int = DEFAULT_MAX_QUERY_TERMS, field: str = "query") -> Query:
         """The query's terms; InvalidArgument naming `field` when there are more than max_terms."""
         code = self.language_of(text, among)

@@ -6,8 +6,10 @@ query, analysed in the language it is detected to be in). Detection is py3langid
 model of byte n-grams over 97 languages that loads in about a second into 140 MB and classifies a
 question in 0.1 ms; on the XQuAD questions of seven languages it was right 90-99.9% of the time,
 lingua's high-accuracy mode as often at 13 s and 1.3 GB. A query is short, so it is detected only
-among the languages its collection's documents were found in: a collection of one language
-analyses every query in that language, whatever a three-word query resembles.
+among the languages its collection's documents were found in, each weighted by its share of them:
+a collection of one language analyses every query in that language, whatever a three-word query
+resembles, and in a collection of English passages a few of which were taken for Latin, "exons
+definition biology" is English.
 
 The language names and stop-word lists are the libraries' own (PyStemmer's algorithms, the
 `stop-words` package); only the ISO codes of the Snowball languages are written here, as the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidArgument
@@ -141,20 +144,24 @@ def _identifier() -> Any:
 _detect_lock = threading.Lock()
 
 
-def detect(text: str, among: frozenset[str] | None = None) -> str | None:
-    """The ISO code of the language `text` is most likely in (among `among` when given), or None
-    when no language is likely enough (too little text, digits, an unknown script)."""
+def detect(text: str, among: Mapping[str, int] | None = None) -> str | None:
+    """The ISO code of the language `text` is most likely in, or None when no language is likely
+    enough (too little text, digits, an unknown script). `among` (language: documents) restricts
+    the choice to those languages, each weighted by its share: the detector's probability is a
+    likelihood, the collection's make-up the prior."""
     text = text[:DETECT_CHARS]
     if not any(c.isalpha() for c in text):
         return None
     if among is not None and len(among) == 1:
         return next(iter(among))
     with _detect_lock:  # the identifier's arrays are shared; a call is a fraction of a millisecond
-        ranked = _identifier().rank(text)
+        ranked = [(_CODE_ALIASES.get(code, code), p) for code, p in _identifier().rank(text)]
     if among:
-        ranked = [(code, p) for code, p in ranked if code in among]
-        total = sum(p for _, p in ranked)
-        ranked = [(code, p / total) for code, p in ranked] if total > 0 else []
+        total = sum(among.values()) or 1
+        ranked = sorted(((code, p * among[code] / total) for code, p in ranked if code in among),
+                        key=lambda pair: -pair[1])
+        evidence = sum(p for _, p in ranked)
+        ranked = [(code, p / evidence) for code, p in ranked] if evidence > 0 else []
     if not ranked or ranked[0][1] < MIN_CONFIDENCE:
         return None
-    return _CODE_ALIASES.get(ranked[0][0], ranked[0][0])
+    return ranked[0][0]

@@ -347,7 +347,7 @@ class Collection:
                 field: str = "query") -> analysis.Query:
         """The query's terms by the analyzer the collection's lexical index holds, in the
         language (among those of its documents) the query is in."""
-        return self.store.analyzer.query(text, frozenset(self.manifest.languages), max_terms, field)
+        return self.store.analyzer.query(text, self.manifest.languages, max_terms, field)
 
     def search(self, text: str | None = None, vector: Sequence[float] | np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",

@@ -16,7 +16,9 @@ retrieve, fetch (feedback vectors), dense (the moved query), fetch (cosines and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,13 +70,28 @@ class Retrieved:
     allowed: Any
 
 
-def with_languages(manifest: Manifest, found: set[str]) -> Manifest | None:
-    """The manifest with the languages documents were just found in added, under `auto` (queries
-    are detected among them); None when it already names them all."""
-    new = found - set(manifest.languages)
-    if manifest.language != AUTO or not new:
-        return None
-    return replace(manifest, languages=tuple(sorted({*manifest.languages, *new})))
+class LanguageCounts:
+    """Documents per language found under `auto`: queries are detected among these languages, each
+    weighted by its share (a short English query in a collection of English passages, a few of them
+    taken for Latin, is English). Counted here, recorded in the manifest when a language is new or
+    its count has doubled since it was recorded: a few manifest writes in a collection's life, and
+    a prior that is never off by more than a factor of two. Deletes are not counted down."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._counts = Counter(manifest.languages)
+        self._lock = threading.Lock()
+
+    def add(self, manifest: Manifest, found: Mapping[str, int]) -> Manifest | None:
+        """The manifest to record after documents in `found` languages are written, or None when
+        the one recorded stays close enough."""
+        if manifest.language != AUTO or not found:
+            return None
+        with self._lock:
+            self._counts.update(found)
+            recorded = manifest.languages
+            if not any(self._counts[code] >= 2 * recorded.get(code, 0) for code in found):
+                return None
+            return replace(manifest, languages=dict(sorted(self._counts.items())))
 
 
 class Store(Protocol):

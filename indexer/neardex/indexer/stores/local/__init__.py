@@ -26,7 +26,8 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -42,7 +43,7 @@ from ...query import languages
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, Retrieved, StoredChunk, with_languages
+from .. import ChunkRow, LanguageCounts, Retrieved, StoredChunk
 from . import check, fts, index_cache
 from .rwlock import RWLock
 from .sql_filters import index_rows, to_sql
@@ -151,6 +152,7 @@ class LocalStore:
         self._lexical_rebuilder: threading.Thread | None = None
         # The analyzer a lexical rebuild under way fills the next table with (deletes reach both).
         self._lexical_target: Analyzer | None = None
+        self._languages = LanguageCounts(manifest)
         if fts.create_table(self._db):
             with self._transaction() as tx:
                 fts.rebuild(tx.db, Analyzer(manifest.language))
@@ -262,19 +264,19 @@ class LocalStore:
         write_durably(self.folder / MANIFEST, manifest.to_json())
         self.manifest = manifest
 
-    def _note_languages(self, found: set[str], analyzer: Analyzer) -> None:
-        """Record languages documents were found in, before the write that holds them commits
-        (queries are detected among them); the caller holds the write mutex."""
-        if analyzer.language == self.manifest.language and (noted := with_languages(self.manifest, found)):
+    def _note_languages(self, found: Mapping[str, int], analyzer: Analyzer) -> None:
+        """Count the languages documents were found in, recorded before the write that holds them
+        commits (queries are detected among them); the caller holds the write mutex."""
+        if analyzer.language == self.manifest.language and (noted := self._languages.add(self.manifest, found)):
             self.save_manifest(noted)
 
     def _lexical_texts(self, changed: list[tuple[Document, str]],
-                       prepared: list[tuple[list[Chunk], list[str]]]) -> tuple[Analyzer, list[list[str]], set[str]]:
+                       prepared: list[tuple[list[Chunk], list[str]]]) -> tuple[Analyzer, list[list[str]], Counter[str]]:
         """What the lexical table holds of each chunk: its terms by the analyzer now answering (raw
         text for a legacy table, which analyses it itself)."""
         analyzer = self.analyzer
         if self._legacy:
-            return analyzer, [texts for _, texts in prepared], set()
+            return analyzer, [texts for _, texts in prepared], Counter()
         texts, found = analyzer.documents((f"{doc.title}\n{doc.text}", chunk_texts)
                                           for (doc, _), (_, chunk_texts) in zip(changed, prepared))
         return analyzer, texts, found

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from ... import deadline
@@ -76,7 +77,7 @@ def add(db: sqlite3.Connection, rows: Iterable[tuple[int, str]], table: str = TA
 
 
 def fill(db: sqlite3.Connection, analyzer: Analyzer, table: str = TABLE, after: int = 0,
-         limit: int | None = None) -> tuple[int, int, set[str]]:
+         limit: int | None = None) -> tuple[int, int, Counter[str]]:
     """Index the stored chunks with ids above `after` (at most `limit` of them, in id order), each
     as its document's title and its text, analysed in its document's language; the caller holds a
     write transaction. Returns (rows written, the last id written, the languages found)."""

@@ -46,7 +46,7 @@ from ...errors import FailedPrecondition, InvalidArgument
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, Retrieved, StoredChunk, with_languages
+from .. import ChunkRow, LanguageCounts, Retrieved, StoredChunk
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, quote, to_expr
 
@@ -99,6 +99,7 @@ class MilvusStore:
         self._df_since = -math.inf
         self._df_lock = threading.Lock()
         self.analyzer = Analyzer(manifest.language)
+        self._languages = LanguageCounts(manifest)
         if not (self.client.has_collection(self.chunks) and self.client.has_collection(self.docs)):
             raise FailedPrecondition(f"store: collection {manifest.name!r} has no data in {manifest.store}")
         _load(self.client, self.chunks, self.docs)
@@ -192,7 +193,7 @@ class MilvusStore:
                 row += 1
         with self._write_mutex:
             # Recorded before the write: queries are detected among the languages found.
-            if (noted := with_languages(self.manifest, found)) is not None:
+            if (noted := self._languages.add(self.manifest, found)) is not None:
                 self.save_manifest(noted)
             old = [r["pk"] for r in self._query_in(self.chunks, "doc_id", [d.id for d, _ in changed], ["pk"])]
             # New chunks first, then the documents, then the old chunks out: a search meanwhile finds
