@@ -70,16 +70,13 @@ def refusal(method: Callable[..., object], request: object) -> str:
 def test_a_3_mb_lexical_query_is_refused_naming_the_field_and_the_limit(stub) -> None:
     text = made_up_words(400_000)  # the reported attack: 3 MB, 400,000 words
     assert len(text) > 2_900_000
-    # As the server analyses it: among the languages of the collection's documents.
-    languages = stub.GetCollection(pb.GetCollectionRequest(name="docs")).languages
-    distinct = len(analysis.Analyzer("auto").query(text, dict(languages), max_terms=10**9).terms)
     lex = pb.SEARCH_MODE_LEXICAL
     details = refusal(stub.Search, pb.SearchRequest(collection="docs", text=text, top_k=5, mode=lex))
-    assert details == (f"query: {distinct} terms after analysis; the limit is 1024 (NEARDEX_MAX_QUERY_TERMS)")
+    assert details == "query: more than 1024 terms after analysis; the limit is 1024 (NEARDEX_MAX_QUERY_TERMS)"
     details = refusal(stub.BatchSearch, pb.BatchSearchRequest(requests=[
         pb.SearchRequest(collection="docs", text="moon", top_k=1, mode=lex),
         pb.SearchRequest(collection="docs", text=text, top_k=1, mode=lex)]))
-    assert details.startswith(f"requests[1].query: {distinct} terms after analysis")
+    assert details.startswith("requests[1].query: more than 1024 terms after analysis")
     # Hybrid embeds the text: it is refused from its head, without tokenizing 3 MB.
     details = refusal(stub.Search, pb.SearchRequest(collection="docs", text=text, top_k=5,
                                                     mode=pb.SEARCH_MODE_HYBRID))
@@ -92,7 +89,7 @@ def test_a_3_mb_lexical_query_is_refused_naming_the_field_and_the_limit(stub) ->
 def test_the_term_limit_is_a_setting_applied_in_every_mode_and_call(five_terms) -> None:
     six = "moon landing armstrong nile river apollo"
     five = "moon landing armstrong nile river"
-    message = "{}: 6 terms after analysis; the limit is 5 (NEARDEX_MAX_QUERY_TERMS)"
+    message = "{}: more than 5 terms after analysis; the limit is 5 (NEARDEX_MAX_QUERY_TERMS)"
     for mode in (pb.SEARCH_MODE_LEXICAL, pb.SEARCH_MODE_HYBRID):
         search = pb.SearchRequest(collection="docs", text=six, top_k=1, mode=mode)
         within = pb.SearchRequest(collection="docs", text=five, top_k=1, mode=mode)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import regex
 
+from .. import deadline
 from ..errors import InvalidArgument
 from . import languages
 from .languages import AUTO, NONE
@@ -144,7 +145,8 @@ class Analyzer:
             stems = stemmer.stemWords(words) if stemmer is not None else words
             finish = fold if code in _FOLDED else str
             for i, stem in zip(plain, stems):
-                out[i] = Token(out[i].text, out[i].start, out[i].end, finish(stem), out[i].stop)
+                # A stemmer may stem a word to nothing (Porter's "s"): the word stands for itself.
+                out[i] = Token(out[i].text, out[i].start, out[i].end, finish(stem or out[i].term), out[i].stop)
         return out
 
     def index_text(self, text: str, code: str | None) -> str:
@@ -167,18 +169,31 @@ class Analyzer:
 
     def query(self, text: str, among: Mapping[str, int] | None = None,
               max_terms: int = DEFAULT_MAX_QUERY_TERMS, field: str = "query") -> Query:
-        """The query's terms; InvalidArgument naming `field` when there are more than max_terms."""
+        """The query's terms, stop words dropped (kept when there is nothing else), analysed in
+        the language detected among `among` (see languages.detect). InvalidArgument naming
+        `field` past max_terms distinct terms: each distinct spelling is analysed once, and the
+        analysis stops at the first term past the limit, so a text of megabytes costs one regex
+        pass, not an analysis of every word."""
         code = self.language_of(text, among)
-        tokens = self.tokens(text, code)
-        kept = [t for t in tokens if not t.stop] or tokens
-        terms = tuple(dict.fromkeys(t.term for t in kept if t.term))
+        found = tuple(WORD.findall(text))
+        kept: dict[str, None] = {}
+        stops: dict[str, None] = {}
+        words: dict[str, None] = {}
+        for i, spelling in enumerate(dict.fromkeys(found)):
+            if i % 1000 == 999:
+                deadline.check("query analysis")
+            for token in self.tokens(spelling, code):
+                (stops if token.stop else kept)[token.term] = None
+                if not token.stop and not SPACELESS.fullmatch(token.text):
+                    words[unicodedata.normalize("NFKC", token.text).casefold()] = None
+            if len(kept) > max_terms:
+                raise InvalidArgument(f"{field}: more than {max_terms} terms after analysis; the limit is {max_terms}"
+                                      " (NEARDEX_MAX_QUERY_TERMS)")
+        terms = tuple(kept or stops)
         if len(terms) > max_terms:
-            raise InvalidArgument(f"{field}: {len(terms)} terms after analysis; the limit is {max_terms}"
+            raise InvalidArgument(f"{field}: more than {max_terms} terms after analysis; the limit is {max_terms}"
                                   " (NEARDEX_MAX_QUERY_TERMS)")
-        found = tuple(m.group() for m in WORD.finditer(text))
-        words = tuple(dict.fromkeys(unicodedata.normalize("NFKC", t.text).casefold() for t in kept
-                                    if not SPACELESS.fullmatch(t.text)))
-        return Query(terms, found, words, code or "")
+        return Query(terms, found, tuple(words) or tuple(stops), code or "")
 
 
 def none_analyzer() -> Analyzer:

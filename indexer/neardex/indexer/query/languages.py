@@ -95,7 +95,7 @@ def stemmer_for(code: str | None) -> Any:
     if name not in stemmers:
         import Stemmer
 
-        stemmers[name] = Stemmer.Stemmer("porter" if name == LEGACY else name)
+        stemmers[name] = Stemmer.Stemmer(name)
     return stemmers[name]
 
 
