@@ -27,7 +27,8 @@ from ..errors import InvalidArgument
 
 AUTO = "auto"
 NONE = "none"
-# Collections made before analyzers were chosen indexed English, and still do.
+# Collections made before analyzers were chosen indexed English (FTS5's Porter), and are rebuilt
+# in English when they open.
 LEGACY = "english"
 # New collections detect each document's language.
 DEFAULT = AUTO
@@ -83,9 +84,9 @@ def code_of(language: str) -> str | None:
 
 
 def stemmer_for(code: str | None) -> Any:
-    """This thread's PyStemmer stemmer for the language (English: Porter's original algorithm, as
-    collections indexed before analyzers were chosen), or None where Snowball has none. A stemmer
-    is not thread-safe, so each thread has its own."""
+    """This thread's PyStemmer stemmer for the language, or None where Snowball has none. English
+    is Snowball's (Porter2), not Porter's original that FTS5 has: the original stems "anthropology"
+    and "anthropological" apart. A stemmer is not thread-safe, so each thread has its own."""
     if code is None:
         return None
     name = {c: n for n, c in _SNOWBALL_CODES.items()}.get(_CODE_ALIASES.get(code, code))
