@@ -153,3 +153,31 @@ def test_upsert_stream_over_connect_streaming(served: tuple[str, int, dict[str, 
     with urllib.request.urlopen(request, timeout=60) as response:
         data = response.read()
     assert b"permission_denied" in data
+
+
+def test_pages_and_diversity_over_http_grpc_and_both_clients(served: tuple[str, int, dict[str, str]]) -> None:
+    base, port, keys = served
+    admin, read = keys["admin"], keys["read"]
+    books = [*BOOKS, {"id": "nile-2", "text": "The Nile river flows north into the Mediterranean Sea."},
+             {"id": "amazon", "text": "The Amazon carries more water than any other river."}]
+    assert post(base, "CreateCollection", {"name": "books"}, admin)[0] == 200
+    assert post(base, "Upsert", {"collection": "books", "documents": books}, admin)[0] == 200
+    query = {"collection": "books", "text": "which way does the Nile flow", "mode": "SEARCH_MODE_DENSE"}
+    whole = [h["id"] for h in post(base, "Search", {**query, "topK": 4}, read)[1]["hits"]]
+    second = [h["id"] for h in post(base, "Search", {**query, "topK": 2, "offset": 2}, read)[1]["hits"]]
+    assert second == whole[2:4]
+    diverse = [h["id"] for h in post(base, "Search", {**query, "topK": 2, "diversity": 0.6}, read)[1]["hits"]]
+    assert whole[:2] == ["nile", "nile-2"] and diverse[0] == "nile" and diverse[1] != "nile-2"
+    status, error = post(base, "BatchSearch", {"requests": [{**query, "topK": 2}, {**query, "topK": 2, "diversity": 3}]},
+                         read)
+    assert (status, error["code"]) == (400, "invalid_argument")
+    assert error["message"].startswith("requests[1].diversity: must be between 0 and 1")
+    status, error = post(base, "Search", {**query, "topK": 2, "offset": 10**6}, read)
+    assert status == 400 and error["message"].startswith("offset: offset + top_k is at most")
+    with Client(f"127.0.0.1:{port}", api_key=read) as client:
+        assert [h.id for h in client.search("books", query["text"], k=2, mode="dense", offset=2)] == whole[2:4]
+        assert [h.id for h in client.batch_search("books", [query["text"]], k=2, mode="dense", diversity=0.6)[0]] == diverse
+        from neardex.client import InvalidArgument
+
+        with pytest.raises(InvalidArgument, match="offset"):
+            client.search("books", query["text"], offset=-1)

@@ -539,13 +539,17 @@ class Api:
         nprobe: int | None = None,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        offset: int = 0,
+        diversity: float = 0.0,
         timeout: float | None = None,
     ) -> Plan[SearchResult]:
         """``query`` is a text or a query vector. ``filter`` maps metadata keys to a value
         (equality), a list (membership) or an operator (see :func:`convert.filter_to_proto`);
         ``mode`` is "dense", "lexical", "hybrid" or None for the collection's default.
         ``text=False`` leaves the hits' texts out, ``metadata=False`` their metadata, and a list of
-        keys keeps only those."""
+        keys keeps only those. ``offset`` skips that many hits (a page after the first; stable while
+        the collection does not change); ``diversity`` (0 to 1, 0 off) re-orders the hits by
+        maximal marginal relevance, so near-copies give way to other documents."""
         prepared = calls.SEARCH.prepare(
             collection,
             query,
@@ -557,6 +561,8 @@ class Api:
             nprobe=nprobe,
             text=text,
             metadata=metadata,
+            offset=offset,
+            diversity=diversity,
         )
         return (yield Invoke(prepared, timeout))
 
@@ -574,6 +580,8 @@ class Api:
         nprobe: int | None = None,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        offset: int = 0,
+        diversity: float = 0.0,
         timeout: float | None = None,
     ) -> Plan[list[SearchResult]]:
         """Several queries with the same options in one call; results in query order."""
@@ -588,6 +596,8 @@ class Api:
             nprobe=nprobe,
             text=text,
             metadata=metadata,
+            offset=offset,
+            diversity=diversity,
         )
         return (yield Invoke(prepared, timeout))
 

@@ -105,6 +105,10 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                        help="metadata condition: key=value, key>=n, key>n, key<=n, key<n (repeatable; all must hold)")
         p.add_argument("--mode", default=None, choices=("dense", "lexical", "hybrid"),
                        help="retrieval mode (default: the collection's)")
+        if name == "search":
+            p.add_argument("--offset", type=int, default=0, metavar="N", help="hits to skip: the next page (default: 0)")
+            p.add_argument("--diversity", type=float, default=0.0, metavar="X",
+                           help="maximal marginal relevance, 0 (off, default) to 1: fewer near-copies among the hits")
         add_server_option(p)
         p.add_argument("--json", action="store_true", help="print the whole result as JSON")
         p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
@@ -233,7 +237,8 @@ def _number(raw: str, item: str, op: str) -> float:
 def cmd_search(args: argparse.Namespace) -> int:
     with connect(args) as client:
         result = client.search(args.collection, args.query, k=args.k,
-                               filter=parse_filters(args.filter) or None, mode=args.mode)
+                               filter=parse_filters(args.filter) or None, mode=args.mode,
+                               offset=args.offset, diversity=args.diversity)
     return _print_hits(result, args.json)
 
 

@@ -366,7 +366,7 @@ class Vector(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "top_k", "filter", "min_score", "mode", "ef_search", "nprobe", "fields")
+    __slots__ = ("collection", "text", "vector", "top_k", "filter", "min_score", "mode", "ef_search", "nprobe", "fields", "offset", "diversity")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -377,6 +377,8 @@ class SearchRequest(_message.Message):
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: Vector
@@ -387,7 +389,9 @@ class SearchRequest(_message.Message):
     ef_search: int
     nprobe: int
     fields: Fields
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ...) -> None: ...
+    offset: int
+    diversity: float
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., offset: _Optional[int] = ..., diversity: _Optional[float] = ...) -> None: ...
 
 class RetrieverScore(_message.Message):
     __slots__ = ("retriever", "score", "rank")

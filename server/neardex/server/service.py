@@ -234,6 +234,9 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         query, filter, min_score and mode (see Collection.request)."""
         collection = self._collection(request.collection, f"{field}collection")
         k = self._top_k(request.top_k, f"{field}top_k")
+        if request.offset > 0 and request.offset + k > self.settings.max_top_k:
+            raise InvalidArgument(f"{field}offset: offset + top_k is at most {self.settings.max_top_k}"
+                                  f" (max_top_k), got {request.offset} + {k}")
         kind = request.WhichOneof("query")
         if kind != "vector" and not request.text.strip():
             raise InvalidArgument(f"{field}query: give query text or a vector; the query is empty")
@@ -245,6 +248,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             mode=convert.mode_from_pb(request.mode, f"{field}mode"),
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
             max_terms=self.settings.max_query_terms, field=f"{field}query", vector_field=f"{field}vector",
+            offset=request.offset, diversity=request.diversity,
         )
         return collection, checked
 

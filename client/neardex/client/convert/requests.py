@@ -228,10 +228,16 @@ def _search_request(
     nprobe: int | None,
     field: str,
     fields: pb.Fields | None = None,
+    offset: int = 0,
+    diversity: float = 0.0,
 ) -> pb.SearchRequest:
+    if not _is_number(diversity):
+        raise InvalidArgument(f"diversity: expected a number, got {diversity!r}")
     request = pb.SearchRequest(
         collection=collection,
         top_k=_int_arg("k", k, minimum=1),
+        offset=_int_arg("offset", offset, minimum=0),
+        diversity=float(diversity),
         filter=filter,
         mode=mode_to_proto(mode),
         ef_search=_optional_int_arg("ef_search", ef_search, minimum=0),
@@ -261,6 +267,8 @@ def search_request(
     nprobe: int | None = None,
     text: bool = True,
     metadata: bool | Sequence[str] = True,
+    offset: int = 0,
+    diversity: float = 0.0,
 ) -> pb.SearchRequest:
     """A ``str`` query is embedded (or tokenized) by the server; anything else is taken as a
     ready-made query vector."""
@@ -275,6 +283,8 @@ def search_request(
         nprobe=nprobe,
         field="query",
         fields=fields_to_proto(text, metadata),
+        offset=offset,
+        diversity=diversity,
     )
 
 
@@ -290,6 +300,8 @@ def batch_search_request(
     nprobe: int | None = None,
     text: bool = True,
     metadata: bool | Sequence[str] = True,
+    offset: int = 0,
+    diversity: float = 0.0,
 ) -> pb.BatchSearchRequest:
     if isinstance(queries, str):
         raise InvalidArgument("queries: expected a sequence of queries, got a single str")
@@ -308,6 +320,8 @@ def batch_search_request(
                 nprobe=nprobe,
                 field=f"queries[{i}]",
                 fields=fields,
+                offset=offset,
+                diversity=diversity,
             )
             for i, query in enumerate(queries)
         ]

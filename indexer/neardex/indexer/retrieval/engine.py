@@ -40,7 +40,7 @@ from ..records import (
     UpsertResult,
 )
 from ..stores import ChunkRow, Store, StoredChunk
-from . import fusion
+from . import diversity, fusion
 from .request import SearchRequest
 
 __all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "SearchRequest", "validate_documents"]
@@ -321,13 +321,19 @@ class Collection:
                 flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                 ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                 field: str = "query", vector_field: str = "vector",
-                encoded: np.ndarray | None = None) -> SearchRequest:
+                encoded: np.ndarray | None = None, offset: int = 0, diversity: float = 0.0) -> SearchRequest:
         """A search checked whole before any work starts: the caller's vector (dimension, finite;
         named `vector_field`), the mode, the text (refused, naming `field`, when empty where it is
         needed, past the model's window where it is embedded, past max_terms distinct terms where
-        it is searched lexically) and analysed once. Text and vector may both be given: the vector
+        it is searched lexically) and analysed once, the page's offset (not negative) and the
+        diversity (0 to 1), named beside `field`. Text and vector may both be given: the vector
         serves dense retrieval, the text analysis. `encoded` is the text's embedding where the
         caller made it already (a batch, a question)."""
+        beside = field.rpartition(".")[0] + "." if "." in field else ""
+        if offset < 0:
+            raise InvalidArgument(f"{beside}offset: must not be negative, got {offset}")
+        if not 0.0 <= diversity <= 1.0:  # NaN fails both
+            raise InvalidArgument(f"{beside}diversity: must be between 0 and 1, got {diversity}")
         checked = self.check_vector(vector, vector_field) if vector is not None else encoded
         text = text or ""
         has_text = bool(text.strip())
@@ -341,7 +347,7 @@ class Collection:
                 raise InvalidArgument(f"{field}: must not be empty")
             self.check_query(text, field)
         query = self.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
-        return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe)
+        return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe, offset, diversity)
 
     def analyze(self, text: str, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                 field: str = "query") -> analysis.Query:
@@ -352,12 +358,13 @@ class Collection:
     def search(self, text: str | None = None, vector: Sequence[float] | np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
-               field: str = "query") -> SearchResult:
-        """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval
-        (see `request` for what is refused)."""
+               field: str = "query", offset: int = 0, diversity: float = 0.0) -> SearchResult:
+        """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval:
+        the k after the first `offset`, re-ordered for `diversity` (MMR) when it is above 0 (see
+        `request` for what is refused)."""
         started = time.perf_counter()
-        return self.run(self.request(text, vector, k, flt, min_score, mode, ef_search, nprobe, max_terms, field),
-                        started)
+        return self.run(self.request(text, vector, k, flt, min_score, mode, ef_search, nprobe, max_terms, field,
+                                     offset=offset, diversity=diversity), started)
 
     def run(self, request: SearchRequest, started: float | None = None) -> SearchResult:
         """A checked search (`request`): its text embedded where dense retrieval needs it, then
@@ -368,7 +375,9 @@ class Collection:
             deadline.check("embed")
             request = replace(request, vector=self.encode_queries([request.text])[0])
             timings["embed"] = _ms(started)
-        mode, k, min_score = request.mode, request.k, request.min_score
+        mode, min_score = request.mode, request.min_score
+        # Every hit up to the page's end is ranked; MMR chooses among a deeper pool.
+        k = max(request.reach, diversity.POOL) if request.diversity else request.reach
         # Every read below sees the index and the store at the same write: a document being
         # replaced is found at its old version or its new one, never at neither.
         with self.store.view():
@@ -424,12 +433,26 @@ class Collection:
                 ranked = [replace(c, score=min(1.0, c.score / found.lexical_scale)) for c in ranked]
             if min_score is not None:
                 ranked = [c for c in ranked if c.score >= min_score]
+            if request.diversity:
+                deadline.check("diversity")
+                ranked = self._diversified(ranked, request.diversity, request.reach)
             deadline.check("fetch")
             t = time.perf_counter()
-            hits = self.materialize(ranked[:k], lists, rows)
+            hits = self.materialize(ranked[request.offset : request.reach], lists, rows)
             timings["fetch"] = _ms(t)
             timings["total"] = _ms(started)
             return SearchResult(hits, timings, mode)
+
+    def _diversified(self, ranked: list[Candidate], weight: float, n: int) -> list[Candidate]:
+        """The first n of ranked re-ordered by maximal marginal relevance over their chunks'
+        stored vectors (see retrieval/diversity.py)."""
+        vectors = {c.chunk_id: c.vector for c in self.store.fetch([c.chunk_id for c in ranked], vectors=True)}
+        present = [c for c in ranked if vectors.get(c.chunk_id) is not None]
+        if not present:
+            return ranked[:n]
+        matrix = np.array([vectors[c.chunk_id] for c in present], dtype=np.float32)
+        relevance = np.array([c.score for c in present], dtype=np.float32)
+        return [present[i] for i in diversity.mmr(relevance, matrix, weight, n)]
 
     def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]],
                     rows: dict[int, ChunkRow] | None = None) -> list[Hit]:

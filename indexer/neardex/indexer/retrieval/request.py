@@ -29,6 +29,14 @@ class SearchRequest:
     min_score: float | None = None
     ef_search: int = 0
     nprobe: int = 0
+    # Hits skipped before the k returned, and the MMR trade-off (0: relevance alone).
+    offset: int = 0
+    diversity: float = 0.0
+
+    @property
+    def reach(self) -> int:
+        """Hits ranked to answer: every one up to the end of the page."""
+        return self.offset + self.k
 
     @property
     def needs_embedding(self) -> bool:
