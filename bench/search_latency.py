@@ -2,7 +2,8 @@
 
 Rows, each over every query --repeat times at one client, medians and p99:
 - in-process embed + FAISS search (the floor: model call plus index lookup),
-- in-process Collection.search in dense and in hybrid mode (hybrid's added cost),
+- in-process Collection.search in dense and in hybrid mode (hybrid's added cost), and hybrid with
+  a later page (offset 20) and with diversity 0.5 (MMR),
 - Search over gRPC to `neardex serve` in its own process, dense and hybrid.
 
     .venv/bin/python bench/search_latency.py [--repeat 5] [--limit N] [--data-dir DIR --collection NAME]
@@ -64,6 +65,11 @@ def main() -> None:
             for mode in ("dense", "hybrid"):
                 results[f"in-process search {mode}"] = timed(
                     queries, args.repeat, lambda q, mode=mode: collection.search(text=q, k=args.k, mode=mode))
+            # The search options that re-use the ranking: a later page, and MMR over the candidates.
+            results["in-process search hybrid, offset 20"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", offset=20))
+            results["in-process search hybrid, diversity 0.5"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", diversity=0.5))
         port = free_port()
         proc = start_serve(data, port)
         try:
