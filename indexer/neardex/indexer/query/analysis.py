@@ -154,14 +154,15 @@ class Analyzer:
         only queries drop them (to stay short), and a query of nothing else still finds them."""
         return " ".join(t.term for t in self.tokens(text, code) if t.term)
 
-    def documents(self, documents: Iterable[tuple[str, Sequence[str]]]) -> tuple[list[list[str]], Counter[str]]:
-        """Chunk texts as the index holds them, each document's in the language of its whole text:
-        given (document text, its chunk texts) pairs, each one's index texts and how many documents
+    def documents(self, documents: Iterable[tuple[str, str, Sequence[str]]]) -> tuple[list[list[str]], Counter[str]]:
+        """Chunk texts as the index holds them, each document's in the language of its title and
+        text: given (title, text, its chunk texts), each one's index texts and how many documents
         each language (ISO code) was found in."""
         out: list[list[str]] = []
         found: Counter[str] = Counter()
-        for whole, texts in documents:
-            code = self.language_of(whole)
+        for title, text, texts in documents:
+            # Detection reads the head of the text only: a long document is not copied whole.
+            code = self.language_of(f"{title}\n{text[:languages.DETECT_CHARS]}")
             if code is not None:
                 found[code] += 1
             out.append([self.index_text(t, code) for t in texts])

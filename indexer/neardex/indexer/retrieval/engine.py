@@ -271,26 +271,26 @@ class Collection:
         return closest_chunks(vector, self.store.fetch(documents=doc_ids, vectors=True))
 
     def _on_cosine_scale(self, ranked: list[Candidate], vector: np.ndarray, k: int,
-                         min_score: float | None) -> tuple[list[Candidate], dict[int, ChunkRow]]:
+                         min_score: float | None) -> tuple[list[Candidate], dict[int, StoredChunk]]:
         """The first k fused candidates (of those at min_score or above), in fused order, each
         scored by its document's best cosine to the query: a scale that means the same for every
         query, where fused scores (min-max normalized per query) always put the top hit at 1.
-        With them the rows of their chunks, read in the same call as the vectors."""
+        With them every chunk of their documents, read once with its vector and its row."""
         out: list[Candidate] = []
-        rows: dict[int, ChunkRow] = {}
+        fetched: dict[int, StoredChunk] = {}
         block = max(k, 10)
         for start in range(0, len(ranked), block):
             part = ranked[start : start + block]
             chunks = self.store.fetch(documents=[c.doc_id for c in part], vectors=True, rows=True)
-            rows.update((c.chunk_id, c.row) for c in chunks if c.row is not None)
+            fetched.update((c.chunk_id, c) for c in chunks)
             cosines = closest_chunks(vector, chunks)
             for cand in part:
                 best = cosines.get(cand.doc_id)
                 if best is not None and (min_score is None or best.score >= min_score):
                     out.append(replace(cand, score=best.score))
                     if len(out) == k:
-                        return out, rows
-        return out, rows
+                        return out, fetched
+        return out, fetched
 
     def complete(self, query: analysis.Query, vector: np.ndarray, dense: list[Candidate],
                  lexical_list: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
@@ -426,8 +426,10 @@ class Collection:
             # Scores that mean the same for every query: cosines (dense, hybrid), or BM25 as a share
             # of the most the query's words can score (lexical).
             deadline.check("scores")
+            fetched: dict[int, StoredChunk] = {}
             if mode == "hybrid":
-                ranked, rows = self._on_cosine_scale(ranked, vector, k, min_score)
+                ranked, fetched = self._on_cosine_scale(ranked, vector, k, min_score)
+                rows = {i: c.row for i, c in fetched.items() if c.row is not None}
             elif mode == "lexical":
                 # At most 1 by construction; min() keeps it so when the store's scale is a moment old.
                 ranked = [replace(c, score=min(1.0, c.score / found.lexical_scale)) for c in ranked]
@@ -435,7 +437,7 @@ class Collection:
                 ranked = [c for c in ranked if c.score >= min_score]
             if request.diversity:
                 deadline.check("diversity")
-                ranked = self._diversified(ranked, request.diversity, request.reach)
+                ranked = self._diversified(ranked, request.diversity, request.reach, fetched)
             deadline.check("fetch")
             t = time.perf_counter()
             hits = self.materialize(ranked[request.offset : request.reach], lists, rows)
@@ -443,10 +445,14 @@ class Collection:
             timings["total"] = _ms(started)
             return SearchResult(hits, timings, mode)
 
-    def _diversified(self, ranked: list[Candidate], weight: float, n: int) -> list[Candidate]:
+    def _diversified(self, ranked: list[Candidate], weight: float, n: int,
+                     fetched: dict[int, StoredChunk]) -> list[Candidate]:
         """The first n of ranked re-ordered by maximal marginal relevance over their chunks'
-        stored vectors (see retrieval/diversity.py)."""
-        vectors = {c.chunk_id: c.vector for c in self.store.fetch([c.chunk_id for c in ranked], vectors=True)}
+        stored vectors (see retrieval/diversity.py); vectors in `fetched` are not read again."""
+        vectors = {i: c.vector for i, c in fetched.items()}
+        missing = [c.chunk_id for c in ranked if vectors.get(c.chunk_id) is None]
+        if missing:
+            vectors.update((c.chunk_id, c.vector) for c in self.store.fetch(missing, vectors=True))
         present = [c for c in ranked if vectors.get(c.chunk_id) is not None]
         if not present:
             return ranked[:n]

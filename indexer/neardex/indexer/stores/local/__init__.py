@@ -277,7 +277,7 @@ class LocalStore:
         analyzer = self.analyzer
         if self._legacy:
             return analyzer, [texts for _, texts in prepared], Counter()
-        texts, found = analyzer.documents((f"{doc.title}\n{doc.text}", chunk_texts)
+        texts, found = analyzer.documents((doc.title, doc.text, chunk_texts)
                                           for (doc, _), (_, chunk_texts) in zip(changed, prepared))
         return analyzer, texts, found
 

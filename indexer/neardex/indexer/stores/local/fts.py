@@ -80,17 +80,17 @@ def fill(db: sqlite3.Connection, analyzer: Analyzer, table: str = TABLE, after: 
          limit: int | None = None) -> tuple[int, int, Counter[str]]:
     """Index the stored chunks with ids above `after` (at most `limit` of them, in id order), each
     as its document's title and its text, analysed in its document's language; the caller holds a
-    write transaction. Returns (rows written, the last id written, the languages found)."""
+    write transaction, and the table holds none of them yet (it is new, or filled up to `after`).
+    Returns (rows written, the last id written, the languages found)."""
     sql = ("SELECT c.id, c.doc_id, d.title, d.text, c.start, c.end FROM chunks c"
            " JOIN documents d ON d.id = c.doc_id WHERE c.id > ? ORDER BY c.id")
     rows = db.execute(sql + (" LIMIT ?" if limit else ""), (after, limit) if limit else (after,)).fetchall()
     by_doc: dict[str, list[tuple[int, str]]] = {}
-    whole: dict[str, str] = {}
+    whole: dict[str, tuple[str, str]] = {}
     for cid, doc_id, title, text, start, end in rows:
         by_doc.setdefault(doc_id, []).append((cid, f"{title} {text[start:end]}" if title else text[start:end]))
-        whole[doc_id] = f"{title}\n{text}"
-    texts, found = analyzer.documents((whole[d], [t for _, t in chunks]) for d, chunks in by_doc.items())
-    db.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
+        whole[doc_id] = (title, text)
+    texts, found = analyzer.documents((*whole[d], [t for _, t in chunks]) for d, chunks in by_doc.items())
     add(db, ((cid, terms) for chunks, lex in zip(by_doc.values(), texts)
              for (cid, _), terms in zip(chunks, lex)), table)
     return len(rows), (rows[-1][0] if rows else after), found

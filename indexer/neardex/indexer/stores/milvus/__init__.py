@@ -182,7 +182,7 @@ class MilvusStore:
                     raise InvalidArgument(f"documents[{i}].{field}: {len(value.encode())} bytes; the Milvus store"
                                           f" keeps at most {MAX_TEXT_BYTES} (document {doc.id!r})")
         metadata = {doc.id: filterable(doc.metadata, f"documents[{i}].metadata") for i, (doc, _) in enumerate(changed)}
-        lexical, found = self.analyzer.documents((f"{doc.title}\n{doc.text}", texts)
+        lexical, found = self.analyzer.documents((doc.title, doc.text, texts)
                                                  for (doc, _), (_, texts) in zip(changed, prepared))
         rows, row = [], 0
         for (doc, _), (chunks, _), texts in zip(changed, prepared, lexical):
