@@ -26,8 +26,8 @@ DOC = pb.Document(id="d1", text="Apollo 11 landed on the Moon in July 1969.")
 ROLES = ("read", "write", "admin")
 # What each role may call, as the README promises it; the server's own table is not the oracle.
 NEEDS = {
-    "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Scroll", "Embed", "SearchSimilar", "Similarity",
-             "Tokenize", "ListCollections", "GetCollection", "ListAliases", "ListSnapshots"},
+    "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Facet", "Scroll", "Embed", "SearchSimilar",
+             "Similarity", "Tokenize", "ListCollections", "GetCollection", "ListAliases", "ListSnapshots"},
     "write": {"Upsert", "UpsertStream", "Delete"},
     "admin": {"CreateCollection", "DeleteCollection", "IndexMetadata", "UpdateCollection", "CreateAlias", "DeleteAlias",
               "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot"},
@@ -61,6 +61,7 @@ def request_for(method: str, target: str) -> Any:
         "Delete": pb.DeleteRequest(collection=target, ids=["d1"]),
         "Get": pb.GetRequest(collection=target, ids=["d1"]),
         "Count": pb.CountRequest(collection=target),
+        "Facet": pb.FacetRequest(collection=target, key="topic"),
         "Scroll": pb.ScrollRequest(collection=target, limit=10),
         "Search": search,
         "BatchSearch": pb.BatchSearchRequest(requests=[search, search]),

@@ -181,3 +181,53 @@ def test_pages_and_diversity_over_http_grpc_and_both_clients(served: tuple[str, 
 
         with pytest.raises(InvalidArgument, match="offset"):
             client.search("books", query["text"], offset=-1)
+
+
+def test_facets_over_http_grpc_and_both_clients(served: tuple[str, int, dict[str, str]]) -> None:
+    base, port, keys = served
+    admin, read = keys["admin"], keys["read"]
+    books = [*BOOKS, {"id": "amazon", "text": "The Amazon carries more water than any other river.",
+                      "metadata": {"year": 2001, "tags": ["river", "rainforest", "river"], "open": True}},
+             {"id": "sahara", "text": "The Sahara is the largest hot desert.", "metadata": {"tags": "desert", "open": 1}}]
+    assert post(base, "CreateCollection", {"name": "books"}, admin)[0] == 200
+    assert post(base, "Upsert", {"collection": "books", "documents": books}, admin)[0] == 200
+    status, body = post(base, "Facet", {"collection": "books", "key": "tags"}, read)
+    assert status == 200 and body == {"values": [{"value": "river", "count": "2"}, {"value": "desert", "count": "1"},
+                                                 {"value": "rainforest", "count": "1"}],
+                                      "documents": "4", "exact": True}
+    only = {"conditions": {"year": {"eq": 2001}}}
+    status, body = post(base, "Facet", {"collection": "books", "key": "tags", "filter": only, "limit": 1}, read)
+    assert (status, body) == (200, {"values": [{"value": "river", "count": "2"}], "documents": "2", "exact": True})
+    # A boolean and a number stay two values.
+    assert post(base, "Facet", {"collection": "books", "key": "open"}, read)[1]["values"] == \
+        [{"value": True, "count": "1"}, {"value": 1, "count": "1"}]
+    for request, field, code in (({"key": ""}, "key", "invalid_argument"), ({"key": "a..b"}, "key", "invalid_argument"),
+                                 ({"key": "tags", "limit": -1}, "limit", "invalid_argument"),
+                                 ({"key": "tags", "limit": 1001}, "limit", "invalid_argument"),
+                                 ({"key": "tags", "filter": {"conditions": {"year": {}}}}, "filter.year",
+                                  "invalid_argument")):
+        status, error = post(base, "Facet", {"collection": "books", **request}, read)
+        assert (status, error["code"]) == (400, code) and error["message"].startswith(f"{field}:"), error
+    assert post(base, "Facet", {"collection": "nope", "key": "tags"}, read)[1]["code"] == "not_found"
+    assert post(base, "Facet", {"collection": "books", "key": "tags"}, keys["scoped"])[1]["code"] == "permission_denied"
+    from neardex.client import AsyncClient, FacetValue, InvalidArgument, NotFound
+
+    with Client(f"127.0.0.1:{port}", api_key=read) as client:
+        result = client.facet("books", "tags", filter={"year": 2001})
+        assert list(result) == [FacetValue(value="river", count=2), FacetValue(value="rainforest", count=1)]
+        assert (result.documents, result.exact) == (2, True)
+        assert [(v.value, v.count) for v in client.facet("books", "year", limit=1)] == [(2001, 2)]
+        with pytest.raises(InvalidArgument, match="key: a key is a dotted path"):
+            client.facet("books", "bad key")
+        with pytest.raises(InvalidArgument, match="limit: expected an integer >= 1"):
+            client.facet("books", "tags", limit=0)
+        with pytest.raises(NotFound):
+            client.facet("nope", "tags")
+
+    async def facet_async() -> list[tuple[object, int]]:
+        async with AsyncClient(f"127.0.0.1:{port}", api_key=read) as aclient:
+            return [(v.value, v.count) for v in await aclient.facet("books", "open")]
+
+    import asyncio
+
+    assert asyncio.run(facet_async()) == [(True, 1), (1, 1)]

@@ -54,7 +54,8 @@ def commands_of(parser: object) -> dict[str, list[str]]:
 def test_the_client_alone_has_every_server_talking_command() -> None:
     parser, clean = cli.build_parser([cli.register])
     commands = commands_of(parser)
-    assert {"search", "ask", "similar", "similarity", "tokenize", "alias", "collections", "get", "count"} <= set(commands)
+    assert {"search", "ask", "similar", "similarity", "tokenize", "alias", "collections", "get", "count",
+            "facet"} <= set(commands)
     assert not {"index", "serve", "eval", "check", "keys"} & set(commands)
     assert commands["snapshot"] == ["create", "list", "restore"] and clean == ()
 

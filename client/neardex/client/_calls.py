@@ -148,6 +148,12 @@ COUNT = Rpc(
     build=convert.count_request,
     parse=convert.counted,
 )
+FACET = Rpc(
+    "Facet",
+    idempotent=True,
+    build=convert.facet_request,
+    parse=convert.facet_result,
+)
 SCROLL = Rpc(
     "Scroll",
     idempotent=True,

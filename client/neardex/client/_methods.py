@@ -39,6 +39,7 @@ from .models import (
     AskResult,
     CollectionInfo,
     Document,
+    FacetResult,
     GetResult,
     ScrollPage,
     SearchResult,
@@ -478,6 +479,21 @@ class Api:
     ) -> Plan[int]:
         """How many documents match ``filter`` (all of them without one)."""
         return (yield Invoke(calls.COUNT.prepare(collection, filter=filter), timeout))
+
+    @unary
+    def facet(
+        self,
+        collection: str,
+        key: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        timeout: float | None = None,
+    ) -> Plan[FacetResult]:
+        """The ``limit`` most frequent values of metadata ``key`` (a dotted path, as in filters) among
+        the documents matching ``filter`` (all without one), each with its number of documents;
+        an array counts each distinct element once per document."""
+        return (yield Invoke(calls.FACET.prepare(collection, key, filter=filter, limit=limit), timeout))
 
     @unary
     def scroll(

@@ -197,6 +197,16 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     add_server_option(p)
     p.set_defaults(run=cmd_count)
 
+    p = sub.add_parser("facet", help="the most frequent values of a metadata key, with their document counts")
+    p.add_argument("collection")
+    p.add_argument("key", help="metadata key, a dotted path for nested metadata (address.city)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="count only documents matching this condition, as for search (repeatable)")
+    p.add_argument("--limit", type=positive_int, default=10, metavar="N", help="values to show (default: 10)")
+    add_server_option(p)
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.set_defaults(run=cmd_facet)
+
     groups["snapshot"] = snap
     return ()
 
@@ -409,6 +419,24 @@ def cmd_get(args: argparse.Namespace) -> int:
 def cmd_count(args: argparse.Namespace) -> int:
     with connect(args) as client:
         print(client.count(args.collection, filter=parse_filters(args.filter) or None))
+    return 0
+
+
+def cmd_facet(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        result = client.facet(args.collection, args.key, filter=parse_filters(args.filter) or None, limit=args.limit)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    # Values as JSON, so that "1", 1 and true read apart.
+    shown = [json.dumps(v.value, ensure_ascii=False) for v in result.values]
+    width = max((len(s) for s in shown), default=5)
+    print(f"{'value':<{width}}  documents")
+    for text, value in zip(shown, result.values):
+        print(f"{text:<{width}}  {value.count}")
+    partial = "" if result.exact else ", counted over part of them"
+    plural = "" if len(result.values) == 1 else "s"
+    print(f"({len(result.values)} value{plural}; {result.documents} documents matched{partial})")
     return 0
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "ChunkSpan",
     "CollectionInfo",
     "Document",
+    "FacetResult",
+    "FacetValue",
     "GetResult",
     "Hit",
     "RetrieverScore",
@@ -197,6 +199,27 @@ class ScrollPage(_SequenceOf[Document], _Frozen):  # type: ignore[misc]
 
     def _items(self) -> list[Document]:
         return self.documents
+
+
+class FacetValue(_Frozen):
+    """One value of a metadata key (a string, a number or a boolean) and how many of the matching
+    documents hold it."""
+
+    value: str | int | float | bool
+    count: int
+
+
+class FacetResult(_SequenceOf[FacetValue], _Frozen):  # type: ignore[misc]
+    """The most frequent values of a metadata key, highest count first (equal counts in the order
+    false, true, numbers, strings); ``documents`` is how many documents matched the filter, and
+    ``exact`` is False when a store counted part of them (the Milvus store reads at most 100,000)."""
+
+    values: list[FacetValue] = Field(default_factory=list)
+    documents: int = 0
+    exact: bool = True
+
+    def _items(self) -> list[FacetValue]:
+        return self.values
 
 
 class Token(_Frozen):

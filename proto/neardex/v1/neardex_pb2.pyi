@@ -720,3 +720,33 @@ class RestoreSnapshotRequest(_message.Message):
     target: str
     replace: bool
     def __init__(self, collection: _Optional[str] = ..., snapshot: _Optional[str] = ..., target: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class FacetRequest(_message.Message):
+    __slots__ = ("collection", "key", "filter", "limit")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    key: str
+    filter: Filter
+    limit: int
+    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class FacetValue(_message.Message):
+    __slots__ = ("value", "count")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    value: _struct_pb2.Value
+    count: int
+    def __init__(self, value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class FacetResponse(_message.Message):
+    __slots__ = ("values", "documents", "exact")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[FacetValue]
+    documents: int
+    exact: bool
+    def __init__(self, values: _Optional[_Iterable[_Union[FacetValue, _Mapping]]] = ..., documents: _Optional[int] = ..., exact: _Optional[bool] = ...) -> None: ...

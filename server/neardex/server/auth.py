@@ -45,6 +45,7 @@ REQUIRED_ROLE: dict[str, str] = {
     "Ask": "read",
     "Get": "read",
     "Count": "read",
+    "Facet": "read",
     "Scroll": "read",
     "Embed": "read",
     "SearchSimilar": "read",

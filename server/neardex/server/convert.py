@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2
 from neardex.indexer.catalog.snapshots import SnapshotInfo
 from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
+from neardex.indexer.query.facets import Facets
 from neardex.indexer.query.filters import (
     LIST_OPS,
     MAX_DEPTH,
@@ -209,6 +210,20 @@ def ask_result_to_pb(result: AskResult, fields: pb.Fields | None = None) -> pb.A
                            sentence_start=a.sentence_start, sentence_end=a.sentence_end,
                            confidence=a.confidence) for a in result.answers],
         timings_ms=result.timings_ms)
+
+
+def facets_to_pb(result: Facets) -> pb.FacetResponse:
+    values = []
+    for item in result.values:
+        value = struct_pb2.Value()
+        if isinstance(item.value, bool):
+            value.bool_value = item.value
+        elif isinstance(item.value, str):
+            value.string_value = item.value
+        else:
+            value.number_value = float(item.value)
+        values.append(pb.FacetValue(value=value, count=item.count))
+    return pb.FacetResponse(values=values, documents=result.documents, exact=result.exact)
 
 
 def upsert_result_to_pb(result: UpsertResult) -> pb.UpsertResponse:

@@ -209,6 +209,11 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
         return pb.CountResponse(count=collection.count(flt))
 
+    def Facet(self, request: pb.FacetRequest, context: Any) -> pb.FacetResponse:
+        collection = self._collection(request.collection)
+        flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
+        return convert.facets_to_pb(collection.facet(request.key, flt, request.limit))
+
     def Scroll(self, request: pb.ScrollRequest, context: Any) -> pb.ScrollResponse:
         collection = self._collection(request.collection)
         limit = request.limit or DEFAULT_SCROLL_LIMIT

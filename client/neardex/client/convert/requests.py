@@ -195,6 +195,16 @@ def count_request(collection: str, *, filter: Mapping[str, Any] | None = None) -
     return pb.CountRequest(collection=collection, filter=filter_to_proto(filter))
 
 
+def facet_request(
+    collection: str, key: str, *, filter: Mapping[str, Any] | None = None, limit: int = 10
+) -> pb.FacetRequest:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(f"key: expected a metadata key such as 'tags' or 'address.city', got {key!r}")
+    return pb.FacetRequest(
+        collection=collection, key=key, filter=filter_to_proto(filter), limit=_int_arg("limit", limit, minimum=1)
+    )
+
+
 def scroll_request(
     collection: str,
     *,

@@ -13,6 +13,8 @@ from ..models import (
     AskResult,
     ChunkSpan,
     CollectionInfo,
+    FacetResult,
+    FacetValue,
     GetResult,
     Hit,
     RetrieverScore,
@@ -25,7 +27,7 @@ from ..models import (
     UpsertResult,
 )
 from .documents import document_from_proto
-from .metadata import struct_to_metadata
+from .metadata import _from_value, struct_to_metadata
 from .scalars import mode_from_proto
 
 # A server from before collection states lists only collections that opened: ready.
@@ -116,6 +118,14 @@ def get_result(message: pb.GetResponse) -> GetResult:
 
 def counted(message: pb.CountResponse) -> int:
     return message.count
+
+
+def facet_result(message: pb.FacetResponse) -> FacetResult:
+    return FacetResult(
+        values=[FacetValue(value=_from_value(v.value), count=v.count) for v in message.values],
+        documents=message.documents,
+        exact=message.exact,
+    )
 
 
 def scroll_page(message: pb.ScrollResponse) -> ScrollPage:

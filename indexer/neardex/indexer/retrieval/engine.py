@@ -26,7 +26,7 @@ from ..embedding.sources import Prompts
 from ..errors import InvalidArgument, NotFound
 from ..ingest.chunker import Chunker
 from ..ingest.encoding import DocumentEncoder, Prepared
-from ..query import analysis, languages
+from ..query import analysis, facets, languages
 from ..query.filters import Condition, Filter, key_field, validate_condition
 from ..records import (
     MODES,
@@ -222,6 +222,14 @@ class Collection:
 
     def count(self, flt: Filter | None = None) -> int:
         return self.store.count(flt)
+
+    def facet(self, key: str, flt: Filter | None = None, limit: int = facets.DEFAULT_LIMIT) -> facets.Facets:
+        """The most frequent values of a metadata key among the documents matching flt (every
+        document without one), with their document counts (query/facets.py); limit 0 means the
+        default."""
+        key, limit = facets.check_key(key), facets.check_limit(limit)
+        deadline.check("facet")
+        return self.store.facet(key, flt, limit)
 
     def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]:
         return self.store.scroll(after, limit, flt, text)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..documents import Chunk, Document
 from ..query.analysis import Analyzer, Query
+from ..query.facets import Facets
 from ..query.filters import Filter
 from ..query.languages import AUTO
 from ..records import Candidate, Manifest, Stats
@@ -127,6 +128,11 @@ class Store(Protocol):
     def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]: ...
 
     def count(self, flt: Filter | None = None) -> int: ...
+
+    def facet(self, key: str, flt: Filter | None, limit: int) -> Facets:
+        """The `limit` most frequent values of a (valid) metadata key among the documents matching
+        flt, with their document counts, as query/facets.py defines them."""
+        ...
 
     def all_ids(self) -> set[str]: ...
 

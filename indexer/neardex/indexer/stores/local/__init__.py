@@ -39,14 +39,14 @@ from ...documents import Chunk, Document
 from ...errors import FailedPrecondition, ResourceExhausted
 from ...files import write_durably
 from ...layout import DATABASE, MANIFEST
-from ...query import languages
+from ...query import facets, languages
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
 from .. import ChunkRow, LanguageCounts, Retrieved, StoredChunk
 from . import check, fts, index_cache
 from .rwlock import RWLock
-from .sql_filters import index_rows, to_sql
+from .sql_filters import facet_sql, index_rows, json_value, to_sql
 from .vector_index import VectorIndex, companions
 
 # Filters allowing at most this many chunks are searched exactly among them in an approximate index:
@@ -579,6 +579,22 @@ class LocalStore:
         where, params = self._where(flt)
         (n,) = self._reader().execute(f"SELECT COUNT(*) FROM documents d WHERE {where}", params).fetchone()
         return int(n)
+
+    @_interruptible
+    def facet(self, key: str, flt: Filter | None, limit: int) -> facets.Facets:
+        """The `limit` most frequent values of key among the documents matching flt, counted by
+        SQLite: from meta_values when the key is indexed, else from each document's JSON."""
+        where, params = self._where(flt)
+        sql, sql_params = facet_sql(key, where, params, key in self.manifest.indexed_keys, limit)
+        # One statement, so one snapshot: the number of matching documents (the row without a
+        # kind) beside the values, which are put back in order here (a compound query's order is
+        # SQLite's to choose).
+        rows = self._reader().execute(
+            f"SELECT NULL, NULL, COUNT(*) FROM documents d WHERE {where} UNION ALL SELECT * FROM ({sql})",
+            [*params, *sql_params]).fetchall()
+        values = sorted((r for r in rows if r[0] is not None), key=lambda r: facets.sort_key(*r))
+        total = next(n for kind, _, n in rows if kind is None)
+        return facets.Facets([facets.FacetValue(json_value(kind, value), n) for kind, value, n in values], int(total))
 
     @_interruptible
     def scroll(self, after: str, limit: int, flt: Filter | None = None,

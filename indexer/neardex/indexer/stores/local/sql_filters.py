@@ -213,3 +213,38 @@ def index_rows(metadata: dict[str, Any], keys: Iterable[str]) -> list[tuple[str,
                 "integer" if isinstance(item, int) else "real" if isinstance(item, float) else "text")
             rows.append((key, kind, item if kind in ("integer", "real", "text") else None))
     return rows
+
+
+# -- facets ----------------------------------------------------------------------------------------
+
+
+def facet_sql(key: str, where: str, params: list[Any], indexed: bool, limit: int) -> tuple[str, list[Any]]:
+    """One query for the `limit` most frequent values of key among the documents `d` that `where`
+    admits, as rows (kind, value, documents) in query/facets.py's order: from the meta_values rows
+    of an indexed key, else from the key's JSON (json_each yields a scalar as itself and an array's
+    elements; an object's members are no values of the key, nor are nulls or nested arrays and
+    objects, which meta_values leaves out as well)."""
+    if indexed:
+        rows = ("SELECT m.doc_id AS doc_id, m.type AS type, m.value AS value"
+                f" FROM meta_values m JOIN documents d ON d.id = m.doc_id WHERE m.key = ? AND ({where})")
+        row_params = [key, *params]
+    else:
+        path = f"'{json_path(key)}'"
+        rows = ("SELECT d.id AS doc_id, e.type AS type, e.value AS value"
+                f" FROM documents d, json_each(d.metadata, {path}) e"
+                f" WHERE json_type(d.metadata, {path}) != 'object' AND ({where})")
+        row_params = list(params)
+    # Whole numbers equal their float form in SQL, so numbers group by value alone; a boolean's
+    # value (json_each gives 1 or 0) is its kind.
+    return (f"SELECT kind, value, count(DISTINCT doc_id) AS n FROM ("
+            f" SELECT doc_id, CASE WHEN type IN ('integer', 'real') THEN 'number' ELSE type END AS kind,"
+            f" CASE WHEN type IN ('true', 'false') THEN NULL ELSE value END AS value FROM ({rows})"
+            f" WHERE type IN ('true', 'false', 'integer', 'real', 'text'))"
+            f" GROUP BY kind, value"
+            f" ORDER BY n DESC, CASE kind WHEN 'false' THEN 0 WHEN 'true' THEN 1 WHEN 'number' THEN 2 ELSE 3 END, value"
+            f" LIMIT ?", [*row_params, limit])
+
+
+def json_value(kind: str, value: Any) -> Any:
+    """A value of a facet row as Python: a boolean from its kind, the rest as stored."""
+    return kind == "true" if kind in ("true", "false") else value

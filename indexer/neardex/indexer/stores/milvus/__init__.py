@@ -21,7 +21,9 @@ may see both versions (each hit is one chunk, whole, with its own version's meta
 neither. Limits of the store, each refused with its reason: texts and metadata up to 65,535
 bytes each (Milvus' VARCHAR and JSON limits); FLAT vector indexes; a range over an array's
 elements; booleans and numbers compare equal in filters (`true == 1`), where the embedded store
-keeps them apart; no collection snapshots (Milvus has its own backup tool).
+keeps them apart; no collection snapshots (Milvus has its own backup tool); a facet counts the
+values of at most FACET_SCAN matching documents (Milvus has no grouped count over JSON: they are
+read and counted here), and says when it stopped short.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ import numpy as np
 from ... import deadline
 from ...documents import Chunk, Document
 from ...errors import FailedPrecondition, InvalidArgument
+from ...query import facets
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
 from .. import ChunkRow, LanguageCounts, Retrieved, StoredChunk
 from .connection import client_for, is_milvus
-from .expressions import METADATA_FIELDS, decode_metadata, filterable, quote, to_expr
+from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
 
 __all__ = ["CATALOG", "MilvusStore", "catalog_manifests", "client_for", "is_milvus"]
 
@@ -57,6 +60,8 @@ MAX_TEXT_BYTES = 65_535
 # Ids in one Milvus expression at most, and rows in one query.
 _BATCH = 1000
 _QUERY_LIMIT = 16_384
+# Documents a facet reads at most (see facet).
+FACET_SCAN = 100_000
 # Milvus' BM25 (as Lucene's): idf = ln(1 + (N - n + 0.5) / (n + 0.5)), term weight k1 = 1.2.
 _K1 = 1.2
 # Query terms' document frequencies kept at most this long, and this many at once.
@@ -245,6 +250,26 @@ class MilvusStore:
 
     def all_ids(self) -> set[str]:
         return {r["doc_id"] for r in self._query(self.docs, "", ["doc_id"])}
+
+    def facet(self, key: str, flt: Filter | None, limit: int) -> facets.Facets:
+        """Milvus counts no groups of JSON values: the metadata of the matching documents that
+        have the key is read a page at a time and counted here, at most FACET_SCAN documents
+        (beyond, the counts are of the first FACET_SCAN and the answer says it is not exact);
+        the deadline is checked between pages."""
+        documents = self.count(flt)
+        expr = " and ".join(f"({e})" for e in (to_expr(flt), f"exists {meta_path(key)}") if e)
+        tally = facets.Tally(key)
+        iterator = self.client.query_iterator(self.docs, filter=expr, output_fields=["meta"], batch_size=_BATCH)
+        try:
+            while tally.documents < FACET_SCAN:
+                deadline.check("facet")
+                page = iterator.next()
+                if not page:
+                    break
+                tally.add_all(decode_metadata(r.get("meta") or {}) for r in page[:FACET_SCAN - tally.documents])
+        finally:
+            iterator.close()
+        return facets.Facets(tally.top(limit), documents, exact=tally.documents < FACET_SCAN)
 
     # -- retrieval ------------------------------------------------------------------------------
 

@@ -93,8 +93,10 @@ def _list(values: Sequence[Any]) -> str:
     return "[" + ", ".join(_literal(v) for v in values) + "]"
 
 
-def _path(key: str) -> str:
+def meta_path(key: str) -> str:
+    """A dotted metadata key as a Milvus path into the `meta` JSON field."""
     return "meta" + "".join(f"[{quote(segment)}]" for segment in key.split("."))
+
 
 
 def to_expr(flt: Filter | None) -> str:
@@ -113,7 +115,7 @@ def _expr(flt: Filter) -> str:
 
 
 def _condition(key: str, cond: Condition) -> str:
-    path = _path(key)
+    path = meta_path(key)
     if cond.op == "eq" and cond.value is None:
         return f"{path} is null"
     if cond.op in ("eq", "in", "contains_any"):
