@@ -15,6 +15,7 @@ from ..models import (
     CollectionInfo,
     GetResult,
     Hit,
+    Rerank,
     RetrieverScore,
     ScrollPage,
     SearchResult,
@@ -82,6 +83,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         model_revision=message.model_revision,
         query_prompt=message.query_prompt,
         document_prompt=message.document_prompt,
+        rerank=Rerank(model=message.rerank.model, depth=message.rerank.depth) if message.HasField("rerank") else None,
     )
 
 
