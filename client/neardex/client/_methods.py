@@ -288,6 +288,7 @@ class Api:
         language: str | None = None,
         query_prompt: str | None = None,
         document_prompt: str | None = None,
+        rerank: str | Mapping[str, Any] | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> Plan[CollectionInfo]:
@@ -303,7 +304,8 @@ class Api:
         document text the model embeds (``"query: "``, ``"passage: "`` for e5 models); None takes
         the model's own prompts, ``""`` none. ``language`` is its lexical analyzer's: "auto" (the
         default: each document and query in the language detected), "none" (case and diacritic
-        folding only) or a Snowball language ("german" or "de"). With ``exist_ok`` an existing
+        folding only) or a Snowball language ("german" or "de"). ``rerank`` is its searches' and
+        questions' default rerank stage (see :meth:`search`). With ``exist_ok`` an existing
         collection is returned as it is, whatever its settings."""
         prepared = calls.CREATE_COLLECTION.prepare(
             name,
@@ -319,6 +321,7 @@ class Api:
             language=language,
             query_prompt=query_prompt,
             document_prompt=document_prompt,
+            rerank=rerank,
         )
         try:
             return (yield Invoke(prepared, timeout))
@@ -557,6 +560,7 @@ class Api:
         metadata: bool | Sequence[str] = True,
         offset: int = 0,
         diversity: float = 0.0,
+        rerank: str | Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Plan[SearchResult]:
         """``query`` is a text or a query vector. ``filter`` maps metadata keys to a value
@@ -565,7 +569,12 @@ class Api:
         ``text=False`` leaves the hits' texts out, ``metadata=False`` their metadata, and a list of
         keys keeps only those. ``offset`` skips that many hits (a page after the first; stable while
         the collection does not change); ``diversity`` (0 to 1, 0 off) re-orders the hits by
-        maximal marginal relevance, so near-copies give way to other documents."""
+        maximal marginal relevance, so near-copies give way to other documents. ``rerank`` is a
+        cross-encoder (a folder or Hugging Face id the server may load) or ``{"model": ...,
+        "depth": 50}``: it reads the query with each of the best ``depth`` candidates and orders
+        them by its probability (each reranked hit's "rerank" retriever), before the page is cut;
+        hit scores stay on their scale. None takes the collection's default, ``"none"`` turns it
+        off."""
         prepared = calls.SEARCH.prepare(
             collection,
             query,
@@ -579,6 +588,7 @@ class Api:
             metadata=metadata,
             offset=offset,
             diversity=diversity,
+            rerank=rerank,
         )
         return (yield Invoke(prepared, timeout))
 
@@ -598,6 +608,7 @@ class Api:
         metadata: bool | Sequence[str] = True,
         offset: int = 0,
         diversity: float = 0.0,
+        rerank: str | Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Plan[list[SearchResult]]:
         """Several queries with the same options in one call; results in query order."""
@@ -614,6 +625,7 @@ class Api:
             metadata=metadata,
             offset=offset,
             diversity=diversity,
+            rerank=rerank,
         )
         return (yield Invoke(prepared, timeout))
 
@@ -628,11 +640,14 @@ class Api:
         mode: str | None = None,
         text: bool = True,
         metadata: bool | Sequence[str] = True,
+        rerank: str | Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Plan[AskResult]:
-        """Passages likely to answer ``question``, each with its answering sentence."""
+        """Passages likely to answer ``question``, each with its answering sentence. ``rerank``
+        as in :meth:`search` (None: the collection's default, else the server's cross-encoder);
+        with one, the confidence is its probability."""
         prepared = calls.ASK.prepare(
-            collection, question, k=k, filter=filter, mode=mode, text=text, metadata=metadata
+            collection, question, k=k, filter=filter, mode=mode, text=text, metadata=metadata, rerank=rerank
         )
         return (yield Invoke(prepared, timeout))
 

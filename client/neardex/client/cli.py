@@ -109,6 +109,11 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
             p.add_argument("--offset", type=int, default=0, metavar="N", help="hits to skip: the next page (default: 0)")
             p.add_argument("--diversity", type=float, default=0.0, metavar="X",
                            help="maximal marginal relevance, 0 (off, default) to 1: fewer near-copies among the hits")
+        p.add_argument("--rerank", default=None, metavar="MODEL",
+                       help="a cross-encoder (a folder or Hugging Face id the server may load) reordering the best"
+                            " candidates; 'none' turns the collection's default off (default: the collection's)")
+        p.add_argument("--rerank-depth", type=int, default=0, metavar="N",
+                       help="candidates the cross-encoder reads, at most 1000 (default: 50)")
         add_server_option(p)
         p.add_argument("--json", action="store_true", help="print the whole result as JSON")
         p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
@@ -248,8 +253,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     with connect(args) as client:
         result = client.search(args.collection, args.query, k=args.k,
                                filter=parse_filters(args.filter) or None, mode=args.mode,
-                               offset=args.offset, diversity=args.diversity)
+                               offset=args.offset, diversity=args.diversity, rerank=_rerank(args))
     return _print_hits(result, args.json)
+
+
+def _rerank(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--rerank and --rerank-depth as the client takes them; a depth alone is for the
+    collection's default model."""
+    if args.rerank is None and not args.rerank_depth:
+        return None
+    return {"model": args.rerank or "", "depth": args.rerank_depth}
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -265,7 +278,8 @@ def _print_hits(result: Any, as_json: bool) -> int:
         return 0
     for rank, hit in enumerate(result.hits, 1):
         title = f" {hit.title}" if hit.title else ""
-        print(f"{rank:>3}. {hit.score:.3f} {hit.id}{title}")
+        rerank = next((f" (rerank {r.score:.3f})" for r in hit.retrievers if r.retriever == "rerank"), "")
+        print(f"{rank:>3}. {hit.score:.3f}{rerank} {hit.id}{title}")
         print(f"     {_snippet(hit.text)}")
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
     print(f"({len(result.hits)} hits; {timings})")
@@ -275,7 +289,7 @@ def _print_hits(result: Any, as_json: bool) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     with connect(args) as client:
         result = client.ask(args.collection, args.query, k=args.k,
-                            filter=parse_filters(args.filter) or None, mode=args.mode)
+                            filter=parse_filters(args.filter) or None, mode=args.mode, rerank=_rerank(args))
     if args.json:
         print(result.model_dump_json(indent=2))
         return 0
@@ -396,8 +410,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
             continue
         prompts = (f", query prompt {info.query_prompt!r}, document prompt {info.document_prompt!r}"
                    if info.query_prompt or info.document_prompt else "")
+        rerank = (f", rerank {info.rerank.model} (depth {info.rerank.depth or 50})" if info.rerank else "")
         print(f"{info.name}{aliases}: {info.documents} documents, {info.chunks} chunks, {info.index_kind} index,"
-              f" model {info.model}{prompts}, default mode {info.default_mode}, language {_language(info)}")
+              f" model {info.model}{prompts}{rerank}, default mode {info.default_mode}, language {_language(info)}")
     return 0
 
 

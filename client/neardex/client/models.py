@@ -80,7 +80,8 @@ class Document(_Frozen):
 
 
 class RetrieverScore(_Frozen):
-    """How one retriever ("dense" or "lexical") ranked a hit before fusion."""
+    """How one retriever ("dense" or "lexical") ranked a hit before fusion, or how the
+    cross-encoder ("rerank": its probability, 0 to 1, and the rank among the reranked) ranked it."""
 
     retriever: str
     score: float
@@ -130,6 +131,14 @@ class AskResult(_SequenceOf[Answer], _Frozen):  # type: ignore[misc]
         return self.answers
 
 
+class Rerank(_Frozen):
+    """A rerank stage: a cross-encoder (a folder or Hugging Face id) reading the best ``depth``
+    candidates (0: the server's default, 50)."""
+
+    model: str
+    depth: int = 0
+
+
 class CollectionInfo(_Frozen):
     name: str
     documents: int = 0
@@ -163,6 +172,8 @@ class CollectionInfo(_Frozen):
     model_revision: str = ""
     query_prompt: str = ""
     document_prompt: str = ""
+    # The default rerank stage of its searches and questions; None: none.
+    rerank: Rerank | None = None
 
 
 class UpsertResult(_Frozen):

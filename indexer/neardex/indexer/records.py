@@ -100,6 +100,10 @@ class Manifest:
     model_revision: str = ""
     query_prompt: str = ""
     document_prompt: str = ""
+    # The default rerank stage of its searches (retrieval/rerank.py): a cross-encoder's folder or
+    # Hugging Face id, and the candidates it reads (0: the default depth). "": none.
+    rerank_model: str = ""
+    rerank_depth: int = 0
 
     def to_json(self) -> str:
         data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys),

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.embedding.embedder import Embedder
+from neardex.indexer.embedding.rerankers import CrossEncoderModel, RerankCalls
 from neardex.indexer.errors import FailedPrecondition, InvalidArgument
 from neardex.v1 import neardex_pb2_grpc
 
@@ -87,13 +88,24 @@ def create_server(settings: Settings) -> tuple[Server, int]:
                     settings.batch_max_queue, settings.document_batch_size)
             return schedulers[id(embedder)]
 
+    def rerank_calls(model: CrossEncoderModel) -> RerankCalls:
+        # A cross-encoder's calls take the same road as every model call: its own scheduler's
+        # worker, concurrent searches' pairs sharing a call.
+        with schedulers_lock:
+            if id(model) not in schedulers:
+                schedulers[id(model)] = ModelScheduler(
+                    model.score, settings.batch_max_size, settings.batch_wait_ms / 1000.0,  # type: ignore[arg-type]
+                    settings.batch_max_queue, settings.document_batch_size)
+            return schedulers[id(model)].queries  # type: ignore[return-value]
+
     if settings.max_concurrent_rpcs < 1:
         raise InvalidArgument(f"max_concurrent_rpcs: must be at least 1, got {settings.max_concurrent_rpcs}")
     # Read before anything opens: a bad keys file or certificate stops the start with its reason.
     keys = KeyStore(settings.api_keys_file) if settings.api_keys_file else None
     credentials = server_credentials(settings)
     catalog = Catalog(settings.data_dir, default_encoder=settings.default_encoder,
-                      model_calls=model_calls, milvus=settings.milvus, device=settings.device)
+                      model_calls=model_calls, milvus=settings.milvus, device=settings.device,
+                      rerank_calls=rerank_calls)
     try:
         if settings.request_timeout_s <= 0:
             raise InvalidArgument(f"request_timeout_s: must be more than 0, got {settings.request_timeout_s}")

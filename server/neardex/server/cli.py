@@ -71,6 +71,11 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
         p.add_argument(f"--{side}-prompt", default=None, metavar="TEXT",
                        help=f"text put before each {side} the model embeds, new collections, e.g. {example!r}; \"\" for"
                             f" none (default: the model's own {side} prompt, if it has one)")
+    p.add_argument("--rerank", default=None, metavar="FOLDER|ORG/NAME[@REV]",
+                   help="a cross-encoder reordering the best candidates of every search and question of a new"
+                        " collection, unless a request names its own (default: none)")
+    p.add_argument("--rerank-depth", type=int, default=0, metavar="N",
+                   help="candidates that cross-encoder reads, at most 1000 (default: 50)")
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index of a new collection: flat, hnsw, ivfpq or auto, with parameters,"
                         " e.g. hnsw:m=32,ef_search=256 (default: flat)")
@@ -345,9 +350,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
+    from neardex.indexer.retrieval.request import Rerank
+
     return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
                 overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder, store=args.store,
-                language=args.language, query_prompt=args.query_prompt, document_prompt=args.document_prompt)
+                language=args.language, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+                rerank=Rerank(args.rerank or "", args.rerank_depth) if args.rerank or args.rerank_depth else None)
 
 
 @contextlib.contextmanager
@@ -411,6 +419,7 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
             overlap_tokens=args.overlap_tokens if args.overlap_tokens >= 0 else None,
             default_mode=args.mode or None, encoder=args.encoder or None, store=args.store or None,
             language=args.language or None, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+            rerank={"model": args.rerank or "", "depth": args.rerank_depth} if args.rerank or args.rerank_depth else None,
             exist_ok=True)
         yield _RemoteTarget(client, args.collection)
 

@@ -27,6 +27,7 @@ from neardex.indexer.query.filters import (
 from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
 from neardex.indexer.retrieval.answers import AskResult
 from neardex.indexer.retrieval.engine import Collection, unit_mean
+from neardex.indexer.retrieval.request import Rerank
 from neardex.v1 import neardex_pb2 as pb
 
 # Doubles hold every integer up to 2^53 exactly; beyond, a whole-looking double is no integer.
@@ -165,6 +166,14 @@ def min_score_from_pb(request: pb.SearchRequest | pb.SearchSimilarRequest, field
     return request.min_score
 
 
+def rerank_from_pb(request: Any) -> Rerank | None:
+    """A request's rerank stage, if it names one (depth checked by the engine, the model by the
+    server's reach)."""
+    if not request.HasField("rerank"):
+        return None
+    return Rerank(request.rerank.model, request.rerank.depth)
+
+
 def whole_numbers(value: Any) -> Any:
     """JSON values with every whole number as an int: the wire (Struct) carries numbers as
     doubles, and 2001 must stay 2001, not become 2001.0, in the store and on the way back."""
@@ -246,6 +255,7 @@ def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -
         state=pb.COLLECTION_STATE_READY, language=m.language, lexical_language=collection.store.analyzer.language,
         languages=m.languages, model_revision=m.model_revision, query_prompt=m.query_prompt,
         document_prompt=m.document_prompt,
+        rerank=pb.Rerank(model=m.rerank_model, depth=m.rerank_depth) if m.rerank_model else None,
     )
 
 

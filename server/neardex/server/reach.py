@@ -78,8 +78,9 @@ class Reach:
             f"store: {store!r} is not a store this server may use: collections live in its data folder, in"
             " the Milvus instances it serves, or where its operator allows (--allow-store)")
 
-    def model(self, model: str) -> str:
-        """The model a request names, as the catalog is to load it; refused unless allowed."""
+    def model(self, model: str, field: str = "model") -> str:
+        """The model a request names (in `field`), as the catalog is to load it; refused unless
+        allowed. Embedding models and cross-encoders (rerank.model) pass the same check."""
         if is_bundled(model) or model == NO_MODEL:
             return model
         if self._model_dir is not None:
@@ -87,7 +88,7 @@ class Reach:
             if path != self._model_dir and os.path.commonpath([path, self._model_dir]) == self._model_dir:
                 return path
         where = "a folder under its model folder (--model-dir)" if self._model_dir else "no other"
-        raise PermissionDenied(f"model: {model!r} is not a model this server may load: the bundled one by name,"
+        raise PermissionDenied(f"{field}: {model!r} is not a model this server may load: the bundled one by name,"
                                f" or {where}")
 
 

@@ -28,9 +28,10 @@ from neardex.indexer.errors import (
 from neardex.indexer.ingest.chunker import Chunker, default_overlap
 from neardex.indexer.query.analysis import Analyzer
 from neardex.indexer.records import IndexSpec, SearchResult
+from neardex.indexer.retrieval import rerank
 from neardex.indexer.retrieval.answers import Answerer
 from neardex.indexer.retrieval.engine import Collection
-from neardex.indexer.retrieval.request import SearchRequest
+from neardex.indexer.retrieval.request import Rerank, SearchRequest
 from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
 
@@ -52,7 +53,6 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         self.reach = Reach.of(settings)
         self._answerers: dict[str, Answerer] = {}
         self._answerers_lock = threading.Lock()
-        self._loaded_cross_encoder: Any = None
         self._recall = RecallSampler(settings.recall_sample_rate)
         for name in catalog.names():
             try:
@@ -68,6 +68,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         # Where the request sends the server is judged before anything named is touched.
         try:
             store, model = self.reach.store(request.store), self.reach.model(request.model)
+            default_rerank = self._rerank(request, "")
         except PermissionDenied:
             if self.catalog.exists(name):  # as before: a client creating with exist_ok gets it back
                 raise AlreadyExists(f"name: collection {name!r} already exists") from None
@@ -87,6 +88,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             # Unset: the model's own prompts; set, even to "": these.
             query_prompt=request.query_prompt if request.HasField("query_prompt") else None,
             document_prompt=request.document_prompt if request.HasField("document_prompt") else None,
+            rerank=default_rerank,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
@@ -253,9 +255,17 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             mode=convert.mode_from_pb(request.mode, f"{field}mode"),
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
             max_terms=self.settings.max_query_terms, field=f"{field}query", vector_field=f"{field}vector",
-            offset=request.offset, diversity=request.diversity,
+            offset=request.offset, diversity=request.diversity, rerank=self._rerank(request, field),
         )
         return collection, checked
+
+    def _rerank(self, request: Any, field: str) -> Rerank | None:
+        """A request's rerank stage, its model allowed as an embedding model must be (reach):
+        a request names only what the operator let it load."""
+        asked = convert.rerank_from_pb(request)
+        if asked is None or asked.model in ("", rerank.OFF):
+            return asked
+        return replace(asked, model=self.reach.model(asked.model, f"{field}rerank.model"))
 
     def _search(self, collection: Collection, request: SearchRequest) -> SearchResult:
         result = collection.run(request)
@@ -304,7 +314,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         result = self._answerer(collection).ask(
             request.question, k,
             flt=convert.filter_from_pb(request.filter) if request.HasField("filter") else None,
-            mode=convert.mode_from_pb(request.mode))
+            mode=convert.mode_from_pb(request.mode), rerank=self._rerank(request, ""))
         metrics.observe_timings(result.timings_ms)
         return convert.ask_result_to_pb(result, _fields(request))
 
@@ -395,20 +405,13 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         with self._answerers_lock:
             answerer = self._answerers.get(collection.manifest.name)
             if answerer is None or answerer.collection is not collection:
-                answerer = Answerer(collection, self._cross_encoder(), self.settings.ask_sentence_weight,
+                # The server's cross-encoder is its questions' default rerank (over every passage
+                # read), after a request's own and the collection's.
+                default = Rerank(self.settings.cross_encoder) if self.settings.cross_encoder else None
+                answerer = Answerer(collection, default, self.settings.ask_sentence_weight,
                                     self.settings.max_query_terms)
                 self._answerers[collection.manifest.name] = answerer
             return answerer
-
-    def _cross_encoder(self) -> Any:
-        if not self.settings.cross_encoder:
-            return None
-        if self._loaded_cross_encoder is None:
-            from sentence_transformers import CrossEncoder
-
-            self._loaded_cross_encoder = CrossEncoder(self.settings.cross_encoder, device="cpu",
-                                                      local_files_only=True)
-        return self._loaded_cross_encoder
 
     # -- helpers ------------------------------------------------------------------------------
 

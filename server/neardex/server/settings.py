@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     device: str = "auto"
     # Share of searches on approximate indexes whose results are checked against exact search.
     recall_sample_rate: float = 0.01
-    # A sentence-transformers CrossEncoder folder; when set, Ask reranks its candidates with it.
+    # A sentence-transformers CrossEncoder (a folder or a Hugging Face id): the default rerank stage of
+    # Ask (after a request's own and its collection's), over every passage Ask reads.
     cross_encoder: str = ""
     # Share of Ask's order given to the answering sentence's similarity (0: retrieval order).
     ask_sentence_weight: float = 0.0

@@ -16,6 +16,26 @@ from .filters import filter_to_proto
 from .scalars import _int_arg, _is_int, _is_number, _optional_int_arg, mode_to_proto
 
 Query = str | Sequence[float]
+# A cross-encoder's folder or Hugging Face id ("none": no rerank, whatever the collection's
+# default), or {"model": ..., "depth": N}; None: the collection's default.
+RerankArg = str | Mapping[str, Any] | None
+
+
+def rerank_to_proto(rerank: RerankArg, field: str = "rerank") -> pb.Rerank | None:
+    """A rerank stage as the wire carries it; None leaves the field unset."""
+    if rerank is None:
+        return None
+    if isinstance(rerank, str):
+        return pb.Rerank(model=rerank)
+    if not isinstance(rerank, Mapping):
+        raise InvalidArgument(f"{field}: expected a model (str) or {{'model': ..., 'depth': N}}, got {rerank!r}")
+    unknown = set(rerank) - {"model", "depth"}
+    if unknown:
+        raise InvalidArgument(f"{field}: unknown keys {sorted(unknown)}; expected 'model' and 'depth'")
+    model = rerank.get("model") or ""
+    if not isinstance(model, str):
+        raise InvalidArgument(f"{field}.model: expected a str, got {model!r}")
+    return pb.Rerank(model=model, depth=_int_arg(f"{field}.depth", rerank.get("depth") or 0, minimum=0))
 
 
 def create_collection_request(
@@ -33,6 +53,7 @@ def create_collection_request(
     language: str | None = None,
     query_prompt: str | None = None,
     document_prompt: str | None = None,
+    rerank: RerankArg = None,
 ) -> pb.CreateCollectionRequest:
     for field, prompt in (("query_prompt", query_prompt), ("document_prompt", document_prompt)):
         if prompt is not None and not isinstance(prompt, str):
@@ -54,6 +75,7 @@ def create_collection_request(
         else _int_arg("overlap_tokens", overlap_tokens, minimum=-1),
         default_mode=mode_to_proto(default_mode, "default_mode"),
         encoder=encoder or "",
+        rerank=rerank_to_proto(rerank),
     )
     if isinstance(index, str):
         request.index.kind = index
@@ -240,6 +262,7 @@ def _search_request(
     fields: pb.Fields | None = None,
     offset: int = 0,
     diversity: float = 0.0,
+    rerank: pb.Rerank | None = None,
 ) -> pb.SearchRequest:
     if not _is_number(diversity):
         raise InvalidArgument(f"diversity: expected a number, got {diversity!r}")
@@ -253,6 +276,7 @@ def _search_request(
         ef_search=_optional_int_arg("ef_search", ef_search, minimum=0),
         nprobe=_optional_int_arg("nprobe", nprobe, minimum=0),
         fields=fields,
+        rerank=rerank,
     )
     if isinstance(query, str):
         request.text = query
@@ -279,6 +303,7 @@ def search_request(
     metadata: bool | Sequence[str] = True,
     offset: int = 0,
     diversity: float = 0.0,
+    rerank: RerankArg = None,
 ) -> pb.SearchRequest:
     """A ``str`` query is embedded (or tokenized) by the server; anything else is taken as a
     ready-made query vector."""
@@ -295,6 +320,7 @@ def search_request(
         fields=fields_to_proto(text, metadata),
         offset=offset,
         diversity=diversity,
+        rerank=rerank_to_proto(rerank),
     )
 
 
@@ -312,11 +338,13 @@ def batch_search_request(
     metadata: bool | Sequence[str] = True,
     offset: int = 0,
     diversity: float = 0.0,
+    rerank: RerankArg = None,
 ) -> pb.BatchSearchRequest:
     if isinstance(queries, str):
         raise InvalidArgument("queries: expected a sequence of queries, got a single str")
     conditions = filter_to_proto(filter)
     fields = fields_to_proto(text, metadata)
+    stage = rerank_to_proto(rerank)
     return pb.BatchSearchRequest(
         requests=[
             _search_request(
@@ -332,6 +360,7 @@ def batch_search_request(
                 fields=fields,
                 offset=offset,
                 diversity=diversity,
+                rerank=stage,
             )
             for i, query in enumerate(queries)
         ]
@@ -347,6 +376,7 @@ def ask_request(
     mode: str | None = None,
     text: bool = True,
     metadata: bool | Sequence[str] = True,
+    rerank: RerankArg = None,
 ) -> pb.AskRequest:
     if not isinstance(question, str):
         raise InvalidArgument(f"question: expected a str, got {type(question).__name__}")
@@ -357,6 +387,7 @@ def ask_request(
         filter=filter_to_proto(filter),
         mode=mode_to_proto(mode),
         fields=fields_to_proto(text, metadata),
+        rerank=rerank_to_proto(rerank),
     )
 
 

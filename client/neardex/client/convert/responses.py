@@ -17,6 +17,7 @@ from ..models import (
     FacetValue,
     GetResult,
     Hit,
+    Rerank,
     RetrieverScore,
     ScrollPage,
     SearchResult,
@@ -84,6 +85,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         model_revision=message.model_revision,
         query_prompt=message.query_prompt,
         document_prompt=message.document_prompt,
+        rerank=Rerank(model=message.rerank.model, depth=message.rerank.depth) if message.HasField("rerank") else None,
     )
 
 

@@ -21,6 +21,7 @@ from typing import IO
 
 from ..embedding.embedder import ENCODERS, DirectCalls, Embedder, ModelCalls, resolve_device
 from ..embedding.loading import load_embedder
+from ..embedding.rerankers import CrossEncoderModel, RerankCalls, find_cross_encoder, load_cross_encoder
 from ..embedding.sources import ModelSource, Prompts, find_model, recorded_model
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
 from ..files import fsync_path, write_durably
@@ -30,7 +31,9 @@ from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, MODEL_CACHE, SNAPSH
 from ..query import languages
 from ..query.filters import Condition, validate_condition
 from ..records import LOCAL_STORE, MODES, NO_MODEL, IndexSpec, Manifest
+from ..retrieval import rerank
 from ..retrieval.engine import Collection
+from ..retrieval.request import Rerank
 from ..stores import Store
 from ..stores.local import LocalStore
 from ..stores.milvus import MilvusStore, catalog_manifests, is_milvus
@@ -44,6 +47,11 @@ MAX_DIMENSION = 8192
 
 # The roads to a loaded model, e.g. the server's scheduler that serves queries first.
 ModelCallsFactory = Callable[[Embedder], ModelCalls]
+RerankCallsFactory = Callable[[CrossEncoderModel], RerankCalls]
+
+
+def _direct(model: CrossEncoderModel) -> RerankCalls:
+    return model.score
 
 
 def validate_name(name: str, field: str = "name") -> str:
@@ -69,7 +77,7 @@ class DataDirLocked(FailedPrecondition):
 class Catalog:
     def __init__(self, root: Path | str, *, default_encoder: str = "torch",
                  model_calls: ModelCallsFactory = DirectCalls, milvus: Sequence[str] = (),
-                 device: str = "auto") -> None:
+                 device: str = "auto", rerank_calls: RerankCallsFactory = _direct) -> None:
         """milvus: Milvus instances whose neardex collections this catalog serves too (any number
         of servers can serve one instance's collections); device: where models run (auto, cpu,
         cuda, cuda:N)."""
@@ -81,6 +89,7 @@ class Catalog:
         self.root.mkdir(parents=True, exist_ok=True)
         self.default_encoder = default_encoder
         self.model_calls = model_calls
+        self.rerank_calls = rerank_calls
         # A named device that is not there stops the start; auto is resolved per encoder.
         self.device = device if device.strip().lower() == "auto" else resolve_device(device)
         self._lock_file = self._acquire_lock()
@@ -155,15 +164,18 @@ class Catalog:
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
                encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = (),
                store: str = "", query_prompt: str | None = None,
-               document_prompt: str | None = None, language: str = "") -> Collection:
+               document_prompt: str | None = None, language: str = "",
+               rerank: Rerank | None = None) -> Collection:
         """model is the bundled model's name (or None), a folder, or a Hugging Face id
         (org/name[@revision]); NO_MODEL ("none") makes a collection of the caller's own vectors of
         `dimension`; filters on `indexed_keys` are answered from an index instead of a scan;
         `store` is where its data lives: this folder (the default) or a Milvus instance
         (milvus://HOST:PORT, or a milvus-lite .db file). The prompts go before each query and each
         document text; None takes the model's own (its config_sentence_transformers.json), ""
-        none. `language` is its lexical analyzer's (default: auto)."""
+        none. `language` is its lexical analyzer's (default: auto). `rerank` is its searches'
+        default rerank stage (a cross-encoder found now, recorded by its folder or id@revision)."""
         validate_new_name(name)
+        rerank_model, rerank_depth = self._default_rerank(rerank)
         language = languages.check(language or languages.DEFAULT)
         store = store or LOCAL_STORE
         if store != LOCAL_STORE and not is_milvus(store):
@@ -200,7 +212,7 @@ class Catalog:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
                                                           default_mode, encoder, query_prompt, document_prompt)
             manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store,
-                               language=language)
+                               language=language, rerank_model=rerank_model, rerank_depth=rerank_depth)
             # Built aside and renamed into place: a crash leaves no half-made collection. A
             # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
             building = self.root / f"{CREATING}{name}-{os.getpid()}"
@@ -213,9 +225,22 @@ class Catalog:
                 write_durably(building / MANIFEST, manifest.to_json())
             os.replace(building, folder)
             fsync_path(self.root)
-            collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder))
+            collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder), self.reranker)
             self._open[name] = collection
             return collection
+
+    @staticmethod
+    def _default_rerank(asked: Rerank | None) -> tuple[str, int]:
+        """A collection's default rerank stage as its manifest records it: the cross-encoder
+        (found now, so a missing one is refused at once) by its folder or id@revision, and the
+        depth; ("", 0) for none."""
+        if asked is None or asked.model in ("", rerank.OFF):
+            if asked is not None and asked.depth:
+                raise InvalidArgument("rerank.model: give the cross-encoder the depth is for")
+            return "", 0
+        rerank.check(asked)
+        source = find_cross_encoder(asked.model)
+        return source.reference or str(source.path), asked.depth
 
     @staticmethod
     def _store(folder: Path, manifest: Manifest) -> Store:
@@ -291,7 +316,8 @@ class Catalog:
                 raise FailedPrecondition(
                     f"model: {manifest.model} gives dimension {embedder.dimension}, but"
                     f" collection {name!r} holds vectors of dimension {manifest.dimension}")
-        collection = Collection(self._store(self.root / name, manifest), embedder, self.calls(embedder))
+        collection = Collection(self._store(self.root / name, manifest), embedder, self.calls(embedder),
+                                self.reranker)
         self._open[name] = collection
         return collection
 
@@ -403,6 +429,10 @@ class Catalog:
 
     def calls(self, embedder: Embedder | None) -> ModelCalls | None:
         return self.model_calls(embedder) if embedder is not None else None
+
+    def reranker(self, model: str, field: str = "rerank.model") -> RerankCalls:
+        """The road to a cross-encoder (loaded once per process), as rerank_calls makes it."""
+        return self.rerank_calls(load_cross_encoder(model, field, device=self.device))
 
     def close(self, rebuild_wait: float | None = None) -> None:
         """Snapshot and close every open collection; each background index rebuild under way gets

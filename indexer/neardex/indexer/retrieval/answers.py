@@ -5,15 +5,16 @@ Retrieval gives candidate passages (the collection's search, hybrid by default).
 every candidate is embedded with the collection's model in one call and compared with the
 question: the closest sentence is the passage's answer, and its similarity is evidence the
 passage-level retrieval cannot see (a passage that mentions a topic vs one that answers it); the
-final order can blend the two (SENTENCE_WEIGHT). With a cross-encoder configured, it reorders the
-top candidates instead, reading question and passage together.
+final order can blend the two (SENTENCE_WEIGHT). With a rerank stage (the request's, else the
+collection's default, else the answerer's default: the server's NEARDEX_CROSS_ENCODER), the
+retrieval itself reorders the candidates by a cross-encoder reading question and passage together
+(retrieval/rerank.py), and its probability is the answer's confidence.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ..query import analysis
 from ..query.filters import Filter
 from ..records import Hit
 from .engine import Collection
+from .request import Rerank
 
 # Passages whose sentences are read: enough that the answer is among them, few enough that one
 # model call embeds them all quickly.
@@ -57,14 +59,17 @@ def _minmax(values: np.ndarray) -> np.ndarray:
 
 
 class Answerer:
-    def __init__(self, collection: Collection, cross_encoder: Any | None = None,
+    def __init__(self, collection: Collection, default_rerank: Rerank | None = None,
                  sentence_weight: float = SENTENCE_WEIGHT, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS) -> None:
+        """default_rerank serves questions that name no rerank in a collection without a default
+        one; its depth 0 means every candidate passage."""
         self.collection = collection
-        self.cross_encoder = cross_encoder
+        self.default_rerank = default_rerank
         self.sentence_weight = sentence_weight
         self.max_terms = max_terms
 
-    def ask(self, question: str, k: int = 5, flt: Filter | None = None, mode: str = "") -> AskResult:
+    def ask(self, question: str, k: int = 5, flt: Filter | None = None, mode: str = "",
+            rerank: Rerank | None = None) -> AskResult:
         if not question or not question.strip():
             raise InvalidArgument("question: must not be empty")
         # A question longer than the window is refused: its tail would be cut off unseen. Checked
@@ -76,11 +81,14 @@ class Answerer:
         deadline.check("embed")
         vector = self.collection.encode_queries([question])[0]
         timings["embed"] = _ms(started)
+        candidates = max(k, MIN_CANDIDATES)
+        if rerank is None and not self.collection.manifest.rerank_model and self.default_rerank is not None:
+            rerank = replace(self.default_rerank, depth=self.default_rerank.depth or candidates)
         retrieval = self.collection.run(self.collection.request(
-            text=question, k=max(k, MIN_CANDIDATES), flt=flt, mode=mode, max_terms=self.max_terms,
-            field="question", encoded=vector))
+            text=question, k=candidates, flt=flt, mode=mode, max_terms=self.max_terms,
+            field="question", encoded=vector, rerank=rerank))
         for stage, ms in retrieval.timings_ms.items():
-            if stage not in ("total", "embed"):
+            if stage not in ("total", "embed"):  # "rerank" included: the cross-encoder's time
                 timings[stage] = ms
         hits = retrieval.hits
         if not hits:
@@ -106,30 +114,25 @@ class Answerer:
             row += len(hs)
         timings["sentences"] = _ms(t)
 
-        t = time.perf_counter()
         retrieval_scores = np.array([h.score for h in hits], dtype=np.float32)
         sentence_scores = np.array([b[2] for b in best], dtype=np.float32)
-        if self.cross_encoder is not None:
-            import torch
-
-            deadline.check("rerank")
-            # Sigmoid set explicitly: single-label cross-encoders differ in their default
-            # activation, and the confidence must be a probability either way.
-            probability = np.asarray(self.cross_encoder.predict(
-                [(question, h.text) for h in hits], activation_fn=torch.nn.Sigmoid(),
-                show_progress_bar=False), dtype=np.float32).reshape(-1)
-            order = np.argsort(-probability, kind="stable")
-            confidence = probability.tolist()
+        # The answering sentence's cosine similarity to the question: comparable across questions
+        # and collections of one model, unlike the rank-relative blend.
+        confidence = [max(0.0, min(1.0, s)) for s in sentence_scores.tolist()]
+        reranked = [next((r.score for r in h.retrievers if r.retriever == "rerank"), None) for h in hits]
+        if any(p is not None for p in reranked):
+            # Already in the cross-encoder's order; its probability is the confidence (passages
+            # past its depth keep their sentence's).
+            order = np.arange(len(hits))
+            confidence = [c if p is None else p for c, p in zip(confidence, reranked)]
         else:
+            t = time.perf_counter()
             order = np.arange(len(hits))
             if self.sentence_weight > 0:
                 blended = ((1 - self.sentence_weight) * _minmax(retrieval_scores)
                            + self.sentence_weight * _minmax(sentence_scores))
                 order = np.argsort(-blended, kind="stable")
-            # The answering sentence's cosine similarity to the question: comparable across
-            # questions and collections of one model, unlike the rank-relative blend.
-            confidence = [max(0.0, min(1.0, s)) for s in sentence_scores.tolist()]
-        timings["rerank"] = _ms(t)
+            timings["rerank"] = _ms(t)  # the final order's stage, as with a cross-encoder
         answers = []
         for i in order[:k]:
             start, end, _ = best[i]

@@ -22,6 +22,7 @@ import numpy as np
 from .. import deadline
 from ..documents import Chunk, Document
 from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
+from ..embedding.rerankers import RerankCalls, load_cross_encoder
 from ..embedding.sources import Prompts
 from ..errors import InvalidArgument, NotFound
 from ..ingest.chunker import Chunker
@@ -40,8 +41,8 @@ from ..records import (
     UpsertResult,
 )
 from ..stores import ChunkRow, Store, StoredChunk
-from . import diversity, fusion
-from .request import SearchRequest
+from . import diversity, fusion, rerank
+from .request import Rerank, Reranker, SearchRequest
 
 __all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "SearchRequest", "validate_documents"]
 
@@ -73,11 +74,15 @@ class WritePlan:
 class Collection:
     """Thread-safe as its store is: searches run concurrently, writes are serialized by the store."""
 
-    def __init__(self, store: Store, embedder: Embedder | None, calls: ModelCalls | None = None) -> None:
+    def __init__(self, store: Store, embedder: Embedder | None, calls: ModelCalls | None = None,
+                 rerankers: Callable[[str, str], RerankCalls] | None = None) -> None:
         """embedder is None for a collection without a model (manifest.model == NO_MODEL); calls
         are the roads to it (the server's scheduler, or straight to the model), which every text
-        takes with the collection's prompts (the encoder's PromptedCalls)."""
+        takes with the collection's prompts (the encoder's PromptedCalls). rerankers gives the
+        road to a cross-encoder by its name (and the field that named it): the catalog's, or
+        straight to the model loaded here."""
         self.store = store
+        self._rerankers = rerankers or _direct_reranker
         self._embedder = embedder
         manifest = store.manifest
         self.prompts = Prompts.of(manifest)
@@ -329,14 +334,15 @@ class Collection:
                 flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                 ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                 field: str = "query", vector_field: str = "vector",
-                encoded: np.ndarray | None = None, offset: int = 0, diversity: float = 0.0) -> SearchRequest:
+                encoded: np.ndarray | None = None, offset: int = 0, diversity: float = 0.0,
+                rerank: Rerank | None = None) -> SearchRequest:
         """A search checked whole before any work starts: the caller's vector (dimension, finite;
         named `vector_field`), the mode, the text (refused, naming `field`, when empty where it is
         needed, past the model's window where it is embedded, past max_terms distinct terms where
         it is searched lexically) and analysed once, the page's offset (not negative) and the
-        diversity (0 to 1), named beside `field`. Text and vector may both be given: the vector
-        serves dense retrieval, the text analysis. `encoded` is the text's embedding where the
-        caller made it already (a batch, a question)."""
+        diversity (0 to 1) and the rerank stage (`reranker`), named beside `field`. Text and vector
+        may both be given: the vector serves dense retrieval, the text analysis and the rerank.
+        `encoded` is the text's embedding where the caller made it already (a batch, a question)."""
         beside = field.rpartition(".")[0] + "." if "." in field else ""
         if offset < 0:
             raise InvalidArgument(f"{beside}offset: must not be negative, got {offset}")
@@ -355,7 +361,32 @@ class Collection:
                 raise InvalidArgument(f"{field}: must not be empty")
             self.check_query(text, field)
         query = self.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
-        return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe, offset, diversity)
+        reranker = self.reranker(rerank, f"{beside}rerank", text if has_text else "")
+        return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe, offset, diversity,
+                             reranker)
+
+    def reranker(self, asked: Rerank | None, field: str = "rerank", text: str = "x") -> Reranker | None:
+        """The rerank stage a search gets: the one asked for (its empty model meaning the
+        collection's default, "none" none), else the collection's default, else none; its depth
+        checked (0: the default's, else rerank.DEFAULT_DEPTH) and its model loaded. A rerank needs
+        the query's text (`text`): a search by vector alone is refused one."""
+        if asked is not None:
+            rerank.check(asked, field)
+        default, default_depth = self.manifest.rerank_model, self.manifest.rerank_depth
+        if asked is None and not default:
+            return None
+        model = asked.model if asked is not None and asked.model else default
+        if model == rerank.OFF:
+            return None
+        if not model:
+            raise InvalidArgument(f"{field}.model: give a cross-encoder (a folder or a Hugging Face id);"
+                                  f" collection {self.manifest.name!r} has no default rerank model")
+        depth = (asked.depth if asked is not None else 0) or (default_depth if model == default else 0)
+        depth = depth or rerank.DEFAULT_DEPTH
+        if not text.strip():
+            raise InvalidArgument(f"{field}: a cross-encoder reads the query's text; a search by vector alone"
+                                  " has none (give the text too)")
+        return Reranker(model, depth, self._rerankers(model, f"{field}.model"))
 
     def analyze(self, text: str, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                 field: str = "query") -> analysis.Query:
@@ -366,13 +397,15 @@ class Collection:
     def search(self, text: str | None = None, vector: Sequence[float] | np.ndarray | None = None, k: int = 10,
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
-               field: str = "query", offset: int = 0, diversity: float = 0.0) -> SearchResult:
+               field: str = "query", offset: int = 0, diversity: float = 0.0,
+               rerank: Rerank | None = None) -> SearchResult:
         """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval:
-        the k after the first `offset`, re-ordered for `diversity` (MMR) when it is above 0 (see
-        `request` for what is refused)."""
+        the k after the first `offset`, the best candidates re-ordered by a cross-encoder (`rerank`,
+        or the collection's default), then for `diversity` (MMR) when it is above 0 (see `request`
+        for what is refused)."""
         started = time.perf_counter()
         return self.run(self.request(text, vector, k, flt, min_score, mode, ef_search, nprobe, max_terms, field,
-                                     offset=offset, diversity=diversity), started)
+                                     offset=offset, diversity=diversity, rerank=rerank), started)
 
     def run(self, request: SearchRequest, started: float | None = None) -> SearchResult:
         """A checked search (`request`): its text embedded where dense retrieval needs it, then
@@ -384,8 +417,11 @@ class Collection:
             request = replace(request, vector=self.encode_queries([request.text])[0])
             timings["embed"] = _ms(started)
         mode, min_score = request.mode, request.min_score
-        # Every hit up to the page's end is ranked; MMR chooses among a deeper pool.
+        # Every hit up to the page's end is ranked; MMR chooses among a deeper pool, the
+        # cross-encoder reads `depth` candidates.
         k = max(request.reach, diversity.POOL) if request.diversity else request.reach
+        if request.rerank is not None:
+            k = max(k, request.rerank.depth)
         # Every read below sees the index and the store at the same write: a document being
         # replaced is found at its old version or its new one, never at neither.
         with self.store.view():
@@ -443,9 +479,20 @@ class Collection:
                 ranked = [replace(c, score=min(1.0, c.score / found.lexical_scale)) for c in ranked]
             if min_score is not None:
                 ranked = [c for c in ranked if c.score >= min_score]
+            reranked: dict[int, float] = {}
+            if request.rerank is not None and ranked:
+                t = time.perf_counter()
+                ranked, lists["rerank"], rows = self._reranked(request.text, request.rerank, ranked, rows)
+                reranked = {c.chunk_id: c.score for c in lists["rerank"]}
+                timings["rerank"] = _ms(t)
             if request.diversity:
                 deadline.check("diversity")
-                ranked = self._diversified(ranked, request.diversity, request.reach, fetched)
+                if reranked:  # MMR chooses among the reranked, by their rerank probability
+                    pool = ranked[: len(reranked)]
+                    ranked = (self._diversified(pool, request.diversity, request.reach, fetched, reranked)
+                              + ranked[len(reranked):])
+                else:
+                    ranked = self._diversified(ranked, request.diversity, request.reach, fetched)
             deadline.check("fetch")
             t = time.perf_counter()
             hits = self.materialize(ranked[request.offset : request.reach], lists, rows)
@@ -453,10 +500,28 @@ class Collection:
             timings["total"] = _ms(started)
             return SearchResult(hits, timings, mode)
 
+    def _reranked(self, text: str, reranker: Reranker, ranked: list[Candidate],
+                  rows: dict[int, ChunkRow] | None) -> tuple[list[Candidate], list[Candidate], dict[int, ChunkRow]]:
+        """ranked with its first `depth` candidates ordered by the cross-encoder (see
+        retrieval/rerank.py); with them the reranked candidates scored by its probability, best
+        first (the "rerank" retriever's list), and the rows read for them."""
+        top = ranked[: reranker.depth]
+        rows = dict(rows or {})
+        missing = [c.chunk_id for c in top if c.chunk_id not in rows]
+        if missing:
+            rows.update((c.chunk_id, c.row) for c in self.store.fetch(missing, rows=True) if c.row is not None)
+        present = [c for c in top if c.chunk_id in rows]  # the others were deleted since retrieval
+        probability = rerank.scores(reranker.calls, text,
+                                    [rerank.passage(rows[c.chunk_id].title, rows[c.chunk_id].text) for c in present])
+        order = np.argsort(-probability, kind="stable")
+        scored = [replace(present[i], score=float(probability[i])) for i in order]
+        return [present[i] for i in order] + ranked[reranker.depth :], scored, rows
+
     def _diversified(self, ranked: list[Candidate], weight: float, n: int,
-                     fetched: dict[int, StoredChunk]) -> list[Candidate]:
+                     fetched: dict[int, StoredChunk], relevance: dict[int, float] | None = None) -> list[Candidate]:
         """The first n of ranked re-ordered by maximal marginal relevance over their chunks'
-        stored vectors (see retrieval/diversity.py); vectors in `fetched` are not read again."""
+        stored vectors (see retrieval/diversity.py); vectors in `fetched` are not read again.
+        Relevance is each candidate's score, or its entry in `relevance` (the rerank's)."""
         vectors = {i: c.vector for i, c in fetched.items()}
         missing = [c.chunk_id for c in ranked if vectors.get(c.chunk_id) is None]
         if missing:
@@ -465,15 +530,16 @@ class Collection:
         if not present:
             return ranked[:n]
         matrix = np.array([vectors[c.chunk_id] for c in present], dtype=np.float32)
-        relevance = np.array([c.score for c in present], dtype=np.float32)
-        return [present[i] for i in diversity.mmr(relevance, matrix, weight, n)]
+        scores = np.array([(relevance or {}).get(c.chunk_id, c.score) for c in present], dtype=np.float32)
+        return [present[i] for i in diversity.mmr(scores, matrix, weight, n)]
 
     def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]],
                     rows: dict[int, ChunkRow] | None = None) -> list[Hit]:
-        """Hits of the ranked candidates, from the rows of their chunks (read here unless given)."""
-        if rows is None:
-            rows = {c.chunk_id: c.row for c in self.store.fetch([c.chunk_id for c in ranked], rows=True)
-                    if c.row is not None}
+        """Hits of the ranked candidates, from the rows of their chunks (those not given read here)."""
+        rows = dict(rows or {})
+        missing = [c.chunk_id for c in ranked if c.chunk_id not in rows]
+        if missing:
+            rows.update((c.chunk_id, c.row) for c in self.store.fetch(missing, rows=True) if c.row is not None)
         positions = {name: {c.doc_id: (rank + 1, c.score) for rank, c in enumerate(lst)}
                      for name, lst in lists.items()}
         hits = []
@@ -641,3 +707,7 @@ def check_finite(value: Any, where: str) -> None:
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000.0
 
+
+def _direct_reranker(model: str, field: str) -> RerankCalls:
+    """A cross-encoder called straight (a process without the server's scheduler)."""
+    return load_cross_encoder(model, field).score

@@ -12,8 +12,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..embedding.rerankers import RerankCalls
 from ..query.analysis import Query
 from ..query.filters import Filter
+
+
+@dataclass(frozen=True)
+class Rerank:
+    """A rerank stage as a caller asks for it: a cross-encoder (a folder or Hugging Face id; ""
+    the collection's default, "none" none) and the candidates it reads (0: the default)."""
+
+    model: str = ""
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class Reranker:
+    """A rerank stage resolved: the model's name, the candidates it reads, and the road to it."""
+
+    model: str
+    depth: int
+    calls: RerankCalls
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +51,8 @@ class SearchRequest:
     # Hits skipped before the k returned, and the MMR trade-off (0: relevance alone).
     offset: int = 0
     diversity: float = 0.0
+    # The cross-encoder stage after retrieval (retrieval/rerank.py); None: none.
+    rerank: Reranker | None = None
 
     @property
     def reach(self) -> int:
