@@ -41,6 +41,7 @@ from .models import (
     Term,
     Token,
     Tokenization,
+    UpdateMetadataResult,
     UpsertResult,
 )
 from .retry import RetryPolicy
@@ -77,5 +78,6 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unknown",
+    "UpdateMetadataResult",
     "UpsertResult",
 ]

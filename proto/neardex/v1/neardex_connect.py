@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse
+from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpdateMetadataRequest, UpdateMetadataResponse, UpsertRequest, UpsertResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -166,6 +166,13 @@ class Neardex(Protocol):
         How the model sees a text: its subword tokens with their character offsets, whether it fits
         one model call, and the chunks a collection would cut it into; and beside them, how lexical
         search sees it: the analyzer's words with their terms and offsets.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_metadata(self, request: UpdateMetadataRequest, ctx: RequestContext[UpdateMetadataRequest, UpdateMetadataResponse], /) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -468,6 +475,17 @@ class NeardexASGIApplication(ConnectASGIApplication[Neardex]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.tokenize,
+                ),
+                "/neardex.v1.Neardex/UpdateMetadata": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateMetadata",
+                        service_name="neardex.v1.Neardex",
+                        input=UpdateMetadataRequest,
+                        output=UpdateMetadataResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_metadata,
                 ),
             },
             interceptors=interceptors,
@@ -1080,6 +1098,30 @@ class NeardexClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def update_metadata(
+        self,
+        request: UpdateMetadataRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateMetadata",
+                service_name="neardex.v1.Neardex",
+                input=UpdateMetadataRequest,
+                output=UpdateMetadataResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class NeardexSync(Protocol):
     """
@@ -1210,6 +1252,13 @@ class NeardexSync(Protocol):
         How the model sees a text: its subword tokens with their character offsets, whether it fits
         one model call, and the chunks a collection would cut it into; and beside them, how lexical
         search sees it: the analyzer's words with their terms and offsets.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def update_metadata(self, request: UpdateMetadataRequest, ctx: RequestContext[UpdateMetadataRequest, UpdateMetadataResponse], /) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1510,6 +1559,17 @@ class NeardexWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.tokenize,
+                ),
+                "/neardex.v1.Neardex/UpdateMetadata": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UpdateMetadata",
+                        service_name="neardex.v1.Neardex",
+                        input=UpdateMetadataRequest,
+                        output=UpdateMetadataResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.update_metadata,
                 ),
             },
             interceptors=interceptors,
@@ -2116,6 +2176,30 @@ class NeardexClientSync(ConnectClientSync):
                 service_name="neardex.v1.Neardex",
                 input=TokenizeRequest,
                 output=TokenizeResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def update_metadata(
+        self,
+        request: UpdateMetadataRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateMetadata",
+                service_name="neardex.v1.Neardex",
+                input=UpdateMetadataRequest,
+                output=UpdateMetadataResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

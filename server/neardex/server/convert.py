@@ -25,7 +25,7 @@ from neardex.indexer.query.filters import (
 )
 from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
 from neardex.indexer.retrieval.answers import AskResult
-from neardex.indexer.retrieval.engine import Collection, unit_mean
+from neardex.indexer.retrieval.engine import Collection, MetadataUpdate, unit_mean
 from neardex.v1 import neardex_pb2 as pb
 
 # Doubles hold every integer up to 2^53 exactly; beyond, a whole-looking double is no integer.
@@ -213,7 +213,13 @@ def ask_result_to_pb(result: AskResult, fields: pb.Fields | None = None) -> pb.A
 
 def upsert_result_to_pb(result: UpsertResult) -> pb.UpsertResponse:
     return pb.UpsertResponse(upserted=result.upserted, unchanged=result.unchanged,
-                             chunks=result.chunks, ids=result.ids, tokens=result.tokens)
+                             chunks=result.chunks, ids=result.ids, tokens=result.tokens,
+                             metadata_updated=result.metadata_updated)
+
+
+def metadata_update_from_pb(request: pb.UpdateMetadataRequest) -> MetadataUpdate:
+    """The update a request asks for, checked (its values are checked where it is applied)."""
+    return MetadataUpdate.check(struct_to_dict(request.set), list(request.unset), request.replace)
 
 
 def snapshot_to_pb(info: SnapshotInfo) -> pb.Snapshot:
