@@ -1,6 +1,6 @@
 """UpdateMetadata and metadata-only re-upserts through a real server, on both stores: over gRPC
-with both clients, the server's own validation through the raw stub, the role it needs, and its
-HTTP shape. The server's model-call counter (neardex_embed_batch_size, one sample per model call)
+with both clients, the server's own validation through the raw stub, and the role it needs (its
+HTTP shape is in test_http.py). The server's model-call counter (neardex_embed_batch_size, one sample per model call)
 stays still for every metadata write."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from neardex.server.app import create_server
 from neardex.server.settings import Settings
 from neardex.v1 import neardex_pb2 as pb
 from neardex.v1 import neardex_pb2_grpc
-from tests.integration.test_http import post
 
 DOCS = [
     {"id": "apollo", "text": "Apollo 11 landed on the Moon on 20 July 1969.", "title": "Apollo 11",
@@ -123,30 +122,3 @@ def test_bad_updates_are_refused_naming_the_field(served: tuple[int, int, dict[s
         assert client.get("docs", "nile").documents[0].metadata == DOCS[1]["metadata"]
         with pytest.raises(PermissionDenied, match="needs role write"):
             client.update_metadata("docs", ["nile"], set={"a": 1})
-
-
-def test_update_metadata_over_http(served: tuple[int, int, dict[str, str], Path]) -> None:
-    _, http_port, keys, _ = served
-    base = f"http://127.0.0.1:{http_port}"
-    assert post(base, "CreateCollection", {"name": "docs"}, keys["admin"])[0] == 200
-    assert post(base, "Upsert", {"collection": "docs", "documents": DOCS}, keys["write"])[0] == 200
-    calls = model_calls()
-    status, body = post(base, "UpdateMetadata", {"collection": "docs", "ids": ["nile", "gone"],
-                                                 "set": {"topic": "rivers", "km": 6650}, "unset": ["year"]},
-                        keys["write"])
-    assert (status, body) == (200, {"updated": "1", "missing": ["gone"]})
-    status, body = post(base, "UpdateMetadata", {"collection": "docs", "filter": {"conditions": {"topic": {"eq": "space"}}},
-                                                 "set": {"crew": 3}}, keys["write"])
-    assert (status, body) == (200, {"updated": "1"})
-    status, got = post(base, "Get", {"collection": "docs", "ids": ["nile", "apollo"]}, keys["read"])
-    assert [d["metadata"] for d in got["documents"]] == [{"topic": "rivers", "km": 6650},
-                                                         {"topic": "space", "year": 1969, "crew": 3}]
-    status, upserted = post(base, "Upsert", {"collection": "docs", "documents": [{**DOCS[2], "metadata": {"x": 1}}]},
-                            keys["write"])
-    assert status == 200 and upserted["metadataUpdated"] == "1" and "upserted" not in upserted
-    assert model_calls() == calls
-    status, error = post(base, "UpdateMetadata", {"collection": "docs", "ids": ["nile"], "set": {"a": 1}, "unset": ["a"]},
-                         keys["write"])
-    assert (status, error["code"]) == (400, "invalid_argument") and error["message"].startswith("unset[0]:")
-    status, error = post(base, "UpdateMetadata", {"collection": "docs", "ids": ["nile"], "set": {"a": 1}}, keys["read"])
-    assert (status, error["code"]) == (403, "permission_denied")

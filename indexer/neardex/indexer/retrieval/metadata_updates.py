@@ -43,11 +43,16 @@ class MetadataUpdate:
             return MetadataUpdate(values, (), True)
         if not values and not unset:
             raise InvalidArgument("set: give keys to set or to unset (or replace the metadata)")
+        # Every path a set key passes through, to the key: a clash is found in one look-up per
+        # path of an unset key, whatever the number of keys.
+        inside: dict[str, str] = {}
         for key in values:
             validate_condition(key_field("set", key), key, Condition("exists", True))
+            for path in _paths(key):
+                inside.setdefault(path, key)
         for i, key in enumerate(unset):
             validate_condition(f"unset[{i}]", key, Condition("exists", True))
-            clash = next((k for k in values if _overlaps(k, key)), None)
+            clash = inside.get(key) or next((p for p in _paths(key) if p in values), None)
             if clash is not None:
                 raise InvalidArgument(f"unset[{i}]: {key!r} is also set ({clash!r}); a key is set or unset, not both")
         return MetadataUpdate(values, unset, False)
@@ -84,9 +89,10 @@ class MetadataUpdate:
         return edited
 
 
-def _overlaps(a: str, b: str) -> bool:
-    """One path is the other or lies inside it."""
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+def _paths(key: str) -> list[str]:
+    """A dotted key and every path it passes through: "a.b.c" -> "a", "a.b", "a.b.c"."""
+    names = key.split(".")
+    return [".".join(names[:j]) for j in range(1, len(names) + 1)]
 
 
 @dataclass
