@@ -66,20 +66,25 @@ def main() -> None:
             timings[way].append(len(docs) / (time.perf_counter() - t))
             calls[way].append(counts["calls"] - before)
 
+        current = {d.id: d for d in docs}  # what the collection holds now
+
         for run in range(args.runs):
             update = MetadataUpdate.check({"tag": f"updated-{run}"})
-            timed("update_metadata", lambda b: collection.update_metadata([d.id for d in b], update=update))
-            tagged = f"upserted-{run}"
+            timed("update_metadata", lambda b, u=update: collection.update_metadata([d.id for d in b], update=u))
 
-            def upsert_tagged(batch: list[Any], tag: str = tagged) -> None:
-                result = collection.upsert([Document(d.id, d.text, d.title, {**d.metadata, "tag": tag}) for d in batch])
-                assert result.metadata_updated == len(batch) and result.upserted == 0, result
+            def upsert_tagged(batch: list[Any], tag: str = f"upserted-{run}") -> None:
+                changed = [Document(d.id, current[d.id].text, d.title, {**d.metadata, "tag": tag}) for d in batch]
+                result = collection.upsert(changed)
+                assert result.metadata_updated == len(batch) and result.upserted == 0, result.metadata_updated
+                current.update((d.id, d) for d in changed)
 
             timed("upsert, tag changed", upsert_tagged)
 
             def upsert_text(batch: list[Any], run: int = run) -> None:
-                result = collection.upsert([Document(d.id, f"{d.text} ({run})", d.title, d.metadata) for d in batch])
-                assert result.upserted == len(batch), result
+                changed = [Document(d.id, f"{d.text} ({run})", d.title, current[d.id].metadata) for d in batch]
+                result = collection.upsert(changed)
+                assert result.upserted == len(batch), result.upserted
+                current.update((d.id, d) for d in changed)
 
             timed("upsert, text changed (embeds)", upsert_text)
             print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{w} {v[-1]:.0f} docs/s" for w, v in timings.items()),

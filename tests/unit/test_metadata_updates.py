@@ -255,3 +255,36 @@ def test_vectors_found_are_the_same_after_an_update(opened: Opened) -> None:
     after = [(h.id, h.score) for h in col.search("rivers of Egypt", k=4, mode="dense").hits]
     assert [i for i, _ in before] == [i for i, _ in after]
     assert np.allclose([s for _, s in before], [s for _, s in after])
+
+
+class DeletesFirst:
+    """A store that loses a document (a delete from another caller) just before a metadata write."""
+
+    def __init__(self, store: Any, doomed: str) -> None:
+        self._store, self._doomed = store, doomed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def update_metadata(self, ids: Any, flt: Any, edit: Any) -> list[str]:
+        self._store.delete([self._doomed], None)
+        return self._store.update_metadata(ids, flt, edit)
+
+
+def test_a_document_deleted_before_its_metadata_write_is_written_whole(tmp_path: Path) -> None:
+    counts: collections.Counter[str] = collections.Counter()
+    with Catalog(tmp_path / "data", model_calls=CountingCalls.factory(counts)) as catalog:
+        col = catalog.create("docs")
+        col.upsert(DOCS)
+        calls = counts["calls"]
+        tagged = [Document(d.id, d.text, d.title, {"tag": "new"}) for d in DOCS[:2]]
+        real = col.store
+        col.store = DeletesFirst(real, "cat")  # type: ignore[assignment]
+        try:
+            result = col.upsert(tagged)
+        finally:
+            col.store = real
+        assert (result.upserted, result.metadata_updated, result.unchanged) == (1, 1, 0)
+        assert counts["calls"] == calls + 1 and counts["texts"] == 5  # "cat" embedded again, alone
+        assert {d.id: d.metadata for d in col.get(["cat", "py"])[0]} == {"cat": {"tag": "new"}, "py": {"tag": "new"}}
+        assert col.store.chunk_ids() == col.store.index_ids()

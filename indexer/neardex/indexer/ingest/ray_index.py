@@ -111,7 +111,8 @@ class RayIndexer:
 
     def upsert(self, documents: Sequence[Document]) -> UpsertResult:
         plan = self.collection.plan(documents)
-        self.collection.rewrite_metadata(plan)  # metadata alone changed: written here, nothing embedded
+        # Metadata alone changed: written here, nothing embedded (those deleted meanwhile go whole).
+        plan.changed += self.collection.rewrite_metadata(plan)
         total = UpsertResult(unchanged=len(documents) - len(plan.changed) - len(plan.metadata_only),
                              ids=[d.id for d in documents], metadata_updated=len(plan.metadata_only))
         pending: list[tuple[int, Prepared, np.ndarray]] = []

@@ -154,15 +154,23 @@ class Collection:
         re-embedded nor rewritten, and those whose metadata alone changed have only their metadata
         rewritten. Returns once the batch is committed to disk."""
         plan = self.plan(documents)
-        self.rewrite_metadata(plan)
-        if plan.own is not None:
-            prepared = [self.prepare(d) for d, _ in plan.changed]
-            vectors = np.array([plan.own[d.id] for d, _ in plan.changed],
-                               dtype=np.float32).reshape(len(plan.changed), self.manifest.dimension)
-        else:
-            prepared, vectors = self.encoder.encode([d for d, _ in plan.changed], batch_size)
+        # Embedding first: a batch that fails there (the deadline, the model) has written nothing.
+        prepared, vectors = self._encoded(plan, plan.changed, batch_size)
+        gone = self.rewrite_metadata(plan)
+        if gone:  # deleted since the plan: written whole after all
+            more, more_vectors = self._encoded(plan, gone, batch_size)
+            plan.changed += gone
+            prepared, vectors = prepared + more, np.vstack([vectors, more_vectors])
         self.commit(plan.changed, prepared, vectors)
         return plan.result(prepared)
+
+    def _encoded(self, plan: WritePlan, changed: list[tuple[Document, str]],
+                 batch_size: int | None) -> tuple[list[Prepared], np.ndarray]:
+        """Chunks and vectors of changed documents: embedded, or their own vectors."""
+        if plan.own is None:
+            return self.encoder.encode([d for d, _ in changed], batch_size)
+        vectors = np.array([plan.own[d.id] for d, _ in changed], dtype=np.float32)
+        return [self.prepare(d) for d, _ in changed], vectors.reshape(len(changed), self.manifest.dimension)
 
     def plan(self, documents: Sequence[Document]) -> WritePlan:
         """Check a batch and find what it changes: every document is validated, then compared
@@ -174,17 +182,18 @@ class Collection:
                          None if own is None else {d.id: own[i] for i, d in enumerate(documents)},
                          found.metadata_only)
 
-    def rewrite_metadata(self, plan: WritePlan) -> None:
-        """Write the metadata of the plan's metadata-only documents, embedding nothing; one deleted
-        since the plan was made moves to the changed ones, to be written whole."""
+    def rewrite_metadata(self, plan: WritePlan) -> list[tuple[Document, str]]:
+        """Write the metadata of the plan's metadata-only documents, embedding nothing. Those
+        deleted since the plan was made leave the plan's metadata-only ones and are returned (with
+        their stored hashes), for the caller to write whole."""
         if not plan.metadata_only:
-            return
+            return []
         deadline.check("write")
         written = set(self.store.update_metadata([d.id for d, _ in plan.metadata_only], None,
                                                  metadata_updates.rewrite_edit(plan.metadata_only)))
-        gone = [d for d, _ in plan.metadata_only if d.id not in written]
+        gone = [(d, d.stored_hash()) for d, _ in plan.metadata_only if d.id not in written]
         plan.metadata_only = [(d, h) for d, h in plan.metadata_only if d.id in written]
-        plan.changed += [(d, d.stored_hash()) for d in gone]
+        return gone
 
     def update_metadata(self, ids: Sequence[str] = (), flt: Filter | None = None,
                         update: MetadataUpdate | None = None) -> tuple[int, list[str]]:
