@@ -74,7 +74,7 @@ def test_ray_indexes_as_the_plain_path_does(tmp_path: Path) -> None:
 
     again = run_cli("index", str(corpus), "--collection", "docs", "--data-dir", str(tmp_path / "ray"), "--quiet",
                     "--ray", "--ray-actors", "1")
-    assert "0 written, 120 unchanged" in again.stdout
+    assert "0 written (embedded: 0, metadata updated: 0), 120 unchanged" in again.stdout
 
 
 def test_ray_refuses_what_it_cannot_do(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ ROLES = ("read", "write", "admin")
 NEEDS = {
     "read": {"Search", "BatchSearch", "Ask", "Get", "Count", "Facet", "Scroll", "Embed", "SearchSimilar",
              "Similarity", "Tokenize", "ListCollections", "GetCollection", "ListAliases", "ListSnapshots"},
-    "write": {"Upsert", "UpsertStream", "Delete"},
+    "write": {"Upsert", "UpsertStream", "Delete", "UpdateMetadata"},
     "admin": {"CreateCollection", "DeleteCollection", "IndexMetadata", "UpdateCollection", "CreateAlias", "DeleteAlias",
               "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot"},
 }
@@ -59,6 +59,7 @@ def request_for(method: str, target: str) -> Any:
         "Upsert": pb.UpsertRequest(collection=target, documents=[pb.Document(id="d2", text="The Nile flows north.")]),
         "UpsertStream": iter([pb.UpsertRequest(collection=target, documents=[pb.Document(id="d3", text="Bread rises.")])]),
         "Delete": pb.DeleteRequest(collection=target, ids=["d1"]),
+        "UpdateMetadata": pb.UpdateMetadataRequest(collection=target, ids=["d1"], unset=["topic"]),
         "Get": pb.GetRequest(collection=target, ids=["d1"]),
         "Count": pb.CountRequest(collection=target),
         "Facet": pb.FacetRequest(collection=target, key="topic"),

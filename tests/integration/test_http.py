@@ -74,6 +74,40 @@ def test_calls_answer_what_grpc_answers(served: tuple[str, int, dict[str, str]])
     assert post(base, "Delete", {"collection": "books", "ids": ["andes"]}, admin) == (200, {"deleted": "1"})
 
 
+METADATA_DOCS = [
+    {"id": "apollo", "text": "Apollo 11 landed on the Moon on 20 July 1969.", "metadata": {"topic": "space", "year": 1969}},
+    {"id": "nile", "text": "The Nile flows north into the Mediterranean.", "metadata": {"topic": "geography", "year": 2000}},
+    {"id": "bread", "text": "Sourdough bread rises because wild yeast ferments the dough.", "metadata": {"year": 2015}},
+]
+
+
+def test_update_metadata_over_http(served: tuple[str, int, dict[str, str]]) -> None:
+    base, _, keys = served
+    assert post(base, "CreateCollection", {"name": "docs"}, keys["admin"])[0] == 200
+    assert post(base, "Upsert", {"collection": "docs", "documents": METADATA_DOCS}, keys["admin"])[0] == 200
+    calls = REGISTRY.get_sample_value("neardex_embed_batch_size_count")
+    status, body = post(base, "UpdateMetadata", {"collection": "docs", "ids": ["nile", "gone"],
+                                                 "set": {"topic": "rivers", "km": 6650}, "unset": ["year"]},
+                        keys["admin"])
+    assert (status, body) == (200, {"updated": "1", "missing": ["gone"]})
+    status, body = post(base, "UpdateMetadata", {"collection": "docs", "filter": {"conditions": {"topic": {"eq": "space"}}},
+                                                 "set": {"crew": 3}}, keys["admin"])
+    assert (status, body) == (200, {"updated": "1"})
+    status, got = post(base, "Get", {"collection": "docs", "ids": ["nile", "apollo"]}, keys["read"])
+    assert [d["metadata"] for d in got["documents"]] == [{"topic": "rivers", "km": 6650},
+                                                         {"topic": "space", "year": 1969, "crew": 3}]
+    status, upserted = post(base, "Upsert", {"collection": "docs", "documents": [{**METADATA_DOCS[2], "metadata": {"x": 1}}]},
+                            keys["admin"])
+    assert status == 200 and upserted["metadataUpdated"] == "1" and "upserted" not in upserted
+    assert REGISTRY.get_sample_value("neardex_embed_batch_size_count") == calls  # nothing embedded
+    status, error = post(base, "UpdateMetadata", {"collection": "docs", "ids": ["nile"], "set": {"a": 1}, "unset": ["a"]},
+                         keys["admin"])
+    assert (status, error["code"]) == (400, "invalid_argument") and error["message"].startswith("unset[0]:")
+    status, error = post(base, "UpdateMetadata", {"collection": "docs", "ids": ["nile"], "set": {"a": 1}}, keys["read"])
+    # A write needs a write key.
+    assert (status, error["code"]) == (403, "permission_denied")
+
+
 def test_errors_in_connect_form(served: tuple[str, int, dict[str, str]]) -> None:
     base, _, keys = served
     assert post(base, "Search", {"collection": "nope", "text": "x", "topK": 1}, keys["read"]) == \

@@ -3,7 +3,8 @@
 Each trial copies a seeded data folder (a flat collection, an HNSW collection one delete burst away
 from its tombstone rebuild, an IVF-PQ collection a few documents short of training), starts a real
 server and runs, from several client threads at once: streamed upserts of new and changed
-documents, deletes, collection create / fill / drop, the delete burst and the additions. It kills
+documents, deletes, collection create / fill / drop, the delete burst and the additions, and
+metadata updates (UpdateMetadata of a few IVF seed documents at a time). It kills
 the server at a random moment, or at a logged event (the HNSW rebuild or IVF-PQ training starting,
 an index snapshot being written), then checks:
 
@@ -11,6 +12,7 @@ an index snapshot being written), then checks:
 - after a restart, every acknowledged write is there with exactly its content, every acknowledged
   delete is gone, and a write in flight at the kill is wholly there or wholly absent (its text, its
   metadata checksum and its version agree);
+- every acknowledged metadata update is there, and one in flight at the kill is there or not;
 - every stored document's chunks are the ones its current text makes (positions and count), and
   for a sample their vectors are the model's vectors of those chunks: no chunk of an old version
   survives beside a new one;
@@ -72,6 +74,9 @@ class Ledger:
     pending: dict[tuple[str, str], int | str] = field(default_factory=dict)
     collections: dict[str, bool] = field(default_factory=dict)  # acknowledged: exists or not
     collections_pending: dict[str, bool] = field(default_factory=dict)
+    # Metadata updates: the tag acknowledged per document, and the one in flight.
+    tags: dict[tuple[str, str], int] = field(default_factory=dict)
+    tags_pending: dict[tuple[str, str], int] = field(default_factory=dict)
     writes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -139,7 +144,7 @@ class Workload:
         self.client = Client(target, timeout=60, retry=RetryPolicy(max_attempts=1))
         self.threads = [threading.Thread(target=self._guard, args=(fn, i), daemon=True)
                         for i, fn in enumerate([self.writer, self.writer, self.admin, self.hnsw_deleter,
-                                                self.ivf_adder])]
+                                                self.ivf_adder, self.tagger])]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -233,6 +238,21 @@ class Workload:
                 return
             self._stream("ivf", [document(f"a{i}", 0) for i in range(start, start + 8)], 8)
 
+    def tagger(self, n: int, rng: random.Random) -> None:
+        """UpdateMetadata of a few IVF seed documents at a time (nothing else writes them), each
+        call a new tag."""
+        counter = 0
+        while not self.stop.is_set():
+            counter += 1
+            keys = [("ivf", f"s{i}") for i in rng.sample(range(IVF_SEED), 5)]
+            with self.ledger.lock:
+                self.ledger.tags_pending.update((key, counter) for key in keys)
+            self.client.update_metadata("ivf", [doc_id for _, doc_id in keys], set={"tag": counter})
+            with self.ledger.lock:
+                for key in keys:
+                    self.ledger.tags[key] = self.ledger.tags_pending.pop(key)
+                self.ledger.writes += 1
+
 
 # -- a trial ----------------------------------------------------------------------------------
 
@@ -309,6 +329,7 @@ def verify_through_the_api(data: Path, ledger: Ledger, rng: random.Random, resul
                         result.documents_checked += 1
                         judge(name, doc_id, found.get(doc_id), allowed_states(ledger, (name, doc_id)), result,
                               present)
+                        judge_tag(ledger, (name, doc_id), found.get(doc_id), result)
             sample = rng.sample(present, min(len(present), 6))
             for name, doc in sample:
                 query_vector = client.embed([doc["text"]], collection=name)[0]
@@ -342,6 +363,17 @@ def judge(name: str, doc_id: str, doc: Any, allowed: set[int | str], result: Tri
         result.problems.append(f"{name}/{doc_id}: version {version}, acknowledged {sorted(map(str, allowed))}")
     else:
         present.append((name, {"id": doc_id, "text": doc.text, "kw": doc.metadata["kw"]}))
+
+
+def judge_tag(ledger: Ledger, key: tuple[str, str], doc: Any, result: TrialResult) -> None:
+    """The tag of a document metadata updates reached: the acknowledged one, or the one in flight."""
+    if doc is None or (key not in ledger.tags and key not in ledger.tags_pending):
+        return
+    allowed = {ledger.tags.get(key)} | ({ledger.tags_pending[key]} if key in ledger.tags_pending else set())
+    if doc.metadata.get("tag") not in allowed:
+        result.lost += 1
+        result.problems.append(f"{key[0]}/{key[1]}: tag {doc.metadata.get('tag')}, acknowledged"
+                               f" {sorted(map(str, allowed))}")
 
 
 def verify_chunks(data: Path, ledger: Ledger, embedder: Any, rng: random.Random, result: TrialResult) -> None:

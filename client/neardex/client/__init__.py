@@ -44,6 +44,7 @@ from .models import (
     Term,
     Token,
     Tokenization,
+    UpdateMetadataResult,
     UpsertResult,
 )
 from .retry import RetryPolicy
@@ -83,5 +84,6 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unknown",
+    "UpdateMetadataResult",
     "UpsertResult",
 ]

@@ -136,6 +136,14 @@ DELETE = Rpc(
     build=convert.delete_request,
     parse=convert.deleted_count,
 )
+# Not idempotent: an update by a filter that the update itself changes selects other documents
+# when repeated, and a retry after a timeout must not apply an update twice unasked.
+UPDATE_METADATA = Rpc(
+    "UpdateMetadata",
+    idempotent=False,
+    build=convert.update_metadata_request,
+    parse=convert.metadata_updated,
+)
 GET = Rpc(
     "Get",
     idempotent=True,

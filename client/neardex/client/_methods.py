@@ -45,6 +45,7 @@ from .models import (
     SearchResult,
     Snapshot,
     Tokenization,
+    UpdateMetadataResult,
     UpsertResult,
 )
 from .retry import RetryPolicy
@@ -459,6 +460,26 @@ class Api:
         """Deletes documents by id, or those matching ``filter`` (never an empty one); returns how
         many existed."""
         return (yield Invoke(calls.DELETE.prepare(collection, ids, filter=filter), timeout))
+
+    @unary
+    def update_metadata(
+        self,
+        collection: str,
+        ids: str | Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        set: Mapping[str, Any] | None = None,
+        unset: str | Iterable[str] = (),
+        replace: bool = False,
+        timeout: float | None = None,
+    ) -> Plan[UpdateMetadataResult]:
+        """Changes the metadata of documents by id, or of those matching ``filter`` (never an empty
+        one), without embedding anything: ``set`` gives keys (dotted paths reach inside objects) their
+        values, ``unset`` removes keys, and ``replace=True`` makes the metadata exactly ``set``.
+        Filters see the change at once; ids not stored come back in ``missing``."""
+        prepared = calls.UPDATE_METADATA.prepare(collection, ids, filter=filter, set=set, unset=unset,
+                                                 replace=replace)
+        return (yield Invoke(prepared, timeout))
 
     @unary
     def get(

@@ -211,15 +211,54 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     add_server_option(p)
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.set_defaults(run=cmd_facet)
+    p = sub.add_parser("update-metadata", help="change stored documents' metadata without embedding anything")
+    p.add_argument("collection")
+    p.add_argument("--ids", action="append", default=[], metavar="ID,ID",
+                   help="the documents to change, comma-separated (repeatable)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="or those matching a metadata condition, as for search, or a JSON filter object"
+                        " (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_",
+                   help="give a key (a dotted path reaches inside objects) a value, read as JSON where it"
+                        " parses, else as a string (repeatable)")
+    p.add_argument("--unset", action="append", default=[], metavar="KEY", help="remove a key (repeatable)")
+    p.add_argument("--replace", action="store_true", help="the metadata becomes exactly the --set keys")
+    add_server_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_update_metadata)
 
     groups["snapshot"] = snap
     return ()
 
 
-def parse_filters(items: Sequence[str]) -> dict[str, Any]:
-    """key=value (value read as JSON where it parses, else a string), key>=n, key>n, key<=n, key<n."""
+def parse_values(items: Sequence[str], option: str) -> dict[str, Any]:
+    """KEY=VALUE pairs, each value read as JSON where it parses, else as a string."""
     result: dict[str, Any] = {}
     for item in items:
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"{option}: {item!r} is not KEY=VALUE")
+        try:
+            result[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            result[key.strip()] = raw
+    return result
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, Any]:
+    """key=value (value read as JSON where it parses, else a string), key>=n, key>n, key<=n, key<n,
+    or a JSON filter object ({"$or": [...]}) merged whole."""
+    result: dict[str, Any] = {}
+    for item in items:
+        if item.lstrip().startswith("{"):  # a filter object whole, as the client takes it
+            try:
+                found = json.loads(item)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"--filter: {item!r} is not a JSON object ({exc})") from None
+            if not isinstance(found, dict):
+                raise UsageError(f"--filter: {item!r} is not a JSON object")
+            result.update(found)
+            continue
         for op, name in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
             if op in item:
                 key, raw = item.split(op, 1)
@@ -452,6 +491,20 @@ def cmd_facet(args: argparse.Namespace) -> int:
     partial = "" if result.exact else ", counted over part of them"
     plural = "" if len(result.values) == 1 else "s"
     print(f"({len(result.values)} value{plural}; {result.documents} documents matched{partial})")
+def cmd_update_metadata(args: argparse.Namespace) -> int:
+    ids = [i.strip() for item in args.ids for i in item.split(",") if i.strip()]
+    flt = parse_filters(args.filter)
+    if bool(ids) == bool(flt):
+        raise UsageError("--ids, --filter: give the documents by --ids or by --filter (one of them)")
+    with connect(args) as client:
+        result = client.update_metadata(args.collection, ids if ids else None, filter=flt or None,
+                                        set=parse_values(args.set_, "--set"), unset=args.unset,
+                                        replace=args.replace)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(f"updated {result.updated} documents" + (f"; missing: {', '.join(result.missing)}"
+                                                         if result.missing else ""))
     return 0
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Term",
     "Token",
     "Tokenization",
+    "UpdateMetadataResult",
     "UpsertResult",
 ]
 
@@ -184,6 +185,9 @@ class UpsertResult(_Frozen):
     chunks: int = 0
     ids: list[str] = Field(default_factory=list)
     tokens: int = 0
+    # Documents whose text was stored unchanged and whose metadata alone was rewritten (nothing
+    # embedded); counted apart from ``upserted`` and ``unchanged``.
+    metadata_updated: int = 0
 
     def __add__(self, other: UpsertResult) -> UpsertResult:
         if not isinstance(other, UpsertResult):
@@ -194,7 +198,16 @@ class UpsertResult(_Frozen):
             chunks=self.chunks + other.chunks,
             ids=[*self.ids, *other.ids],
             tokens=self.tokens + other.tokens,
+            metadata_updated=self.metadata_updated + other.metadata_updated,
         )
+
+
+class UpdateMetadataResult(_Frozen):
+    """What an ``update_metadata`` changed: documents rewritten, and the ids asked for that the
+    collection does not hold."""
+
+    updated: int = 0
+    missing: list[str] = Field(default_factory=list)
 
 
 class GetResult(_Frozen):

@@ -140,6 +140,8 @@ class UpsertResult:
     chunks: int = 0
     ids: list[str] = field(default_factory=list)
     tokens: int = 0
+    # Documents whose text was stored unchanged and whose metadata alone was rewritten.
+    metadata_updated: int = 0
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, FacetRequest, FacetResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse
+from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, FacetRequest, FacetResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpdateMetadataRequest, UpdateMetadataResponse, UpsertRequest, UpsertResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -173,6 +173,13 @@ class Neardex(Protocol):
         """
         The most frequent values of one metadata key, each with the number of documents holding it,
         among the documents matching a filter (all of them without one).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_metadata(self, request: UpdateMetadataRequest, ctx: RequestContext[UpdateMetadataRequest, UpdateMetadataResponse], /) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -486,6 +493,17 @@ class NeardexASGIApplication(ConnectASGIApplication[Neardex]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.facet,
+                ),
+                "/neardex.v1.Neardex/UpdateMetadata": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateMetadata",
+                        service_name="neardex.v1.Neardex",
+                        input=UpdateMetadataRequest,
+                        output=UpdateMetadataResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_metadata,
                 ),
             },
             interceptors=interceptors,
@@ -1122,6 +1140,30 @@ class NeardexClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def update_metadata(
+        self,
+        request: UpdateMetadataRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateMetadata",
+                service_name="neardex.v1.Neardex",
+                input=UpdateMetadataRequest,
+                output=UpdateMetadataResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class NeardexSync(Protocol):
     """
@@ -1259,6 +1301,13 @@ class NeardexSync(Protocol):
         """
         The most frequent values of one metadata key, each with the number of documents holding it,
         among the documents matching a filter (all of them without one).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def update_metadata(self, request: UpdateMetadataRequest, ctx: RequestContext[UpdateMetadataRequest, UpdateMetadataResponse], /) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1570,6 +1619,17 @@ class NeardexWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.facet,
+                ),
+                "/neardex.v1.Neardex/UpdateMetadata": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UpdateMetadata",
+                        service_name="neardex.v1.Neardex",
+                        input=UpdateMetadataRequest,
+                        output=UpdateMetadataResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.update_metadata,
                 ),
             },
             interceptors=interceptors,
@@ -2200,6 +2260,30 @@ class NeardexClientSync(ConnectClientSync):
                 service_name="neardex.v1.Neardex",
                 input=FacetRequest,
                 output=FacetResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def update_metadata(
+        self,
+        request: UpdateMetadataRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UpdateMetadataResponse:
+        """
+        Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateMetadata",
+                service_name="neardex.v1.Neardex",
+                input=UpdateMetadataRequest,
+                output=UpdateMetadataResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

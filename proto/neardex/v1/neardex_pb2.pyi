@@ -210,18 +210,20 @@ class UpsertRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
-    __slots__ = ("upserted", "unchanged", "chunks", "ids", "tokens")
+    __slots__ = ("upserted", "unchanged", "chunks", "ids", "tokens", "metadata_updated")
     UPSERTED_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_UPDATED_FIELD_NUMBER: _ClassVar[int]
     upserted: int
     unchanged: int
     chunks: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     tokens: int
-    def __init__(self, upserted: _Optional[int] = ..., unchanged: _Optional[int] = ..., chunks: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., tokens: _Optional[int] = ...) -> None: ...
+    metadata_updated: int
+    def __init__(self, upserted: _Optional[int] = ..., unchanged: _Optional[int] = ..., chunks: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., tokens: _Optional[int] = ..., metadata_updated: _Optional[int] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("collection", "ids", "filter")
@@ -766,3 +768,27 @@ class Rerank(_message.Message):
     model: str
     depth: int
     def __init__(self, model: _Optional[str] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class UpdateMetadataRequest(_message.Message):
+    __slots__ = ("collection", "ids", "filter", "set", "unset", "replace")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    UNSET_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    filter: Filter
+    set: _struct_pb2.Struct
+    unset: _containers.RepeatedScalarFieldContainer[str]
+    replace: bool
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., set: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., unset: _Optional[_Iterable[str]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class UpdateMetadataResponse(_message.Message):
+    __slots__ = ("updated", "missing")
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, updated: _Optional[int] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -173,6 +173,11 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.FacetRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.FacetResponse.FromString,
                 _registered_method=True)
+        self.UpdateMetadata = channel.unary_unary(
+                '/neardex.v1.Neardex/UpdateMetadata',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class NeardexServicer:
@@ -367,6 +372,14 @@ class NeardexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMetadata(self, request, context):
+        """Change stored documents' metadata (by ids or by a filter) without embedding anything or
+        rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NeardexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -504,6 +517,11 @@ def add_NeardexServicer_to_server(servicer, server):
                     servicer.Facet,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.FacetRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.FacetResponse.SerializeToString,
+            ),
+            'UpdateMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMetadata,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1239,6 +1257,33 @@ class Neardex:
             '/neardex.v1.Neardex/Facet',
             neardex_dot_v1_dot_neardex__pb2.FacetRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.FacetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/UpdateMetadata',
+            neardex_dot_v1_dot_neardex__pb2.UpdateMetadataRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.UpdateMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,7 @@ REQUIRED_ROLE: dict[str, str] = {
     "Upsert": "write",
     "UpsertStream": "write",
     "Delete": "write",
+    "UpdateMetadata": "write",
     "CreateCollection": "admin",
     "DeleteCollection": "admin",
     "IndexMetadata": "admin",

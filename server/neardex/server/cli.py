@@ -341,8 +341,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     print(
-        f"indexed {summary.documents} documents into {args.collection!r}: {summary.upserted} written,"
-        f" {summary.unchanged} unchanged, {summary.deleted} deleted, {summary.chunks} chunks,"
+        f"indexed {summary.documents} documents into {args.collection!r}:"
+        f" {summary.upserted + summary.metadata_updated} written (embedded: {summary.upserted},"
+        f" metadata updated: {summary.metadata_updated}), {summary.unchanged} unchanged, {summary.deleted} deleted, {summary.chunks} chunks,"
         f" {summary.tokens} tokens, {len(skipped)} skipped{_ignored_note(ignored)}, {summary.seconds:.1f} s"
         f" ({summary.documents / max(summary.seconds, 1e-9):.1f} documents/s)"
     )

@@ -26,7 +26,7 @@ from neardex.indexer.query.filters import (
 )
 from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
 from neardex.indexer.retrieval.answers import AskResult
-from neardex.indexer.retrieval.engine import Collection, unit_mean
+from neardex.indexer.retrieval.engine import Collection, MetadataUpdate, unit_mean
 from neardex.indexer.retrieval.request import Rerank
 from neardex.v1 import neardex_pb2 as pb
 
@@ -237,7 +237,13 @@ def facets_to_pb(result: Facets) -> pb.FacetResponse:
 
 def upsert_result_to_pb(result: UpsertResult) -> pb.UpsertResponse:
     return pb.UpsertResponse(upserted=result.upserted, unchanged=result.unchanged,
-                             chunks=result.chunks, ids=result.ids, tokens=result.tokens)
+                             chunks=result.chunks, ids=result.ids, tokens=result.tokens,
+                             metadata_updated=result.metadata_updated)
+
+
+def metadata_update_from_pb(request: pb.UpdateMetadataRequest) -> MetadataUpdate:
+    """The update a request asks for, checked (its values are checked where it is applied)."""
+    return MetadataUpdate.check(struct_to_dict(request.set), list(request.unset), request.replace)
 
 
 def snapshot_to_pb(info: SnapshotInfo) -> pb.Snapshot:

@@ -201,6 +201,19 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
         self._sizes(collection)
         return pb.DeleteResponse(deleted=deleted)
 
+    def UpdateMetadata(self, request: pb.UpdateMetadataRequest, context: Any) -> pb.UpdateMetadataResponse:
+        collection = self._collection(request.collection)
+        if request.ids and request.HasField("filter"):
+            raise InvalidArgument("filter: update by ids or by a filter, not both")
+        if len(request.ids) > self.settings.max_batch_documents:
+            raise ResourceExhausted(
+                f"ids: {len(request.ids)} ids in one call; the limit is {self.settings.max_batch_documents}"
+                " (send several calls, or select the documents with a filter)")
+        flt = convert.filter_from_pb(request.filter) if request.HasField("filter") else None
+        updated, missing = collection.update_metadata(list(request.ids), flt,
+                                                      convert.metadata_update_from_pb(request))
+        return pb.UpdateMetadataResponse(updated=updated, missing=missing)
+
     def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
         collection = self._collection(request.collection)
         found, missing = collection.get(list(request.ids))

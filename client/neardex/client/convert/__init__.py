@@ -55,6 +55,7 @@ from .requests import (
     similarity_request,
     tokenize_request,
     update_collection_request,
+    update_metadata_request,
     upsert_request,
 )
 from .responses import (
@@ -71,6 +72,7 @@ from .responses import (
     facet_result,
     get_result,
     hit_from_proto,
+    metadata_updated,
     nothing,
     scroll_page,
     search_result,
@@ -123,10 +125,12 @@ __all__ = [
     "hit_from_proto",
     "index_metadata_request",
     "update_collection_request",
+    "update_metadata_request",
     "list_aliases_request",
     "list_collections_request",
     "list_snapshots_request",
     "metadata_to_struct",
+    "metadata_updated",
     "mode_from_proto",
     "mode_to_proto",
     "nothing",

@@ -13,6 +13,7 @@ from ..errors import InvalidArgument
 from ..models import Document
 from .documents import _vector, document_to_proto
 from .filters import filter_to_proto
+from .metadata import metadata_to_struct
 from .scalars import _int_arg, _is_int, _is_number, _optional_int_arg, mode_to_proto
 
 Query = str | Sequence[float]
@@ -139,6 +140,31 @@ def delete_request(
     if conditions is None:
         raise InvalidArgument("filter: an empty filter would delete every document; give conditions")
     return pb.DeleteRequest(collection=collection, filter=conditions)
+
+
+def update_metadata_request(
+    collection: str,
+    ids: str | Iterable[str] | None = None,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    set: Mapping[str, Any] | None = None,
+    unset: str | Iterable[str] = (),
+    replace: bool = False,
+) -> pb.UpdateMetadataRequest:
+    if (ids is None) == (filter is None):
+        raise InvalidArgument("ids, filter: update by ids or by a filter (one of them)")
+    if set is not None and not isinstance(set, Mapping):
+        raise InvalidArgument(f"set: expected a mapping of keys to values, got {type(set).__name__}")
+    request = pb.UpdateMetadataRequest(collection=collection, set=metadata_to_struct(set or {}, "set"),
+                                       unset=_ids(unset, "unset"), replace=bool(replace))
+    if ids is not None:
+        request.ids.extend(_ids(ids))
+        return request
+    conditions = filter_to_proto(filter)
+    if conditions is None:
+        raise InvalidArgument("filter: an empty filter would update every document; give conditions")
+    request.filter.CopyFrom(conditions)
+    return request
 
 
 def create_alias_request(name: str, collection: str, *, replace: bool = False) -> pb.CreateAliasRequest:

@@ -25,6 +25,7 @@ from ..models import (
     Term,
     Token,
     Tokenization,
+    UpdateMetadataResult,
     UpsertResult,
 )
 from .documents import document_from_proto
@@ -104,7 +105,12 @@ def upsert_result(message: pb.UpsertResponse) -> UpsertResult:
         chunks=message.chunks,
         ids=list(message.ids),
         tokens=message.tokens,
+        metadata_updated=message.metadata_updated,
     )
+
+
+def metadata_updated(message: pb.UpdateMetadataResponse) -> UpdateMetadataResult:
+    return UpdateMetadataResult(updated=message.updated, missing=list(message.missing))
 
 
 def deleted_count(message: pb.DeleteResponse) -> int:

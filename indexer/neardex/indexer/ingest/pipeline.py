@@ -19,7 +19,8 @@ WRITE_BATCH = 256
 @dataclass
 class IndexSummary:
     documents: int = 0
-    upserted: int = 0
+    upserted: int = 0  # embedded and written whole
+    metadata_updated: int = 0  # text unchanged, metadata rewritten, nothing embedded
     unchanged: int = 0
     chunks: int = 0
     tokens: int = 0
@@ -56,6 +57,7 @@ def run_batches(documents: Iterable[Document], write: Writer, *, batch_size: int
         summary.documents += len(batch)
         summary.upserted += result.upserted
         summary.unchanged += result.unchanged
+        summary.metadata_updated += result.metadata_updated
         summary.chunks += result.chunks
         summary.tokens += result.tokens
         if progress:

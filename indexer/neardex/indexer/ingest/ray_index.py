@@ -111,7 +111,10 @@ class RayIndexer:
 
     def upsert(self, documents: Sequence[Document]) -> UpsertResult:
         plan = self.collection.plan(documents)
-        total = UpsertResult(unchanged=len(documents) - len(plan.changed), ids=[d.id for d in documents])
+        # Metadata alone changed: written here, nothing embedded (those deleted meanwhile go whole).
+        plan.changed += self.collection.rewrite_metadata(plan)
+        total = UpsertResult(unchanged=len(documents) - len(plan.changed) - len(plan.metadata_only),
+                             ids=[d.id for d in documents], metadata_updated=len(plan.metadata_only))
         pending: list[tuple[int, Prepared, np.ndarray]] = []
         for item in self._embedded([d for d, _ in plan.changed]):
             pending.append(item)
@@ -168,7 +171,8 @@ class RayIndexer:
                                np.concatenate([v for _, _, v in items]))
         return UpsertResult(upserted=total.upserted + len(items), unchanged=total.unchanged,
                             chunks=total.chunks + sum(len(c) for c, _ in prepared), ids=total.ids,
-                            tokens=total.tokens + sum(c.tokens for chunks, _ in prepared for c in chunks))
+                            tokens=total.tokens + sum(c.tokens for chunks, _ in prepared for c in chunks),
+                            metadata_updated=total.metadata_updated)
 
     def __enter__(self) -> RayIndexer:
         return self

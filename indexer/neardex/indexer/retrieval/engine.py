@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,11 @@ from ..records import (
     UpsertResult,
 )
 from ..stores import ChunkRow, Store, StoredChunk
-from . import diversity, fusion, rerank
+from . import diversity, fusion, metadata_updates, rerank
+from .metadata_updates import MetadataUpdate
 from .request import Rerank, Reranker, SearchRequest
 
-__all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "SearchRequest", "validate_documents"]
+__all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "MetadataUpdate", "SearchRequest", "validate_documents"]
 
 # Dense weight of hybrid search in a collection without a model: no tokenizer to measure the
 # query's vocabulary coverage with, so both retrievers count alike.
@@ -54,20 +55,23 @@ FUSION_DEPTH = 100
 
 @dataclass
 class WritePlan:
-    """A checked batch: its documents, the changed ones with their content hashes, and (in a
-    collection without a model) the changed ones' vectors."""
+    """A checked batch: its documents, the changed ones with their stored hashes (content and
+    metadata), the ones whose metadata alone changed (with the stored hash they were compared
+    with), and (in a collection without a model) every document's own vector by id."""
 
     documents: Sequence[Document]
     changed: list[tuple[Document, str]]
-    own_vectors: np.ndarray | None
+    own: dict[str, np.ndarray] | None
+    metadata_only: list[tuple[Document, str]] = field(default_factory=list)
 
     def result(self, prepared: list[Prepared]) -> UpsertResult:
         return UpsertResult(
             upserted=len(self.changed),
-            unchanged=len(self.documents) - len(self.changed),
+            unchanged=len(self.documents) - len(self.changed) - len(self.metadata_only),
             chunks=sum(len(chunks) for chunks, _ in prepared),
             ids=[d.id for d in self.documents],
             tokens=sum(c.tokens for chunks, _ in prepared for c in chunks),
+            metadata_updated=len(self.metadata_only),
         )
 
 
@@ -151,26 +155,72 @@ class Collection:
         return self.encoder.prepare(doc)
 
     def upsert(self, documents: Sequence[Document], batch_size: int | None = None) -> UpsertResult:
-        """Store documents durably; unchanged ones (same content hash) are neither re-embedded
-        nor rewritten. Returns once the batch is committed to disk."""
+        """Store documents durably; unchanged ones (same content and metadata hashes) are neither
+        re-embedded nor rewritten, and those whose metadata alone changed have only their metadata
+        rewritten. Returns once the batch is committed to disk."""
         plan = self.plan(documents)
-        if plan.own_vectors is not None:
-            prepared, vectors = [self.prepare(d) for d, _ in plan.changed], plan.own_vectors
-        else:
-            prepared, vectors = self.encoder.encode([d for d, _ in plan.changed], batch_size)
+        # Embedding first: a batch that fails there (the deadline, the model) has written nothing.
+        prepared, vectors = self._encoded(plan, plan.changed, batch_size)
+        gone = self.rewrite_metadata(plan)
+        if gone:  # deleted since the plan: written whole after all
+            more, more_vectors = self._encoded(plan, gone, batch_size)
+            plan.changed += gone
+            prepared, vectors = prepared + more, np.vstack([vectors, more_vectors])
         self.commit(plan.changed, prepared, vectors)
         return plan.result(prepared)
 
+    def _encoded(self, plan: WritePlan, changed: list[tuple[Document, str]],
+                 batch_size: int | None) -> tuple[list[Prepared], np.ndarray]:
+        """Chunks and vectors of changed documents: embedded, or their own vectors."""
+        if plan.own is None:
+            return self.encoder.encode([d for d, _ in changed], batch_size)
+        vectors = np.array([plan.own[d.id] for d, _ in changed], dtype=np.float32)
+        return [self.prepare(d) for d, _ in changed], vectors.reshape(len(changed), self.manifest.dimension)
+
     def plan(self, documents: Sequence[Document]) -> WritePlan:
-        """Check a batch and find what it changes: every document is validated, the unchanged
-        ones (same content hash as stored) are left out."""
+        """Check a batch and find what it changes: every document is validated, then compared
+        with what is stored (retrieval/metadata_updates.py): changed, metadata only, unchanged."""
         validate_documents(documents, needs_text=self.has_model)
         own = self._own_vectors(documents)
-        hashes = [d.content_hash() for d in documents]
-        stored = self.store.hashes([d.id for d in documents])
-        positions = [i for i, (d, h) in enumerate(zip(documents, hashes)) if stored.get(d.id) != h]
-        return WritePlan(documents, [(documents[i], hashes[i]) for i in positions],
-                         None if own is None else own[positions])
+        found = metadata_updates.split(documents, self.store, text_decides=self.has_model)
+        return WritePlan(documents, found.changed,
+                         None if own is None else {d.id: own[i] for i, d in enumerate(documents)},
+                         found.metadata_only)
+
+    def rewrite_metadata(self, plan: WritePlan) -> list[tuple[Document, str]]:
+        """Write the metadata of the plan's metadata-only documents, embedding nothing. Those
+        deleted since the plan was made leave the plan's metadata-only ones and are returned (with
+        their stored hashes), for the caller to write whole."""
+        if not plan.metadata_only:
+            return []
+        deadline.check("write")
+        written = set(self.store.update_metadata([d.id for d, _ in plan.metadata_only], None,
+                                                 metadata_updates.rewrite_edit(plan.metadata_only)))
+        gone = [(d, d.stored_hash()) for d, _ in plan.metadata_only if d.id not in written]
+        plan.metadata_only = [(d, h) for d, h in plan.metadata_only if d.id in written]
+        return gone
+
+    def update_metadata(self, ids: Sequence[str] = (), flt: Filter | None = None,
+                        update: MetadataUpdate | None = None) -> tuple[int, list[str]]:
+        """Change the metadata of documents given by id, or of those a filter (never an empty one)
+        matches, without embedding or rewriting a vector; durable when it returns. Returns how many
+        documents were rewritten and the ids asked for that are not stored (not an error, as for
+        `get`)."""
+        if update is None:
+            raise InvalidArgument("set: give keys to set or to unset (or replace the metadata)")
+        if ids and flt is not None:
+            raise InvalidArgument("filter: update by ids or by a filter, not both")
+        if flt is not None and not flt:
+            raise InvalidArgument("filter: an empty filter would update every document; give conditions")
+        for i, doc_id in enumerate(ids):
+            if not isinstance(doc_id, str) or not doc_id.strip():
+                raise InvalidArgument(f"ids[{i}]: must be a non-empty string")
+        check_finite(update.set, "set")
+        if not ids and flt is None:
+            return 0, []
+        deadline.check("write")
+        written = set(self.store.update_metadata(ids, flt, update.edit()))
+        return len(written), [i for i in dict.fromkeys(ids) if i not in written]
 
     def commit(self, changed: list[tuple[Document, str]], prepared: list[Prepared], vectors: np.ndarray) -> None:
         """Write changed documents (with their hashes), prepared and embedded, durably."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +32,11 @@ from ..query.facets import Facets
 from ..query.filters import Filter
 from ..query.languages import AUTO
 from ..records import Candidate, Manifest, Stats
+
+# How a metadata update changes one stored document: (its id, its metadata, its stored hash) ->
+# (its new metadata, its new stored hash). The engine decides; the store reads, calls it and writes
+# the result inside one write, so no other write comes between the read and the rewrite.
+MetadataEdit = Callable[[str, dict[str, Any], str], tuple[dict[str, Any], str]]
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,12 @@ class Store(Protocol):
         chunk in order. Durable when it returns."""
 
     def delete(self, ids: Sequence[str], flt: Filter | None) -> int: ...
+
+    def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
+        """Rewrite the metadata (and stored hash) of the documents given by id, or of those flt
+        matches, as `edit` says, in one write that touches no chunk, vector or lexical row; what
+        filters read (the metadata index, the chunks' copies of the metadata) changes with it.
+        Durable when it returns; the ids of the documents rewritten (ids not stored are left out)."""
 
     def index_metadata(self, keys: Sequence[str]) -> None: ...
 

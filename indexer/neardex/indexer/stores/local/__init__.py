@@ -43,7 +43,7 @@ from ...query import facets, languages
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, Retrieved, StoredChunk
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk
 from . import check, fts, index_cache
 from .rwlock import RWLock
 from .sql_filters import facet_sql, index_rows, json_value, to_sql
@@ -529,6 +529,34 @@ class LocalStore:
                 deleted += cur.rowcount
         self.checkpoint_after_write()
         return deleted
+
+    def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
+        """One transaction rewrites the documents' metadata, hash and metadata-index rows; chunks,
+        vectors, the lexical table, the change log and the FAISS index are not touched, so no
+        index work follows and the commit is the acknowledgement."""
+        now = time.time()
+        with self._write_mutex, self._transaction() as tx:
+            if flt is not None:
+                where, params = self._where(flt)
+                rows = tx.db.execute(f"SELECT d.id, d.metadata, d.hash FROM documents d WHERE {where}",
+                                     params).fetchall()
+            else:
+                rows = []
+                for part in _batched(list(dict.fromkeys(ids)), 500):
+                    rows += tx.db.execute("SELECT id, metadata, hash FROM documents"
+                                          f" WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
+            written: list[Document] = []
+            changes = []
+            for doc_id, meta, stored in rows:
+                metadata, digest = edit(doc_id, json.loads(meta), stored)
+                written.append(Document(doc_id, "", metadata=metadata))
+                changes.append((json.dumps(metadata, ensure_ascii=False), digest, now, doc_id))
+            tx.db.executemany("UPDATE documents SET metadata = ?, hash = ?, updated = ? WHERE id = ?", changes)
+            if self.manifest.indexed_keys:
+                for part in _batched([d.id for d in written], 500):
+                    tx.db.execute(f"DELETE FROM meta_values WHERE doc_id IN ({','.join('?' * len(part))})", part)
+                self._index_metadata(tx.db, written)
+        return [d.id for d in written]
 
     def index_metadata(self, keys: Sequence[str]) -> None:
         """Answer filters on these metadata keys from the meta_values table from now on: rows are

@@ -49,7 +49,7 @@ from ...query import facets
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, Retrieved, StoredChunk
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
 
@@ -220,6 +220,38 @@ class MilvusStore:
                 self.client.delete(self.chunks, filter=self._in("doc_id", part))
                 self.client.delete(self.docs, filter=self._in("doc_id", part))
         return len(existing)
+
+    def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
+        """Each chunk row keeps its document's metadata (filters apply where the vectors are): the
+        chunks' metadata fields are rewritten by a partial upsert on their primary keys, which
+        sends no vector and leaves the vector, the text and the BM25 terms as they are; then the
+        document rows. A search meanwhile may see a document's chunks changed a moment before its
+        row."""
+        with self._write_mutex:
+            fields = ["doc_id", "title", "text", "meta", "hash"]
+            if flt is not None:
+                rows = self._query(self.docs, to_expr(flt), fields)
+            else:
+                rows = self._query_in(self.docs, "doc_id", list(dict.fromkeys(ids)), fields)
+            encoded: dict[str, dict[str, Any]] = {}
+            documents = []
+            for row in rows:
+                doc_id = row["doc_id"]
+                metadata, digest = edit(doc_id, decode_metadata(row["meta"] or {}), row["hash"])
+                size = len(json.dumps(metadata, ensure_ascii=False).encode())
+                if size > MAX_TEXT_BYTES:
+                    raise InvalidArgument(f"set: the metadata of document {doc_id!r} would be {size} bytes; the"
+                                          f" Milvus store keeps at most {MAX_TEXT_BYTES}")
+                encoded[doc_id] = filterable(metadata, "set")
+                documents.append({"doc_id": doc_id, "title": row["title"], "text": row["text"], **encoded[doc_id],
+                                  "hash": digest, "unused": [0.0, 0.0]})
+            chunks = self._query_in(self.chunks, "doc_id", list(encoded), ["pk", "doc_id"])
+            for start in range(0, len(chunks), _BATCH):
+                self.client.upsert(self.chunks, [{"pk": r["pk"], **encoded[r["doc_id"]]}
+                                                 for r in chunks[start:start + _BATCH]], partial_update=True)
+            for start in range(0, len(documents), _BATCH):
+                self.client.upsert(self.docs, documents[start:start + _BATCH])
+        return list(encoded)
 
     def index_metadata(self, keys: Sequence[str]) -> None:
         """Recorded in the manifest; Milvus plans its own JSON filtering."""
