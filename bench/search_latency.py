@@ -3,10 +3,15 @@
 Rows, each over every query --repeat times at one client, medians and p99:
 - in-process embed + FAISS search (the floor: model call plus index lookup),
 - in-process Collection.search in dense and in hybrid mode (hybrid's added cost), and hybrid with
-  a later page (offset 20) and with diversity 0.5 (MMR),
+  a later page (offset 20), with diversity 0.5 (MMR), grouped by a metadata key (group_by, 2
+  documents per group) and with 3 matching chunks per hit,
 - Search over gRPC to `neardex serve` in its own process, dense and hybrid.
 
     .venv/bin/python bench/search_latency.py [--repeat 5] [--limit N] [--data-dir DIR --collection NAME]
+
+msmarco's passages have no metadata: each is given a `source` at index time, one of
+GROUP_SOURCES synthetic sites (its id modulo), about 10 passages per site, the shape of a web
+corpus grouped by URL. A collection reused from --data-dir without that key has no groups.
 """
 
 from __future__ import annotations
@@ -16,12 +21,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
 sys.path.insert(0, str(ROOT))
 from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
+
+GROUP_SOURCES = 500
+
+
+def with_sources(docs: list) -> list:
+    """Each passage with a synthetic `source` site, for the group_by row."""
+    return [replace(d, metadata={**d.metadata, "source": f"site-{int(d.id) % GROUP_SOURCES if d.id.isdigit() else d.id}"})
+            for d in docs]
 
 
 def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> list[float]:
@@ -58,7 +72,7 @@ def main() -> None:
                 collection = catalog.get(args.collection)
             else:
                 collection = catalog.create(args.collection)
-                index_documents(collection, load_corpus(limit=args.limit))
+                index_documents(collection, with_sources(load_corpus(limit=args.limit)))
             encode = collection.embedder.encode
             results["in-process embed + FAISS"] = timed(
                 queries, args.repeat, lambda q: collection.store.dense(encode([q]), args.k * 3))
@@ -70,6 +84,12 @@ def main() -> None:
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", offset=20))
             results["in-process search hybrid, diversity 0.5"] = timed(
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", diversity=0.5))
+            results["in-process search hybrid, group_by source (2 per group)"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
+                                                                  group_by="metadata.source", group_size=2))
+            results["in-process search hybrid, 3 chunks per document"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
+                                                                  chunks_per_document=3))
         port = free_port()
         proc = start_serve(data, port)
         try:

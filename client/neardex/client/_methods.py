@@ -541,6 +541,9 @@ class Api:
         metadata: bool | Sequence[str] = True,
         offset: int = 0,
         diversity: float = 0.0,
+        group_by: str | None = None,
+        group_size: int | None = None,
+        chunks_per_document: int | None = None,
         timeout: float | None = None,
     ) -> Plan[SearchResult]:
         """``query`` is a text or a query vector. ``filter`` maps metadata keys to a value
@@ -549,7 +552,12 @@ class Api:
         ``text=False`` leaves the hits' texts out, ``metadata=False`` their metadata, and a list of
         keys keeps only those. ``offset`` skips that many hits (a page after the first; stable while
         the collection does not change); ``diversity`` (0 to 1, 0 off) re-orders the hits by
-        maximal marginal relevance, so near-copies give way to other documents."""
+        maximal marginal relevance, so near-copies give way to other documents.
+        ``group_by="metadata.source"`` groups the hits by a metadata key: ``k`` and ``offset`` then
+        count groups (``result.groups``), each with the best ``group_size`` documents (default 1)
+        of one value, and every hit names its group (``hit.group``); documents without the key are
+        left out. ``chunks_per_document`` (up to 16) gives each hit its best matching chunks
+        (``hit.chunks``, with offsets into the document's text) to highlight."""
         prepared = calls.SEARCH.prepare(
             collection,
             query,
@@ -563,6 +571,9 @@ class Api:
             metadata=metadata,
             offset=offset,
             diversity=diversity,
+            group_by=group_by,
+            group_size=group_size,
+            chunks_per_document=chunks_per_document,
         )
         return (yield Invoke(prepared, timeout))
 
@@ -582,6 +593,9 @@ class Api:
         metadata: bool | Sequence[str] = True,
         offset: int = 0,
         diversity: float = 0.0,
+        group_by: str | None = None,
+        group_size: int | None = None,
+        chunks_per_document: int | None = None,
         timeout: float | None = None,
     ) -> Plan[list[SearchResult]]:
         """Several queries with the same options in one call; results in query order."""
@@ -598,6 +612,9 @@ class Api:
             metadata=metadata,
             offset=offset,
             diversity=diversity,
+            group_by=group_by,
+            group_size=group_size,
+            chunks_per_document=chunks_per_document,
         )
         return (yield Invoke(prepared, timeout))
 

@@ -109,6 +109,12 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
             p.add_argument("--offset", type=int, default=0, metavar="N", help="hits to skip: the next page (default: 0)")
             p.add_argument("--diversity", type=float, default=0.0, metavar="X",
                            help="maximal marginal relevance, 0 (off, default) to 1: fewer near-copies among the hits")
+            p.add_argument("--group-by", default=None, metavar="metadata.KEY",
+                           help="group the hits by a metadata key (--k and --offset then count groups)")
+            p.add_argument("--group-size", type=int, default=None, metavar="N",
+                           help="documents per group with --group-by (default: 1)")
+            p.add_argument("--chunks", type=int, default=None, metavar="N",
+                           help="each hit's N best matching chunks, to see what matched (at most 16)")
         add_server_option(p)
         p.add_argument("--json", action="store_true", help="print the whole result as JSON")
         p.set_defaults(run=cmd_search if name == "search" else cmd_ask)
@@ -238,7 +244,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     with connect(args) as client:
         result = client.search(args.collection, args.query, k=args.k,
                                filter=parse_filters(args.filter) or None, mode=args.mode,
-                               offset=args.offset, diversity=args.diversity)
+                               offset=args.offset, diversity=args.diversity, group_by=args.group_by,
+                               group_size=args.group_size, chunks_per_document=args.chunks)
     return _print_hits(result, args.json)
 
 
@@ -253,10 +260,19 @@ def _print_hits(result: Any, as_json: bool) -> int:
     if as_json:
         print(result.model_dump_json(indent=2))
         return 0
+    starts = {}  # a grouped result's hits come group after group: a heading before each
+    at = 0
+    for group in getattr(result, "groups", []):
+        starts[at] = group.value
+        at += len(group.hits)
     for rank, hit in enumerate(result.hits, 1):
+        if rank - 1 in starts:
+            print(f"[{json.dumps(starts[rank - 1])}]")
         title = f" {hit.title}" if hit.title else ""
         print(f"{rank:>3}. {hit.score:.3f} {hit.id}{title}")
         print(f"     {_snippet(hit.text)}")
+        for chunk in hit.chunks:
+            print(f"     {chunk.score:.3f} [{chunk.start}:{chunk.end}] {_snippet(chunk.text)}")
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
     print(f"({len(result.hits)} hits; {timings})")
     return 0

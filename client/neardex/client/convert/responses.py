@@ -14,7 +14,9 @@ from ..models import (
     ChunkSpan,
     CollectionInfo,
     GetResult,
+    Group,
     Hit,
+    MatchedChunk,
     RetrieverScore,
     ScrollPage,
     SearchResult,
@@ -25,7 +27,7 @@ from ..models import (
     UpsertResult,
 )
 from .documents import document_from_proto
-from .metadata import struct_to_metadata
+from .metadata import struct_to_metadata, value_from_proto
 from .scalars import mode_from_proto
 
 # A server from before collection states lists only collections that opened: ready.
@@ -138,6 +140,11 @@ def hit_from_proto(message: pb.Hit) -> Hit:
         retrievers=[
             RetrieverScore(retriever=r.retriever, score=r.score, rank=r.rank) for r in message.retrievers
         ],
+        chunks=[
+            MatchedChunk(text=c.text, chunk_index=c.chunk_index, start=c.start, end=c.end, score=c.score)
+            for c in message.chunks
+        ],
+        group=value_from_proto(message.group) if message.HasField("group") else None,
     )
 
 
@@ -146,6 +153,8 @@ def search_result(message: pb.SearchResponse) -> SearchResult:
         hits=[hit_from_proto(h) for h in message.hits],
         timings_ms=dict(message.timings_ms),
         mode=mode_from_proto(message.mode),
+        groups=[Group(value=value_from_proto(g.value), hits=[hit_from_proto(h) for h in g.hits])
+                for g in message.groups],
     )
 
 

@@ -32,6 +32,11 @@ class SearchRequest:
     # Hits skipped before the k returned, and the MMR trade-off (0: relevance alone).
     offset: int = 0
     diversity: float = 0.0
+    # The metadata path hits are grouped by ("" ungrouped; offset and k then count groups), the
+    # documents per group, and the matching chunks each hit carries (0: none beside its own text).
+    group_by: str = ""
+    group_size: int = 0
+    chunks_per_document: int = 0
 
     @property
     def reach(self) -> int:
