@@ -3,7 +3,8 @@
 Rows, each over every query --repeat times at one client, medians and p99:
 - in-process embed + FAISS search (the floor: model call plus index lookup),
 - in-process Collection.search in dense and in hybrid mode (hybrid's added cost), and hybrid with
-  a later page (offset 20), with diversity 0.5 (MMR) and with a rerank of depth 50,
+  a later page (offset 20), with diversity 0.5 (MMR), grouped by a metadata key (group_by, 2
+  documents per group), with 3 matching chunks per hit and with a rerank of depth 50,
 - Search over gRPC to `neardex serve` in its own process, dense and hybrid, and hybrid with a
   rerank of depth 50.
 
@@ -13,6 +14,10 @@ bundled model's weights under an untrained one-label head, tests/support/models.
 
     .venv/bin/python bench/search_latency.py [--repeat 5] [--limit N] [--data-dir DIR --collection NAME]
         [--rerank FOLDER]
+
+msmarco's passages have no metadata: each is given a `source` at index time, one of
+GROUP_SOURCES synthetic sites (its id modulo), about 10 passages per site, the shape of a web
+corpus grouped by URL. A collection reused from --data-dir without that key has no groups.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
@@ -31,6 +37,13 @@ from tests.support.models import cross_encoder  # noqa: E402
 from tests.support.processes import free_port, start_serve, stop_process  # noqa: E402
 
 RERANK_DEPTH = 50
+GROUP_SOURCES = 500
+
+
+def with_sources(docs: list) -> list:
+    """Each passage with a synthetic `source` site, for the group_by row."""
+    return [replace(d, metadata={**d.metadata, "source": f"site-{int(d.id) % GROUP_SOURCES if d.id.isdigit() else d.id}"})
+            for d in docs]
 
 
 def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> list[float]:
@@ -75,7 +88,7 @@ def main() -> None:
                 collection = catalog.get(args.collection)
             else:
                 collection = catalog.create(args.collection)
-                index_documents(collection, load_corpus(limit=args.limit))
+                index_documents(collection, with_sources(load_corpus(limit=args.limit)))
             encode = collection.embedder.encode
             results["in-process embed + FAISS"] = timed(
                 queries, args.repeat, lambda q: collection.store.dense(encode([q]), args.k * 3))
@@ -90,6 +103,12 @@ def main() -> None:
             results[f"in-process search hybrid, rerank depth {RERANK_DEPTH}"] = timed(
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
                                                                   rerank=Rerank(reranker, RERANK_DEPTH)))
+            results["in-process search hybrid, group_by source (2 per group)"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
+                                                                  group_by="metadata.source", group_size=2))
+            results["in-process search hybrid, 3 chunks per document"] = timed(
+                queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
+                                                                  chunks_per_document=3))
         port = free_port()
         proc = start_serve(data, port, 0, "--model-dir", str(Path(reranker).parent))
         try:

@@ -70,6 +70,17 @@ def test_serving_folder_refuses_a_second_writer_and_index_via_server_works(tmp_p
         filtered = run_cli("search", "docs", "moon landing", "--filter", "extension=.html",
                            "--server", f"127.0.0.1:{port}", "--json").stdout
         assert all(h["id"].endswith(".html") for h in json.loads(filtered)["hits"])
+        grouped = json.loads(run_cli("search", "docs", "moon landing", "--k", "2", "--group-by", "metadata.extension",
+                                     "--group-size", "2", "--chunks", "2", "--server", f"127.0.0.1:{port}",
+                                     "--json").stdout)
+        values = [g["value"] for g in grouped["groups"]]
+        assert len(values) == 2 == len(set(values)) and all(1 <= len(g["hits"]) <= 2 for g in grouped["groups"])
+        assert all(h["metadata"]["extension"] == h["group"] and 1 <= len(h["chunks"]) <= 2 for h in grouped["hits"])
+        shown = run_cli("search", "docs", "moon landing", "--k", "2", "--group-by", "metadata.extension",
+                        "--server", f"127.0.0.1:{port}").stdout
+        assert shown.splitlines()[0] == json.dumps(values[0]).join("[]")
+        refused = run_cli("search", "docs", "moon", "--group-size", "2", "--server", f"127.0.0.1:{port}", check=False)
+        assert refused.returncode != 0 and "group_size: needs group_by" in refused.stderr
         text = run_cli("search", "docs", "how do vaccines work", "--server", f"127.0.0.1:{port}").stdout
         assert "vaccines-immune-system.md" in text.splitlines()[0]
         missing = run_cli("search", "nope", "x", "--server", f"127.0.0.1:{port}", check=False)

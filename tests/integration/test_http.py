@@ -265,3 +265,63 @@ def test_facets_over_http_grpc_and_both_clients(served: tuple[str, int, dict[str
     import asyncio
 
     assert asyncio.run(facet_async()) == [(True, 1), (1, 1)]
+def test_groups_and_matched_chunks_over_http_grpc_and_both_clients(served: tuple[str, int, dict[str, str]]) -> None:
+    base, port, keys = served
+    admin, read = keys["admin"], keys["read"]
+    long = ("The Nile flows north through eleven countries. Farmers along its banks grow wheat and cotton. "
+            "Its waters reach the Mediterranean Sea at a wide delta in Egypt.")
+    pages = [
+        {"id": "nile-a", "text": "The Nile river flows north into the Mediterranean Sea.", "metadata": {"site": "a.org"}},
+        {"id": "nile-b", "text": long, "metadata": {"site": "a.org"}},
+        {"id": "nile-c", "text": "Which way does the Nile flow? North, to the sea.", "metadata": {"site": "b.org"}},
+        {"id": "amazon", "text": "The Amazon carries more water than any other river.", "metadata": {"site": "c.org"}},
+        {"id": "nosite", "text": "The Nile flows north.", "metadata": {}},
+    ]
+    assert post(base, "CreateCollection", {"name": "pages", "chunkTokens": 16, "overlapTokens": 0}, admin)[0] == 200
+    assert post(base, "Upsert", {"collection": "pages", "documents": pages}, admin)[0] == 200
+    query = {"collection": "pages", "text": "which way does the Nile flow", "mode": "SEARCH_MODE_DENSE"}
+    status, body = post(base, "Search", {**query, "topK": 2, "groupBy": "metadata.site", "groupSize": 2,
+                                         "chunksPerDocument": 3}, read)
+    assert status == 200
+    groups = body["groups"]
+    assert sorted(g["value"] for g in groups) == ["a.org", "b.org"]
+    assert {g["value"]: sorted(h["id"] for h in g["hits"]) for g in groups} == {
+        "a.org": ["nile-a", "nile-b"], "b.org": ["nile-c"]}
+    assert [h["id"] for h in body["hits"]] == [h["id"] for g in groups for h in g["hits"]]
+    assert all(h["group"] == g["value"] for g in groups for h in g["hits"])
+    texts = {p["id"]: p["text"] for p in pages}
+    for hit in body["hits"]:
+        assert 1 <= len(hit["chunks"]) <= 3
+        assert set(hit["chunks"][0]) <= {"text", "chunkIndex", "start", "end", "score"}
+        for chunk in hit["chunks"]:
+            assert texts[hit["id"]][chunk.get("start", 0) : chunk["end"]] == chunk["text"]
+    assert len(next(h for h in body["hits"] if h["id"] == "nile-b")["chunks"]) >= 2
+    # Ungrouped answers carry neither.
+    plain = post(base, "Search", {**query, "topK": 2}, read)[1]
+    assert "groups" not in plain and all("group" not in h and "chunks" not in h for h in plain["hits"])
+    for bad, message in (({"groupBy": "site"}, "group_by: expected metadata.<key>"),
+                         ({"groupSize": 2}, "group_size: needs group_by"),
+                         ({"groupBy": "metadata.site", "groupSize": 101}, "group_size: must be between 1 and 100"),
+                         ({"groupBy": "metadata.site", "groupSize": 100, "topK": 20}, "group_size: (offset + top_k)"),
+                         ({"chunksPerDocument": 17}, "chunks_per_document: must be between 0 and 16")):
+        status, error = post(base, "Search", {**query, "topK": 2, **bad}, read)
+        assert (status, error["code"]) == (400, "invalid_argument") and error["message"].startswith(message), error
+    status, error = post(base, "BatchSearch", {"requests": [{**query, "topK": 2}, {**query, "topK": 2, "groupBy": "metadata."}]},
+                         read)
+    assert status == 400 and error["message"].startswith("requests[1].group_by:")
+    with Client(f"127.0.0.1:{port}", api_key=read) as client:
+        result = client.search("pages", query["text"], k=2, mode="dense", group_by="metadata.site", group_size=2,
+                               chunks_per_document=3)
+        assert [(g.value, [h.id for h in g.hits]) for g in result.groups] == [
+            (g["value"], [h["id"] for h in g["hits"]]) for g in groups]
+        assert [(h.id, h.group, len(h.chunks)) for h in result] == [
+            (h["id"], h["group"], len(h["chunks"])) for h in body["hits"]]
+        assert client.search("pages", query["text"], group_by="metadata.publisher").groups == []
+        batch = client.batch_search("pages", [query["text"]], k=1, mode="dense", group_by="metadata.site")
+        assert [g.value for g in batch[0].groups] == [groups[0]["value"]]
+        from neardex.client import InvalidArgument
+
+        with pytest.raises(InvalidArgument, match="group_by: expected metadata"):
+            client.search("pages", query["text"], group_by="site")
+        with pytest.raises(InvalidArgument, match="chunks_per_document: "):
+            client.search("pages", query["text"], chunks_per_document=-1)

@@ -582,6 +582,9 @@ class Api:
         offset: int = 0,
         diversity: float = 0.0,
         rerank: str | Mapping[str, Any] | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
+        chunks_per_document: int | None = None,
         timeout: float | None = None,
     ) -> Plan[SearchResult]:
         """``query`` is a text or a query vector. ``filter`` maps metadata keys to a value
@@ -595,7 +598,11 @@ class Api:
         "depth": 50}``: it reads the query with each of the best ``depth`` candidates and orders
         them by its probability (each reranked hit's "rerank" retriever), before the page is cut;
         hit scores stay on their scale. None takes the collection's default, ``"none"`` turns it
-        off."""
+        off. ``group_by="metadata.source"`` groups the hits by a metadata key: ``k`` and ``offset`` then
+        count groups (``result.groups``), each with the best ``group_size`` documents (default 1)
+        of one value, and every hit names its group (``hit.group``); documents without the key are
+        left out. ``chunks_per_document`` (up to 16) gives each hit its best matching chunks
+        (``hit.chunks``, with offsets into the document's text) to highlight."""
         prepared = calls.SEARCH.prepare(
             collection,
             query,
@@ -610,6 +617,9 @@ class Api:
             offset=offset,
             diversity=diversity,
             rerank=rerank,
+            group_by=group_by,
+            group_size=group_size,
+            chunks_per_document=chunks_per_document,
         )
         return (yield Invoke(prepared, timeout))
 
@@ -630,6 +640,9 @@ class Api:
         offset: int = 0,
         diversity: float = 0.0,
         rerank: str | Mapping[str, Any] | None = None,
+        group_by: str | None = None,
+        group_size: int | None = None,
+        chunks_per_document: int | None = None,
         timeout: float | None = None,
     ) -> Plan[list[SearchResult]]:
         """Several queries with the same options in one call; results in query order."""
@@ -647,6 +660,9 @@ class Api:
             offset=offset,
             diversity=diversity,
             rerank=rerank,
+            group_by=group_by,
+            group_size=group_size,
+            chunks_per_document=chunks_per_document,
         )
         return (yield Invoke(prepared, timeout))
 

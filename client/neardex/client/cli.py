@@ -109,6 +109,12 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
             p.add_argument("--offset", type=int, default=0, metavar="N", help="hits to skip: the next page (default: 0)")
             p.add_argument("--diversity", type=float, default=0.0, metavar="X",
                            help="maximal marginal relevance, 0 (off, default) to 1: fewer near-copies among the hits")
+            p.add_argument("--group-by", default=None, metavar="metadata.KEY",
+                           help="group the hits by a metadata key (--k and --offset then count groups)")
+            p.add_argument("--group-size", type=int, default=None, metavar="N",
+                           help="documents per group with --group-by (default: 1)")
+            p.add_argument("--chunks", type=int, default=None, metavar="N",
+                           help="each hit's N best matching chunks, to see what matched (at most 16)")
         p.add_argument("--rerank", default=None, metavar="MODEL",
                        help="a cross-encoder (a folder or Hugging Face id the server may load) reordering the best"
                             " candidates; 'none' turns the collection's default off (default: the collection's)")
@@ -292,7 +298,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     with connect(args) as client:
         result = client.search(args.collection, args.query, k=args.k,
                                filter=parse_filters(args.filter) or None, mode=args.mode,
-                               offset=args.offset, diversity=args.diversity, rerank=_rerank(args))
+                               offset=args.offset, diversity=args.diversity, group_by=args.group_by,
+                               group_size=args.group_size, chunks_per_document=args.chunks,
+                               rerank=_rerank(args))
     return _print_hits(result, args.json)
 
 
@@ -315,11 +323,20 @@ def _print_hits(result: Any, as_json: bool) -> int:
     if as_json:
         print(result.model_dump_json(indent=2))
         return 0
+    starts = {}  # a grouped result's hits come group after group: a heading before each
+    at = 0
+    for group in getattr(result, "groups", []):
+        starts[at] = group.value
+        at += len(group.hits)
     for rank, hit in enumerate(result.hits, 1):
+        if rank - 1 in starts:
+            print(f"[{json.dumps(starts[rank - 1])}]")
         title = f" {hit.title}" if hit.title else ""
         rerank = next((f" (rerank {r.score:.3f})" for r in hit.retrievers if r.retriever == "rerank"), "")
         print(f"{rank:>3}. {hit.score:.3f}{rerank} {hit.id}{title}")
         print(f"     {_snippet(hit.text)}")
+        for chunk in hit.chunks:
+            print(f"     {chunk.score:.3f} [{chunk.start}:{chunk.end}] {_snippet(chunk.text)}")
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
     print(f"({len(result.hits)} hits; {timings})")
     return 0

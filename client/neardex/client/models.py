@@ -24,7 +24,9 @@ __all__ = [
     "FacetResult",
     "FacetValue",
     "GetResult",
+    "Group",
     "Hit",
+    "MatchedChunk",
     "RetrieverScore",
     "ScrollPage",
     "SearchResult",
@@ -89,8 +91,21 @@ class RetrieverScore(_Frozen):
     rank: int
 
 
+class MatchedChunk(_Frozen):
+    """One of a hit's best matching chunks: ``document text[start:end] == text``; its score is on
+    the hit's scale."""
+
+    text: str = ""
+    chunk_index: int = 0
+    start: int = 0
+    end: int = 0
+    score: float = 0.0
+
+
 class Hit(_Frozen):
-    """A matching document, represented by its best chunk (offsets index the document's text)."""
+    """A matching document, represented by its best chunk (offsets index the document's text);
+    with ``chunks_per_document``, its best matching chunks best first; in a grouped search, the
+    value of its group."""
 
     id: str
     score: float
@@ -101,6 +116,15 @@ class Hit(_Frozen):
     chunk_start: int = 0
     chunk_end: int = 0
     retrievers: list[RetrieverScore] = Field(default_factory=list)
+    chunks: list[MatchedChunk] = Field(default_factory=list)
+    group: Any = None
+
+
+class Group(_Frozen):
+    """One value of a grouped search's key and its hits, best first."""
+
+    value: Any
+    hits: list[Hit] = Field(default_factory=list)
 
 
 # BaseModel.__iter__ yields (field, value) pairs; these results deliberately iterate their items.
@@ -108,6 +132,8 @@ class SearchResult(_SequenceOf[Hit], _Frozen):  # type: ignore[misc]
     hits: list[Hit] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     mode: str = ""
+    # A grouped search's groups, best first (``hits`` holds their hits, group after group).
+    groups: list[Group] = Field(default_factory=list)
 
     def _items(self) -> list[Hit]:
         return self.hits

@@ -161,6 +161,18 @@ class RetrieverScore:
 
 
 @dataclass(frozen=True)
+class MatchedChunk:
+    """One of a hit's best matching chunks: its text, its place in the document (text[start:end])
+    and its score on the hit's scale."""
+
+    text: str
+    index: int
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Hit:
     id: str
     score: float
@@ -171,6 +183,18 @@ class Hit:
     chunk_start: int
     chunk_end: int
     retrievers: list[RetrieverScore] = field(default_factory=list)
+    # Its best matching chunks, best first, when a search asks for chunks_per_document.
+    chunks: list[MatchedChunk] = field(default_factory=list)
+    # The value of the group_by key it is grouped under (None: the search was not grouped).
+    group: Any = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """The hits of one value of a search's group_by key, best first."""
+
+    value: Any
+    hits: list[Hit]
 
 
 @dataclass
@@ -178,6 +202,8 @@ class SearchResult:
     hits: list[Hit]
     timings_ms: dict[str, float]
     mode: str
+    # A grouped search's groups, best group first (its hits are `hits`, group after group).
+    groups: list[Group] | None = None
 
 
 @dataclass(frozen=True)

@@ -372,7 +372,7 @@ class Vector(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "top_k", "filter", "min_score", "mode", "ef_search", "nprobe", "fields", "offset", "diversity", "rerank")
+    __slots__ = ("collection", "text", "vector", "top_k", "filter", "min_score", "mode", "ef_search", "nprobe", "fields", "offset", "diversity", "rerank", "group_by", "group_size", "chunks_per_document")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -386,6 +386,9 @@ class SearchRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DIVERSITY_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_PER_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: Vector
@@ -399,7 +402,10 @@ class SearchRequest(_message.Message):
     offset: int
     diversity: float
     rerank: Rerank
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., offset: _Optional[int] = ..., diversity: _Optional[float] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ...) -> None: ...
+    group_by: str
+    group_size: int
+    chunks_per_document: int
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., ef_search: _Optional[int] = ..., nprobe: _Optional[int] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., offset: _Optional[int] = ..., diversity: _Optional[float] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., chunks_per_document: _Optional[int] = ...) -> None: ...
 
 class RetrieverScore(_message.Message):
     __slots__ = ("retriever", "score", "rank")
@@ -412,7 +418,7 @@ class RetrieverScore(_message.Message):
     def __init__(self, retriever: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "text", "title", "metadata", "chunk_index", "chunk_start", "chunk_end", "retrievers")
+    __slots__ = ("id", "score", "text", "title", "metadata", "chunk_index", "chunk_start", "chunk_end", "retrievers", "chunks", "group")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -422,6 +428,8 @@ class Hit(_message.Message):
     CHUNK_START_FIELD_NUMBER: _ClassVar[int]
     CHUNK_END_FIELD_NUMBER: _ClassVar[int]
     RETRIEVERS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     text: str
@@ -431,10 +439,12 @@ class Hit(_message.Message):
     chunk_start: int
     chunk_end: int
     retrievers: _containers.RepeatedCompositeFieldContainer[RetrieverScore]
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., chunk_index: _Optional[int] = ..., chunk_start: _Optional[int] = ..., chunk_end: _Optional[int] = ..., retrievers: _Optional[_Iterable[_Union[RetrieverScore, _Mapping]]] = ...) -> None: ...
+    chunks: _containers.RepeatedCompositeFieldContainer[MatchedChunk]
+    group: _struct_pb2.Value
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., chunk_index: _Optional[int] = ..., chunk_start: _Optional[int] = ..., chunk_end: _Optional[int] = ..., retrievers: _Optional[_Iterable[_Union[RetrieverScore, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[MatchedChunk, _Mapping]]] = ..., group: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "timings_ms", "mode")
+    __slots__ = ("hits", "timings_ms", "mode", "groups")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -445,10 +455,12 @@ class SearchResponse(_message.Message):
     HITS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     timings_ms: _containers.ScalarMap[str, float]
     mode: SearchMode
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., mode: _Optional[_Union[SearchMode, str]] = ...) -> None: ...
+    groups: _containers.RepeatedCompositeFieldContainer[Group]
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., groups: _Optional[_Iterable[_Union[Group, _Mapping]]] = ...) -> None: ...
 
 class BatchSearchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -792,3 +804,25 @@ class UpdateMetadataResponse(_message.Message):
     updated: int
     missing: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, updated: _Optional[int] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Group(_message.Message):
+    __slots__ = ("value", "hits")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    value: _struct_pb2.Value
+    hits: _containers.RepeatedCompositeFieldContainer[Hit]
+    def __init__(self, value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ...) -> None: ...
+
+class MatchedChunk(_message.Message):
+    __slots__ = ("text", "chunk_index", "start", "end", "score")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    chunk_index: int
+    start: int
+    end: int
+    score: float
+    def __init__(self, text: _Optional[str] = ..., chunk_index: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...

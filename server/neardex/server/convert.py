@@ -24,7 +24,7 @@ from neardex.indexer.query.filters import (
     key_field,
     validate_condition,
 )
-from neardex.indexer.records import MODES, Hit, SearchResult, UpsertResult
+from neardex.indexer.records import MODES, Group, Hit, SearchResult, UpsertResult
 from neardex.indexer.retrieval.answers import AskResult
 from neardex.indexer.retrieval.engine import Collection, MetadataUpdate, unit_mean
 from neardex.indexer.retrieval.request import Rerank
@@ -73,6 +73,18 @@ def dict_to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(data)
     return struct
+
+
+def python_to_value(value: Any) -> struct_pb2.Value:
+    """A group's value (a string, number or boolean) as a Struct value."""
+    message = struct_pb2.Value()
+    if isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, (int, float)):
+        message.number_value = value
+    else:
+        message.string_value = str(value)
+    return message
 
 
 def documents_from_pb(docs: Any) -> list[Document]:
@@ -202,15 +214,24 @@ def hit_to_pb(hit: Hit, fields: pb.Fields | None = None) -> pb.Hit:
         title=hit.title, chunk_index=hit.chunk_index, chunk_start=hit.chunk_start, chunk_end=hit.chunk_end,
         retrievers=[pb.RetrieverScore(retriever=r.retriever, score=r.score, rank=r.rank)
                     for r in hit.retrievers],
+        chunks=[pb.MatchedChunk(text=c.text, chunk_index=c.index, start=c.start, end=c.end, score=c.score)
+                for c in hit.chunks],
     )
     if metadata is not None:
         message.metadata.CopyFrom(dict_to_struct(metadata))
+    if hit.group is not None:
+        message.group.CopyFrom(python_to_value(hit.group))
     return message
 
 
 def search_result_to_pb(result: SearchResult, fields: pb.Fields | None = None) -> pb.SearchResponse:
     return pb.SearchResponse(hits=[hit_to_pb(h, fields) for h in result.hits],
-                             timings_ms=result.timings_ms, mode=MODE_TO_PB[result.mode])
+                             timings_ms=result.timings_ms, mode=MODE_TO_PB[result.mode],
+                             groups=[group_to_pb(g, fields) for g in result.groups or []])
+
+
+def group_to_pb(group: Group, fields: pb.Fields | None = None) -> pb.Group:
+    return pb.Group(value=python_to_value(group.value), hits=[hit_to_pb(h, fields) for h in group.hits])
 
 
 def ask_result_to_pb(result: AskResult, fields: pb.Fields | None = None) -> pb.AskResponse:

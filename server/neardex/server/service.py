@@ -269,7 +269,14 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             ef_search=max(request.ef_search, 0), nprobe=max(request.nprobe, 0),
             max_terms=self.settings.max_query_terms, field=f"{field}query", vector_field=f"{field}vector",
             offset=request.offset, diversity=request.diversity, rerank=self._rerank(request, field),
+            group_by=request.group_by,
+            group_size=request.group_size, chunks_per_document=request.chunks_per_document,
         )
+        if checked.group_by and (request.offset + k) * checked.group_size > self.settings.max_top_k:
+            # A page's hits are bounded like any page's: at most max_top_k of them.
+            raise InvalidArgument(f"{field}group_size: (offset + top_k) x group_size is at most"
+                                  f" {self.settings.max_top_k} (max_top_k), got ({request.offset} + {k})"
+                                  f" x {checked.group_size}")
         return collection, checked
 
     def _rerank(self, request: Any, field: str) -> Rerank | None:

@@ -25,6 +25,7 @@ from .health import (
 from .metadata import (
     metadata_to_struct,
     struct_to_metadata,
+    value_from_proto,
 )
 from .requests import (
     Query,
@@ -152,4 +153,5 @@ __all__ = [
     "tokenize_request",
     "upsert_request",
     "upsert_result",
+    "value_from_proto",
 ]

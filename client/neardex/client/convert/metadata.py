@@ -72,5 +72,10 @@ def _from_value(value: struct_pb2.Value) -> Any:
     return None
 
 
+def value_from_proto(value: struct_pb2.Value) -> Any:
+    """A Struct value as plain Python (a group's value), whole numbers as ints."""
+    return _from_value(value)
+
+
 def struct_to_metadata(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {key: _from_value(value) for key, value in struct.fields.items()}

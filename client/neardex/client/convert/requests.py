@@ -289,14 +289,22 @@ def _search_request(
     offset: int = 0,
     diversity: float = 0.0,
     rerank: pb.Rerank | None = None,
+    group_by: str | None = None,
+    group_size: int | None = None,
+    chunks_per_document: int | None = None,
 ) -> pb.SearchRequest:
     if not _is_number(diversity):
         raise InvalidArgument(f"diversity: expected a number, got {diversity!r}")
+    if group_by is not None and not isinstance(group_by, str):
+        raise InvalidArgument(f"group_by: expected a str such as 'metadata.source', got {group_by!r}")
     request = pb.SearchRequest(
         collection=collection,
         top_k=_int_arg("k", k, minimum=1),
         offset=_int_arg("offset", offset, minimum=0),
         diversity=float(diversity),
+        group_by=group_by or "",
+        group_size=_optional_int_arg("group_size", group_size, minimum=0),
+        chunks_per_document=_optional_int_arg("chunks_per_document", chunks_per_document, minimum=0),
         filter=filter,
         mode=mode_to_proto(mode),
         ef_search=_optional_int_arg("ef_search", ef_search, minimum=0),
@@ -330,6 +338,9 @@ def search_request(
     offset: int = 0,
     diversity: float = 0.0,
     rerank: RerankArg = None,
+    group_by: str | None = None,
+    group_size: int | None = None,
+    chunks_per_document: int | None = None,
 ) -> pb.SearchRequest:
     """A ``str`` query is embedded (or tokenized) by the server; anything else is taken as a
     ready-made query vector."""
@@ -347,6 +358,9 @@ def search_request(
         offset=offset,
         diversity=diversity,
         rerank=rerank_to_proto(rerank),
+        group_by=group_by,
+        group_size=group_size,
+        chunks_per_document=chunks_per_document,
     )
 
 
@@ -365,6 +379,9 @@ def batch_search_request(
     offset: int = 0,
     diversity: float = 0.0,
     rerank: RerankArg = None,
+    group_by: str | None = None,
+    group_size: int | None = None,
+    chunks_per_document: int | None = None,
 ) -> pb.BatchSearchRequest:
     if isinstance(queries, str):
         raise InvalidArgument("queries: expected a sequence of queries, got a single str")
@@ -387,6 +404,9 @@ def batch_search_request(
                 offset=offset,
                 diversity=diversity,
                 rerank=stage,
+                group_by=group_by,
+                group_size=group_size,
+                chunks_per_document=chunks_per_document,
             )
             for i, query in enumerate(queries)
         ]

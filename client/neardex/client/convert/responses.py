@@ -16,7 +16,9 @@ from ..models import (
     FacetResult,
     FacetValue,
     GetResult,
+    Group,
     Hit,
+    MatchedChunk,
     Rerank,
     RetrieverScore,
     ScrollPage,
@@ -29,7 +31,7 @@ from ..models import (
     UpsertResult,
 )
 from .documents import document_from_proto
-from .metadata import _from_value, struct_to_metadata
+from .metadata import struct_to_metadata, value_from_proto
 from .scalars import mode_from_proto
 
 # A server from before collection states lists only collections that opened: ready.
@@ -130,7 +132,7 @@ def counted(message: pb.CountResponse) -> int:
 
 def facet_result(message: pb.FacetResponse) -> FacetResult:
     return FacetResult(
-        values=[FacetValue(value=_from_value(v.value), count=v.count) for v in message.values],
+        values=[FacetValue(value=value_from_proto(v.value), count=v.count) for v in message.values],
         documents=message.documents,
         exact=message.exact,
     )
@@ -156,6 +158,11 @@ def hit_from_proto(message: pb.Hit) -> Hit:
         retrievers=[
             RetrieverScore(retriever=r.retriever, score=r.score, rank=r.rank) for r in message.retrievers
         ],
+        chunks=[
+            MatchedChunk(text=c.text, chunk_index=c.chunk_index, start=c.start, end=c.end, score=c.score)
+            for c in message.chunks
+        ],
+        group=value_from_proto(message.group) if message.HasField("group") else None,
     )
 
 
@@ -164,6 +171,8 @@ def search_result(message: pb.SearchResponse) -> SearchResult:
         hits=[hit_from_proto(h) for h in message.hits],
         timings_ms=dict(message.timings_ms),
         mode=mode_from_proto(message.mode),
+        groups=[Group(value=value_from_proto(g.value), hits=[hit_from_proto(h) for h in g.hits])
+                for g in message.groups],
     )
 
 

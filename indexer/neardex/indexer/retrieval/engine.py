@@ -33,15 +33,17 @@ from ..records import (
     MODES,
     NO_MODEL,
     Candidate,
+    Group,
     Hit,
     Manifest,
+    MatchedChunk,
     RetrieverScore,
     SearchResult,
     Stats,
     UpsertResult,
 )
 from ..stores import ChunkRow, Store, StoredChunk
-from . import diversity, fusion, metadata_updates, rerank
+from . import diversity, fusion, grouping, metadata_updates, rerank
 from .metadata_updates import MetadataUpdate
 from .request import Rerank, Reranker, SearchRequest
 
@@ -52,6 +54,26 @@ __all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "MetadataUpdate", "Sea
 NO_MODEL_DENSE_WEIGHT = 0.5
 # Documents each retriever contributes to hybrid fusion.
 FUSION_DEPTH = 100
+# Matching chunks a hit carries at most (chunks_per_document): enough to highlight a long
+# document's passages, few enough that a page of hits stays a page.
+MAX_CHUNKS_PER_DOCUMENT = 16
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A search's documents best first (on its score scale, at its min_score), with what was read
+    on the way: each retriever's documents (`lists`, for `hit.retrievers`), the chunks read with
+    their vectors and rows (hybrid), the rows among them, each document's matching chunks best
+    first on the hits' scale (when chunks per document are asked for), and whether the
+    retrieval ran dry before the depth asked for."""
+
+    ranked: list[Candidate]
+    lists: dict[str, list[Candidate]]
+    fetched: dict[int, StoredChunk]
+    rows: dict[int, ChunkRow] | None
+    chunks: dict[str, list[Candidate]]
+    exhausted: bool
+
 
 @dataclass
 class WritePlan:
@@ -304,10 +326,16 @@ class Collection:
         chunks. Chunks of one document compete for places, so more chunks than documents are
         asked for, and `more` widens the retrieval until k documents are found or the retriever
         runs dry."""
+        return self._documents(ranked, want, more, k, stage)[0]
+
+    def _documents(self, ranked: list[Candidate], want: int, more: Callable[[int], list[Candidate]], k: int,
+                   stage: str) -> tuple[list[Candidate], list[Candidate]]:
+        """`_grouped`'s documents, and the chunks they were chosen from (best first): every chunk
+        of theirs the retriever found, a hit's matching chunks."""
         while True:
             out = best_per_document(ranked)
             if len(out) >= k or len(ranked) < want:
-                return out[:k]
+                return out[:k], ranked
             want *= 4
             deadline.check(stage)  # each widening is a whole retrieval again
             ranked = more(want)
@@ -385,12 +413,14 @@ class Collection:
                 ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                 field: str = "query", vector_field: str = "vector",
                 encoded: np.ndarray | None = None, offset: int = 0, diversity: float = 0.0,
-                rerank: Rerank | None = None) -> SearchRequest:
+                rerank: Rerank | None = None, group_by: str = "", group_size: int = 0,
+                chunks_per_document: int = 0) -> SearchRequest:
         """A search checked whole before any work starts: the caller's vector (dimension, finite;
         named `vector_field`), the mode, the text (refused, naming `field`, when empty where it is
         needed, past the model's window where it is embedded, past max_terms distinct terms where
         it is searched lexically) and analysed once, the page's offset (not negative) and the
-        diversity (0 to 1) and the rerank stage (`reranker`), named beside `field`. Text and vector
+        diversity (0 to 1), the rerank stage (`reranker`), the grouping (see retrieval/grouping.py)
+        and the chunks per hit (0 to MAX_CHUNKS_PER_DOCUMENT), named beside `field`. Text and vector
         may both be given: the vector serves dense retrieval, the text analysis and the rerank.
         `encoded` is the text's embedding where the caller made it already (a batch, a question)."""
         beside = field.rpartition(".")[0] + "." if "." in field else ""
@@ -398,6 +428,16 @@ class Collection:
             raise InvalidArgument(f"{beside}offset: must not be negative, got {offset}")
         if not 0.0 <= diversity <= 1.0:  # NaN fails both
             raise InvalidArgument(f"{beside}diversity: must be between 0 and 1, got {diversity}")
+        path = grouping.key_path(group_by, f"{beside}group_by") if group_by else ""
+        group_size = grouping.check_size(group_size, bool(path), f"{beside}group_size")
+        if path and diversity:
+            # MMR re-orders documents one by one; groups already spread the hits over values.
+            raise InvalidArgument(f"{beside}diversity: not with group_by (groups spread the hits already)")
+        if not 0 <= chunks_per_document <= MAX_CHUNKS_PER_DOCUMENT:
+            raise InvalidArgument(f"{beside}chunks_per_document: must be between 0 and {MAX_CHUNKS_PER_DOCUMENT},"
+                                  f" got {chunks_per_document}")
+        if path:
+            flt = grouping.with_key(flt, path)
         checked = self.check_vector(vector, vector_field) if vector is not None else encoded
         text = text or ""
         has_text = bool(text.strip())
@@ -413,7 +453,7 @@ class Collection:
         query = self.analyze(text, max_terms, field) if mode != "dense" else analysis.Query(())
         reranker = self.reranker(rerank, f"{beside}rerank", text if has_text else "")
         return SearchRequest(mode, k, text, query, checked, flt, min_score, ef_search, nprobe, offset, diversity,
-                             reranker)
+                             reranker, path, group_size, chunks_per_document)
 
     def reranker(self, asked: Rerank | None, field: str = "rerank", text: str = "x") -> Reranker | None:
         """The rerank stage a search gets: the one asked for (its empty model meaning the
@@ -448,14 +488,18 @@ class Collection:
                flt: Filter | None = None, min_score: float | None = None, mode: str = "",
                ef_search: int = 0, nprobe: int = 0, max_terms: int = analysis.DEFAULT_MAX_QUERY_TERMS,
                field: str = "query", offset: int = 0, diversity: float = 0.0,
-               rerank: Rerank | None = None) -> SearchResult:
+               rerank: Rerank | None = None, group_by: str = "", group_size: int = 0,
+               chunks_per_document: int = 0) -> SearchResult:
         """Documents best first, each with its best chunk, by dense, lexical or hybrid retrieval:
         the k after the first `offset`, the best candidates re-ordered by a cross-encoder (`rerank`,
-        or the collection's default), then for `diversity` (MMR) when it is above 0 (see `request`
+        or the collection's default), then for `diversity` (MMR) when it is above 0; or the k groups
+        after the first `offset` of the documents grouped by a metadata key (`group_by`,
+        `group_size`); each hit with its `chunks_per_document` best matching chunks (see `request`
         for what is refused)."""
         started = time.perf_counter()
         return self.run(self.request(text, vector, k, flt, min_score, mode, ef_search, nprobe, max_terms, field,
-                                     offset=offset, diversity=diversity, rerank=rerank), started)
+                                     offset=offset, diversity=diversity, rerank=rerank, group_by=group_by,
+                                     group_size=group_size, chunks_per_document=chunks_per_document), started)
 
     def run(self, request: SearchRequest, started: float | None = None) -> SearchResult:
         """A checked search (`request`): its text embedded where dense retrieval needs it, then
@@ -466,89 +510,156 @@ class Collection:
             deadline.check("embed")
             request = replace(request, vector=self.encode_queries([request.text])[0])
             timings["embed"] = _ms(started)
-        mode, min_score = request.mode, request.min_score
-        # Every hit up to the page's end is ranked; MMR chooses among a deeper pool, the
-        # cross-encoder reads `depth` candidates.
-        k = max(request.reach, diversity.POOL) if request.diversity else request.reach
-        if request.rerank is not None:
-            k = max(k, request.rerank.depth)
         # Every read below sees the index and the store at the same write: a document being
         # replaced is found at its old version or its new one, never at neither.
         with self.store.view():
-            lists: dict[str, list[Candidate]] = {}
-            # Fusion needs both rankings deeper than k, or a document second in both is lost.
-            depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
-            want = depth * 3  # chunks of one document compete for places: more chunks than documents
-            # One store call for both retrievers (and the filter, resolved once for the feedback's
-            # dense retrieval, and the lexical scale where the scores are shown on it).
-            deadline.check("lexical" if mode == "lexical" else "dense")
-            t = time.perf_counter()
-            vector = request.vector if mode != "lexical" else None
-            found = self.store.retrieve(vector, request.query if mode != "dense" else None, want, request.flt,
-                                        request.ef_search, request.nprobe, scale=mode == "lexical")
-            if vector is not None:
-                widen = self._widen_dense(vector, found.allowed, request.ef_search, request.nprobe)
-                lists["dense"] = self._grouped(found.dense, want, widen, depth, "dense")
-                timings["dense"] = _ms(t)
-            if mode != "dense":
-                t = time.perf_counter() if vector is not None else t
-                more = lambda n: self.store.lexical(request.query, n, request.flt)  # noqa: E731
-                lists["lexical"] = self._grouped(found.lexical, want, more, depth, "lexical")
-                timings["lexical"] = _ms(t)
-            rows: dict[int, ChunkRow] | None = None
-            if mode == "hybrid":
-                assert vector is not None
-                deadline.check("fuse")
-                t = time.perf_counter()
-                weight = (fusion.dense_weight(self.embedder, request.query) if self.has_model
-                          else NO_MODEL_DENSE_WEIGHT)
-                ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
-                timings["fuse"] = _ms(t)
-                if weight > 0 and ranked:
-                    # Rocchio feedback: move the query towards the best fused documents and search
-                    # densely again; the lexical list stays, it already matched the words.
-                    deadline.check("feedback")
-                    t = time.perf_counter()
-                    top = self.store.fetch([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]], vectors=True)
-                    feedback = fusion.rocchio(vector, np.array([c.vector for c in top], dtype=np.float32))
-                    lists["dense"] = self.dense_candidates(feedback, depth, found.allowed, request.ef_search,
-                                                           request.nprobe)
-                    ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
-                    timings["feedback"] = _ms(t)
-            else:
-                ranked = lists[mode]
-            # Scores that mean the same for every query: cosines (dense, hybrid), or BM25 as a share
-            # of the most the query's words can score (lexical).
-            deadline.check("scores")
-            fetched: dict[int, StoredChunk] = {}
-            if mode == "hybrid":
-                ranked, fetched = self._on_cosine_scale(ranked, vector, k, min_score)
-                rows = {i: c.row for i, c in fetched.items() if c.row is not None}
-            elif mode == "lexical":
-                # At most 1 by construction; min() keeps it so when the store's scale is a moment old.
-                ranked = [replace(c, score=min(1.0, c.score / found.lexical_scale)) for c in ranked]
-            if min_score is not None:
-                ranked = [c for c in ranked if c.score >= min_score]
-            reranked: dict[int, float] = {}
-            if request.rerank is not None and ranked:
-                t = time.perf_counter()
-                ranked, lists["rerank"], rows = self._reranked(request.text, request.rerank, ranked, rows)
-                reranked = {c.chunk_id: c.score for c in lists["rerank"]}
-                timings["rerank"] = _ms(t)
+            if request.group_by:
+                return self._run_grouped(request, timings, started)
+            # Every hit up to the page's end is ranked; MMR chooses among a deeper pool, the
+            # cross-encoder reads `depth` candidates.
+            k = max(request.reach, diversity.POOL) if request.diversity else request.reach
+            if request.rerank is not None:
+                k = max(k, request.rerank.depth)
+            ranking = self._ranking(request, k, timings)
+            ranked, rows = self._reranking(request, ranking, timings)
             if request.diversity:
                 deadline.check("diversity")
+                reranked = {c.chunk_id: c.score for c in ranking.lists.get("rerank", [])}
                 if reranked:  # MMR chooses among the reranked, by their rerank probability
                     pool = ranked[: len(reranked)]
-                    ranked = (self._diversified(pool, request.diversity, request.reach, fetched, reranked)
+                    ranked = (self._diversified(pool, request.diversity, request.reach, ranking.fetched, reranked)
                               + ranked[len(reranked):])
                 else:
-                    ranked = self._diversified(ranked, request.diversity, request.reach, fetched)
+                    ranked = self._diversified(ranked, request.diversity, request.reach, ranking.fetched)
             deadline.check("fetch")
             t = time.perf_counter()
-            hits = self.materialize(ranked[request.offset : request.reach], lists, rows)
+            hits = self.materialize(ranked[request.offset : request.reach], ranking.lists, rows,
+                                    ranking.chunks, request.chunks_per_document)
             timings["fetch"] = _ms(t)
             timings["total"] = _ms(started)
-            return SearchResult(hits, timings, mode)
+            return SearchResult(hits, timings, request.mode)
+
+    def _run_grouped(self, request: SearchRequest, timings: dict[str, float], started: float) -> SearchResult:
+        """A grouped search (retrieval/grouping.py): the ranking made deeper until the page's
+        groups are filled, grouped by the rows' metadata, the page's groups materialized."""
+        depth = grouping.first_depth(request.reach, request.group_size)
+        while True:
+            ranking = self._ranking(request, max(depth, request.rerank.depth if request.rerank else 0), timings)
+            ranked, rows = self._reranking(request, ranking, timings)
+            deadline.check("group")
+            t = time.perf_counter()
+            rows = self._rows(ranked, rows)
+            groups = grouping.group(ranked, _metadata_in(rows), request.group_by, request.group_size)
+            timings["group"] = timings.get("group", 0.0) + _ms(t)
+            if (grouping.filled(groups, request.reach, request.group_size) or ranking.exhausted
+                    or depth >= grouping.MAX_DEPTH):
+                break
+            depth = min(depth * 4, grouping.MAX_DEPTH)
+        deadline.check("fetch")
+        t = time.perf_counter()
+        page = groups[request.offset : request.reach]
+        members = [c for g in page for c in g.members]
+        rows = self._rows(members, rows, ranking.chunks, request.chunks_per_document)
+        built = self._hits(members, ranking.lists, rows, ranking.chunks, request.chunks_per_document)
+        out: list[Group] = []
+        at = 0
+        for g in page:
+            hits = [replace(h, group=g.value) for h in built[at : at + len(g.members)] if h is not None]
+            at += len(g.members)
+            out.append(Group(g.value, hits))
+        timings["fetch"] = _ms(t)
+        timings["total"] = _ms(started)
+        return SearchResult([h for g in out for h in g.hits], timings, request.mode, out)
+
+    def _ranking(self, request: SearchRequest, k: int, timings: dict[str, float]) -> Ranking:
+        """The first k documents of a checked, embedded search, best first, on its score scale and
+        at its min_score, with what was read on the way (see `Ranking`)."""
+        mode, min_score = request.mode, request.min_score
+        lists: dict[str, list[Candidate]] = {}
+        chunk_lists: dict[str, list[Candidate]] = {}
+        # Fusion needs both rankings deeper than k, or a document second in both is lost.
+        depth = max(k, FUSION_DEPTH) if mode == "hybrid" else k
+        want = depth * 3  # chunks of one document compete for places: more chunks than documents
+        # One store call for both retrievers (and the filter, resolved once for the feedback's
+        # dense retrieval, and the lexical scale where the scores are shown on it).
+        deadline.check("lexical" if mode == "lexical" else "dense")
+        t = time.perf_counter()
+        vector = request.vector if mode != "lexical" else None
+        found = self.store.retrieve(vector, request.query if mode != "dense" else None, want, request.flt,
+                                    request.ef_search, request.nprobe, scale=mode == "lexical")
+        if vector is not None:
+            widen = self._widen_dense(vector, found.allowed, request.ef_search, request.nprobe)
+            lists["dense"], chunk_lists["dense"] = self._documents(found.dense, want, widen, depth, "dense")
+            timings["dense"] = timings.get("dense", 0.0) + _ms(t)
+        if mode != "dense":
+            t = time.perf_counter() if vector is not None else t
+            more = lambda n: self.store.lexical(request.query, n, request.flt)  # noqa: E731
+            lists["lexical"], chunk_lists["lexical"] = self._documents(found.lexical, want, more, depth, "lexical")
+            timings["lexical"] = timings.get("lexical", 0.0) + _ms(t)
+        rows: dict[int, ChunkRow] | None = None
+        if mode == "hybrid":
+            assert vector is not None
+            deadline.check("fuse")
+            t = time.perf_counter()
+            weight = (fusion.dense_weight(self.embedder, request.query) if self.has_model
+                      else NO_MODEL_DENSE_WEIGHT)
+            ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
+            timings["fuse"] = timings.get("fuse", 0.0) + _ms(t)
+            if weight > 0 and ranked:
+                # Rocchio feedback: move the query towards the best fused documents and search
+                # densely again; the lexical list stays, it already matched the words.
+                deadline.check("feedback")
+                t = time.perf_counter()
+                top = self.store.fetch([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]], vectors=True)
+                feedback = fusion.rocchio(vector, np.array([c.vector for c in top], dtype=np.float32))
+                lists["dense"] = self.dense_candidates(feedback, depth, found.allowed, request.ef_search,
+                                                       request.nprobe)
+                ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
+                timings["feedback"] = timings.get("feedback", 0.0) + _ms(t)
+        else:
+            ranked = lists[mode]
+        exhausted = len(ranked) < k
+        # Scores that mean the same for every query: cosines (dense, hybrid), or BM25 as a share
+        # of the most the query's words can score (lexical).
+        deadline.check("scores")
+        fetched: dict[int, StoredChunk] = {}
+        chunks: dict[str, list[Candidate]] = {}
+        if mode == "hybrid":
+            assert vector is not None
+            ranked, fetched = self._on_cosine_scale(ranked, vector, k, min_score)
+            rows = {i: c.row for i, c in fetched.items() if c.row is not None}
+            if request.chunks_per_document:
+                # Every chunk of the hits' documents was read with its vector: each scored by its
+                # cosine, the hit's own scale.
+                scored = [Candidate(c.doc_id, i, float(c.vector @ vector)) for i, c in fetched.items()
+                          if c.vector is not None]
+                chunks = _by_document(sorted(scored, key=lambda c: -c.score))
+        else:
+            if mode == "lexical":
+                # At most 1 by construction; min() keeps it so when the store's scale is a moment old.
+                scale = lambda c: replace(c, score=min(1.0, c.score / found.lexical_scale))  # noqa: E731
+                ranked = [scale(c) for c in ranked]
+                chunk_lists[mode] = [scale(c) for c in chunk_lists[mode]]
+            if request.chunks_per_document:
+                # The chunks the retriever found, in its order (best first).
+                chunks = _by_document(chunk_lists[mode])
+        if min_score is not None:
+            # Outside hybrid search the ranking is in score order: past min_score, deeper is lower.
+            exhausted = exhausted or (mode != "hybrid" and bool(ranked) and ranked[-1].score < min_score)
+            ranked = [c for c in ranked if c.score >= min_score]
+        return Ranking(ranked, lists, fetched, rows, chunks, exhausted)
+
+    def _reranking(self, request: SearchRequest, ranking: Ranking,
+                   timings: dict[str, float]) -> tuple[list[Candidate], dict[int, ChunkRow] | None]:
+        """The ranking after the request's rerank stage (unchanged without one), with the rows
+        read on the way; the reranked candidates become the "rerank" retriever's list."""
+        if request.rerank is None or not ranking.ranked:
+            return ranking.ranked, ranking.rows
+        t = time.perf_counter()
+        ranked, ranking.lists["rerank"], rows = self._reranked(request.text, request.rerank, ranking.ranked,
+                                                               ranking.rows)
+        timings["rerank"] = timings.get("rerank", 0.0) + _ms(t)
+        return ranked, rows
 
     def _reranked(self, text: str, reranker: Reranker, ranked: list[Candidate],
                   rows: dict[int, ChunkRow] | None) -> tuple[list[Candidate], list[Candidate], dict[int, ChunkRow]]:
@@ -583,24 +694,49 @@ class Collection:
         scores = np.array([(relevance or {}).get(c.chunk_id, c.score) for c in present], dtype=np.float32)
         return [present[i] for i in diversity.mmr(scores, matrix, weight, n)]
 
-    def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]],
-                    rows: dict[int, ChunkRow] | None = None) -> list[Hit]:
-        """Hits of the ranked candidates, from the rows of their chunks (those not given read here)."""
+    def _rows(self, ranked: list[Candidate], rows: dict[int, ChunkRow] | None = None,
+              chunks: dict[str, list[Candidate]] | None = None, per_document: int = 0) -> dict[int, ChunkRow]:
+        """The rows of the ranked candidates' chunks (and of their first `per_document` matching
+        chunks), those not in `rows` read in one fetch."""
         rows = dict(rows or {})
-        missing = [c.chunk_id for c in ranked if c.chunk_id not in rows]
+        wanted = [c.chunk_id for c in ranked]
+        if chunks and per_document:
+            wanted += [m.chunk_id for c in ranked for m in chunks.get(c.doc_id, [])[:per_document]]
+        missing = list(dict.fromkeys(i for i in wanted if i not in rows))
         if missing:
             rows.update((c.chunk_id, c.row) for c in self.store.fetch(missing, rows=True) if c.row is not None)
+        return rows
+
+    def materialize(self, ranked: list[Candidate], lists: dict[str, list[Candidate]],
+                    rows: dict[int, ChunkRow] | None = None, chunks: dict[str, list[Candidate]] | None = None,
+                    per_document: int = 0) -> list[Hit]:
+        """Hits of the ranked candidates, from the rows of their chunks (read here unless given),
+        each with its first `per_document` matching chunks of `chunks` (none when 0)."""
+        rows = self._rows(ranked, rows, chunks, per_document)
+        return [h for h in self._hits(ranked, lists, rows, chunks, per_document) if h is not None]
+
+    def _hits(self, ranked: list[Candidate], lists: dict[str, list[Candidate]], rows: dict[int, ChunkRow],
+              chunks: dict[str, list[Candidate]] | None, per_document: int) -> list[Hit | None]:
+        """A hit per ranked candidate, None where its chunk was deleted between the retrieval and
+        the read of its row."""
         positions = {name: {c.doc_id: (rank + 1, c.score) for rank, c in enumerate(lst)}
                      for name, lst in lists.items()}
-        hits = []
+        hits: list[Hit | None] = []
         for cand in ranked:
             row = rows.get(cand.chunk_id)
-            if row is None:  # deleted between the retrieval and this read
+            if row is None:
+                hits.append(None)
                 continue
             retrievers = [RetrieverScore(name, pos[row.doc_id][1], pos[row.doc_id][0])
                           for name, pos in positions.items() if row.doc_id in pos]
+            matched = []
+            if chunks and per_document:
+                for m in chunks.get(cand.doc_id, [])[:per_document]:
+                    r = rows.get(m.chunk_id)
+                    if r is not None:
+                        matched.append(MatchedChunk(r.text, r.index, r.start, r.end, m.score))
             hits.append(Hit(row.doc_id, cand.score, row.text, row.title, row.metadata, row.index,
-                            row.start, row.end, retrievers))
+                            row.start, row.end, retrievers, matched))
         return hits
 
     def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -717,6 +853,22 @@ def best_per_document(ranked: list[Candidate]) -> list[Candidate]:
             seen.add(cand.doc_id)
             out.append(cand)
     return out
+
+
+def _by_document(chunks: list[Candidate]) -> dict[str, list[Candidate]]:
+    """Chunks per document, in the order given."""
+    out: dict[str, list[Candidate]] = {}
+    for chunk in chunks:
+        out.setdefault(chunk.doc_id, []).append(chunk)
+    return out
+
+
+def _metadata_in(rows: dict[int, ChunkRow]) -> Callable[[Candidate], dict[str, Any] | None]:
+    """A candidate's metadata, from the rows read (None where its chunk is gone)."""
+    def metadata(cand: Candidate) -> dict[str, Any] | None:
+        row = rows.get(cand.chunk_id)
+        return None if row is None else row.metadata
+    return metadata
 
 
 def unit_mean(rows: np.ndarray) -> np.ndarray:

@@ -53,6 +53,11 @@ class SearchRequest:
     diversity: float = 0.0
     # The cross-encoder stage after retrieval (retrieval/rerank.py); None: none.
     rerank: Reranker | None = None
+    # The metadata path hits are grouped by ("" ungrouped; offset and k then count groups), the
+    # documents per group, and the matching chunks each hit carries (0: none beside its own text).
+    group_by: str = ""
+    group_size: int = 0
+    chunks_per_document: int = 0
 
     @property
     def reach(self) -> int:
