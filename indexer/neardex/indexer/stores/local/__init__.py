@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS meta_values (
 );
 CREATE INDEX IF NOT EXISTS meta_values_kv ON meta_values(key, value);
 CREATE INDEX IF NOT EXISTS meta_values_doc ON meta_values(doc_id);
+-- Facets read an indexed key's values from this index alone, in order (sql_filters.facet_sql).
+CREATE INDEX IF NOT EXISTS meta_values_facets ON meta_values(key, type, value, doc_id);
 """
 
 
@@ -611,15 +613,13 @@ class LocalStore:
     @_interruptible
     def facet(self, key: str, flt: Filter | None, limit: int) -> facets.Facets:
         """The `limit` most frequent values of key among the documents matching flt, counted by
-        SQLite: from meta_values when the key is indexed, else from each document's JSON."""
+        SQLite in one statement (sql_filters.facet_sql): from the metadata index when the key is
+        indexed, else from each document's JSON."""
         where, params = self._where(flt)
-        sql, sql_params = facet_sql(key, where, params, key in self.manifest.indexed_keys, limit)
-        # One statement, so one snapshot: the number of matching documents (the row without a
-        # kind) beside the values, which are put back in order here (a compound query's order is
-        # SQLite's to choose).
-        rows = self._reader().execute(
-            f"SELECT NULL, NULL, COUNT(*) FROM documents d WHERE {where} UNION ALL SELECT * FROM ({sql})",
-            [*params, *sql_params]).fetchall()
+        rows = self._reader().execute(*facet_sql(key, where, params, bool(flt), key in self.manifest.indexed_keys,
+                                                 limit)).fetchall()
+        # The number of documents is the row without a kind; the values are put back in order
+        # here (the order of a compound query's parts is SQLite's to choose).
         values = sorted((r for r in rows if r[0] is not None), key=lambda r: facets.sort_key(*r))
         total = next(n for kind, _, n in rows if kind is None)
         return facets.Facets([facets.FacetValue(json_value(kind, value), n) for kind, value, n in values], int(total))

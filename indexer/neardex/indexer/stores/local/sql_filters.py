@@ -218,31 +218,38 @@ def index_rows(metadata: dict[str, Any], keys: Iterable[str]) -> list[tuple[str,
 # -- facets ----------------------------------------------------------------------------------------
 
 
-def facet_sql(key: str, where: str, params: list[Any], indexed: bool, limit: int) -> tuple[str, list[Any]]:
+def facet_sql(key: str, where: str, params: list[Any], filtered: bool, indexed: bool,
+              limit: int) -> tuple[str, list[Any]]:
     """One query for the `limit` most frequent values of key among the documents `d` that `where`
-    admits, as rows (kind, value, documents) in query/facets.py's order: from the meta_values rows
-    of an indexed key, else from the key's JSON (json_each yields a scalar as itself and an array's
-    elements; an object's members are no values of the key, nor are nulls or nested arrays and
-    objects, which meta_values leaves out as well)."""
+    admits (each once, in a set `allowed` when `filtered`), as rows (kind, value, documents), and
+    first a row (NULL, NULL, the number of documents admitted): one statement, so one snapshot.
+
+    An indexed key is read from the meta_values_facets index alone, in its (key, type, value)
+    order, so strings and booleans are counted as they stream by; numbers are grouped by value
+    across their two types (2 == 2.0). Any other key is read from each document's JSON: json_each
+    yields a scalar as itself and an array's elements (an object's members are no values of the
+    key; nulls and nested arrays and objects are left out, as meta_values leaves them out)."""
+    scope = " AND doc_id IN allowed" if filtered else ""
     if indexed:
-        rows = ("SELECT m.doc_id AS doc_id, m.type AS type, m.value AS value"
-                f" FROM meta_values m JOIN documents d ON d.id = m.doc_id WHERE m.key = ? AND ({where})")
-        row_params = [key, *params]
+        rows = ("SELECT type AS kind, value, count(DISTINCT doc_id) AS n FROM meta_values INDEXED BY"
+                f" meta_values_facets WHERE key = ? AND type NOT IN ('integer', 'real'){scope} GROUP BY type, value"
+                " UNION ALL SELECT 'number', value, count(DISTINCT doc_id) FROM meta_values INDEXED BY"
+                f" meta_values_facets WHERE key = ? AND type IN ('integer', 'real'){scope} GROUP BY value")
+        row_params: list[Any] = [key, key]
     else:
         path = f"'{json_path(key)}'"
-        rows = ("SELECT d.id AS doc_id, e.type AS type, e.value AS value"
-                f" FROM documents d, json_each(d.metadata, {path}) e"
-                f" WHERE json_type(d.metadata, {path}) != 'object' AND ({where})")
-        row_params = list(params)
-    # Whole numbers equal their float form in SQL, so numbers group by value alone; a boolean's
-    # value (json_each gives 1 or 0) is its kind.
-    return (f"SELECT kind, value, count(DISTINCT doc_id) AS n FROM ("
-            f" SELECT doc_id, CASE WHEN type IN ('integer', 'real') THEN 'number' ELSE type END AS kind,"
-            f" CASE WHEN type IN ('true', 'false') THEN NULL ELSE value END AS value FROM ({rows})"
-            f" WHERE type IN ('true', 'false', 'integer', 'real', 'text'))"
-            f" GROUP BY kind, value"
-            f" ORDER BY n DESC, CASE kind WHEN 'false' THEN 0 WHEN 'true' THEN 1 WHEN 'number' THEN 2 ELSE 3 END, value"
-            f" LIMIT ?", [*row_params, limit])
+        rows = ("SELECT CASE WHEN e.type IN ('integer', 'real') THEN 'number' ELSE e.type END AS kind,"
+                " CASE WHEN e.type IN ('true', 'false') THEN NULL ELSE e.value END AS value,"
+                f" count(DISTINCT d.id) AS n FROM documents d, json_each(d.metadata, {path}) e"
+                f" WHERE json_type(d.metadata, {path}) != 'object'"
+                f" AND e.type IN ('true', 'false', 'integer', 'real', 'text'){scope.replace('doc_id', 'd.id')}"
+                " GROUP BY kind, value")
+        row_params = []
+    total = "SELECT count(*) FROM allowed" if filtered else "SELECT count(*) FROM documents"
+    return (f"WITH allowed(id) AS (SELECT d.id FROM documents d WHERE {where})"
+            f" SELECT NULL, NULL, ({total}) UNION ALL SELECT * FROM (SELECT kind, value, n FROM ({rows})"
+            " ORDER BY n DESC, CASE kind WHEN 'false' THEN 0 WHEN 'true' THEN 1 WHEN 'number' THEN 2 ELSE 3 END,"
+            " value LIMIT ?)", [*params, *row_params, limit])
 
 
 def json_value(kind: str, value: Any) -> Any:
