@@ -7,6 +7,7 @@ DEADLINE_EXCEEDED."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,16 @@ def test_the_servers_cross_encoder_is_asks_default(tmp_path: Path, models: Path)
             assert all(r.retriever != "rerank" for a in off for r in a.passage.retrievers)
     finally:
         server.stop(grace=1)
+
+
+def test_the_cli_reranks(served: tuple[str, int, dict[str, str], Server], capsys: pytest.CaptureFixture[str]) -> None:
+    from neardex.client import cli
+
+    base, port, keys, _ = served
+    server = ["--server", f"127.0.0.1:{port}", "--api-key", keys["read"]]
+    assert cli.main(["search", "books", QUERY, "--k", "4", "--mode", "dense", "--rerank", "ce", "--rerank-depth", "3",
+                     "--json", *server]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert [any(r["retriever"] == "rerank" for r in h["retrievers"]) for h in hits] == [True, True, True, False]
+    assert cli.main(["search", "books", QUERY, "--k", "2", "--rerank", "ce", *server]) == 0
+    assert "(rerank 0." in capsys.readouterr().out

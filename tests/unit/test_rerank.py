@@ -217,3 +217,21 @@ def test_both_stores_rerank_alike(tmp_path: Path, ce: str) -> None:
     local, milvus = answers
     assert [i for i, _ in local] == [i for i, _ in milvus]
     assert [e and e[0] for _, e in local] == pytest.approx([e and e[0] for _, e in milvus], abs=1e-5)
+
+
+def test_neardex_index_records_a_default_rerank(tmp_path: Path, ce: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from neardex.client import cli
+    from neardex.indexer.catalog import Catalog
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in DOCS))
+    assert cli.main(["index", str(corpus), "--collection", "docs", "--data-dir", str(tmp_path / "data"),
+                     "--rerank", ce, "--rerank-depth", "5", "--quiet"]) == 0
+    capsys.readouterr()
+    with Catalog(tmp_path / "data") as catalog:
+        col = catalog.get("docs")
+        assert (col.manifest.rerank_model, col.manifest.rerank_depth) == (ce, 5)
+        hits = col.search(QUERY, k=6).hits
+        assert [_rerank_entry(h) is not None for h in hits] == [True] * 5 + [False]

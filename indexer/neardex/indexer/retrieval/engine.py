@@ -521,23 +521,39 @@ class Collection:
             if request.rerank is not None:
                 k = max(k, request.rerank.depth)
             ranking = self._ranking(request, k, timings)
-            ranked, rows = self._reranking(request, ranking, timings)
-            if request.diversity:
-                deadline.check("diversity")
-                reranked = {c.chunk_id: c.score for c in ranking.lists.get("rerank", [])}
-                if reranked:  # MMR chooses among the reranked, by their rerank probability
-                    pool = ranked[: len(reranked)]
-                    ranked = (self._diversified(pool, request.diversity, request.reach, ranking.fetched, reranked)
-                              + ranked[len(reranked):])
-                else:
-                    ranked = self._diversified(ranked, request.diversity, request.reach, ranking.fetched)
+            ranked, rows, fetched = ranking.ranked, ranking.rows, ranking.fetched
+            per_document = request.chunks_per_document
+            if request.rerank is None or not ranked:
+                if request.diversity:
+                    deadline.check("diversity")
+                    ranked = self._diversified(ranked, request.diversity, request.reach, fetched)
+                deadline.check("fetch")
+                t = time.perf_counter()
+                hits = self.materialize(ranked[request.offset : request.reach], ranking.lists, rows,
+                                        ranking.chunks, per_document)
+                timings["fetch"] = _ms(t)
+                timings["total"] = _ms(started)
+                return SearchResult(hits, timings, request.mode)
+            # Everything a reranked answer shows is read inside the view: the cross-encoder's
+            # calls then run outside it, so writes never wait for a model.
             deadline.check("fetch")
             t = time.perf_counter()
-            hits = self.materialize(ranked[request.offset : request.reach], ranking.lists, rows,
-                                    ranking.chunks, request.chunks_per_document)
+            shown = ranked[: max(request.rerank.depth, request.reach)]
+            rows, fetched = self._read(shown, rows, fetched, vectors=bool(request.diversity))
+            rows = self._rows(shown, rows, ranking.chunks, per_document)
             timings["fetch"] = _ms(t)
-            timings["total"] = _ms(started)
-            return SearchResult(hits, timings, request.mode)
+        t = time.perf_counter()
+        ranked, ranking.lists["rerank"] = self._reranked(request.text, request.rerank, shown, rows)
+        timings["rerank"] = _ms(t)
+        if request.diversity:  # MMR chooses among the reranked, by their rerank probability
+            deadline.check("diversity")
+            reranked = {c.chunk_id: c.score for c in ranking.lists["rerank"]}
+            pool = ranked[: len(reranked)]
+            ranked = self._diversified(pool, request.diversity, request.reach, fetched, reranked) + ranked[len(pool):]
+        hits = self.materialize(ranked[request.offset : request.reach], ranking.lists, rows, ranking.chunks,
+                                per_document)
+        timings["total"] = _ms(started)
+        return SearchResult(hits, timings, request.mode)
 
     def _run_grouped(self, request: SearchRequest, timings: dict[str, float], started: float) -> SearchResult:
         """A grouped search (retrieval/grouping.py): the ranking made deeper until the page's
@@ -545,10 +561,14 @@ class Collection:
         depth = grouping.first_depth(request.reach, request.group_size)
         while True:
             ranking = self._ranking(request, max(depth, request.rerank.depth if request.rerank else 0), timings)
-            ranked, rows = self._reranking(request, ranking, timings)
+            ranked, rows = ranking.ranked, self._rows(ranking.ranked, ranking.rows)
+            if request.rerank is not None and ranked:
+                # A grouped search reranks inside the view: its deepening reads again after it.
+                t = time.perf_counter()
+                ranked, ranking.lists["rerank"] = self._reranked(request.text, request.rerank, ranked, rows)
+                timings["rerank"] = timings.get("rerank", 0.0) + _ms(t)
             deadline.check("group")
             t = time.perf_counter()
-            rows = self._rows(ranked, rows)
             groups = grouping.group(ranked, _metadata_in(rows), request.group_by, request.group_size)
             timings["group"] = timings.get("group", 0.0) + _ms(t)
             if (grouping.filled(groups, request.reach, request.group_size) or ranking.exhausted
@@ -649,34 +669,31 @@ class Collection:
             ranked = [c for c in ranked if c.score >= min_score]
         return Ranking(ranked, lists, fetched, rows, chunks, exhausted)
 
-    def _reranking(self, request: SearchRequest, ranking: Ranking,
-                   timings: dict[str, float]) -> tuple[list[Candidate], dict[int, ChunkRow] | None]:
-        """The ranking after the request's rerank stage (unchanged without one), with the rows
-        read on the way; the reranked candidates become the "rerank" retriever's list."""
-        if request.rerank is None or not ranking.ranked:
-            return ranking.ranked, ranking.rows
-        t = time.perf_counter()
-        ranked, ranking.lists["rerank"], rows = self._reranked(request.text, request.rerank, ranking.ranked,
-                                                               ranking.rows)
-        timings["rerank"] = timings.get("rerank", 0.0) + _ms(t)
-        return ranked, rows
+    def _read(self, ranked: list[Candidate], rows: dict[int, ChunkRow] | None, fetched: dict[int, StoredChunk],
+              vectors: bool) -> tuple[dict[int, ChunkRow], dict[int, StoredChunk]]:
+        """The rows (and, with `vectors`, the stored vectors) of the ranked candidates' chunks,
+        those not read yet in one fetch; a candidate deleted since its retrieval has none."""
+        rows, fetched = dict(rows or {}), dict(fetched)
+        missing = [c.chunk_id for c in ranked if c.chunk_id not in rows or (vectors and c.chunk_id not in fetched)]
+        if missing:
+            for chunk in self.store.fetch(missing, vectors=vectors, rows=True):
+                if chunk.row is not None:
+                    rows[chunk.chunk_id] = chunk.row
+                if vectors:
+                    fetched[chunk.chunk_id] = chunk
+        return rows, fetched
 
     def _reranked(self, text: str, reranker: Reranker, ranked: list[Candidate],
-                  rows: dict[int, ChunkRow] | None) -> tuple[list[Candidate], list[Candidate], dict[int, ChunkRow]]:
+                  rows: dict[int, ChunkRow]) -> tuple[list[Candidate], list[Candidate]]:
         """ranked with its first `depth` candidates ordered by the cross-encoder (see
-        retrieval/rerank.py); with them the reranked candidates scored by its probability, best
-        first (the "rerank" retriever's list), and the rows read for them."""
-        top = ranked[: reranker.depth]
-        rows = dict(rows or {})
-        missing = [c.chunk_id for c in top if c.chunk_id not in rows]
-        if missing:
-            rows.update((c.chunk_id, c.row) for c in self.store.fetch(missing, rows=True) if c.row is not None)
-        present = [c for c in top if c.chunk_id in rows]  # the others were deleted since retrieval
+        retrieval/rerank.py; their rows read already), and those candidates scored by its
+        probability, best first: the "rerank" retriever's list."""
+        top = [c for c in ranked[: reranker.depth] if c.chunk_id in rows]  # others were deleted since retrieval
         probability = rerank.scores(reranker.calls, text,
-                                    [rerank.passage(rows[c.chunk_id].title, rows[c.chunk_id].text) for c in present])
+                                    [rerank.passage(rows[c.chunk_id].title, rows[c.chunk_id].text) for c in top])
         order = np.argsort(-probability, kind="stable")
-        scored = [replace(present[i], score=float(probability[i])) for i in order]
-        return [present[i] for i in order] + ranked[reranker.depth :], scored, rows
+        scored = [replace(top[i], score=float(probability[i])) for i in order]
+        return [top[i] for i in order] + ranked[reranker.depth :], scored
 
     def _diversified(self, ranked: list[Candidate], weight: float, n: int,
                      fetched: dict[int, StoredChunk], relevance: dict[int, float] | None = None) -> list[Candidate]:
