@@ -235,3 +235,21 @@ def test_neardex_index_records_a_default_rerank(tmp_path: Path, ce: str, capsys:
         assert (col.manifest.rerank_model, col.manifest.rerank_depth) == (ce, 5)
         hits = col.search(QUERY, k=6).hits
         assert [_rerank_entry(h) is not None for h in hits] == [True] * 5 + [False]
+
+
+def test_groups_follow_the_reranked_order(stores: Stores, ce: str) -> None:
+    """group_by after a rerank: the groups are those of the reranked documents, in the order of
+    each group's best reranked document, and their hits carry the rerank retriever."""
+    collection = stores.create("sites")
+    collection.upsert([Document(d.id, d.text, d.title, {**d.metadata, "site": f"s{i % 3}"})
+                       for i, d in enumerate(DOCS)])
+    ranked = collection.search(QUERY, k=len(DOCS), mode="hybrid", rerank=Rerank(ce, len(DOCS))).hits
+    grouped = collection.search(QUERY, k=3, mode="hybrid", rerank=Rerank(ce, len(DOCS)),
+                                group_by="metadata.site", group_size=2)
+    expected: dict[str, list[str]] = {}
+    for hit in ranked:
+        members = expected.setdefault(hit.metadata["site"], [])
+        if len(members) < 2:
+            members.append(hit.id)
+    assert [(g.value, [h.id for h in g.hits]) for g in grouped.groups] == list(expected.items())
+    assert all(_rerank_entry(h) is not None for g in grouped.groups for h in g.hits)
