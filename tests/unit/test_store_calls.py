@@ -63,3 +63,22 @@ def test_a_hybrid_search_with_feedback_makes_few_store_calls(stores: dict[str, C
     # Counted or not, the answer is the same.
     assert [h.id for h in result.hits] == [h.id for h in expected.hits]
     assert np.allclose([h.score for h in result.hits], [h.score for h in expected.hits])
+
+
+@pytest.mark.parametrize("store", ["local", "milvus"])
+def test_groups_and_matching_chunks_add_no_round_trip_to_hybrid_search(stores: dict[str, Collection],
+                                                                        store: str) -> None:
+    """Matching chunks come from the chunks hybrid scoring read already, and grouping from their
+    rows: a grouped hybrid search with chunks makes the same calls while one ranking fills its
+    groups (60 documents over 3 shelves, 2 groups of 2)."""
+    collection = stores[store]
+    with counting(collection) as proxy:
+        result = collection.search(QUERY, k=2, mode="hybrid", group_by="metadata.shelf", group_size=2,
+                                   chunks_per_document=3)
+    assert sum(proxy.calls.values()) <= MOST_CALLS, dict(proxy.calls)
+    assert len(result.groups) == 2 and all(len(g.hits) == 2 and g.hits[0].chunks for g in result.groups)
+    with counting(collection) as proxy:
+        dense = collection.search(QUERY, k=10, mode="dense", chunks_per_document=3)
+    # retrieve, and one fetch of the hits' rows and their matching chunks' rows.
+    assert sum(proxy.calls.values()) == 2, dict(proxy.calls)
+    assert all(h.chunks for h in dense.hits)
