@@ -17,3 +17,4 @@ def test_kill_9_under_a_mixed_workload_loses_and_half_applies_nothing(tmp_path: 
     assert all(r.killed_at_event for r in results if r.kind != "random"), [(r.kind, r.killed_at_event) for r in results]
     assert all(r.acknowledged_writes > 0 and r.documents_checked > 2000 for r in results)
     assert sum(r.search_found for r in results) == sum(r.search_sample for r in results) > 0
+    assert sum(r.metadata_updates for r in results) > 0

@@ -104,6 +104,7 @@ class TrialResult:
     search_found: int
     search_sample: int
     problems: list[str] = field(default_factory=list)
+    metadata_updates: int = 0  # documents whose metadata update was acknowledged
 
 
 # -- the seeded folder ----------------------------------------------------------------------
@@ -285,7 +286,8 @@ def run_trial(number: int, kind: str, seed_dir: Path, seed_ledger: Ledger, work:
     proc.wait(timeout=30)
     elapsed = time.monotonic() - started
     workload.finish()
-    result = TrialResult(number, kind, hit, round(elapsed, 2), ledger.writes, 0, 0, 0, False, 0, 0)
+    result = TrialResult(number, kind, hit, round(elapsed, 2), ledger.writes, 0, 0, 0, False, 0, 0,
+                         metadata_updates=len(ledger.tags))
 
     checked = run_cli("check", str(data), check=False)
     result.check_clean = checked.returncode == 0
@@ -421,7 +423,7 @@ def run_trials(trials: int, seed: int, work: Path, log: Any = print) -> list[Tri
             f" after {result.seconds_before_kill:>5.1f} s: {result.acknowledged_writes:>5} writes acknowledged,"
             f" {result.documents_checked:>5} documents checked, lost {result.lost}, half-applied"
             f" {result.half_applied}, check {'clean' if result.check_clean else 'NOT clean'}, search"
-            f" {result.search_found}/{result.search_sample}"
+            f" {result.search_found}/{result.search_sample}, metadata updates {result.metadata_updates}"
             + (f"\n    {result.problems[:5]}" if result.problems else ""))
     return results
 
