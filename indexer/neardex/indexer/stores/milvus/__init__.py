@@ -441,7 +441,7 @@ class MilvusStore:
         return f"{field} in [{', '.join(items)}]"
 
     def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-        """Every row matching expr, paged by primary key (a query returns at most 16,384 rows)."""
+        """Every document row matching expr, paged by id (a query returns at most 16,384 rows)."""
         return list(self._iterate(collection, expr, fields))
 
     def _query_in(self, collection: str, field: str, values: Sequence[Any], fields: list[str]) -> list[dict[str, Any]]:
@@ -454,12 +454,21 @@ class MilvusStore:
         return out
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
-        iterator = self.client.query_iterator(collection, filter=expr, output_fields=fields, batch_size=_BATCH * 5)
-        try:
-            while page := iterator.next():
-                yield from page
-        finally:
-            iterator.close()
+        """Pages in id order, each after the last id of the one before, as pymilvus' query_iterator
+        pages, but with the id quoted: the iterator writes it into the next page's expression
+        bare (`doc_id > "<id>"`), which an id holding `"` or `\\` breaks."""
+        after: str | None = None
+        fields = list(dict.fromkeys([*fields, "doc_id"]))
+        while True:
+            cursor = f"doc_id > {quote(after)}" if after is not None else ""
+            page = self.client.query(collection, filter=" and ".join(f"({e})" for e in (cursor, expr) if e),
+                                     output_fields=fields, limit=_BATCH * 5,
+                                     # Milvus' iterator mode: the page is the rows of least ids.
+                                     iterator="True", reduce_stop_for_best="True")
+            if not page:
+                return
+            yield from page
+            after = page[-1]["doc_id"]
 
 
 def _document(row: dict[str, Any]) -> Document:
