@@ -16,6 +16,9 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The document's own vector, in a collection without a model (and only there).
     vector: tuple[float, ...] | None = None
+    # When it stops existing (unix time, seconds); None: never. Not part of the content hash: the
+    # store keeps it beside (expiry.stored_hash).
+    expires_at: float | None = None
 
     def content_hash(self) -> str:
         """Hash of everything that shapes the stored document; unchanged hash means skip."""

@@ -100,6 +100,9 @@ class Manifest:
     model_revision: str = ""
     query_prompt: str = ""
     document_prompt: str = ""
+    # Documents written without an expiry expire this many seconds after their write (0: never);
+    # manifests written before it read as 0.
+    ttl_seconds: int = 0
 
     def to_json(self) -> str:
         data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys),

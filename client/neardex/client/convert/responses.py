@@ -82,6 +82,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         model_revision=message.model_revision,
         query_prompt=message.query_prompt,
         document_prompt=message.document_prompt,
+        ttl_seconds=message.ttl_seconds,
     )
 
 

@@ -23,6 +23,7 @@ from ..embedding.embedder import ENCODERS, DirectCalls, Embedder, ModelCalls, re
 from ..embedding.loading import load_embedder
 from ..embedding.sources import ModelSource, Prompts, find_model, recorded_model
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
+from ..expiry import check_ttl
 from ..files import fsync_path, write_durably
 from ..ingest.chunker import default_overlap
 from ..ingest.encoding import text_window
@@ -155,15 +156,17 @@ class Catalog:
                chunk_tokens: int = 0, overlap_tokens: int = -1, default_mode: str = "",
                encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = (),
                store: str = "", query_prompt: str | None = None,
-               document_prompt: str | None = None, language: str = "") -> Collection:
+               document_prompt: str | None = None, language: str = "", ttl_seconds: int = 0) -> Collection:
         """model is the bundled model's name (or None), a folder, or a Hugging Face id
         (org/name[@revision]); NO_MODEL ("none") makes a collection of the caller's own vectors of
         `dimension`; filters on `indexed_keys` are answered from an index instead of a scan;
         `store` is where its data lives: this folder (the default) or a Milvus instance
         (milvus://HOST:PORT, or a milvus-lite .db file). The prompts go before each query and each
         document text; None takes the model's own (its config_sentence_transformers.json), ""
-        none. `language` is its lexical analyzer's (default: auto)."""
+        none. `language` is its lexical analyzer's (default: auto). Documents written without an
+        expiry expire `ttl_seconds` after their write (0: never)."""
         validate_new_name(name)
+        ttl_seconds = check_ttl(ttl_seconds)
         language = languages.check(language or languages.DEFAULT)
         store = store or LOCAL_STORE
         if store != LOCAL_STORE and not is_milvus(store):
@@ -200,7 +203,7 @@ class Catalog:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
                                                           default_mode, encoder, query_prompt, document_prompt)
             manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store,
-                               language=language)
+                               language=language, ttl_seconds=ttl_seconds)
             # Built aside and renamed into place: a crash leaves no half-made collection. A
             # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
             building = self.root / f"{CREATING}{name}-{os.getpid()}"
@@ -403,6 +406,19 @@ class Catalog:
 
     def calls(self, embedder: Embedder | None) -> ModelCalls | None:
         return self.model_calls(embedder) if embedder is not None else None
+
+    def purge_expired(self) -> dict[str, int]:
+        """Purge the expired documents of every open collection (see Collection.purge_expired);
+        returns how many each lost. One that fails is logged and the others go on."""
+        with self._mutex:
+            collections = dict(self._open)
+        purged: dict[str, int] = {}
+        for name, collection in collections.items():
+            try:
+                purged[name] = collection.purge_expired()
+            except Exception:  # noqa: BLE001 - a purge is tried again at the next round
+                log.exception("collection %s: purging expired documents failed", name)
+        return purged
 
     def close(self, rebuild_wait: float | None = None) -> None:
         """Snapshot and close every open collection; each background index rebuild under way gets

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import deadline
+from .. import deadline, expiry
 from ..documents import Chunk, Document
 from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
 from ..embedding.sources import Prompts
@@ -160,8 +160,10 @@ class Collection:
         """Check a batch and find what it changes: every document is validated, the unchanged
         ones (same content hash as stored) are left out."""
         validate_documents(documents, needs_text=self.has_model)
+        # Each expiry checked, the collection's ttl given to documents without one (from now).
+        documents = expiry.effective(documents, self.manifest.ttl_seconds, time.time())
         own = self._own_vectors(documents)
-        hashes = [d.content_hash() for d in documents]
+        hashes = [expiry.stored_hash(d.content_hash(), d.expires_at) for d in documents]
         stored = self.store.hashes([d.id for d in documents])
         positions = [i for i, (d, h) in enumerate(zip(documents, hashes)) if stored.get(d.id) != h]
         return WritePlan(documents, [(documents[i], hashes[i]) for i in positions],
@@ -209,6 +211,19 @@ class Collection:
         for i, key in enumerate(keys):
             validate_condition(f"keys[{i}]", key, Condition("exists", True))
         self.store.index_metadata(keys)
+
+    def set_ttl(self, ttl_seconds: int) -> None:
+        """The default lifetime of documents written from now on (0: none); stored documents keep
+        the expiry they were written with."""
+        ttl_seconds = expiry.check_ttl(ttl_seconds)
+        if ttl_seconds != self.manifest.ttl_seconds:
+            self.store.save_manifest(replace(self.manifest, ttl_seconds=ttl_seconds))
+
+    def purge_expired(self) -> int:
+        """Delete the documents whose expiry has passed (reads skip them already); returns how
+        many. Through the store's own delete, so every index it keeps stays in step."""
+        deadline.check("purge")
+        return self.store.purge_expired()
 
     def set_language(self, language: str) -> None:
         """Analyse text in another language from now on (see query/languages.py); the lexical

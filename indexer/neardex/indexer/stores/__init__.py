@@ -119,9 +119,15 @@ class Store(Protocol):
 
     def index_metadata(self, keys: Sequence[str]) -> None: ...
 
+    def purge_expired(self) -> int:
+        """Delete the documents whose expiry has passed, through the store's delete (every read
+        leaves them out already); returns how many."""
+
     def checkpoint_after_write(self) -> None: ...
 
     # -- documents ----------------------------------------------------------------------------
+    # Every read below leaves out documents whose expiry (Document.expires_at) has passed, purged
+    # or not: get reports them missing.
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]: ...
 
     def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]: ...
