@@ -4,6 +4,9 @@ Rows, each over every query --repeat times at one client, medians and p99:
 - in-process embed + FAISS search (the floor: model call plus index lookup),
 - in-process Collection.search in dense and in hybrid mode (hybrid's added cost), and hybrid with
   a later page (offset 20) and with diversity 0.5 (MMR),
+- expiry: hybrid with 50 extra documents expiring in an hour (nothing has expired: the plain
+  path), then dense and hybrid with those 50 expired and not purged yet (every read selects the
+  live chunks, as a filter does); they are purged after,
 - Search over gRPC to `neardex serve` in its own process, dense and hybrid.
 
     .venv/bin/python bench/search_latency.py [--repeat 5] [--limit N] [--data-dir DIR --collection NAME]
@@ -17,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
@@ -33,6 +37,30 @@ def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> lis
             t = time.perf_counter()
             call(q)
             out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def expiry_rows(collection: Any, queries: list[str], args: argparse.Namespace) -> dict[str, list[float]]:
+    """Search with 50 extra documents that expire later, then with the same 50 expired and not yet
+    purged; the collection is as it was after (the purge deletes them)."""
+    from neardex.indexer.documents import Document
+
+    base = load_corpus(limit=50)
+    out: dict[str, list[float]] = {}
+
+    def extra(seconds: float) -> list[Document]:
+        return [Document(f"expiring-{d.id}", d.text, d.title, d.metadata, expires_at=time.time() + seconds)
+                for d in base]
+
+    collection.upsert(extra(3600))
+    out["in-process search hybrid, 50 expiring later"] = timed(
+        queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid"))
+    collection.upsert(extra(1.0))
+    time.sleep(1.2)
+    for mode in ("dense", "hybrid"):
+        out[f"in-process search {mode}, 50 expired unpurged"] = timed(
+            queries, args.repeat, lambda q, mode=mode: collection.search(text=q, k=args.k, mode=mode))
+    collection.purge_expired()
     return out
 
 
@@ -70,6 +98,7 @@ def main() -> None:
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", offset=20))
             results["in-process search hybrid, diversity 0.5"] = timed(
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid", diversity=0.5))
+            results.update(expiry_rows(collection, queries, args))
         port = free_port()
         proc = start_serve(data, port)
         try:

@@ -77,11 +77,15 @@ def every_read(col: Collection) -> dict[str, object]:
 
 def test_expired_documents_vanish_from_every_read_before_any_purge(stores: Stores) -> None:
     col = stores.create()
-    paris = expire_soon(DOCS[0], 3)
+    # Found while its expiry is ahead (an hour: no test machine is that slow), with its expiry.
+    paris = expire_soon(DOCS[0], 3600)
     col.upsert([paris, *DOCS[1:]])
     assert "paris" in ids(col.search(QUERY, k=4)) and col.count() == 4
     found, _ = col.get(["paris", "lyon"])
     assert found[0].expires_at == pytest.approx(paris.expires_at) and found[1].expires_at is None
+    # Written again to expire in a moment.
+    paris = expire_soon(DOCS[0])
+    col.upsert([paris])
     wait_past(paris.expires_at)  # type: ignore[arg-type]
     after = every_read(col)
     for read, seen in after.items():
@@ -89,6 +93,8 @@ def test_expired_documents_vanish_from_every_read_before_any_purge(stores: Store
             [i for part in seen for i in part] if isinstance(seen, list) else [])
         assert "paris" not in flat, read
     assert (after["count"], after["count filtered"], after["documents"]) == (3, 1, 3)
+    stats = col.stats()
+    assert (stats.documents, stats.chunks, stats.vectors) == (3, 3, 3)
     assert after["get"] == ["lyon", "seine", "bread"] and after["ids"] == ["bread", "lyon", "seine"]
     assert col.get(["paris"]) == ([], ["paris"])
     # Other documents still fill the pages and the k asked for.
@@ -101,7 +107,6 @@ def test_purge_deletes_expired_documents_everywhere(stores: Stores) -> None:
     col = stores.create(indexed_keys=["topic"])
     docs = [expire_soon(DOCS[0]), expire_soon(DOCS[1]), *DOCS[2:]]
     col.upsert(docs)
-    assert col.purge_expired() == 0  # nothing has expired yet
     wait_past(docs[1].expires_at)  # type: ignore[arg-type]
     assert col.purge_expired() == 2
     assert col.purge_expired() == 0
@@ -244,9 +249,51 @@ def test_milvus_collections_made_before_expiry_refuse_it(tmp_path: Path) -> None
         # As a collection whose rows have no expires_at field opens (Milvus cannot add one).
         col.store.can_expire = False  # type: ignore[attr-defined]
         assert col.count() == 4 and col.purge_expired() == 0
-        with pytest.raises(FailedPrecondition, match=r"^documents\[\]\.expires_at: .*never expire"):
+        with pytest.raises(FailedPrecondition, match=r"^documents\[0\]\.expires_at: .*never expire"):
             col.upsert([expire_soon(DOCS[0], 60)])
         with pytest.raises(FailedPrecondition, match=r"^ttl_seconds: "):
             col.set_ttl(60)
     finally:
         stores.close()
+
+
+def test_records_carry_their_expiry_and_bad_ones_name_the_line(tmp_path: Path) -> None:
+    from neardex.indexer.ingest.readers import FieldNames, ReadError, read_documents
+
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "text": "x", "expires_at": 4102444800}\n'
+                    '{"id": "b", "text": "y", "expires_at": "2100-01-01T00:00:00Z"}\n'
+                    '{"id": "c", "text": "z", "expires_at": "2100-01-01T01:00:00+01:00", "tag": 1}\n'
+                    '{"id": "d", "text": "w"}\n')
+    docs = list(read_documents(path, "jsonl", FieldNames()))
+    assert [d.expires_at for d in docs] == [4102444800.0, 4102444800.0, 4102444800.0, None]
+    assert docs[2].metadata == {"tag": 1}  # the expiry is not metadata
+    path.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y", "expires_at": "next tuesday"}\n')
+    with pytest.raises(ReadError, match=r"docs\.jsonl:2: expires_at: 'next tuesday' is neither"):
+        list(read_documents(path, "jsonl", FieldNames()))
+
+
+def test_neardex_index_ttl_and_a_record_expiry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from neardex.client import cli
+    from neardex.indexer.catalog import Catalog
+
+    path = tmp_path / "docs.jsonl"
+    soon = time.time() + 600
+    path.write_text(f'{{"id": "a", "text": "Paris is the capital of France.", "expires_at": {soon}}}\n'
+                    '{"id": "b", "text": "Lyon is a French city."}\n')
+    data = tmp_path / "data"
+    assert cli.main(["index", str(path), "--collection", "docs", "--data-dir", str(data), "--ttl", "3600",
+                     "--quiet"]) == 0
+    with Catalog(data) as catalog:
+        col = catalog.get("docs")
+        assert col.manifest.ttl_seconds == 3600
+        found = {d.id: d.expires_at for d in col.get(["a", "b"])[0]}
+        assert found["a"] == pytest.approx(soon) and found["b"] > time.time() + 3500  # type: ignore[operator]
+    # --ttl 0 on an existing collection turns the default off for later writes.
+    assert cli.main(["index", str(path), "--collection", "docs", "--data-dir", str(data), "--ttl", "0",
+                     "--quiet"]) == 0
+    with Catalog(data) as catalog:
+        assert catalog.get("docs").manifest.ttl_seconds == 0
+    with pytest.raises(SystemExit):
+        cli.main(["index", str(path), "--collection", "docs", "--data-dir", str(data), "--ttl", "-1"])
+    assert "--ttl: must not be negative" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from .. import deadline, expiry
 from ..documents import Chunk, Document
 from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
 from ..embedding.sources import Prompts
-from ..errors import InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..ingest.chunker import Chunker
 from ..ingest.encoding import DocumentEncoder, Prepared
 from ..query import analysis, languages
@@ -162,6 +162,13 @@ class Collection:
         validate_documents(documents, needs_text=self.has_model)
         # Each expiry checked, the collection's ttl given to documents without one (from now).
         documents = expiry.effective(documents, self.manifest.ttl_seconds, time.time())
+        if not self.store.can_expire:
+            for i, doc in enumerate(documents):
+                if doc.expires_at is not None:
+                    raise FailedPrecondition(
+                        f"documents[{i}].expires_at: collection {self.manifest.name!r} keeps no expiry (a Milvus"
+                        " collection made before documents could expire: Milvus cannot add the field); its"
+                        " documents never expire. Index them into a new collection to use expiry")
         own = self._own_vectors(documents)
         hashes = [expiry.stored_hash(d.content_hash(), d.expires_at) for d in documents]
         stored = self.store.hashes([d.id for d in documents])

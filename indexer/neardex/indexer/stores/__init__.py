@@ -96,6 +96,8 @@ class LanguageCounts:
 
 class Store(Protocol):
     manifest: Manifest
+    # Whether its documents can expire: False only in Milvus collections made before expiry.
+    can_expire: bool
     # The analyzer its lexical index holds the terms of: queries are analysed with it.
     analyzer: Analyzer
 

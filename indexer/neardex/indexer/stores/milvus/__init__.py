@@ -200,8 +200,8 @@ class MilvusStore:
         if self.can_expire:
             for doc, _ in changed:
                 metadata[doc.id]["expires_at"] = doc.expires_at or 0.0
-        elif any(doc.expires_at is not None for doc, _ in changed):
-            raise self._no_expiry("documents[].expires_at")
+        elif (late := next((doc for doc, _ in changed if doc.expires_at is not None), None)) is not None:
+            raise self._no_expiry(f"expires_at of document {late.id!r}")  # the engine names its place first
         lexical, found = self.analyzer.documents((doc.title, doc.text, texts)
                                                  for (doc, _), (_, texts) in zip(changed, prepared))
         rows, row = [], 0
