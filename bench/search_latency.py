@@ -5,6 +5,9 @@ Rows, each over every query --repeat times at one client, medians and p99:
 - in-process Collection.search in dense and in hybrid mode (hybrid's added cost), and hybrid with
   a later page (offset 20), with diversity 0.5 (MMR), grouped by a metadata key (group_by, 2
   documents per group), with 3 matching chunks per hit and with a rerank of depth 50,
+- expiry: hybrid with 50 extra documents expiring in an hour (nothing has expired: the plain
+  path), then dense and hybrid with those 50 expired and not purged yet (every read selects the
+  live chunks, as a filter does); they are purged after,
 - Search over gRPC to `neardex serve` in its own process, dense and hybrid, and hybrid with a
   rerank of depth 50.
 
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from common import ROOT, load_corpus, load_queries, median, percentile, print_table, write_result
 
@@ -55,6 +59,30 @@ def timed(queries: list[str], repeat: int, call: Callable[[str], object]) -> lis
             t = time.perf_counter()
             call(q)
             out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def expiry_rows(collection: Any, queries: list[str], args: argparse.Namespace) -> dict[str, list[float]]:
+    """Search with 50 extra documents that expire later, then with the same 50 expired and not yet
+    purged; the collection is as it was after (the purge deletes them)."""
+    from neardex.indexer.documents import Document
+
+    base = load_corpus(limit=50)
+    out: dict[str, list[float]] = {}
+
+    def extra(seconds: float) -> list[Document]:
+        return [Document(f"expiring-{d.id}", d.text, d.title, d.metadata, expires_at=time.time() + seconds)
+                for d in base]
+
+    collection.upsert(extra(3600))
+    out["in-process search hybrid, 50 expiring later"] = timed(
+        queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid"))
+    collection.upsert(extra(1.0))
+    time.sleep(1.2)
+    for mode in ("dense", "hybrid"):
+        out[f"in-process search {mode}, 50 expired unpurged"] = timed(
+            queries, args.repeat, lambda q, mode=mode: collection.search(text=q, k=args.k, mode=mode))
+    collection.purge_expired()
     return out
 
 
@@ -109,6 +137,7 @@ def main() -> None:
             results["in-process search hybrid, 3 chunks per document"] = timed(
                 queries, args.repeat, lambda q: collection.search(text=q, k=args.k, mode="hybrid",
                                                                   chunks_per_document=3))
+            results.update(expiry_rows(collection, queries, args))
         port = free_port()
         proc = start_serve(data, port, 0, "--model-dir", str(Path(reranker).parent))
         try:

@@ -184,3 +184,49 @@ def test_kill_9_after_deletes_and_updates_keeps_them(tmp_path: Path) -> None:
     finally:
         if server is not None:
             _kill(server)
+
+
+def test_kill_9_keeps_expiries_and_expired_documents_stay_gone(tmp_path: Path) -> None:
+    """Expiries are stored with the acknowledged write: after a kill -9 and a restart, a document
+    whose expiry has passed is gone (whether the restart's purge or a read's clock got there
+    first), the others keep theirs, and store, index and check agree."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from neardex.indexer.stores.local import check
+
+    data_dir = tmp_path / "data"
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        server, target = _serve(data_dir)
+        with Client(target, timeout=TIMEOUT) as client:
+            client.create_collection(COLLECTION, ttl_seconds=3600)
+            soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+            later = datetime.now(timezone.utc) + timedelta(days=1)
+            docs = list(_documents(24))
+            expiring = [{**d, "expires_at": soon} for d in docs[:8]]
+            lasting = [{**d, "expires_at": later} for d in docs[8:16]]
+            ack = client.upsert(COLLECTION, [*expiring, *lasting, *docs[16:]], batch_size=BATCH)
+            assert len(ack.ids) == 24
+        _kill(server)
+        time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+
+        server, target = _serve(data_dir)
+        with Client(target, timeout=TIMEOUT) as client:
+            found = client.get(COLLECTION, [d["id"] for d in docs])
+            assert found.missing == [d["id"] for d in expiring]
+            by_id = {d.id: d.expires_at for d in found.documents}
+            assert all(abs(by_id[d["id"]] - later) < timedelta(milliseconds=1) for d in lasting)
+            # The collection's ttl came back with it: counted from the (acknowledged) write.
+            assert all(by_id[d["id"]] > later - timedelta(hours=23, minutes=1) for d in docs[16:])
+            assert client.count(COLLECTION) == 16
+            hits = client.search(COLLECTION, _text(0), k=24).hits
+            assert not {h.id for h in hits} & {d["id"] for d in expiring}
+            info = client.info(COLLECTION)
+            assert (info.documents, info.ttl_seconds) == (16, 3600)
+        server = _stop_and_check_store(server, data_dir, 16)
+        report = check.check(data_dir / COLLECTION)
+        assert report.ok and report.documents == 16, report
+    finally:
+        if server is not None:
+            _kill(server)

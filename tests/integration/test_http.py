@@ -265,6 +265,8 @@ def test_facets_over_http_grpc_and_both_clients(served: tuple[str, int, dict[str
     import asyncio
 
     assert asyncio.run(facet_async()) == [(True, 1), (1, 1)]
+
+
 def test_groups_and_matched_chunks_over_http_grpc_and_both_clients(served: tuple[str, int, dict[str, str]]) -> None:
     base, port, keys = served
     admin, read = keys["admin"], keys["read"]
@@ -325,3 +327,82 @@ def test_groups_and_matched_chunks_over_http_grpc_and_both_clients(served: tuple
             client.search("pages", query["text"], group_by="site")
         with pytest.raises(InvalidArgument, match="chunks_per_document: "):
             client.search("pages", query["text"], chunks_per_document=-1)
+
+
+def test_expiry_over_http_grpc_and_both_clients(tmp_path: Path) -> None:
+    """Expiry's HTTP shape (RFC 3339 `expiresAt`, int64 `ttlSeconds` as a string), its refusals,
+    expired documents gone from every read, and the server's own purge; then the two clients."""
+    import asyncio
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from neardex.client import AsyncClient, Document, InvalidArgument
+
+    server, port = create_server(Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=0, metrics_port=0,
+                                          http_port=0, purge_interval_s=0.5))
+    base = f"http://127.0.0.1:{server.http_port}"
+    try:
+        status, info = post(base, "CreateCollection", {"name": "news", "ttlSeconds": "3600"})
+        assert status == 200 and info["ttlSeconds"] == "3600"
+        soon = datetime.now(timezone.utc) + timedelta(seconds=8)  # the checks below run meanwhile
+        stamp = soon.isoformat().replace("+00:00", "Z")
+        books = [{**BOOKS[0], "expiresAt": stamp}, BOOKS[1]]
+        assert post(base, "Upsert", {"collection": "news", "documents": books})[0] == 200
+        got = post(base, "Get", {"collection": "news", "ids": ["nile", "andes"]})[1]["documents"]
+        assert abs(datetime.fromisoformat(got[0]["expiresAt"]) - soon) < timedelta(milliseconds=1)
+        assert datetime.fromisoformat(got[1]["expiresAt"]) > datetime.now(timezone.utc) + timedelta(minutes=59)
+        # Refusals name the field.
+        past = {**BOOKS[0], "id": "old", "expiresAt": "2001-01-01T00:00:00Z"}
+        status, error = post(base, "Upsert", {"collection": "news", "documents": [BOOKS[1], past]})
+        assert (status, error["code"]) == (400, "invalid_argument")
+        assert error["message"].startswith("documents[1].expires_at: ") and "in the past" in error["message"]
+        for method, body in (("CreateCollection", {"name": "bad", "ttlSeconds": "-1"}),
+                             ("UpdateCollection", {"name": "news", "ttlSeconds": "-1"})):
+            status, error = post(base, method, body)
+            assert (status, error["code"]) == (400, "invalid_argument") and error["message"].startswith("ttl_seconds: ")
+        status, info = post(base, "UpdateCollection", {"name": "news", "ttlSeconds": "0"})
+        assert status == 200 and "ttlSeconds" not in info
+        time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+        query = {"collection": "news", "text": "which way does the Nile flow", "topK": 5}
+        for mode in ("SEARCH_MODE_DENSE", "SEARCH_MODE_LEXICAL", "SEARCH_MODE_HYBRID"):
+            hits = post(base, "Search", {**query, "mode": mode, "topK": 5})[1].get("hits", [])
+            assert "nile" not in [h["id"] for h in hits], mode
+        batch = post(base, "BatchSearch", {"requests": [query, {**query, "diversity": 0.5}]})[1]["responses"]
+        assert all(h["id"] != "nile" for r in batch for h in r.get("hits", []))
+        answers = post(base, "Ask", {"collection": "news", "question": "Where does the Nile flow?"})[1]
+        assert all(a["passage"]["id"] != "nile" for a in answers.get("answers", []))
+        assert post(base, "Get", {"collection": "news", "ids": ["nile"]})[1]["missing"] == ["nile"]
+        assert post(base, "Count", {"collection": "news"})[1]["count"] == "1"
+        assert [d["id"] for d in post(base, "Scroll", {"collection": "news"})[1]["documents"]] == ["andes"]
+        # The server's purge gives the space back through the store's delete.
+        store = server.catalog.get("news").store
+        deadline = time.time() + 30
+        while len(store.chunk_ids()) > 1 and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(store.chunk_ids()) == 1 and store.index.live == 1
+
+        with Client(f"127.0.0.1:{port}", timeout=60) as client:
+            info = client.create_collection("mail", ttl_seconds=600)
+            assert info.ttl_seconds == 600
+            later = datetime.now(timezone.utc) + timedelta(hours=1)
+            client.upsert("mail", [Document(id="a", text="The Nile flows north.", expires_at=later),
+                                   Document(id="b", text="The Andes are long.")])
+            found = client.get("mail", ["a", "b"]).documents
+            assert abs(found[0].expires_at - later) < timedelta(milliseconds=1)
+            assert found[1].expires_at > later - timedelta(minutes=51)
+            assert client.update_collection("mail", ttl_seconds=0).ttl_seconds == 0
+            with pytest.raises(InvalidArgument, match=r"documents\[0\]\.expires_at"):
+                client.upsert("mail", [Document(id="c", text="late", expires_at=datetime(2001, 1, 1))])
+            with pytest.raises(InvalidArgument, match="ttl_seconds"):
+                client.create_collection("bad", ttl_seconds=-1)
+
+        async def in_async() -> None:
+            async with AsyncClient(f"127.0.0.1:{port}", timeout=60) as aclient:
+                assert (await aclient.info("mail")).ttl_seconds == 0
+                assert (await aclient.update_collection("mail", ttl_seconds=5)).ttl_seconds == 5
+                docs = (await aclient.get("mail", ["a"])).documents
+                assert docs[0].expires_at is not None and docs[0].expires_at.tzinfo is not None
+
+        asyncio.run(in_async())
+    finally:
+        server.stop(grace=1)

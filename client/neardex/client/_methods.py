@@ -290,6 +290,7 @@ class Api:
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         rerank: str | Mapping[str, Any] | None = None,
+        ttl_seconds: int | None = None,
         exist_ok: bool = False,
         timeout: float | None = None,
     ) -> Plan[CollectionInfo]:
@@ -306,7 +307,9 @@ class Api:
         the model's own prompts, ``""`` none. ``language`` is its lexical analyzer's: "auto" (the
         default: each document and query in the language detected), "none" (case and diacritic
         folding only) or a Snowball language ("german" or "de"). ``rerank`` is its searches' and
-        questions' default rerank stage (see :meth:`search`). With ``exist_ok`` an existing
+        questions' default rerank stage (see :meth:`search`). Documents written without
+        ``expires_at`` expire ``ttl_seconds`` after their write (None or 0: never): expired
+        documents vanish from every read at once and are purged in the background. With ``exist_ok`` an existing
         collection is returned as it is, whatever its settings."""
         prepared = calls.CREATE_COLLECTION.prepare(
             name,
@@ -323,6 +326,7 @@ class Api:
             query_prompt=query_prompt,
             document_prompt=document_prompt,
             rerank=rerank,
+            ttl_seconds=ttl_seconds,
         )
         try:
             return (yield Invoke(prepared, timeout))
@@ -358,11 +362,15 @@ class Api:
 
     @unary
     def update_collection(
-        self, name: str, *, language: str | None = None, timeout: float | None = None
+        self, name: str, *, language: str | None = None, ttl_seconds: int | None = None,
+        timeout: float | None = None,
     ) -> Plan[CollectionInfo]:
         """Change a collection's settings: ``language`` its lexical analyzer's (the lexical index
-        is rebuilt in the background; ``lexical_language`` says which one answers meanwhile)."""
-        return (yield Invoke(calls.UPDATE_COLLECTION.prepare(name, language=language), timeout))
+        is rebuilt in the background; ``lexical_language`` says which one answers meanwhile);
+        ``ttl_seconds`` the lifetime of documents written from now on (0: none; documents
+        stored keep their expiry). None leaves a setting as it is."""
+        return (yield Invoke(calls.UPDATE_COLLECTION.prepare(name, language=language, ttl_seconds=ttl_seconds),
+                             timeout))
 
     @unary
     def delete_collection(self, name: str, *, timeout: float | None = None) -> Plan[None]:

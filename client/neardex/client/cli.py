@@ -191,6 +191,9 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--language", default=None, metavar="LANG",
                    help="change the collection's lexical analyzer (auto, none, or a Snowball language by name or"
                         " ISO code); its lexical index is rebuilt in the background")
+    p.add_argument("--ttl", type=int, default=None, metavar="SECONDS",
+                   help="change the collection's ttl: documents written from now on without an expiry expire"
+                        " SECONDS after their write (0: never; stored documents keep theirs)")
     add_server_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_collections)
@@ -450,11 +453,12 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
-    if args.language is not None and not args.name:
-        raise SystemExit("neardex collections: --language needs the collection's name")
+    for flag, value in (("--language", args.language), ("--ttl", args.ttl)):
+        if value is not None and not args.name:
+            raise SystemExit(f"neardex collections: {flag} needs the collection's name")
     with connect(args) as client:
-        if args.language is not None:
-            client.update_collection(args.name, language=args.language)
+        if args.language is not None or args.ttl is not None:
+            client.update_collection(args.name, language=args.language, ttl_seconds=args.ttl)
         infos = [client.info(args.name)] if args.name else client.collections()
     if args.json:
         print(json.dumps([i.model_dump() for i in infos], indent=2))
@@ -468,7 +472,8 @@ def cmd_collections(args: argparse.Namespace) -> int:
                    if info.query_prompt or info.document_prompt else "")
         rerank = (f", rerank {info.rerank.model} (depth {info.rerank.depth or 50})" if info.rerank else "")
         print(f"{info.name}{aliases}: {info.documents} documents, {info.chunks} chunks, {info.index_kind} index,"
-              f" model {info.model}{prompts}{rerank}, default mode {info.default_mode}, language {_language(info)}")
+              f" model {info.model}{prompts}{rerank}, default mode {info.default_mode}, language {_language(info)}"
+              + (f", ttl {info.ttl_seconds} s" if info.ttl_seconds else ""))
     return 0
 
 

@@ -10,6 +10,7 @@ is whole, ``2.0``, also comes back as ``2``, as in JSON).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +81,10 @@ class Document(_Frozen):
     metadata: dict[str, Any] = Field(default_factory=dict)
     vector: list[float] | None = None
     chunk_vectors: list[list[float]] = Field(default_factory=list)
+    # When the document stops existing (a datetime; naive ones are UTC; must be in the future
+    # when written). None: never, or the collection's ttl_seconds after the write; returned as
+    # stored, in UTC.
+    expires_at: datetime | None = None
 
 
 class RetrieverScore(_Frozen):
@@ -201,6 +206,8 @@ class CollectionInfo(_Frozen):
     document_prompt: str = ""
     # The default rerank stage of its searches and questions; None: none.
     rerank: Rerank | None = None
+    # Documents written without expires_at expire this many seconds after their write (0: never).
+    ttl_seconds: int = 0
 
 
 class UpsertResult(_Frozen):

@@ -24,13 +24,19 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The document's own vector, in a collection without a model (and only there).
     vector: tuple[float, ...] | None = None
+    # When it stops existing (unix time, seconds); None: never. Part of the content hash: it is
+    # stored with the document's row, which a metadata-only rewrite does not touch.
+    expires_at: float | None = None
 
     def content_hash(self) -> str:
         """Hash of what the chunks and their vectors depend on (title, text, and the document's own
-        vector where it brings one): when it is unchanged, nothing is embedded again."""
+        vector where it brings one), and of its expiry (a ttl renews it with each write): when it
+        is unchanged, nothing is embedded again."""
         parts: list[Any] = [self.title, self.text]
         if self.vector is not None:
             parts.append(list(self.vector))
+        if self.expires_at is not None:
+            parts.append({"expires_at": repr(float(self.expires_at))})
         return _digest(parts)
 
     def metadata_hash(self) -> str:

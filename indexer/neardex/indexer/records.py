@@ -104,6 +104,9 @@ class Manifest:
     # Hugging Face id, and the candidates it reads (0: the default depth). "": none.
     rerank_model: str = ""
     rerank_depth: int = 0
+    # Documents written without an expiry expire this many seconds after their write (0: never);
+    # manifests written before it read as 0.
+    ttl_seconds: int = 0
 
     def to_json(self) -> str:
         data = {**self.__dict__, "index": self.index.to_dict(), "indexed_keys": list(self.indexed_keys),

@@ -1,4 +1,7 @@
+import datetime
+
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -44,7 +47,7 @@ class IndexSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., params: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension", "indexed_keys", "store", "language", "query_prompt", "document_prompt", "rerank")
+    __slots__ = ("name", "model", "index", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "dimension", "indexed_keys", "store", "language", "query_prompt", "document_prompt", "rerank", "ttl_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +62,7 @@ class CreateCollectionRequest(_message.Message):
     QUERY_PROMPT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_PROMPT_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     index: IndexSpec
@@ -73,18 +77,21 @@ class CreateCollectionRequest(_message.Message):
     query_prompt: str
     document_prompt: str
     rerank: Rerank
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., language: _Optional[str] = ..., query_prompt: _Optional[str] = ..., document_prompt: _Optional[str] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ...) -> None: ...
+    ttl_seconds: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[_Union[IndexSpec, _Mapping]] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., dimension: _Optional[int] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., language: _Optional[str] = ..., query_prompt: _Optional[str] = ..., document_prompt: _Optional[str] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class UpdateCollectionRequest(_message.Message):
-    __slots__ = ("name", "language")
+    __slots__ = ("name", "language", "ttl_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     language: str
-    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
+    ttl_seconds: int
+    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys", "aliases", "store", "state", "reason", "language", "lexical_language", "languages", "model_revision", "query_prompt", "document_prompt", "rerank")
+    __slots__ = ("name", "documents", "chunks", "vectors", "dimension", "model", "index_kind", "bytes", "chunk_tokens", "overlap_tokens", "default_mode", "encoder", "index_params", "indexed_keys", "aliases", "store", "state", "reason", "language", "lexical_language", "languages", "model_revision", "query_prompt", "document_prompt", "rerank", "ttl_seconds")
     class IndexParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +131,7 @@ class CollectionInfo(_message.Message):
     QUERY_PROMPT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_PROMPT_FIELD_NUMBER: _ClassVar[int]
     RERANK_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     documents: int
     chunks: int
@@ -149,7 +157,8 @@ class CollectionInfo(_message.Message):
     query_prompt: str
     document_prompt: str
     rerank: Rerank
-    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., reason: _Optional[str] = ..., language: _Optional[str] = ..., lexical_language: _Optional[str] = ..., languages: _Optional[_Mapping[str, int]] = ..., model_revision: _Optional[str] = ..., query_prompt: _Optional[str] = ..., document_prompt: _Optional[str] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ...) -> None: ...
+    ttl_seconds: int
+    def __init__(self, name: _Optional[str] = ..., documents: _Optional[int] = ..., chunks: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., model: _Optional[str] = ..., index_kind: _Optional[str] = ..., bytes: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., overlap_tokens: _Optional[int] = ..., default_mode: _Optional[_Union[SearchMode, str]] = ..., encoder: _Optional[str] = ..., index_params: _Optional[_Mapping[str, int]] = ..., indexed_keys: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ..., store: _Optional[str] = ..., state: _Optional[_Union[CollectionState, str]] = ..., reason: _Optional[str] = ..., language: _Optional[str] = ..., lexical_language: _Optional[str] = ..., languages: _Optional[_Mapping[str, int]] = ..., model_revision: _Optional[str] = ..., query_prompt: _Optional[str] = ..., document_prompt: _Optional[str] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
@@ -186,20 +195,22 @@ class IndexMetadataRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "title", "metadata", "vector", "chunk_vectors")
+    __slots__ = ("id", "text", "title", "metadata", "vector", "chunk_vectors", "expires_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     CHUNK_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     title: str
     metadata: _struct_pb2.Struct
     vector: Vector
     chunk_vectors: _containers.RepeatedCompositeFieldContainer[Vector]
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., chunk_vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., chunk_vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "documents")

@@ -27,6 +27,7 @@ from . import metrics
 from .auth import KeyStore
 from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
 from .http import AsgiServer, HttpLimits, connect_app, metrics_app
+from .purge import Purger
 from .scheduler import ModelScheduler
 from .service import NeardexService
 from .settings import Settings
@@ -52,9 +53,12 @@ class Server:
     pool: CallPool | None = None
     gate: Gate | None = None  # the one interceptor, for transports mounted beside gRPC
     servicer: Any = None
+    purger: Purger | None = None
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
+        if self.purger is not None:
+            self.purger.stop()
         if self.http_server is not None:
             self.http_server.stop()
         self.grpc_server.stop(grace).wait()
@@ -170,8 +174,9 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         catalog.close()
         raise
     http_port = http_server.port if http_server is not None else 0
+    purger = Purger(catalog, settings.purge_interval_s).start()
     return Server(server, catalog, health_servicer, port, schedulers, keys, metrics_server, http_server,
-                  http_port, pool, gate, servicer), port
+                  http_port, pool, gate, servicer, purger), port
 
 
 def edge_limits(settings: Settings) -> HttpLimits:

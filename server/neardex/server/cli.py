@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
     _language_option(p, " of a new collection")
+    p.add_argument("--ttl", type=seconds, default=None, metavar="SECONDS",
+                   help="documents written without an expires_at field expire SECONDS after their write"
+                        " (the collection's ttl, set on a new collection or changed on an existing one; 0: never)")
     _device_option(p, " here (not with --server)")
     p.add_argument("--store", default="", metavar="URI",
                    help="where a new collection's data lives: local (the data folder, default),"
@@ -230,6 +234,17 @@ def _setting(name: str, what: str = "") -> str:
     return f"(default: {shown}; ${'NEARDEX_' + name.upper()})"
 
 
+def seconds(text: str) -> int:
+    """A whole number of seconds, 0 or more (a ttl; 0 turns it off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 def port_number(text: str) -> int:
     try:
         value = int(text)
@@ -356,7 +371,8 @@ def _collection_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(model=args.model, index=args.index, chunk_tokens=args.chunk_tokens,
                 overlap_tokens=args.overlap_tokens, default_mode=args.mode, encoder=args.encoder, store=args.store,
                 language=args.language, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
-                rerank=Rerank(args.rerank or "", args.rerank_depth) if args.rerank or args.rerank_depth else None)
+                rerank=Rerank(args.rerank or "", args.rerank_depth) if args.rerank or args.rerank_depth else None,
+                ttl_seconds=args.ttl or 0)
 
 
 @contextlib.contextmanager
@@ -375,6 +391,8 @@ def _local_target(args: argparse.Namespace) -> Iterator[Any]:
         with Catalog(data_dir, default_encoder=settings.default_encoder, device=args.device or settings.device) as catalog:
             existed = catalog.exists(args.collection)
             collection = catalog.get_or_create(args.collection, **_collection_options(args))
+            if args.ttl is not None and existed:
+                collection.set_ttl(args.ttl)
             try:
                 yield collection
             except BaseException:
@@ -396,9 +414,10 @@ class _RemoteTarget:
     def upsert(self, documents: Sequence[Any]) -> Any:
         from neardex.client import Document as WireDocument
 
-        return self.client.upsert(self.collection, [WireDocument(id=d.id, text=d.text, title=d.title,
-                                                                 metadata=d.metadata) for d in documents],
-                                  batch_size=max(len(documents), 1))
+        return self.client.upsert(self.collection, [
+            WireDocument(id=d.id, text=d.text, title=d.title, metadata=d.metadata,
+                         expires_at=None if d.expires_at is None else datetime.fromtimestamp(d.expires_at, timezone.utc))
+            for d in documents], batch_size=max(len(documents), 1))
 
     def all_ids(self) -> set[str]:
         pages = self.client.scroll_all(self.collection, page_size=1000, text=False, metadata=False)
@@ -421,7 +440,9 @@ def _remote_target(args: argparse.Namespace) -> Iterator[_RemoteTarget]:
             default_mode=args.mode or None, encoder=args.encoder or None, store=args.store or None,
             language=args.language or None, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
             rerank={"model": args.rerank or "", "depth": args.rerank_depth} if args.rerank or args.rerank_depth else None,
-            exist_ok=True)
+            ttl_seconds=args.ttl, exist_ok=True)
+        if args.ttl is not None:
+            client.update_collection(args.collection, ttl_seconds=args.ttl)
         yield _RemoteTarget(client, args.collection)
 
 

@@ -89,7 +89,23 @@ def python_to_value(value: Any) -> struct_pb2.Value:
 
 def documents_from_pb(docs: Any) -> list[Document]:
     return [Document(d.id, d.text, d.title, struct_to_dict(d.metadata),
-                     tuple(d.vector.values) if d.HasField("vector") else None) for d in docs]
+                     tuple(d.vector.values) if d.HasField("vector") else None,
+                     expires_at_from_pb(d.expires_at, f"documents[{i}].expires_at") if d.HasField("expires_at") else None)
+            for i, d in enumerate(docs)]
+
+
+def expires_at_from_pb(stamp: Any, field: str) -> float:
+    """A Timestamp as unix seconds; whether it is in the future is the engine's check
+    (expiry.check_expiry), made for every transport and for library callers alike."""
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument(f"{field}: nanos must be 0 to 999,999,999, got {stamp.nanos}")
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def expires_at_to_pb(value: float, message: Any) -> None:
+    seconds = math.floor(value)
+    message.expires_at.seconds = seconds
+    message.expires_at.nanos = min(999_999_999, round((value - seconds) * 1e9))
 
 
 def document_to_pb(doc: Document, fields: pb.Fields | None = None,
@@ -97,8 +113,13 @@ def document_to_pb(doc: Document, fields: pb.Fields | None = None,
     """The document with the parts `fields` asks for (text and metadata by default); with
     fields.vectors, its chunks' vectors and their normalized mean."""
     if fields is None:
-        return pb.Document(id=doc.id, text=doc.text, title=doc.title, metadata=dict_to_struct(doc.metadata))
+        message = pb.Document(id=doc.id, text=doc.text, title=doc.title, metadata=dict_to_struct(doc.metadata))
+        if doc.expires_at is not None:
+            expires_at_to_pb(doc.expires_at, message)
+        return message
     message = pb.Document(id=doc.id, title=doc.title, text="" if fields.no_text else doc.text)
+    if doc.expires_at is not None:
+        expires_at_to_pb(doc.expires_at, message)
     metadata = selected_metadata(doc.metadata, fields)
     if metadata is not None:
         message.metadata.CopyFrom(dict_to_struct(metadata))
@@ -283,6 +304,7 @@ def collection_to_pb(collection: Collection, aliases: list[str] | None = None) -
         languages=m.languages, model_revision=m.model_revision, query_prompt=m.query_prompt,
         document_prompt=m.document_prompt,
         rerank=pb.Rerank(model=m.rerank_model, depth=m.rerank_depth) if m.rerank_model else None,
+        ttl_seconds=m.ttl_seconds,
     )
 
 

@@ -25,6 +25,7 @@ from neardex.indexer.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from neardex.indexer.expiry import check_ttl
 from neardex.indexer.ingest.chunker import Chunker, default_overlap
 from neardex.indexer.query.analysis import Analyzer
 from neardex.indexer.records import IndexSpec, SearchResult
@@ -89,6 +90,7 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
             query_prompt=request.query_prompt if request.HasField("query_prompt") else None,
             document_prompt=request.document_prompt if request.HasField("document_prompt") else None,
             rerank=default_rerank,
+            ttl_seconds=request.ttl_seconds,
         )
         self._sizes(collection)
         return convert.collection_to_pb(collection)
@@ -187,9 +189,14 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
 
     def UpdateCollection(self, request: pb.UpdateCollectionRequest, context: Any) -> pb.CollectionInfo:
         collection = self.catalog.get(request.name)
-        if not request.language:
-            raise InvalidArgument("language: give a setting to change")
-        collection.set_language(request.language)
+        if not request.language and not request.HasField("ttl_seconds"):
+            raise InvalidArgument("language: give a setting to change (language, ttl_seconds)")
+        if request.HasField("ttl_seconds"):
+            check_ttl(request.ttl_seconds)  # both settings are checked before either changes
+        if request.language:
+            collection.set_language(request.language)
+        if request.HasField("ttl_seconds"):
+            collection.set_ttl(request.ttl_seconds)
         return convert.collection_to_pb(collection, self.catalog.aliases.of(collection.manifest.name))
 
     def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:

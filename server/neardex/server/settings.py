@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = 30.0
     # A gRPC connection with no call for this long is closed.
     grpc_idle_timeout_s: float = 300.0
+    # Expired documents are deleted (purged) from open collections this often; reads leave them out
+    # at once whatever this is, it only bounds how long their space is held. 0 turns it off.
+    purge_interval_s: float = 30.0
     max_top_k: int = 1000
     max_batch_documents: int = 10_000
     # Searches in one BatchSearch call.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from datetime import timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,6 +50,10 @@ def document_to_proto(document: Document, field: str = "document") -> pb.Documen
         message.metadata.CopyFrom(metadata_to_struct(document.metadata, f"{field}.metadata"))
     if document.vector is not None:
         message.vector.CopyFrom(_vector(document.vector, f"{field}.vector"))
+    if document.expires_at is not None:
+        expires = document.expires_at
+        # Naive times are UTC, as Timestamp's own conversion reads them; aware ones are converted.
+        message.expires_at.FromDatetime(expires if expires.tzinfo is None else expires.astimezone(timezone.utc))
     return message
 
 
@@ -61,6 +66,7 @@ def document_from_proto(message: pb.Document) -> Document:
         metadata=struct_to_metadata(message.metadata),
         vector=list(message.vector.values) if message.HasField("vector") else None,
         chunk_vectors=[list(v.values) for v in message.chunk_vectors],
+        expires_at=message.expires_at.ToDatetime(tzinfo=timezone.utc) if message.HasField("expires_at") else None,
     )
 
 

@@ -55,6 +55,7 @@ def create_collection_request(
     query_prompt: str | None = None,
     document_prompt: str | None = None,
     rerank: RerankArg = None,
+    ttl_seconds: int | None = None,
 ) -> pb.CreateCollectionRequest:
     for field, prompt in (("query_prompt", query_prompt), ("document_prompt", document_prompt)):
         if prompt is not None and not isinstance(prompt, str):
@@ -77,6 +78,7 @@ def create_collection_request(
         default_mode=mode_to_proto(default_mode, "default_mode"),
         encoder=encoder or "",
         rerank=rerank_to_proto(rerank),
+        ttl_seconds=_optional_int_arg("ttl_seconds", ttl_seconds, minimum=0),
     )
     if isinstance(index, str):
         request.index.kind = index
@@ -198,8 +200,12 @@ def restore_snapshot_request(
                                      replace=bool(replace))
 
 
-def update_collection_request(name: str, *, language: str | None = None) -> pb.UpdateCollectionRequest:
-    return pb.UpdateCollectionRequest(name=name, language=language or "")
+def update_collection_request(name: str, *, language: str | None = None,
+                              ttl_seconds: int | None = None) -> pb.UpdateCollectionRequest:
+    request = pb.UpdateCollectionRequest(name=name, language=language or "")
+    if ttl_seconds is not None:  # unset leaves it; 0 turns it off
+        request.ttl_seconds = _int_arg("ttl_seconds", ttl_seconds, minimum=0)
+    return request
 
 
 def index_metadata_request(collection: str, keys: str | Iterable[str]) -> pb.IndexMetadataRequest:

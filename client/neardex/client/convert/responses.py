@@ -89,6 +89,7 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         query_prompt=message.query_prompt,
         document_prompt=message.document_prompt,
         rerank=Rerank(model=message.rerank.model, depth=message.rerank.depth) if message.HasField("rerank") else None,
+        ttl_seconds=message.ttl_seconds,
     )
 
 

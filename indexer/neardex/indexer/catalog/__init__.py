@@ -24,6 +24,7 @@ from ..embedding.loading import load_embedder
 from ..embedding.rerankers import CrossEncoderModel, RerankCalls, find_cross_encoder, load_cross_encoder
 from ..embedding.sources import ModelSource, Prompts, find_model, recorded_model
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NeardexError, NotFound
+from ..expiry import check_ttl
 from ..files import fsync_path, write_durably
 from ..ingest.chunker import default_overlap
 from ..ingest.encoding import text_window
@@ -165,7 +166,7 @@ class Catalog:
                encoder: str = "", dimension: int = 0, indexed_keys: Sequence[str] = (),
                store: str = "", query_prompt: str | None = None,
                document_prompt: str | None = None, language: str = "",
-               rerank: Rerank | None = None) -> Collection:
+               rerank: Rerank | None = None, ttl_seconds: int = 0) -> Collection:
         """model is the bundled model's name (or None), a folder, or a Hugging Face id
         (org/name[@revision]); NO_MODEL ("none") makes a collection of the caller's own vectors of
         `dimension`; filters on `indexed_keys` are answered from an index instead of a scan;
@@ -173,9 +174,11 @@ class Catalog:
         (milvus://HOST:PORT, or a milvus-lite .db file). The prompts go before each query and each
         document text; None takes the model's own (its config_sentence_transformers.json), ""
         none. `language` is its lexical analyzer's (default: auto). `rerank` is its searches'
-        default rerank stage (a cross-encoder found now, recorded by its folder or id@revision)."""
+        default rerank stage (a cross-encoder found now, recorded by its folder or id@revision). Documents
+        written without an expiry expire `ttl_seconds` after their write (0: never)."""
         validate_new_name(name)
         rerank_model, rerank_depth = self._default_rerank(rerank)
+        ttl_seconds = check_ttl(ttl_seconds)
         language = languages.check(language or languages.DEFAULT)
         store = store or LOCAL_STORE
         if store != LOCAL_STORE and not is_milvus(store):
@@ -212,7 +215,8 @@ class Catalog:
                 embedder, manifest = self._model_manifest(name, model, index, chunk_tokens, overlap_tokens,
                                                           default_mode, encoder, query_prompt, document_prompt)
             manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store,
-                               language=language, rerank_model=rerank_model, rerank_depth=rerank_depth)
+                               language=language, rerank_model=rerank_model, rerank_depth=rerank_depth,
+                               ttl_seconds=ttl_seconds)
             # Built aside and renamed into place: a crash leaves no half-made collection. A
             # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
             building = self.root / f"{CREATING}{name}-{os.getpid()}"
@@ -433,6 +437,19 @@ class Catalog:
     def reranker(self, model: str, field: str = "rerank.model") -> RerankCalls:
         """The road to a cross-encoder (loaded once per process), as rerank_calls makes it."""
         return self.rerank_calls(load_cross_encoder(model, field, device=self.device))
+
+    def purge_expired(self) -> dict[str, int]:
+        """Purge the expired documents of every open collection (see Collection.purge_expired);
+        returns how many each lost. One that fails is logged and the others go on."""
+        with self._mutex:
+            collections = dict(self._open)
+        purged: dict[str, int] = {}
+        for name, collection in collections.items():
+            try:
+                purged[name] = collection.purge_expired()
+            except Exception:  # noqa: BLE001 - a purge is tried again at the next round
+                log.exception("collection %s: purging expired documents failed", name)
+        return purged
 
     def close(self, rebuild_wait: float | None = None) -> None:
         """Snapshot and close every open collection; each background index rebuild under way gets

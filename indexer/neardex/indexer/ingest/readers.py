@@ -5,6 +5,10 @@ Arguments are checked when a reader is called; records are checked as they are r
 raises ReadError naming its file and line, or is skipped when skip_errors is set. Files a folder
 reader leaves out on purpose (other extensions) are reported as Ignored, never raised: they are
 not errors, but the caller counts them so nobody wonders where a file went.
+
+A record's `expires_at` (JSONL or CSV) is the document's expiry, not metadata: unix seconds, or
+an RFC 3339 / ISO 8601 time (one without an offset is UTC). Whether it is still ahead is checked
+when the document is written, not here.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import math
 import os
 import re
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -316,13 +322,44 @@ def _document(record: Mapping[str, Any], fields: FieldNames) -> Document:
     # A nested "metadata" object (BEIR has one) is flattened, so filters see one level of keys.
     nested = record.get("metadata")
     metadata: dict[str, Any] = dict(nested) if isinstance(nested, dict) else {}
-    own = {id_key, fields.text, fields.title}
+    own = {id_key, fields.text, fields.title, EXPIRES_AT}
     metadata.update(
         (key, value)
         for key, value in record.items()
         if key not in own and not (key == "metadata" and isinstance(value, dict))
     )
-    return Document(id=doc_id, text=text, title=title, metadata=metadata)
+    return Document(id=doc_id, text=text, title=title, metadata=metadata,
+                    expires_at=parse_expiry(record.get(EXPIRES_AT)))
+
+
+# The record field that holds a document's expiry.
+EXPIRES_AT = "expires_at"
+
+
+def parse_expiry(value: Any) -> float | None:
+    """A record's expires_at as unix seconds: a number, or an ISO 8601 / RFC 3339 time (UTC when
+    it has no offset); None or "" for none."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError("expires_at must be unix seconds or an RFC 3339 time, got boolean")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                stamp = datetime.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"expires_at: {value!r} is neither unix seconds nor an RFC 3339 time") from None
+            seconds = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    else:
+        raise TypeError(f"expires_at must be unix seconds or an RFC 3339 time, got {_json_type(value)}")
+    if not math.isfinite(seconds):
+        raise ValueError("expires_at: not a finite time")
+    return seconds
 
 
 def _json_type(value: Any) -> str:

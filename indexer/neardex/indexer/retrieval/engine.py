@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import deadline
+from .. import deadline, expiry
 from ..documents import Chunk, Document
 from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
 from ..embedding.rerankers import RerankCalls, load_cross_encoder
 from ..embedding.sources import Prompts
-from ..errors import InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..ingest.chunker import Chunker
 from ..ingest.encoding import DocumentEncoder, Prepared
 from ..query import analysis, facets, languages
@@ -203,6 +203,15 @@ class Collection:
         """Check a batch and find what it changes: every document is validated, then compared
         with what is stored (retrieval/metadata_updates.py): changed, metadata only, unchanged."""
         validate_documents(documents, needs_text=self.has_model)
+        # Each expiry checked, the collection's ttl given to documents without one (from now).
+        documents = expiry.effective(documents, self.manifest.ttl_seconds, time.time())
+        if not self.store.can_expire:
+            for i, doc in enumerate(documents):
+                if doc.expires_at is not None:
+                    raise FailedPrecondition(
+                        f"documents[{i}].expires_at: collection {self.manifest.name!r} keeps no expiry (a Milvus"
+                        " collection made before documents could expire: Milvus cannot add the field); its"
+                        " documents never expire. Index them into a new collection to use expiry")
         own = self._own_vectors(documents)
         found = metadata_updates.split(documents, self.store, text_decides=self.has_model)
         return WritePlan(documents, found.changed,
@@ -286,6 +295,19 @@ class Collection:
         for i, key in enumerate(keys):
             validate_condition(f"keys[{i}]", key, Condition("exists", True))
         self.store.index_metadata(keys)
+
+    def set_ttl(self, ttl_seconds: int) -> None:
+        """The default lifetime of documents written from now on (0: none); stored documents keep
+        the expiry they were written with."""
+        ttl_seconds = expiry.check_ttl(ttl_seconds)
+        if ttl_seconds != self.manifest.ttl_seconds:
+            self.store.save_manifest(replace(self.manifest, ttl_seconds=ttl_seconds))
+
+    def purge_expired(self) -> int:
+        """Delete the documents whose expiry has passed (reads skip them already); returns how
+        many. Through the store's own delete, so every index it keeps stays in step."""
+        deadline.check("purge")
+        return self.store.purge_expired()
 
     def set_language(self, language: str) -> None:
         """Analyse text in another language from now on (see query/languages.py); the lexical

@@ -102,6 +102,8 @@ class LanguageCounts:
 
 class Store(Protocol):
     manifest: Manifest
+    # Whether its documents can expire: False only in Milvus collections made before expiry.
+    can_expire: bool
     # The analyzer its lexical index holds the terms of: queries are analysed with it.
     analyzer: Analyzer
 
@@ -131,9 +133,15 @@ class Store(Protocol):
 
     def index_metadata(self, keys: Sequence[str]) -> None: ...
 
+    def purge_expired(self) -> int:
+        """Delete the documents whose expiry has passed, through the store's delete (every read
+        leaves them out already); returns how many."""
+
     def checkpoint_after_write(self) -> None: ...
 
     # -- documents ----------------------------------------------------------------------------
+    # Every read below leaves out documents whose expiry (Document.expires_at) has passed, purged
+    # or not: get reports them missing.
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]: ...
 
     def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]: ...

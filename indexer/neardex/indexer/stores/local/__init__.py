@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS documents (
     text TEXT NOT NULL,
     metadata TEXT NOT NULL,
     hash TEXT NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    expires_at REAL
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -96,6 +97,10 @@ CREATE INDEX IF NOT EXISTS meta_values_doc ON meta_values(doc_id);
 -- Facets read an indexed key's values from this index alone, in order (sql_filters.facet_sql).
 CREATE INDEX IF NOT EXISTS meta_values_facets ON meta_values(key, type, value, doc_id);
 """
+# After the migration that adds the column to databases made before it.
+_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS documents_expires ON documents(expires_at) WHERE expires_at IS NOT NULL"
+# Documents a read may see once something has expired: the clock is bound as a parameter.
+_LIVE = "(d.expires_at IS NULL OR d.expires_at > ?)"
 
 
 P = ParamSpec("P")
@@ -132,6 +137,8 @@ class Transaction:
 
 
 class LocalStore:
+    can_expire = True
+
     def __init__(self, folder: Path, manifest: Manifest) -> None:
         self.folder = folder
         self.manifest = manifest
@@ -143,6 +150,9 @@ class LocalStore:
         try:
             self._db = self._connect()
             self._db.executescript(_SCHEMA)
+            if "expires_at" not in {r[1] for r in self._db.execute("PRAGMA table_info(documents)")}:
+                self._db.execute("ALTER TABLE documents ADD COLUMN expires_at REAL")  # NULL: never
+            self._db.execute(_EXPIRY_INDEX)
         except sqlite3.OperationalError:  # locked, or the disk: not the file's fault
             raise
         except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
@@ -165,6 +175,10 @@ class LocalStore:
         # The analyzer the lexical table was made with answers queries until a rebuild swaps in
         # the manifest's (a legacy table: English, as FTS5's Porter tokenizer made it).
         self.analyzer = Analyzer(fts.language(self._db) or languages.LEGACY)
+        # The earliest expiry stored (inf: none). Reads before it compare nothing, so a collection
+        # without expiring documents, or whose next one is still ahead, reads as fast as ever.
+        self._next_expiry = self._earliest_expiry(self._db)
+        self._purge(time.time())
         self._maybe_rebuild()
         self._maybe_rebuild_lexical()
 
@@ -421,13 +435,16 @@ class LocalStore:
             row = 0
             for (doc, digest), (chunks, _), texts in zip(changed, prepared, lexical):
                 db.execute(
-                    "INSERT INTO documents (id, title, text, metadata, hash, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                    "INSERT INTO documents (id, title, text, metadata, hash, updated, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
                     " title=excluded.title, text=excluded.text, metadata=excluded.metadata,"
-                    " hash=excluded.hash, updated=excluded.updated",
+                    " hash=excluded.hash, updated=excluded.updated, expires_at=excluded.expires_at",
                     (doc.id, doc.title, doc.text, json.dumps(doc.metadata, ensure_ascii=False),
-                     digest, now),
+                     digest, now, doc.expires_at),
                 )
+                if doc.expires_at is not None:
+                    # Lowered before the commit: a read never misses an expiry that is stored.
+                    self._next_expiry = min(self._next_expiry, doc.expires_at)
                 ids = []
                 for chunk in chunks:
                     cur = db.execute(
@@ -518,17 +535,15 @@ class LocalStore:
         return removed
 
     def delete(self, ids: Sequence[str] = (), flt: Filter | None = None) -> int:
-        """Delete documents by id, or those matching a filter; returns how many existed."""
+        """Delete documents by id, or those matching a filter; returns how many existed (an
+        expired document no longer exists, but is deleted too)."""
         with self._write_mutex, self._transaction() as tx:
+            cut = self._expired_before()
             if flt is not None:
                 where, params = self._where(flt)
                 ids = [r[0] for r in tx.db.execute(f"SELECT d.id FROM documents d WHERE {where}", params)]
-            tx.removed += self._delete_chunks_of(tx.db, ids)
-            deleted = 0
-            for part in _batched(ids, 500):
-                cur = tx.db.execute(
-                    f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
-                deleted += cur.rowcount
+            expired = set() if cut is None else self._expired_among(tx.db, ids, cut)
+            deleted = self._delete_documents(tx, ids) - len(expired)
         self.checkpoint_after_write()
         return deleted
 
@@ -559,6 +574,55 @@ class LocalStore:
                     tx.db.execute(f"DELETE FROM meta_values WHERE doc_id IN ({','.join('?' * len(part))})", part)
                 self._index_metadata(tx.db, written)
         return [d.id for d in written]
+    def _delete_documents(self, tx: Transaction, ids: Sequence[str]) -> int:
+        tx.removed += self._delete_chunks_of(tx.db, ids)
+        deleted = 0
+        for part in _batched(ids, 500):
+            cur = tx.db.execute(f"DELETE FROM documents WHERE id IN ({','.join('?' * len(part))})", part)
+            deleted += cur.rowcount
+        return deleted
+
+    @staticmethod
+    def _expired_among(db: sqlite3.Connection, ids: Sequence[str], cut: float) -> set[str]:
+        found: set[str] = set()
+        for part in _batched(ids, 500):
+            found.update(r[0] for r in db.execute(
+                f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(part))}) AND expires_at <= ?",
+                [*part, cut]))
+        return found
+
+    # -- expiry ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _earliest_expiry(db: sqlite3.Connection) -> float:
+        (earliest,) = db.execute("SELECT MIN(expires_at) FROM documents WHERE expires_at IS NOT NULL").fetchone()
+        return float("inf") if earliest is None else float(earliest)
+
+    def _expired_before(self) -> float | None:
+        """The clock, when some stored document may have expired by now (reads then leave out
+        documents whose expiry is at or before it); None while none can have."""
+        now = time.time()
+        return now if now >= self._next_expiry else None
+
+    def purge_expired(self) -> int:
+        """Delete the documents whose expiry has passed, as a delete does (chunks, FAISS ids,
+        lexical rows, metadata index, change log, one transaction); returns how many."""
+        purged = self._purge(time.time())
+        if purged:
+            self.checkpoint_after_write()
+        return purged
+
+    def _purge(self, now: float) -> int:
+        if now < self._next_expiry:
+            return 0
+        with self._write_mutex, self._transaction() as tx:
+            ids = [r[0] for r in tx.db.execute("SELECT id FROM documents WHERE expires_at <= ?", (now,))]
+            purged = self._delete_documents(tx, ids)
+            # Documents written meanwhile lowered it under the mutex: recomputed under it too.
+            self._next_expiry = self._earliest_expiry(tx.db)
+        if purged:
+            log.info("collection %s: purged %d expired documents", self.manifest.name, purged)
+        return purged
 
     def index_metadata(self, keys: Sequence[str]) -> None:
         """Answer filters on these metadata keys from the meta_values table from now on: rows are
@@ -577,31 +641,44 @@ class LocalStore:
             # Named only once its rows are committed: until then filters scan, which is right too.
             self.save_manifest(replace(self.manifest, indexed_keys=(*self.manifest.indexed_keys, *new)))
 
+    def _live(self) -> tuple[str, list[Any]]:
+        """SQL (over documents `d`) true for documents a read may see now, and its parameters."""
+        cut = self._expired_before()
+        return ("1", []) if cut is None else (_LIVE, [cut])
+
     @_interruptible
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        live, now = self._live()
         found: dict[str, str] = {}
         for part in _batched(ids, 500):
             found.update(self._reader().execute(
-                f"SELECT id, hash FROM documents WHERE id IN ({','.join('?' * len(part))})", part))
+                f"SELECT d.id, d.hash FROM documents d WHERE d.id IN ({','.join('?' * len(part))}) AND {live}",
+                [*part, *now]))
         return found
 
     @_interruptible
     def all_ids(self) -> set[str]:
-        return {r[0] for r in self._reader().execute("SELECT id FROM documents")}
+        live, now = self._live()
+        return {r[0] for r in self._reader().execute(f"SELECT d.id FROM documents d WHERE {live}", now)}
 
     @_interruptible
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
+        live, now = self._live()
         found: dict[str, Document] = {}
         for part in _batched(ids, 500):
-            for doc_id, title, text, meta in self._reader().execute(
-                "SELECT id, title, text, metadata FROM documents"
-                f" WHERE id IN ({','.join('?' * len(part))})", part):
-                found[doc_id] = Document(doc_id, text, title, json.loads(meta))
+            for doc_id, title, text, meta, expires in self._reader().execute(
+                "SELECT d.id, d.title, d.text, d.metadata, d.expires_at FROM documents d"
+                f" WHERE d.id IN ({','.join('?' * len(part))}) AND {live}", [*part, *now]):
+                found[doc_id] = Document(doc_id, text, title, json.loads(meta), expires_at=expires)
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
     def _where(self, flt: Filter | None) -> tuple[str, list[Any]]:
-        """A WHERE clause over documents `d` for flt, using the collection's metadata index."""
-        return to_sql(flt, "documents d", "d.metadata", "d.id", self.manifest.indexed_keys)
+        """A WHERE clause over documents `d` for flt, using the collection's metadata index; once
+        something may have expired, only documents that have not (every read goes through here,
+        so an expired document is gone from all of them at the same moment)."""
+        where, params = to_sql(flt, "documents d", "d.metadata", "d.id", self.manifest.indexed_keys)
+        live, now = self._live()
+        return (where, params) if not now else (f"({where}) AND {live}", [*params, *now])
 
     @_interruptible
     def count(self, flt: Filter | None = None) -> int:
@@ -630,19 +707,25 @@ class LocalStore:
         """Up to `limit` documents matching flt with ids after `after`, in id order (keyset
         paging: no offset to skip over, and each page reads the store as it is then)."""
         where, params = self._where(flt)
-        columns = "d.id, d.title, d.text, d.metadata" if text else "d.id, d.title, '', d.metadata"
+        columns = ("d.id, d.title, d.text, d.metadata" if text else "d.id, d.title, '', d.metadata") + ", d.expires_at"
         rows = self._reader().execute(
             f"SELECT {columns} FROM documents d WHERE d.id > ? AND {where} ORDER BY d.id LIMIT ?",
             [after, *params, limit])
-        return [Document(doc_id, body, title, json.loads(meta)) for doc_id, title, body, meta in rows]
+        return [Document(doc_id, body, title, json.loads(meta), expires_at=expires)
+                for doc_id, title, body, meta, expires in rows]
 
     @_interruptible
     def stats(self) -> Stats:
         db = self._reader()
-        (documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        live, now = self._live()
+        (documents,) = db.execute(f"SELECT COUNT(*) FROM documents d WHERE {live}", now).fetchone()
         (chunks,) = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+        expired = 0
+        if now:  # counted as `neardex check` counts: without what expired and waits for the purge
+            (expired,) = db.execute("SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.doc_id"
+                                    " WHERE d.expires_at <= ?", now).fetchone()
         size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
-        return Stats(documents, chunks, self.index.live, size)
+        return Stats(documents, chunks - expired, self.index.live - expired, size)
 
     @_interruptible
     def chunk_ids(self) -> set[int]:
@@ -653,15 +736,16 @@ class LocalStore:
         with self.view():
             return {int(i) for i in self.index.ids()} - self.index.tombstones
 
-    def _filter_sql(self, flt: Filter) -> tuple[str, list[Any]]:
+    def _filter_sql(self, flt: Filter | None) -> tuple[str, list[Any]]:
         """A query for the ids of the chunks whose document matches flt, and its parameters."""
         where, params = self._where(flt)
         return f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params
 
     @_interruptible
     def restrict(self, flt: Filter | None) -> np.ndarray | None:
-        """Ids of the chunks flt allows, for FAISS's id selector; None when there is no filter."""
-        if not flt:
+        """Ids of the chunks flt allows, for FAISS's id selector; None when every chunk is allowed
+        (no filter, and nothing stored has expired)."""
+        if not flt and self._expired_before() is None:
             return None
         rows = self._reader().execute(*self._filter_sql(flt))
         return np.array([r[0] for r in rows], dtype=np.int64)
@@ -770,6 +854,12 @@ class LocalStore:
             found = [by_id[int(i)] for i in chunk_ids if int(i) in by_id]
         # A document's metadata parsed once, shared by its chunks' rows (nothing downstream edits it).
         docs: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        cut = self._expired_before()
+        if cut is not None and found:
+            # Chunks of documents expired since they were retrieved (or given by id) are left out,
+            # as chunks deleted meanwhile are.
+            expired = self._expired_among(db, list(dict.fromkeys(r[1] for r in found)), cut)
+            found = [r for r in found if r[1] not in expired]
         if rows:
             for part in _batched(list(dict.fromkeys(r[1] for r in found)), 500):
                 docs.update((d, (title, text, json.loads(meta))) for d, title, text, meta in db.execute(
@@ -788,7 +878,8 @@ class LocalStore:
 
     @_interruptible
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
-        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if flt else None, self._legacy)
+        restricted = flt or self._expired_before() is not None
+        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if restricted else None, self._legacy)
         return self._candidates([found])[0]
 
     @_interruptible

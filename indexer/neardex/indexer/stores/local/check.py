@@ -7,6 +7,10 @@ both derived indexes hold exactly the stored chunks. `repair` rebuilds the deriv
 store (and drops chunks whose document is gone); what it cannot rebuild (a damaged database, a
 document without chunks, which needs the model) stays reported.
 
+Documents whose expiry has passed but that the background purge has not deleted yet are no
+finding: no read sees them and the purge removes them through the ordinary delete. They hold
+their chunks, lexical rows and vectors in step like any other, and the counts leave them out.
+
 `reconcile` is the cheap form a collection runs as it opens: counts first, ids only when the
 counts differ, and what it finds it fixes in place.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,9 +105,13 @@ def _check(folder: Path, report: Report) -> None:
         if integrity != ["ok"]:
             report.problems.append(f"store: SQLite integrity check failed: {'; '.join(integrity[:SHOWN])}")
             return
-        (report.documents,) = db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        now = time.time()
+        expired = _expired_chunks(db, now)
+        (report.documents,) = (db.execute("SELECT COUNT(*) FROM documents WHERE expires_at IS NULL OR expires_at > ?",
+                                          (now,)) if _has_expiry(db) else
+                               db.execute("SELECT COUNT(*) FROM documents")).fetchone()
         chunk_ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
-        report.chunks = len(chunk_ids)
+        report.chunks = len(chunk_ids - expired)
         orphans = {r[0] for r in db.execute(
             "SELECT c.id FROM chunks c LEFT JOIN documents d ON d.id = c.doc_id WHERE d.id IS NULL")}
         if orphans:
@@ -121,7 +130,7 @@ def _check(folder: Path, report: Report) -> None:
         except sqlite3.Error as exc:
             report.problems.append(f"lexical: cannot be read: {exc}")
         else:
-            report.lexical_rows = len(rows)
+            report.lexical_rows = len(rows - expired)
             _compare("lexical", chunk_ids, rows, report)
         if manifest.indexed_keys:
             _check_metadata_index(db, manifest.indexed_keys, report)
@@ -135,10 +144,23 @@ def _check(folder: Path, report: Report) -> None:
         if index.dimension != manifest.dimension:
             report.problems.append(f"index: dimension {index.dimension}, manifest says {manifest.dimension}")
         live = {int(i) for i in index.ids()} - index.tombstones
-        report.vectors = len(live)
+        report.vectors = len(live - expired)
         _compare("index", chunk_ids, live, report)
     finally:
         db.close()
+
+
+def _has_expiry(db: sqlite3.Connection) -> bool:
+    """Databases made before expiry gain the column when a collection opens (a check opens none)."""
+    return "expires_at" in {r[1] for r in db.execute("PRAGMA table_info(documents)")}
+
+
+def _expired_chunks(db: sqlite3.Connection, now: float) -> set[int]:
+    """Chunks of documents whose expiry has passed (the purge has not reached them yet)."""
+    if not _has_expiry(db):
+        return set()
+    return {r[0] for r in db.execute(
+        "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.expires_at <= ?", (now,))}
 
 
 def _metadata_rows(db: sqlite3.Connection, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:

@@ -24,6 +24,14 @@ elements; booleans and numbers compare equal in filters (`true == 1`), where the
 keeps them apart; no collection snapshots (Milvus has its own backup tool); a facet counts the
 values of at most FACET_SCAN matching documents (Milvus has no grouped count over JSON: they are
 read and counted here), and says when it stopped short.
+
+Expiry: chunk and document rows carry `expires_at` (unix seconds, 0 for never), and every read's
+expression says `(expires_at == 0 or expires_at > NOW)`, so an expired document is gone from
+searches, Get, Scroll and Count on every server at once (servers share no clock state, so the
+clause is always there where the field is). `purge_expired` deletes them through the ordinary
+delete. Collections made before the field (Milvus cannot add a field to an existing collection)
+keep no expiry: their documents never expire, and a write carrying one, or a ttl set on one, is
+refused (FAILED_PRECONDITION) instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -108,6 +116,10 @@ class MilvusStore:
         if not (self.client.has_collection(self.chunks) and self.client.has_collection(self.docs)):
             raise FailedPrecondition(f"store: collection {manifest.name!r} has no data in {manifest.store}")
         _load(self.client, self.chunks, self.docs)
+        # Collections made before expiry have no field for it (see the module's docstring).
+        self.can_expire = all(
+            "expires_at" in {f["name"] for f in self.client.describe_collection(name)["fields"]}
+            for name in (self.chunks, self.docs))
 
     # -- the catalog in Milvus ------------------------------------------------------------------
 
@@ -135,6 +147,7 @@ class MilvusStore:
                          analyzer_params={"tokenizer": "standard"})
         for field in METADATA_FIELDS:
             chunks.add_field(field, DataType.JSON)
+        chunks.add_field("expires_at", DataType.DOUBLE)
         chunks.add_field("dense", DataType.FLOAT_VECTOR, dim=manifest.dimension)
         chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lex"],
@@ -149,6 +162,7 @@ class MilvusStore:
         for field in METADATA_FIELDS:
             docs.add_field(field, DataType.JSON)
         docs.add_field("hash", DataType.VARCHAR, max_length=64)
+        docs.add_field("expires_at", DataType.DOUBLE)
         docs.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector in every collection
         docs_index = client.prepare_index_params()
         docs_index.add_index("unused", index_type="FLAT", metric_type="L2")
@@ -159,7 +173,7 @@ class MilvusStore:
         client.upsert(CATALOG, [{"name": manifest.name, "manifest": manifest.to_json(), "unused": [0.0, 0.0]}])
         return MilvusStore(manifest)
 
-    def save_manifest(self, manifest: Manifest) -> None:
+    def _save_manifest(self, manifest: Manifest) -> None:
         self.client.upsert(CATALOG, [{"name": manifest.name, "manifest": manifest.to_json(), "unused": [0.0, 0.0]}])
         self.manifest = manifest
 
@@ -174,7 +188,8 @@ class MilvusStore:
     # -- writes -------------------------------------------------------------------------------
 
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        return {r["doc_id"]: r["hash"] for r in self._query_in(self.docs, "doc_id", ids, ["doc_id", "hash"])}
+        return {r["doc_id"]: r["hash"] for r in self._query_in(self.docs, "doc_id", ids, ["doc_id", "hash"],
+                                                              self._live())}
 
     def write(self, changed: list[tuple[Document, str]], prepared: list[tuple[list[Chunk], list[str]]],
               vectors: np.ndarray) -> None:
@@ -187,6 +202,11 @@ class MilvusStore:
                     raise InvalidArgument(f"documents[{i}].{field}: {len(value.encode())} bytes; the Milvus store"
                                           f" keeps at most {MAX_TEXT_BYTES} (document {doc.id!r})")
         metadata = {doc.id: filterable(doc.metadata, f"documents[{i}].metadata") for i, (doc, _) in enumerate(changed)}
+        if self.can_expire:
+            for doc, _ in changed:
+                metadata[doc.id]["expires_at"] = doc.expires_at or 0.0
+        elif (late := next((doc for doc, _ in changed if doc.expires_at is not None), None)) is not None:
+            raise self._no_expiry(f"expires_at of document {late.id!r}")  # the engine names its place first
         lexical, found = self.analyzer.documents((doc.title, doc.text, texts)
                                                  for (doc, _), (_, texts) in zip(changed, prepared))
         rows, row = [], 0
@@ -211,15 +231,49 @@ class MilvusStore:
                 self.client.delete(self.chunks, filter=f"pk in {old[start:start + _BATCH]}")
 
     def delete(self, ids: Sequence[str] = (), flt: Filter | None = None) -> int:
+        """Returns how many existed: expired documents are deleted too, but no longer existed."""
         with self._write_mutex:
             if flt is not None:
-                ids = [r["doc_id"] for r in self._query(self.docs, to_expr(flt), ["doc_id"])]
-            existing = [r["doc_id"] for r in self._query_in(self.docs, "doc_id", ids, ["doc_id"])]
-            for start in range(0, len(existing), _BATCH):
-                part = existing[start:start + _BATCH]
-                self.client.delete(self.chunks, filter=self._in("doc_id", part))
-                self.client.delete(self.docs, filter=self._in("doc_id", part))
-        return len(existing)
+                ids = [r["doc_id"] for r in self._query(self.docs, self._expr(flt), ["doc_id"])]
+            rows = self._query_in(self.docs, "doc_id", ids, ["doc_id", *(["expires_at"] if self.can_expire else [])])
+            self._delete_rows([r["doc_id"] for r in rows])
+        now = time.time()
+        return sum(1 for r in rows if not 0 < r.get("expires_at", 0.0) <= now)
+
+    def _delete_rows(self, existing: Sequence[str]) -> None:
+        for start in range(0, len(existing), _BATCH):
+            part = existing[start:start + _BATCH]
+            self.client.delete(self.chunks, filter=self._in("doc_id", part))
+            self.client.delete(self.docs, filter=self._in("doc_id", part))
+
+    def purge_expired(self) -> int:
+        """Delete the documents whose expiry has passed (every read leaves them out already)."""
+        if not self.can_expire:
+            return 0
+        with self._write_mutex:
+            ids = [r["doc_id"] for r in self._query(self.docs, f"expires_at > 0 and expires_at <= {time.time()!r}",
+                                                    ["doc_id"])]
+            self._delete_rows(ids)
+        return len(ids)
+
+    def _live(self) -> str:
+        """The expression true for rows a read may see now ("" where the collection keeps no expiry)."""
+        return f"(expires_at == 0 or expires_at > {time.time()!r})" if self.can_expire else ""
+
+    def _expr(self, flt: Filter | None, *more: str) -> str:
+        """flt as a Milvus expression, with the expiry clause and any more conditions."""
+        return " and ".join(f"({e})" for e in (*more, to_expr(flt), self._live()) if e)
+
+    def _no_expiry(self, field: str) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"{field}: collection {self.manifest.name!r} was made in Milvus before documents could expire"
+            " (its rows have no expires_at field, which Milvus cannot add): its documents never expire;"
+            " index them into a new collection to use expiry")
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        if manifest.ttl_seconds and not self.can_expire:
+            raise self._no_expiry("ttl_seconds")
+        self._save_manifest(manifest)
 
     def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
         """Each chunk row keeps its document's metadata (filters apply where the vectors are): the
@@ -265,23 +319,23 @@ class MilvusStore:
     # -- documents ----------------------------------------------------------------------------
 
     def get(self, ids: Sequence[str]) -> tuple[list[Document], list[str]]:
-        found = {r["doc_id"]: _document(r) for r in self._query_in(self.docs, "doc_id", ids,
-                                                                  ["doc_id", "title", "text", "meta"])}
+        found = {r["doc_id"]: _document(r) for r in self._query_in(self.docs, "doc_id", ids, [
+            "doc_id", "title", "text", "meta", *self._expiry_field()], self._live())}
         return [found[i] for i in ids if i in found], [i for i in ids if i not in found]
 
     def scroll(self, after: str, limit: int, flt: Filter | None = None, text: bool = True) -> list[Document]:
-        expr = " and ".join(e for e in (f"doc_id > {quote(after)}" if after else "", to_expr(flt)) if e)
+        expr = self._expr(flt, f"doc_id > {quote(after)}" if after else "")
         ids = sorted(r["doc_id"] for r in self._query(self.docs, expr, ["doc_id"]))[:limit]
-        fields = ["doc_id", "title", "meta"] + (["text"] if text else [])
+        fields = ["doc_id", "title", "meta", *self._expiry_field()] + (["text"] if text else [])
         found = {r["doc_id"]: _document(r) for r in self._query_in(self.docs, "doc_id", ids, fields)}
         return [found[i] for i in ids if i in found]
 
     def count(self, flt: Filter | None = None) -> int:
-        rows = self.client.query(self.docs, filter=to_expr(flt), output_fields=["count(*)"])
+        rows = self.client.query(self.docs, filter=self._expr(flt), output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def all_ids(self) -> set[str]:
-        return {r["doc_id"] for r in self._query(self.docs, "", ["doc_id"])}
+        return {r["doc_id"] for r in self._query(self.docs, self._live(), ["doc_id"])}
 
     def facet(self, key: str, flt: Filter | None, limit: int) -> facets.Facets:
         """Milvus counts no groups of JSON values: the metadata of the matching documents that
@@ -312,7 +366,7 @@ class MilvusStore:
                  ef_search: int = 0, nprobe: int = 0, scale: bool = False) -> Retrieved:
         """Both searches are sent at once (the lexical one from a worker thread), so a hybrid
         retrieval waits for one round trip, not two."""
-        allowed = to_expr(flt) or None
+        allowed = self._expr(flt) or None
         lexical = None
         if vector is not None and query is not None and query.terms:
             lexical = _SEARCHES.submit(contextvars.copy_context().run, self.lexical, query, k, flt)
@@ -338,7 +392,7 @@ class MilvusStore:
         if not query.terms:
             return []
         results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse", limit=k,
-                                     filter=to_expr(flt), output_fields=["doc_id"],
+                                     filter=self._expr(flt), output_fields=["doc_id"],
                                      search_params={"metric_type": "BM25"})
         # milvus-lite reports BM25 negated, Milvus as it is: the order is the same.
         return [Candidate(hit["doc_id"], int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
@@ -384,10 +438,10 @@ class MilvusStore:
         fields = ["pk", "doc_id", "idx"] + (["dense"] if vectors else []) + (
             ["start", "end", "title", "text", "meta"] if rows else [])
         if documents:
-            found = sorted(self._query_in(self.chunks, "doc_id", list(dict.fromkeys(documents)), fields),
+            found = sorted(self._query_in(self.chunks, "doc_id", list(dict.fromkeys(documents)), fields, self._live()),
                            key=lambda r: (r["doc_id"], r["idx"]))
         else:
-            by_id = {int(r["pk"]): r for r in self._query_in(self.chunks, "pk", chunk_ids, fields)}
+            by_id = {int(r["pk"]): r for r in self._query_in(self.chunks, "pk", chunk_ids, fields, self._live())}
             found = [by_id[int(i)] for i in chunk_ids if int(i) in by_id]
         return [StoredChunk(int(r["pk"]), r["doc_id"],
                             np.asarray(r["dense"], dtype=np.float32) if vectors else None,
@@ -402,7 +456,7 @@ class MilvusStore:
         return "flat"
 
     def stats(self) -> Stats:
-        chunks = self.client.query(self.chunks, filter="", output_fields=["count(*)"])
+        chunks = self.client.query(self.chunks, filter=self._live(), output_fields=["count(*)"])
         n = int(chunks[0]["count(*)"]) if chunks else 0
         return Stats(self.count(), n, n, 0)
 
@@ -444,14 +498,20 @@ class MilvusStore:
         """Every document row matching expr, paged by id (a query returns at most 16,384 rows)."""
         return list(self._iterate(collection, expr, fields))
 
-    def _query_in(self, collection: str, field: str, values: Sequence[Any], fields: list[str]) -> list[dict[str, Any]]:
-        """Every row whose field is one of values, asked for in parts of _BATCH values."""
+    def _query_in(self, collection: str, field: str, values: Sequence[Any], fields: list[str],
+                  also: str = "") -> list[dict[str, Any]]:
+        """Every row whose field is one of values (and that matches `also`), asked for in parts of
+        _BATCH values."""
         values = list(values)
         out: list[dict[str, Any]] = []
         for start in range(0, len(values), _BATCH):
-            out += self.client.query(collection, filter=self._in(field, values[start:start + _BATCH]),
+            expr = self._in(field, values[start:start + _BATCH])
+            out += self.client.query(collection, filter=f"{expr} and {also}" if also else expr,
                                      output_fields=fields)
         return out
+
+    def _expiry_field(self) -> list[str]:
+        return ["expires_at"] if self.can_expire else []
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         """Pages in id order, each after the last id of the one before, as pymilvus' query_iterator
@@ -472,7 +532,8 @@ class MilvusStore:
 
 
 def _document(row: dict[str, Any]) -> Document:
-    return Document(row["doc_id"], row.get("text", ""), row.get("title", ""), decode_metadata(row.get("meta") or {}))
+    return Document(row["doc_id"], row.get("text", ""), row.get("title", ""), decode_metadata(row.get("meta") or {}),
+                    expires_at=row.get("expires_at") or None)
 
 
 def _load(client: Any, *names: str) -> None:
