@@ -20,6 +20,7 @@ from neardex.indexer.layout import DATABASE
 from neardex.indexer.query.filters import parse_filter
 from neardex.indexer.retrieval.answers import Answerer
 from neardex.indexer.retrieval.engine import Collection
+from neardex.indexer.retrieval.metadata_updates import MetadataUpdate
 from neardex.indexer.stores.local import check
 from tests.unit.test_stores import STORES, Stores
 
@@ -63,6 +64,7 @@ def every_read(col: Collection) -> dict[str, object]:
     reads["hybrid diverse"] = ids(col.search(QUERY, k=4, mode="hybrid", diversity=0.5))
     reads["dense diverse"] = ids(col.search(QUERY, k=4, mode="dense", diversity=0.5))
     reads["batch"] = [ids(col.run(r)) for r in (col.request(QUERY, k=4), col.request("French city", k=4))]
+    reads["grouped"] = ids(col.search(QUERY, k=4, mode="hybrid", group_by="metadata.topic", group_size=2))
     reads["similar"] = ids(col.similar(["lyon"], k=4))
     reads["ask"] = [a.passage.id for a in Answerer(col).ask("What is the capital of France?", k=4).answers]
     reads["get"] = [d.id for d in col.get([d.id for d in DOCS])[0]]
@@ -72,6 +74,7 @@ def every_read(col: Collection) -> dict[str, object]:
     reads["count filtered"] = col.count(topic)
     reads["ids"] = sorted(col.all_ids())
     reads["documents"] = col.stats().documents
+    reads["facet"] = {v.value: v.count for v in col.facet("topic").values}
     return reads
 
 
@@ -93,6 +96,7 @@ def test_expired_documents_vanish_from_every_read_before_any_purge(stores: Store
             [i for part in seen for i in part] if isinstance(seen, list) else [])
         assert "paris" not in flat, read
     assert (after["count"], after["count filtered"], after["documents"]) == (3, 1, 3)
+    assert after["facet"] == {"city": 1, "river": 1, "food": 1}
     stats = col.stats()
     assert (stats.documents, stats.chunks, stats.vectors) == (3, 3, 3)
     assert after["get"] == ["lyon", "seine", "bread"] and after["ids"] == ["bread", "lyon", "seine"]
@@ -101,6 +105,24 @@ def test_expired_documents_vanish_from_every_read_before_any_purge(stores: Store
     assert len(after["dense"]) == 3 and after["dense filtered"] == ["lyon"]  # type: ignore[arg-type]
     with pytest.raises(NotFound, match=r"^positive\[0\]: document 'paris' does not exist"):
         col.similar(["paris"])
+
+
+def test_metadata_updates_skip_expired_documents_and_keep_expiries(stores: Stores) -> None:
+    col = stores.create(indexed_keys=["topic"])
+    later, soon = expire_soon(DOCS[0], 3600), expire_soon(DOCS[1])
+    col.upsert([later, soon, *DOCS[2:]])
+    wait_past(soon.expires_at)  # type: ignore[arg-type]
+    tag = MetadataUpdate.check({"checked": True})
+    # An expired document is as missing as one never written, by id and by filter.
+    assert col.update_metadata(["paris", "lyon"], update=tag) == (1, ["lyon"])
+    assert col.update_metadata(flt=parse_filter({"topic": "city"}), update=tag) == (1, [])
+    assert col.count(parse_filter({"checked": True})) == 1
+    # The rewritten document keeps its expiry, and a later upsert of the expired one is a new write.
+    (paris,), _ = col.get(["paris"])
+    assert paris.metadata == {"topic": "city", "checked": True}
+    assert paris.expires_at == pytest.approx(later.expires_at)
+    col.upsert([DOCS[1]])
+    assert col.get(["lyon"])[0][0].metadata == {"topic": "city"}
 
 
 def test_purge_deletes_expired_documents_everywhere(stores: Stores) -> None:

@@ -17,7 +17,6 @@ here (`Tally`), at most a bounded number of documents (the answer then says it i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,10 +92,6 @@ class Tally:
         for tag, value in values_of(metadata, self.key).items():
             self._counts[tag] = self._counts.get(tag, 0) + 1
             self._shown.setdefault(tag, value)
-
-    def add_all(self, metadatas: Iterable[dict[str, Any]]) -> None:
-        for metadata in metadatas:
-            self.add(metadata)
 
     def top(self, limit: int) -> list[FacetValue]:
         ranked = sorted(self._counts.items(), key=lambda item: sort_key(item[0][0], item[0][1], item[1]))

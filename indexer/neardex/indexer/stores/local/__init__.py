@@ -559,9 +559,11 @@ class LocalStore:
                                      params).fetchall()
             else:
                 rows = []
+                live, cut = self._live()  # an expired document is as missing as a deleted one
                 for part in _batched(list(dict.fromkeys(ids)), 500):
-                    rows += tx.db.execute("SELECT id, metadata, hash FROM documents"
-                                          f" WHERE id IN ({','.join('?' * len(part))})", part).fetchall()
+                    rows += tx.db.execute("SELECT d.id, d.metadata, d.hash FROM documents d"
+                                          f" WHERE d.id IN ({','.join('?' * len(part))}) AND {live}",
+                                          [*part, *cut]).fetchall()
             written: list[Document] = []
             changes = []
             for doc_id, meta, stored in rows:
@@ -676,9 +678,16 @@ class LocalStore:
         """A WHERE clause over documents `d` for flt, using the collection's metadata index; once
         something may have expired, only documents that have not (every read goes through here,
         so an expired document is gone from all of them at the same moment)."""
+        where, params, _ = self._scope(flt)
+        return where, params
+
+    def _scope(self, flt: Filter | None) -> tuple[str, list[Any], bool]:
+        """_where's clause and parameters, and whether it leaves out any document at all."""
         where, params = to_sql(flt, "documents d", "d.metadata", "d.id", self.manifest.indexed_keys)
         live, now = self._live()
-        return (where, params) if not now else (f"({where}) AND {live}", [*params, *now])
+        if not now:
+            return where, params, bool(flt)
+        return f"({where}) AND {live}", [*params, *now], True
 
     @_interruptible
     def count(self, flt: Filter | None = None) -> int:
@@ -692,8 +701,8 @@ class LocalStore:
         """The `limit` most frequent values of key among the documents matching flt, counted by
         SQLite in one statement (sql_filters.facet_sql): from the metadata index when the key is
         indexed, else from each document's JSON."""
-        where, params = self._where(flt)
-        rows = self._reader().execute(*facet_sql(key, where, params, bool(flt), key in self.manifest.indexed_keys,
+        where, params, scoped = self._scope(flt)
+        rows = self._reader().execute(*facet_sql(key, where, params, scoped, key in self.manifest.indexed_keys,
                                                  limit)).fetchall()
         # The number of documents is the row without a kind; the values are put back in order
         # here (the order of a compound query's parts is SQLite's to choose).

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import json
 import math
 import threading
@@ -282,11 +283,12 @@ class MilvusStore:
         document rows. A search meanwhile may see a document's chunks changed a moment before its
         row."""
         with self._write_mutex:
-            fields = ["doc_id", "title", "text", "meta", "hash"]
+            # Expired documents are as missing as deleted ones; a rewritten row keeps its expiry.
+            fields = ["doc_id", "title", "text", "meta", "hash", *self._expiry_field()]
             if flt is not None:
-                rows = self._query(self.docs, to_expr(flt), fields)
+                rows = self._query(self.docs, self._expr(flt), fields)
             else:
-                rows = self._query_in(self.docs, "doc_id", list(dict.fromkeys(ids)), fields)
+                rows = self._query_in(self.docs, "doc_id", list(dict.fromkeys(ids)), fields, self._live())
             encoded: dict[str, dict[str, Any]] = {}
             documents = []
             for row in rows:
@@ -298,7 +300,8 @@ class MilvusStore:
                                           f" Milvus store keeps at most {MAX_TEXT_BYTES}")
                 encoded[doc_id] = filterable(metadata, "set")
                 documents.append({"doc_id": doc_id, "title": row["title"], "text": row["text"], **encoded[doc_id],
-                                  "hash": digest, "unused": [0.0, 0.0]})
+                                  **{f: row[f] for f in self._expiry_field()}, "hash": digest,
+                                  "unused": [0.0, 0.0]})
             chunks = self._query_in(self.chunks, "doc_id", list(encoded), ["pk", "doc_id"])
             for start in range(0, len(chunks), _BATCH):
                 self.client.upsert(self.chunks, [{"pk": r["pk"], **encoded[r["doc_id"]]}
@@ -343,18 +346,12 @@ class MilvusStore:
         (beyond, the counts are of the first FACET_SCAN and the answer says it is not exact);
         the deadline is checked between pages."""
         documents = self.count(flt)
-        expr = " and ".join(f"({e})" for e in (to_expr(flt), f"exists {meta_path(key)}") if e)
         tally = facets.Tally(key)
-        iterator = self.client.query_iterator(self.docs, filter=expr, output_fields=["meta"], batch_size=_BATCH)
-        try:
-            while tally.documents < FACET_SCAN:
+        rows = self._iterate(self.docs, self._expr(flt, f"exists {meta_path(key)}"), ["meta"])
+        for i, row in enumerate(itertools.islice(rows, FACET_SCAN)):
+            if i % _BATCH == 0:
                 deadline.check("facet")
-                page = iterator.next()
-                if not page:
-                    break
-                tally.add_all(decode_metadata(r.get("meta") or {}) for r in page[:FACET_SCAN - tally.documents])
-        finally:
-            iterator.close()
+            tally.add(decode_metadata(row.get("meta") or {}))
         return facets.Facets(tally.top(limit), documents, exact=tally.documents < FACET_SCAN)
 
     # -- retrieval ------------------------------------------------------------------------------
