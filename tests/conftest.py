@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import MilvusLite
+from tests.support.stores import STORES, Stores
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -49,3 +50,11 @@ def milvus_lite(tmp_path: Path) -> Iterator[MilvusLite]:
     milvus = MilvusLite(tmp_path / "milvus")
     yield milvus
     milvus.stop()
+
+
+@pytest.fixture(params=STORES)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """Collections in one store kind; each test using it runs once per kind."""
+    made = Stores(request.param, tmp_path)
+    yield made
+    made.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from neardex.indexer.retrieval.answers import Answerer
 from neardex.indexer.retrieval.engine import Collection
 from neardex.indexer.retrieval.metadata_updates import MetadataUpdate
 from neardex.indexer.stores.local import check
-from tests.unit.test_stores import STORES, Stores
+from tests.support.stores import Stores, ids
 
 DOCS = [
     Document("paris", "Paris is the capital and largest city of France, on the Seine.", metadata={"topic": "city"}),
@@ -40,17 +39,6 @@ def expire_soon(doc: Document, seconds: float = LIFETIME) -> Document:
 
 def wait_past(expires_at: float) -> None:
     time.sleep(max(0.0, expires_at - time.time()) + 0.2)
-
-
-@pytest.fixture(params=STORES)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
-    made = Stores(request.param, tmp_path)
-    yield made
-    made.close()
-
-
-def ids(result: object) -> list[str]:
-    return [h.id for h in result.hits]  # type: ignore[attr-defined]
 
 
 def every_read(col: Collection) -> dict[str, object]:

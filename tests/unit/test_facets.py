@@ -5,7 +5,6 @@ documented order and within the limit; and bad keys and limits are refused namin
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from neardex.indexer.query.filters import Filter, parse_filter
 from neardex.indexer.retrieval.engine import Collection
 from neardex.indexer.stores import milvus
 from tests.support.filter_model import matches, random_metadata, value_at
-from tests.unit.test_stores import STORES, Stores
+from tests.support.stores import Stores
 
 # Strings, numbers (whole and not, 1 beside 1.0), booleans beside 1 and "1", lists with repeats,
 # nulls, nested objects and lists, nested keys, and documents without the key.
@@ -74,13 +73,6 @@ def same_values(a: list[tuple[Any, int]], b: list[tuple[Any, int]]) -> bool:
     """Equal, booleans told from numbers (True == 1 in Python)."""
     return len(a) == len(b) and all((type(x) is bool) == (type(y) is bool) and x == y and m == n
                                     for (x, m), (y, n) in zip(a, b))
-
-
-@pytest.fixture(params=STORES)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
-    made = Stores(request.param, tmp_path)
-    yield made
-    made.close()
 
 
 def test_counts_are_a_count_over_the_documents_indexed_or_not(stores: Stores) -> None:

@@ -5,8 +5,6 @@ naming the field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.query.filters import parse_filter
 from neardex.indexer.retrieval import grouping
 from neardex.indexer.retrieval.engine import MAX_CHUNKS_PER_DOCUMENT, Collection
-from tests.unit.test_stores import STORES, Stores
+from tests.support.stores import Stores
 
 LONG = ("The Apollo program ran from 1961 to 1972 and was run by NASA. "
         "Apollo 11 landed on the Moon in July 1969, and Neil Armstrong walked on the lunar surface. "
@@ -48,13 +46,11 @@ QUERY = "Apollo 11 Moon landing Neil Armstrong lunar surface"
 TEXT = {d.id: d.text for d in DOCS}
 
 
-@pytest.fixture(params=STORES)
-def col(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collection]:
-    stores = Stores(request.param, tmp_path)
+@pytest.fixture
+def col(stores: Stores) -> Collection:
     collection = stores.create("docs", chunk_tokens=32, overlap_tokens=0)
     collection.upsert(DOCS)
-    yield collection
-    stores.close()
+    return collection
 
 
 def expected_groups(col: Collection, mode: str, size: int, path: str = "source") -> list[tuple[Any, list[str]]]:

@@ -4,9 +4,6 @@ near-copies without changing the hits' scores, and bad values are refused naming
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,7 +11,7 @@ from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.retrieval import diversity
 from neardex.indexer.retrieval.engine import Collection
-from tests.unit.test_stores import STORES, Stores
+from tests.support.stores import Stores
 
 # Three near-copies about lunar landings, then documents on other sides of the same question.
 DOCS = [
@@ -30,13 +27,11 @@ DOCS = [
 QUERY = "Apollo 11 Moon landing Neil Armstrong lunar surface"
 
 
-@pytest.fixture(params=STORES)
-def col(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collection]:
-    stores = Stores(request.param, tmp_path)
+@pytest.fixture
+def col(stores: Stores) -> Collection:
     collection = stores.create("docs")
     collection.upsert(DOCS)
-    yield collection
-    stores.close()
+    return collection
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])

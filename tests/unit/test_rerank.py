@@ -10,7 +10,7 @@ The cross-encoder is built from the bundled model's weights with a fixed, untrai
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,8 @@ from neardex.indexer.retrieval.answers import Answerer
 from neardex.indexer.retrieval.engine import Collection
 from neardex.indexer.retrieval.request import Rerank
 from tests.support.models import cross_encoder
+from tests.support.stores import Stores
 from tests.unit.test_pages_and_diversity import DOCS, QUERY
-from tests.unit.test_stores import STORES, Stores
 
 MODES = ["dense", "lexical", "hybrid"]
 
@@ -49,13 +49,6 @@ def predict(ce: str):  # noqa: ANN201 - a function of (query, hits)
         return model.predict(pairs, activation_fn=torch.nn.Sigmoid(), show_progress_bar=False).tolist()
 
     return scores
-
-
-@pytest.fixture(params=STORES)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
-    made = Stores(request.param, tmp_path)
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from neardex.indexer.ingest.pipeline import index_documents
 from neardex.indexer.query.filters import parse_filter
 from neardex.indexer.records import IndexSpec
 from neardex.indexer.retrieval.answers import Answerer
-from neardex.indexer.retrieval.engine import Collection
 from neardex.indexer.stores.local.check import check
+from tests.support.stores import Stores, ids
 
 pytest.importorskip("pymilvus")
 
@@ -31,49 +31,6 @@ DOCS = [
     Document("nile", "The Nile flows north through Egypt into the Mediterranean Sea.", "",
              {"lang": "en", "year": 1999, "tags": "river", "geo": {"continent": "Africa"}}),
 ]
-# milvus-lite starts a server process per module: the whole suite runs it, the fast tier does not.
-STORES = ["local", pytest.param("milvus-lite", marks=pytest.mark.slow)]
-
-
-class Stores:
-    """Collections of one store kind; `reopen` gives a second catalog over the same data, as
-    another process (a restarted server, or a second one) would see it."""
-
-    def __init__(self, kind: str, root: Path) -> None:
-        self.kind = kind
-        self.root = root
-        self.uri = "" if kind == "local" else str(root / "milvus.db")
-        self.catalog = Catalog(root / "data")
-        self._others: list[Catalog] = []
-
-    def create(self, name: str = "docs", **kwargs: object) -> Collection:
-        return self.catalog.create(name, store=self.uri, **kwargs)  # type: ignore[arg-type]
-
-    def reopen(self) -> Catalog:
-        if self.kind == "local":
-            self.catalog.close()
-            self.catalog = Catalog(self.root / "data")
-            return self.catalog
-        other = Catalog(self.root / f"other-{len(self._others)}", milvus=[self.uri])
-        self._others.append(other)
-        return other
-
-    def close(self) -> None:
-        for catalog in [self.catalog, *self._others]:
-            catalog.close()
-
-
-@pytest.fixture(params=STORES)
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
-    made = Stores(request.param, tmp_path)
-    yield made
-    made.close()
-
-
-def ids(result: object) -> list[str]:
-    return [h.id for h in result.hits]  # type: ignore[attr-defined]
-
-
 def test_upsert_search_get_delete(stores: Stores) -> None:
     col = stores.create()
     result = col.upsert(DOCS)
