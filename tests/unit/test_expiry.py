@@ -163,9 +163,13 @@ def test_a_collection_ttl_counts_from_each_write(stores: Stores) -> None:
     col.upsert(DOCS)
     expires = {d.id: d.expires_at for d in col.get([d.id for d in DOCS])[0]}
     assert all(written + 2 <= e <= time.time() + 2 for e in expires.values())  # type: ignore[operator]
-    # A rewrite of the same content is a write: its lifetime starts again.
+    # A rewrite of the same content is a write: its lifetime starts again, and as no chunk or
+    # vector depends on the expiry, it is a metadata-only write that embeds nothing.
     time.sleep(0.5)
-    assert col.upsert(DOCS[:1]).upserted == 1
+    chunks = sorted(c.chunk_id for c in col.store.fetch(documents=["paris"]))
+    renewal = col.upsert(DOCS[:1])
+    assert (renewal.upserted, renewal.metadata_updated, renewal.chunks) == (0, 1, 0)
+    assert sorted(c.chunk_id for c in col.store.fetch(documents=["paris"])) == chunks
     renewed = col.get(["paris"])[0][0].expires_at
     assert renewed > expires["paris"]  # type: ignore[operator]
     # An explicit expiry wins over the ttl; a ttl of 0 writes documents that never expire.
@@ -176,6 +180,8 @@ def test_a_collection_ttl_counts_from_each_write(stores: Stores) -> None:
     wait_past(max(renewed, *expires.values()))  # type: ignore[arg-type]
     assert sorted(col.all_ids()) == ["lyon", "seine"]
     assert col.get(["seine"])[0][0].expires_at == pytest.approx(far)
+    # The new expiry reached what searches read (Milvus keeps it on each chunk row too).
+    assert sorted(ids(col.search(QUERY, k=4, mode="dense"))) == ["lyon", "seine"]
     assert stores.reopen().get("docs").manifest.ttl_seconds == 0
 
 
@@ -183,7 +189,7 @@ def test_rewriting_without_expiry_keeps_the_document(stores: Stores) -> None:
     col = stores.create()
     col.upsert([expire_soon(DOCS[0])])
     # The same content, now with no expiry: not skipped as unchanged, stored as never expiring.
-    assert col.upsert(DOCS[:1]).upserted == 1
+    assert col.upsert(DOCS[:1]).metadata_updated == 1
     assert col.upsert(DOCS[:1]).unchanged == 1
     wait_past(time.time() + LIFETIME)
     assert col.get(["paris"])[0][0].expires_at is None and col.count() == 1

@@ -24,23 +24,20 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The document's own vector, in a collection without a model (and only there).
     vector: tuple[float, ...] | None = None
-    # When it stops existing (unix time, seconds); None: never. Part of the content hash: it is
-    # stored with the document's row, which a metadata-only rewrite does not touch.
+    # When it stops existing (unix time, seconds); None: never. Hashed with the metadata: no chunk
+    # or vector depends on it, so a new expiry (a ttl renewed by a rewrite) is a metadata-only write.
     expires_at: float | None = None
 
     def content_hash(self) -> str:
         """Hash of what the chunks and their vectors depend on (title, text, and the document's own
-        vector where it brings one), and of its expiry (a ttl renews it with each write): when it
-        is unchanged, nothing is embedded again."""
+        vector where it brings one): when it is unchanged, nothing is embedded again."""
         parts: list[Any] = [self.title, self.text]
         if self.vector is not None:
             parts.append(list(self.vector))
-        if self.expires_at is not None:
-            parts.append({"expires_at": repr(float(self.expires_at))})
         return _digest(parts)
 
     def metadata_hash(self) -> str:
-        return metadata_hash(self.metadata)
+        return metadata_hash(self.metadata, self.expires_at)
 
     def stored_hash(self) -> str:
         """The hash a store keeps for this document: its content hash and its metadata hash."""
@@ -82,8 +79,10 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:HASH_DIGITS]
 
 
-def metadata_hash(metadata: dict[str, Any]) -> str:
-    return _digest(metadata)
+def metadata_hash(metadata: dict[str, Any], expires_at: float | None = None) -> str:
+    """Hash of what a metadata-only write rewrites: the metadata, and the expiry where there is one
+    (without one, the hash of the metadata alone, as rows written before expiry hold)."""
+    return _digest(metadata if expires_at is None else [metadata, {"expires_at": repr(float(expires_at))}])
 
 
 def join_hash(content: str, metadata: str) -> str:
@@ -98,8 +97,8 @@ def split_hash(stored: str) -> tuple[str, str] | None:
     return (content, metadata) if separator else None
 
 
-def rehashed(stored: str, metadata: dict[str, Any]) -> str:
-    """A stored hash after the document's metadata alone became `metadata`: the content part is
-    kept (unknown for a row written before the split)."""
+def rehashed(stored: str, metadata: dict[str, Any], expires_at: float | None) -> str:
+    """A stored hash after the document's metadata and expiry alone became these: the content
+    part is kept (unknown for a row written before the split)."""
     parts = split_hash(stored)
-    return join_hash(parts[0] if parts else "", metadata_hash(metadata))
+    return join_hash(parts[0] if parts else "", metadata_hash(metadata, expires_at))

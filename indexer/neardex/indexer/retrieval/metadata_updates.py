@@ -2,8 +2,8 @@
 a write batch into documents to embed, documents whose metadata alone changed, and unchanged ones.
 
 Metadata shapes no chunk and no vector (the model sees the title and the text; the lexical index
-reads the same), so a change of metadata alone rewrites the metadata, its index rows and the
-stored hash, and nothing else. The decision is made here, once for both stores; each store
+reads the same), nor does an expiry, so a change of metadata or expiry alone rewrites the
+metadata, the expiry, their index rows and the stored hash, and nothing else. The decision is made here, once for both stores; each store
 applies it in one write of its own (`Store.update_metadata`).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..documents import Document, join_hash, metadata_hash, rehashed, split_hash
+from ..documents import Document, rehashed, split_hash
 from ..errors import InvalidArgument
 from ..query.filters import Condition, key_field, validate_condition
 from ..stores import MetadataEdit, Store
@@ -82,9 +82,11 @@ class MetadataUpdate:
         return out
 
     def edit(self) -> MetadataEdit:
-        def edited(doc_id: str, metadata: dict[str, Any], stored: str) -> tuple[dict[str, Any], str]:
+        """Each document's metadata updated; its expiry kept."""
+        def edited(doc_id: str, metadata: dict[str, Any], stored: str,
+                   expires_at: float | None) -> tuple[dict[str, Any], str, float | None]:
             new = self.apply(metadata)
-            return new, rehashed(stored, new)
+            return new, rehashed(stored, new, expires_at), expires_at
 
         return edited
 
@@ -126,7 +128,7 @@ def split(documents: Sequence[Document], store: Store, text_decides: bool) -> Sp
                 out.metadata_only.append((doc, old))
         elif parts is not None and parts[0]:
             out.changed.append((doc, digest))
-        elif parts is None and old == doc.legacy_hash():
+        elif parts is None and doc.expires_at is None and old == doc.legacy_hash():  # no expiry then
             continue
         else:
             undecided.append((doc, old))
@@ -144,15 +146,15 @@ def split(documents: Sequence[Document], store: Store, text_decides: bool) -> Sp
 
 
 def rewrite_edit(documents: list[tuple[Document, str]]) -> MetadataEdit:
-    """The edit a re-upsert's metadata-only documents make: each one's metadata becomes the new
-    one's, and the stored hash the new document's whole (content known) where the row is still the
-    one the split compared with, else the row's content hash with the new metadata hash."""
+    """The edit a re-upsert's metadata-only documents make: each one's metadata and expiry become
+    the new one's, and the stored hash the new document's whole (content known) where the row is
+    still the one the split compared with, else the row's content hash with the new metadata hash."""
     by_id = {doc.id: (doc, old) for doc, old in documents}
 
-    def edited(doc_id: str, metadata: dict[str, Any], stored: str) -> tuple[dict[str, Any], str]:
+    def edited(doc_id: str, metadata: dict[str, Any], stored: str,
+               expires_at: float | None) -> tuple[dict[str, Any], str, float | None]:
         doc, old = by_id[doc_id]
-        digest = join_hash(doc.content_hash(), metadata_hash(doc.metadata)) if stored == old \
-            else rehashed(stored, doc.metadata)
-        return doc.metadata, digest
+        digest = doc.stored_hash() if stored == old else rehashed(stored, doc.metadata, doc.expires_at)
+        return doc.metadata, digest, doc.expires_at
 
     return edited

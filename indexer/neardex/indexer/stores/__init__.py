@@ -33,10 +33,11 @@ from ..query.filters import Filter
 from ..query.languages import AUTO
 from ..records import Candidate, Manifest, Stats
 
-# How a metadata update changes one stored document: (its id, its metadata, its stored hash) ->
-# (its new metadata, its new stored hash). The engine decides; the store reads, calls it and writes
-# the result inside one write, so no other write comes between the read and the rewrite.
-MetadataEdit = Callable[[str, dict[str, Any], str], tuple[dict[str, Any], str]]
+# How a metadata update changes one stored document: (its id, its metadata, its stored hash, its
+# expiry) -> (its new metadata, its new stored hash, its new expiry). The engine decides; the store
+# reads, calls it and writes the result inside one write, so no other write comes between the read
+# and the rewrite.
+MetadataEdit = Callable[[str, dict[str, Any], str, float | None], tuple[dict[str, Any], str, float | None]]
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ class Store(Protocol):
     def delete(self, ids: Sequence[str], flt: Filter | None) -> int: ...
 
     def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
-        """Rewrite the metadata (and stored hash) of the documents given by id, or of those flt
-        matches, as `edit` says, in one write that touches no chunk, vector or lexical row; what
+        """Rewrite the metadata, expiry and stored hash of the live documents given by id, or of
+        those flt matches, as `edit` says, in one write that touches no chunk, vector or lexical row; what
         filters read (the metadata index, the chunks' copies of the metadata) changes with it.
         Durable when it returns; the ids of the documents rewritten (ids not stored are left out)."""
 

@@ -548,29 +548,32 @@ class LocalStore:
         return deleted
 
     def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
-        """One transaction rewrites the documents' metadata, hash and metadata-index rows; chunks,
-        vectors, the lexical table, the change log and the FAISS index are not touched, so no
-        index work follows and the commit is the acknowledgement."""
+        """One transaction rewrites the documents' metadata, expiry, hash and metadata-index rows;
+        chunks, vectors, the lexical table, the change log and the FAISS index are not touched, so
+        no index work follows and the commit is the acknowledgement."""
         now = time.time()
         with self._write_mutex, self._transaction() as tx:
             if flt is not None:
                 where, params = self._where(flt)
-                rows = tx.db.execute(f"SELECT d.id, d.metadata, d.hash FROM documents d WHERE {where}",
+                rows = tx.db.execute(f"SELECT d.id, d.metadata, d.hash, d.expires_at FROM documents d WHERE {where}",
                                      params).fetchall()
             else:
                 rows = []
                 live, cut = self._live()  # an expired document is as missing as a deleted one
                 for part in _batched(list(dict.fromkeys(ids)), 500):
-                    rows += tx.db.execute("SELECT d.id, d.metadata, d.hash FROM documents d"
+                    rows += tx.db.execute("SELECT d.id, d.metadata, d.hash, d.expires_at FROM documents d"
                                           f" WHERE d.id IN ({','.join('?' * len(part))}) AND {live}",
                                           [*part, *cut]).fetchall()
             written: list[Document] = []
             changes = []
-            for doc_id, meta, stored in rows:
-                metadata, digest = edit(doc_id, json.loads(meta), stored)
+            for doc_id, meta, stored, expires in rows:
+                metadata, digest, expires = edit(doc_id, json.loads(meta), stored, expires)
                 written.append(Document(doc_id, "", metadata=metadata))
-                changes.append((json.dumps(metadata, ensure_ascii=False), digest, now, doc_id))
-            tx.db.executemany("UPDATE documents SET metadata = ?, hash = ?, updated = ? WHERE id = ?", changes)
+                changes.append((json.dumps(metadata, ensure_ascii=False), digest, now, expires, doc_id))
+                if expires is not None:
+                    self._next_expiry = min(self._next_expiry, expires)  # as in write: before the commit
+            tx.db.executemany("UPDATE documents SET metadata = ?, hash = ?, updated = ?, expires_at = ? WHERE id = ?",
+                              changes)
             if self.manifest.indexed_keys:
                 for part in _batched([d.id for d in written], 500):
                     tx.db.execute(f"DELETE FROM meta_values WHERE doc_id IN ({','.join('?' * len(part))})", part)

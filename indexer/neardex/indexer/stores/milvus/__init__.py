@@ -277,13 +277,13 @@ class MilvusStore:
         self._save_manifest(manifest)
 
     def update_metadata(self, ids: Sequence[str], flt: Filter | None, edit: MetadataEdit) -> list[str]:
-        """Each chunk row keeps its document's metadata (filters apply where the vectors are): the
-        chunks' metadata fields are rewritten by a partial upsert on their primary keys, which
-        sends no vector and leaves the vector, the text and the BM25 terms as they are; then the
-        document rows. A search meanwhile may see a document's chunks changed a moment before its
+        """Each chunk row keeps its document's metadata and expiry (filters apply where the vectors
+        are): the chunks' metadata and expiry fields are rewritten by a partial upsert on their
+        primary keys, which sends no vector and leaves the vector, the text and the BM25 terms as
+        they are; then the document rows. A search meanwhile may see a document's chunks changed a moment before its
         row."""
         with self._write_mutex:
-            # Expired documents are as missing as deleted ones; a rewritten row keeps its expiry.
+            # Expired documents are as missing as deleted ones.
             fields = ["doc_id", "title", "text", "meta", "hash", *self._expiry_field()]
             if flt is not None:
                 rows = self._query(self.docs, self._expr(flt), fields)
@@ -293,15 +293,19 @@ class MilvusStore:
             documents = []
             for row in rows:
                 doc_id = row["doc_id"]
-                metadata, digest = edit(doc_id, decode_metadata(row["meta"] or {}), row["hash"])
+                metadata, digest, expires = edit(doc_id, decode_metadata(row["meta"] or {}), row["hash"],
+                                                 row.get("expires_at") or None)
                 size = len(json.dumps(metadata, ensure_ascii=False).encode())
                 if size > MAX_TEXT_BYTES:
                     raise InvalidArgument(f"set: the metadata of document {doc_id!r} would be {size} bytes; the"
                                           f" Milvus store keeps at most {MAX_TEXT_BYTES}")
                 encoded[doc_id] = filterable(metadata, "set")
+                if self.can_expire:
+                    encoded[doc_id]["expires_at"] = expires or 0.0
+                elif expires is not None:
+                    raise self._no_expiry(f"expires_at of document {doc_id!r}")
                 documents.append({"doc_id": doc_id, "title": row["title"], "text": row["text"], **encoded[doc_id],
-                                  **{f: row[f] for f in self._expiry_field()}, "hash": digest,
-                                  "unused": [0.0, 0.0]})
+                                  "hash": digest, "unused": [0.0, 0.0]})
             chunks = self._query_in(self.chunks, "doc_id", list(encoded), ["pk", "doc_id"])
             for start in range(0, len(chunks), _BATCH):
                 self.client.upsert(self.chunks, [{"pk": r["pk"], **encoded[r["doc_id"]]}
