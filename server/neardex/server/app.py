@@ -26,7 +26,7 @@ from neardex.v1 import neardex_pb2_grpc
 from . import metrics
 from .auth import KeyStore
 from .gate import SERVICE_NAME, SPARE_THREADS, CallPool, Gate
-from .http import AsgiServer, HttpLimits, connect_app, metrics_app
+from .http import AsgiServer, HttpLimits, http_app, metrics_app
 from .purge import Purger
 from .scheduler import ModelScheduler
 from .service import NeardexService
@@ -185,13 +185,13 @@ def edge_limits(settings: Settings) -> HttpLimits:
 
 
 def start_http(servicer: NeardexService, gate: Gate, settings: Settings) -> AsgiServer:
-    """The HTTP (Connect) port, with the gRPC port's TLS and client certificates."""
+    """The HTTP port (Connect, and /openapi.json), with the gRPC port's TLS and client certificates."""
     tls = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = (str(settings.tls_cert), str(settings.tls_key),
                str(settings.tls_client_ca) if settings.tls_client_ca is not None else None)
     try:
-        return AsgiServer(connect_app(servicer, gate, settings.max_message_bytes), settings.host,
+        return AsgiServer(http_app(servicer, gate, settings.max_message_bytes), settings.host,
                           settings.http_port, edge_limits(settings), tls)
     except OSError as exc:
         raise FailedPrecondition(

@@ -9,7 +9,9 @@ protocol (envelopes, timeouts, body limits, compression) the connectrpc library'
 written here. Nothing here implements an RPC either: each call goes through the same gate (keys,
 limits, deadlines, status codes, metrics) and the same servicer as a gRPC call, on the same thread
 pool, so one limit counts both transports. `Authorization: Bearer KEY` (or `api-key: KEY`) carries
-the key and `Connect-Timeout-Ms` the deadline.
+the key and `Connect-Timeout-Ms` the deadline. Beside the Connect app, `Routes` serves fixed paths
+outside the service's (`GET /openapi.json`, the document generated from the .proto and shipped in
+neardex-proto, which needs no key: it describes the API and holds no data).
 
 The edge against slow or idle callers is Hypercorn's event loop, where a silent connection costs a
 file handle and no thread: TLS handshakes run per connection with a timeout, a connection that has
@@ -31,6 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -321,6 +324,52 @@ def connect_app(servicer: Any, gate: Gate, max_body_bytes: int) -> Any:
               _Codec(google_protobuf_json_codec(ignore_unknown_fields=False))]
     return NeardexASGIApplication(GatedService(servicer, gate),  # type: ignore[arg-type]
                                   read_max_bytes=max_body_bytes, codecs=codecs)
+
+
+class Document:
+    """ASGI app of one fixed document, read by GET (or HEAD); it describes the API and holds no
+    data, so it needs no key."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body = body
+        self.headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                        (b"cache-control", b"no-cache")]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            body = f"{method} {scope['path']}: only GET and HEAD\n".encode()
+            await send({"type": "http.response.start", "status": 405,
+                        "headers": [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else self.body})
+
+
+class Routes:
+    """ASGI dispatch of the HTTP port: a request for one of `routes`' paths goes to its app, every
+    other request to the Connect app as it came. Connect's paths all start with the service's
+    name (/neardex.v1.Neardex/), so other paths (documents now, static files later) never take
+    one of its calls."""
+
+    def __init__(self, connect: Any, routes: dict[str, Any]) -> None:
+        self.connect, self.routes = connect, routes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        await (route or self.connect)(scope, receive, send)
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI document of the HTTP API, shipped beside the generated code it describes."""
+    return Path(neardex_pb2.__file__).with_name("openapi.json").read_bytes()
+
+
+def http_app(servicer: Any, gate: Gate, max_body_bytes: int) -> Any:
+    """The HTTP port: the Connect app, and the OpenAPI document at /openapi.json."""
+    return Routes(connect_app(servicer, gate, max_body_bytes),
+                  {"/openapi.json": Document(openapi_document(), "application/json")})
 
 
 class _MetricsGate:
