@@ -291,7 +291,8 @@ class Generator:
             self.comments.get(service_path, ""),
             f"Each unary RPC of `{full_service}` is `POST /{full_service}/<Method>` in the Connect protocol"
             " (connectrpc.com/docs/protocol): the request and the response are JSON in protobuf's canonical"
-            " JSON mapping (lowerCamelCase field names; 64-bit integers as strings; enums by name;"
+            " JSON mapping (lowerCamelCase field names, the .proto's own names accepted too; 64-bit integers as"
+            " strings; enums by name;"
             " Timestamp as RFC 3339; Struct and Value as any JSON; fields at their default value left out"
             " of responses). Binary protobuf (`application/proto`) is accepted too. An error is a Connect"
             " error: `{\"code\": \"not_found\", \"message\": ...}` with the HTTP status of its code.",

@@ -54,7 +54,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def test_document_is_served_without_a_key_beside_the_gated_calls(served: tuple[str, str]) -> None:
-    base, _ = served
+    base, key = served
     status, headers, body = request(base, "/openapi.json", method="GET")
     assert status == 200 and headers["content-type"] == "application/json"
     assert body == DOCUMENT.read_bytes()
@@ -64,6 +64,7 @@ def test_document_is_served_without_a_key_beside_the_gated_calls(served: tuple[s
     assert status == 405 and headers["allow"] == "GET, HEAD"
     status, _, body = request(base, "/neardex.v1.Neardex/ListCollections", {})
     assert status == 401 and json.loads(body)["code"] == "unauthenticated"  # calls still need a key
+    assert request(base, "/neardex.v1.Neardex/ListCollections", {}, headers={"api-key": key})[0] == 200
 
 
 def _world(base: str, key: str) -> None:
@@ -88,7 +89,9 @@ def test_every_example_is_answered_as_its_schema_says(served: tuple[str, str]) -
                       for code, response in operation["responses"].items()
                       if "example" in response.get("content", {}).get("application/json", {})}
         expected = next(iter(documented), "200")
-        status, _, raw = request(base, path, example, headers={"authorization": f"Bearer {key}"})
+        status, _, raw = request(base, path, example, headers={"authorization": f"Bearer {key}",
+                                                               "connect-protocol-version": "1",
+                                                               "connect-timeout-ms": "120000"})
         body = json.loads(raw)
         assert str(status) == expected, f"{path}: {status} {body}"
         response = operation["responses"][expected]
