@@ -273,7 +273,7 @@ class Generator:
         return schema
 
     def document(self) -> dict[str, Any]:
-        service_index, service = next(iter(enumerate(self.file.service)))
+        service_index, service = 0, self.file.service[0]  # the one service of the package
         service_path = (FILE_SERVICE, service_index)
         full_service = f"{self.file.package}.{service.name}"
         paths: dict[str, Any] = {}
