@@ -137,8 +137,11 @@ class _Connection:
             except StopIteration as end:
                 return end.value  # type: ignore[no-any-return]
             if isinstance(step, _Embed):
-                answer = self._embedding(step).embed_documents(step.texts) if not step.query else [
-                    self._embedding(step).embed_query(text) for text in step.texts]
+                embedding = self._embedding()
+                if step.query:
+                    answer = [embedding.embed_query(text) for text in step.texts]
+                else:
+                    answer = embedding.embed_documents(step.texts)
             else:
                 answer = getattr(self.client(), step.method)(*step.args, **step.kwargs)
 
@@ -153,13 +156,15 @@ class _Connection:
             except StopIteration as end:
                 return end.value  # type: ignore[no-any-return]
             if isinstance(step, _Embed):
-                embedding = self._embedding(step)
-                answer = await embedding.aembed_documents(step.texts) if not step.query else [
-                    await embedding.aembed_query(text) for text in step.texts]
+                embedding = self._embedding()
+                if step.query:
+                    answer = [await embedding.aembed_query(text) for text in step.texts]
+                else:
+                    answer = await embedding.aembed_documents(step.texts)
             else:
                 answer = await getattr(client, step.method)(*step.args, **step.kwargs)
 
-    def _embedding(self, step: _Embed) -> Embeddings:
+    def _embedding(self) -> Embeddings:
         assert self.embedding is not None, "a plan asked to embed without an Embeddings"
         return self.embedding
 
