@@ -11,28 +11,29 @@ embedded here and sent as vectors.
 
 As in the client, each operation is written once, as a plan: a generator that yields the client
 calls (and the embeddings) it needs and gets their answers back. The blocking methods run a plan
-against a ``Client``, the ``a``-prefixed ones await it against an ``AsyncClient``, so the two
-cannot drift apart.
+against a ``Client``, the ``a``-prefixed ones await it against an ``AsyncClient`` (both drivers, and
+the clients a store calls through, are ``_plans``, shared with the LlamaIndex integration), so the
+two cannot drift apart.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import uuid
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 try:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
-    from langchain_core.runnables.config import run_in_executor
     from langchain_core.vectorstores import VectorStore
 except ImportError as exc:  # pragma: no cover - the extra is not installed
     raise ImportError(
         'neardex.client.langchain needs langchain-core: pip install "neardex-client[langchain]"'
     ) from exc
 
+from ._plans import Call, Clients, Refusal
 from .aio import AsyncClient
 from .client import Client
 from .models import Document as NeardexDocument
@@ -47,16 +48,7 @@ SEARCH_OPTIONS = frozenset({"mode", "min_score", "ef_search", "nprobe", "rerank"
 
 
 # ---------------------------------------------------------------------------------------------
-# What a plan asks its runner to do
-
-
-@dataclass(frozen=True)
-class _Call:
-    """Call this method of the client: the blocking one, or the asyncio one awaited."""
-
-    method: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
+# What a plan asks its runner to do besides client calls (``_plans.Call``)
 
 
 @dataclass(frozen=True)
@@ -68,105 +60,39 @@ class _Embed:
     query: bool
 
 
-_Plan = Generator[_Call | _Embed, Any, T]
+_Plan = Generator[Call | _Embed, Any, T]
+
+_NONE_GIVEN: Refusal = (ValueError, "client: give a Client, an AsyncClient or an address")
+_ASYNC_ONLY: Refusal = (RuntimeError, "client: this store has only an AsyncClient; use the a-prefixed methods, "
+                                      "or give client= or address= for the blocking ones")
 
 
-class _Connection:
-    """The clients calls go through, and the two runners of plans over them.
+def _embed(embedding: Embeddings, step: _Embed) -> list[list[float]]:
+    if step.query:
+        return [embedding.embed_query(text) for text in step.texts]
+    return embedding.embed_documents(step.texts)
 
-    Clients it makes from an address it also closes; those it is given stay the caller's. An
-    ``AsyncClient`` made from an address belongs to the event loop it was made in (grpc.aio
-    channels do), so one is made per loop. Without any asyncio client, the async methods run the
-    blocking plan in a worker thread, as LangChain's own defaults do.
-    """
 
-    def __init__(
-        self,
-        client: Client | None,
-        async_client: AsyncClient | None,
-        address: str | None,
-        api_key: str | None,
-        client_options: Mapping[str, Any] | None,
-        embedding: Embeddings | None = None,
-    ) -> None:
-        if client is None and async_client is None and address is None:
-            raise ValueError("client: give a Client, an AsyncClient or an address")
-        self.address = address
-        self.options = {**(client_options or {}), **({"api_key": api_key} if api_key is not None else {})}
-        self.embedding = embedding
-        self._client = client
-        self._owns_client = False
-        self._async_client = async_client
-        self._made_async: tuple[asyncio.AbstractEventLoop, AsyncClient] | None = None
+async def _aembed(embedding: Embeddings, step: _Embed) -> list[list[float]]:
+    if step.query:
+        return [await embedding.aembed_query(text) for text in step.texts]
+    return await embedding.aembed_documents(step.texts)
 
-    def client(self) -> Client:
-        if self._client is None:
-            if self.address is None:
-                raise RuntimeError("client: this store has only an AsyncClient; use the a-prefixed methods, "
-                                   "or give client= or address= for the blocking ones")
-            self._client = Client(self.address, **self.options)
-            self._owns_client = True
-        return self._client
 
-    def async_client(self) -> AsyncClient | None:
-        if self._async_client is not None:
-            return self._async_client
-        if self.address is None:
-            return None
-        loop = asyncio.get_running_loop()
-        if self._made_async is None or self._made_async[0] is not loop:
-            self._made_async = (loop, AsyncClient(self.address, **self.options))
-        return self._made_async[1]
-
-    def close(self) -> None:
-        if self._owns_client and self._client is not None:
-            self._client.close()
-            self._client, self._owns_client = None, False
-
-    async def aclose(self) -> None:
-        self.close()
-        if self._made_async is not None:
-            made, self._made_async = self._made_async[1], None
-            await made.close()
-
-    def run(self, plan: _Plan[T]) -> T:
-        answer: Any = None
-        while True:
-            try:
-                step = plan.send(answer)
-            except StopIteration as end:
-                return end.value  # type: ignore[no-any-return]
-            if isinstance(step, _Embed):
-                embedding = self._embedding()
-                if step.query:
-                    answer = [embedding.embed_query(text) for text in step.texts]
-                else:
-                    answer = embedding.embed_documents(step.texts)
-            else:
-                answer = getattr(self.client(), step.method)(*step.args, **step.kwargs)
-
-    async def arun(self, plan: _Plan[T]) -> T:
-        client = self.async_client()
-        if client is None:
-            return await run_in_executor(None, self.run, plan)
-        answer: Any = None
-        while True:
-            try:
-                step = plan.send(answer)
-            except StopIteration as end:
-                return end.value  # type: ignore[no-any-return]
-            if isinstance(step, _Embed):
-                embedding = self._embedding()
-                if step.query:
-                    answer = [await embedding.aembed_query(text) for text in step.texts]
-                else:
-                    answer = await embedding.aembed_documents(step.texts)
-            else:
-                answer = await getattr(client, step.method)(*step.args, **step.kwargs)
-
-    def _embedding(self) -> Embeddings:
-        assert self.embedding is not None, "a plan asked to embed without an Embeddings"
-        return self.embedding
+def _connect(
+    client: Client | None,
+    async_client: AsyncClient | None,
+    address: str | None,
+    api_key: str | None,
+    client_options: Mapping[str, Any] | None,
+    embedding: Embeddings | None = None,
+) -> Clients:
+    """The clients a store or an embeddings object calls through; ``embedding`` answers ``_Embed``."""
+    options = {**(client_options or {}), **({"api_key": api_key} if api_key is not None else {})}
+    return Clients(client, async_client, none_given=_NONE_GIVEN, async_only=_ASYNC_ONLY, address=address,
+                   options=options,
+                   handle=None if embedding is None else functools.partial(_embed, embedding),
+                   ahandle=None if embedding is None else functools.partial(_aembed, embedding))
 
 
 def relevance(score: float, mode: str) -> float:
@@ -237,7 +163,8 @@ class NeardexVectorStore(VectorStore):
     ) -> None:
         self.collection = collection
         self.batch_size = batch_size
-        self._connection = _Connection(client, async_client, address, api_key, client_options, embedding)
+        self._embedding = embedding
+        self._clients = _connect(client, async_client, address, api_key, client_options, embedding)
         given: dict[str, Any] = {"mode": mode, "min_score": min_score, "ef_search": ef_search, "nprobe": nprobe,
                  "rerank": rerank, "timeout": timeout}
         self._options = {key: value for key, value in given.items() if value is not None}
@@ -245,15 +172,15 @@ class NeardexVectorStore(VectorStore):
 
     @property
     def embeddings(self) -> Embeddings | None:
-        return self._connection.embedding
+        return self._embedding
 
     def close(self) -> None:
         """Closes the blocking client the store made from its address (not one it was given)."""
-        self._connection.close()
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Closes the clients the store made from its address (not those it was given)."""
-        await self._connection.aclose()
+        await self._clients.aclose()
 
     # -- plans: each operation once ---------------------------------------------------------------
 
@@ -287,7 +214,7 @@ class NeardexVectorStore(VectorStore):
             if vectors is not None:
                 document["vector"] = list(vectors[i])
             documents.append(document)
-        yield _Call("upsert", (self.collection, documents),
+        yield Call("upsert", (self.collection, documents),
                     {"batch_size": self.batch_size, "timeout": self._options.get("timeout")})
         return chosen
 
@@ -297,14 +224,14 @@ class NeardexVectorStore(VectorStore):
                              "Client.delete_collection")
         if ids is not None and not ids and filter is None:
             return True
-        yield _Call("delete", (self.collection, None if ids is None else list(ids)),
+        yield Call("delete", (self.collection, None if ids is None else list(ids)),
                     {"filter": filter, "timeout": self._options.get("timeout")})
         return True
 
     def _get(self, ids: Sequence[str]) -> _Plan[list[Document]]:
         if not ids:
             return []
-        result = yield _Call("get", (self.collection, list(ids)), {"timeout": self._options.get("timeout")})
+        result = yield Call("get", (self.collection, list(ids)), {"timeout": self._options.get("timeout")})
         return [_document(document) for document in result.documents]
 
     def _search(
@@ -336,7 +263,7 @@ class NeardexVectorStore(VectorStore):
             # neardex's MMR picks greedily among its best max(50, offset + top_k) candidates, so
             # asking for fetch_k hits and keeping the first k is MMR over at least fetch_k.
             top_k = max(k, fetch_k or k)
-        result: SearchResult = yield _Call(
+        result: SearchResult = yield Call(
             "search", (self.collection, list(vector) if vector is not None else query),
             {"k": top_k, "filter": filter, "diversity": diversity, **settings})
         return [(_document(hit), hit.score) for hit in result.hits[:k]], result.mode
@@ -356,7 +283,7 @@ class NeardexVectorStore(VectorStore):
             vectors = (yield _Embed(texts, query=False)) if texts else None
             dimension = len(vectors[0]) if vectors else len((yield _Embed(["dimension"], query=True))[0])
             options = {"model": "none", "dimension": dimension, **options}
-        yield _Call("create_collection", (self.collection,), {"exist_ok": True, **options})
+        yield Call("create_collection", (self.collection,), {"exist_ok": True, **options})
         return (yield from self._add(texts, metadatas, ids, vectors))
 
     # -- writing ----------------------------------------------------------------------------------
@@ -371,7 +298,7 @@ class NeardexVectorStore(VectorStore):
     ) -> list[str]:
         """Writes the texts (an existing id is replaced) and returns their ids: ``ids`` where given,
         new uuid4 strings elsewhere."""
-        return self._connection.run(self._add(texts, metadatas, ids))
+        return self._clients.run(self._add(texts, metadatas, ids))
 
     async def aadd_texts(
         self,
@@ -381,36 +308,36 @@ class NeardexVectorStore(VectorStore):
         ids: list[str] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        return await self._connection.arun(self._add(texts, metadatas, ids))
+        return await self._clients.arun(self._add(texts, metadatas, ids))
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Deletes documents by id, or those matching ``filter=`` (never all of them: neardex refuses
         an empty filter). Ids that do not exist are no error."""
-        return self._connection.run(self._delete(ids, kwargs.get("filter")))
+        return self._clients.run(self._delete(ids, kwargs.get("filter")))
 
     async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        return await self._connection.arun(self._delete(ids, kwargs.get("filter")))
+        return await self._clients.arun(self._delete(ids, kwargs.get("filter")))
 
     # -- reading ----------------------------------------------------------------------------------
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents by id, in the order asked, whole texts; ids not stored are left out."""
-        return self._connection.run(self._get(ids))
+        return self._clients.run(self._get(ids))
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        return await self._connection.arun(self._get(ids))
+        return await self._clients.arun(self._get(ids))
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """The ``k`` best documents for ``query`` with their scores, best first (scores on neardex's
         scale: cosines in dense and hybrid search, BM25 shares in lexical; see the class)."""
-        return self._connection.run(self._search(query, None, k, filter, kwargs))[0]
+        return self._clients.run(self._search(query, None, k, filter, kwargs))[0]
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        return (await self._connection.arun(self._search(query, None, k, filter, kwargs)))[0]
+        return (await self._clients.arun(self._search(query, None, k, filter, kwargs)))[0]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -427,26 +354,26 @@ class NeardexVectorStore(VectorStore):
     ) -> list[Document]:
         """Searches by a query vector: for collections of your own vectors (a collection with a model
         embeds its queries itself and refuses vectors)."""
-        return [doc for doc, _ in self._connection.run(self._search(None, embedding, k, filter, kwargs))[0]]
+        return [doc for doc, _ in self._clients.run(self._search(None, embedding, k, filter, kwargs))[0]]
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
-        found, _ = await self._connection.arun(self._search(None, embedding, k, filter, kwargs))
+        found, _ = await self._clients.arun(self._search(None, embedding, k, filter, kwargs))
         return [doc for doc, _ in found]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         filter = kwargs.pop("filter", None)
-        found, mode = self._connection.run(self._search(query, None, k, filter, kwargs))
+        found, mode = self._clients.run(self._search(query, None, k, filter, kwargs))
         return [(doc, relevance(score, mode)) for doc, score in found]
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         filter = kwargs.pop("filter", None)
-        found, mode = await self._connection.arun(self._search(query, None, k, filter, kwargs))
+        found, mode = await self._clients.arun(self._search(query, None, k, filter, kwargs))
         return [(doc, relevance(score, mode)) for doc, score in found]
 
     def _select_relevance_score_fn(self) -> Any:
@@ -467,7 +394,7 @@ class NeardexVectorStore(VectorStore):
         ``(1 - lambda_mult)`` x its highest cosine to the hits chosen before it, as LangChain's own
         MMR), so ``lambda_mult=1`` is a plain search and 0 the most diverse. The server chooses among
         its best ``max(50, fetch_k)`` candidates: ``fetch_k`` is a lower bound, not an exact pool."""
-        found, _ = self._connection.run(
+        found, _ = self._clients.run(
             self._search(query, None, k, filter, kwargs, fetch_k=fetch_k, lambda_mult=lambda_mult))
         return [doc for doc, _ in found]
 
@@ -480,7 +407,7 @@ class NeardexVectorStore(VectorStore):
         filter: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        found, _ = await self._connection.arun(
+        found, _ = await self._clients.arun(
             self._search(query, None, k, filter, kwargs, fetch_k=fetch_k, lambda_mult=lambda_mult))
         return [doc for doc, _ in found]
 
@@ -493,7 +420,7 @@ class NeardexVectorStore(VectorStore):
         filter: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        found, _ = self._connection.run(
+        found, _ = self._clients.run(
             self._search(None, embedding, k, filter, kwargs, fetch_k=fetch_k, lambda_mult=lambda_mult))
         return [doc for doc, _ in found]
 
@@ -506,7 +433,7 @@ class NeardexVectorStore(VectorStore):
         filter: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        found, _ = await self._connection.arun(
+        found, _ = await self._clients.arun(
             self._search(None, embedding, k, filter, kwargs, fetch_k=fetch_k, lambda_mult=lambda_mult))
         return [doc for doc, _ in found]
 
@@ -539,7 +466,7 @@ class NeardexVectorStore(VectorStore):
         one it holds your own vectors of the embedding's dimension. Other keywords are the
         constructor's (``client=``, ``address=``, ``mode=``, ...)."""
         store, options = cls._for_texts(embedding, kwargs)
-        store._connection.run(store._from_texts(texts, metadatas, ids, options))
+        store._clients.run(store._from_texts(texts, metadatas, ids, options))
         return store
 
     @classmethod
@@ -553,7 +480,7 @@ class NeardexVectorStore(VectorStore):
         **kwargs: Any,
     ) -> NeardexVectorStore:
         store, options = cls._for_texts(embedding, kwargs)
-        await store._connection.arun(store._from_texts(texts, metadatas, ids, options))
+        await store._clients.arun(store._from_texts(texts, metadatas, ids, options))
         return store
 
 
@@ -584,30 +511,30 @@ class NeardexEmbeddings(Embeddings):
     ) -> None:
         self.collection = collection
         self.batch_size = batch_size
-        self._connection = _Connection(client, async_client, address, api_key, client_options)
+        self._clients = _connect(client, async_client, address, api_key, client_options)
 
     def close(self) -> None:
-        self._connection.close()
+        self._clients.close()
 
     async def aclose(self) -> None:
-        await self._connection.aclose()
+        await self._clients.aclose()
 
     def _embed(self, texts: Sequence[str]) -> _Plan[list[list[float]]]:
         texts = list(texts)
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
-            vectors += yield _Call("embed", (texts[start : start + self.batch_size],),
+            vectors += yield Call("embed", (texts[start : start + self.batch_size],),
                                    {"collection": self.collection})
         return vectors
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._connection.run(self._embed(texts))
+        return self._clients.run(self._embed(texts))
 
     def embed_query(self, text: str) -> list[float]:
-        return self._connection.run(self._embed([text]))[0]
+        return self._clients.run(self._embed([text]))[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await self._connection.arun(self._embed(texts))
+        return await self._clients.arun(self._embed(texts))
 
     async def aembed_query(self, text: str) -> list[float]:
-        return (await self._connection.arun(self._embed([text])))[0]
+        return (await self._clients.arun(self._embed([text])))[0]

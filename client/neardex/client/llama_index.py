@@ -6,8 +6,9 @@ It sits on the public client only, so whatever the client gets right (retries, d
 TLS, several servers) LlamaIndex gets too. Each operation is written once, as a plan: a generator
 that yields the client calls it needs and gets their answers back, holding the mapping from
 LlamaIndex's types to neardex's and back but no I/O. The sync methods run a plan on a
-:class:`~neardex.client.Client`, the async ones on an :class:`~neardex.client.AsyncClient` (the way
-the client's own two classes share their methods), so the two forms cannot drift apart.
+:class:`~neardex.client.Client`, the async ones on an :class:`~neardex.client.AsyncClient` (the
+drivers and the clients an object calls through are ``_plans``, shared with the LangChain
+integration), so the two forms cannot drift apart.
 
 Nodes are stored the way LlamaIndex's own stores keep them (``node_to_metadata_dict``): the node's
 text as the document's text, the node without its text as JSON in the metadata key
@@ -20,10 +21,8 @@ with one Get only when it is not).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -40,12 +39,11 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
+from ._plans import Clients, Plan, Refusal, call
 from .errors import InvalidArgument
 from .models import CollectionInfo, Document, Hit
 
 __all__ = ["NeardexEmbedding", "NeardexVectorStore", "filters_to_neardex", "search_arguments"]
-
-T = TypeVar("T")
 
 # The collection's model name when it holds the caller's own vectors.
 NO_MODEL = "none"
@@ -57,79 +55,14 @@ REF_DOC_ID_KEY = "ref_doc_id"
 MAX_FILTER_VALUES = 1000
 # Read by a scroll a page at a time (the server's largest page).
 PAGE_SIZE = 1000
+# What the store and the embedding model say when they lack a client (``_plans.Clients``).
+_NONE_GIVEN: Refusal = (InvalidArgument, "client, aclient: give a neardex Client, an AsyncClient or both")
+_ASYNC_ONLY: Refusal = (InvalidArgument, "client: given an AsyncClient only; use the async methods "
+                                         "(aquery, async_add, adelete, ...) or give a Client too")
 
 
-# ---------------------------------------------------------------------------------------------
-# Plans and the two ways of running them
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One client method call a plan needs answered."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _call(method: str, *args: Any, **kwargs: Any) -> _Call:
-    return _Call(method, args, kwargs)
-
-
-_Plan = Generator[_Call, Any, T]
-
-
-def _run(client: Any, plan: _Plan[T]) -> T:
-    """Drives a plan on a blocking Client: each call made, its answer (or error) sent back in."""
-    answer: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            step = plan.throw(error) if error is not None else plan.send(answer)
-        except StopIteration as end:
-            return end.value  # type: ignore[no-any-return]
-        try:
-            answer, error = getattr(client, step.method)(*step.args, **step.kwargs), None
-        except Exception as exc:  # thrown into the plan, which may handle it
-            answer, error = None, exc
-
-
-async def _arun(aclient: Any, plan: _Plan[T]) -> T:
-    """The same on an AsyncClient, each call awaited."""
-    answer: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            step = plan.throw(error) if error is not None else plan.send(answer)
-        except StopIteration as end:
-            return end.value  # type: ignore[no-any-return]
-        try:
-            answer, error = await getattr(aclient, step.method)(*step.args, **step.kwargs), None
-        except Exception as exc:
-            answer, error = None, exc
-
-
-class _Runs:
-    """The clients an integration object was given, and the plans run on them."""
-
-    def __init__(self, client: Any, aclient: Any) -> None:
-        if client is None and aclient is None:
-            raise InvalidArgument("client, aclient: give a neardex Client, an AsyncClient or both")
-        self.client = client
-        self.aclient = aclient
-
-    def sync(self, plan: _Plan[T]) -> T:
-        if self.client is None:
-            plan.close()
-            raise InvalidArgument("client: given an AsyncClient only; use the async methods "
-                                  "(aquery, async_add, adelete, ...) or give a Client too")
-        return _run(self.client, plan)
-
-    async def async_(self, plan: _Plan[T]) -> T:
-        if self.aclient is None:
-            # A Client only: its blocking calls run on a worker thread, off the event loop.
-            return await asyncio.to_thread(_run, self.client, plan)
-        return await _arun(self.aclient, plan)
+def _connect(client: Any, aclient: Any) -> Clients:
+    return Clients(client, aclient, none_given=_NONE_GIVEN, async_only=_ASYNC_ONLY)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,16 +294,16 @@ class NeardexVectorStore(BasePydanticVectorStore):
     create_collection: bool = True
     batch_size: int = Field(default=64, gt=0, description="documents per Upsert call")
 
-    _runs: _Runs = PrivateAttr()
+    _clients: Clients = PrivateAttr()
     _info: CollectionInfo | None = PrivateAttr(default=None)
 
     def __init__(self, collection: str, client: Any = None, aclient: Any = None, **kwargs: Any) -> None:
         super().__init__(**{**kwargs, "collection": collection})
-        self._runs = _Runs(client, aclient)
+        self._clients = _connect(client, aclient)
         if client is not None:
             # At once where it can be: a wrong model shows here, and an embedding model naming the
             # collection finds it before the first nodes arrive.
-            self._runs.sync(self._collection_plan())
+            self._clients.run(self._collection_plan())
 
     @classmethod
     def class_name(cls) -> str:
@@ -379,80 +312,80 @@ class NeardexVectorStore(BasePydanticVectorStore):
     @property
     def client(self) -> Any:
         """The blocking client (the async one when only that was given)."""
-        return self._runs.client if self._runs.client is not None else self._runs.aclient
+        return self._clients.client if self._clients.client is not None else self._clients.async_client
 
     @property
     def aclient(self) -> Any:
-        return self._runs.aclient
+        return self._clients.async_client
 
     # -- plans ------------------------------------------------------------------------------------
 
-    def _collection_plan(self) -> _Plan[CollectionInfo]:
+    def _collection_plan(self) -> Plan[CollectionInfo]:
         if self._info is None:
             if not self.create_collection:
-                info = yield _call("info", self.collection)
+                info = yield call("info", self.collection)
             elif self.dimension is not None:
-                info = yield _call("create_collection", self.collection, model=self.model or NO_MODEL,
+                info = yield call("create_collection", self.collection, model=self.model or NO_MODEL,
                                    dimension=self.dimension, exist_ok=True)
             else:
-                info = yield _call("create_collection", self.collection, model=self.model, exist_ok=True)
+                info = yield call("create_collection", self.collection, model=self.model, exist_ok=True)
             self._info = info
         return self._info
 
-    def _add_plan(self, nodes: Sequence[BaseNode]) -> _Plan[list[str]]:
+    def _add_plan(self, nodes: Sequence[BaseNode]) -> Plan[list[str]]:
         if not nodes:
             return []
         info = yield from self._collection_plan()
         documents = [_document(node, i, info.model == NO_MODEL, self.collection, self.flat_metadata)
                      for i, node in enumerate(nodes)]
-        yield _call("upsert", self.collection, documents, batch_size=self.batch_size)
+        yield call("upsert", self.collection, documents, batch_size=self.batch_size)
         return [node.node_id for node in nodes]
 
-    def _delete_plan(self, ref_doc_id: str) -> _Plan[None]:
-        yield _call("delete", self.collection, filter={REF_DOC_ID_KEY: ref_doc_id})
+    def _delete_plan(self, ref_doc_id: str) -> Plan[None]:
+        yield call("delete", self.collection, filter={REF_DOC_ID_KEY: ref_doc_id})
 
-    def _delete_nodes_plan(self, node_ids: Sequence[str] | None, filters: MetadataFilters | None) -> _Plan[None]:
+    def _delete_nodes_plan(self, node_ids: Sequence[str] | None, filters: MetadataFilters | None) -> Plan[None]:
         mapped = filters_to_neardex(filters)
         if node_ids is None and mapped is None:
             raise InvalidArgument("node_ids, filters: give node ids, filters or both (clear() deletes every node)")
         if node_ids is not None and mapped is None:
             if node_ids:
-                yield _call("delete", self.collection, list(node_ids))
+                yield call("delete", self.collection, list(node_ids))
             return
         if node_ids is None:
-            yield _call("delete", self.collection, filter=mapped)
+            yield call("delete", self.collection, filter=mapped)
             return
         for start in range(0, len(node_ids), MAX_FILTER_VALUES):
             batch = list(node_ids[start : start + MAX_FILTER_VALUES])
-            yield _call("delete", self.collection, filter=_all_of([mapped, {NODE_ID_KEY: {"in": batch}}]))
+            yield call("delete", self.collection, filter=_all_of([mapped, {NODE_ID_KEY: {"in": batch}}]))
 
-    def _clear_plan(self) -> _Plan[None]:
+    def _clear_plan(self) -> Plan[None]:
         # Every document holds ref_doc_id or does not: the one filter neardex takes that matches all
         # (an empty one is refused), and the collection keeps its settings.
         everything = {"$or": [{REF_DOC_ID_KEY: {"exists": True}}, {REF_DOC_ID_KEY: {"exists": False}}]}
-        yield _call("delete", self.collection, filter=everything)
+        yield call("delete", self.collection, filter=everything)
 
     def _query_plan(self, query: VectorStoreQuery, neardex_filter: Mapping[str, Any] | None
-                    ) -> _Plan[VectorStoreQueryResult]:
+                    ) -> Plan[VectorStoreQueryResult]:
         subject, options = search_arguments(query, neardex_filter)
-        result = yield _call("search", self.collection, subject, **options)
+        result = yield call("search", self.collection, subject, **options)
         hits: list[Hit] = list(result.hits)
         partial = [h.id for h in hits if not _whole(h)]
         texts: dict[str, str] = {}
         if partial:
             # A hit is its document's best chunk: the nodes' whole texts in one Get.
-            got = yield _call("get", self.collection, partial, metadata=False)
+            got = yield call("get", self.collection, partial, metadata=False)
             texts = {d.id: d.text for d in got.documents}
         nodes = [_node(h.id, texts.get(h.id, h.text), h.title, h.metadata) for h in hits]
         return VectorStoreQueryResult(nodes=nodes, similarities=[h.score for h in hits], ids=[h.id for h in hits])
 
     def _get_nodes_plan(self, node_ids: Sequence[str] | None, filters: MetadataFilters | None
-                        ) -> _Plan[list[BaseNode]]:
+                        ) -> Plan[list[BaseNode]]:
         mapped = filters_to_neardex(filters)
         if node_ids is None and mapped is None:
             raise InvalidArgument("node_ids, filters: give node ids, filters or both")
         if mapped is None:
-            got = yield _call("get", self.collection, list(node_ids or []))
+            got = yield call("get", self.collection, list(node_ids or []))
             return [_node(d.id, d.text, d.title, d.metadata) for d in got.documents]
         batches = ([None] if node_ids is None else
                    [list(node_ids[s : s + MAX_FILTER_VALUES]) for s in range(0, len(node_ids), MAX_FILTER_VALUES)])
@@ -461,7 +394,7 @@ class NeardexVectorStore(BasePydanticVectorStore):
             flt = _all_of([mapped, {NODE_ID_KEY: {"in": batch}} if batch is not None else None])
             cursor: str | None = None
             while True:
-                page = yield _call("scroll", self.collection, filter=flt, limit=PAGE_SIZE, cursor=cursor)
+                page = yield call("scroll", self.collection, filter=flt, limit=PAGE_SIZE, cursor=cursor)
                 documents.extend(page.documents)
                 if page.next_cursor is None:
                     break
@@ -472,50 +405,50 @@ class NeardexVectorStore(BasePydanticVectorStore):
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Stores the nodes (replacing those with the same ids); returns their ids."""
-        return self._runs.sync(self._add_plan(nodes))
+        return self._clients.run(self._add_plan(nodes))
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Deletes every node of the source document ``ref_doc_id``."""
-        self._runs.sync(self._delete_plan(ref_doc_id))
+        self._clients.run(self._delete_plan(ref_doc_id))
 
     def delete_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None,
                      **delete_kwargs: Any) -> None:
         """Deletes the nodes with these ids, those matching ``filters``, or (both given) those with
         these ids that match."""
-        self._runs.sync(self._delete_nodes_plan(node_ids, filters))
+        self._clients.run(self._delete_nodes_plan(node_ids, filters))
 
     def clear(self) -> None:
         """Deletes every document of the collection; the collection and its settings stay."""
-        self._runs.sync(self._clear_plan())
+        self._clients.run(self._clear_plan())
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        return self._runs.sync(self._query_plan(query, kwargs.get("neardex_filter")))
+        return self._clients.run(self._query_plan(query, kwargs.get("neardex_filter")))
 
     def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
         """Stored nodes by id (those not stored are left out), matching ``filters``, or both."""
-        return self._runs.sync(self._get_nodes_plan(node_ids, filters))
+        return self._clients.run(self._get_nodes_plan(node_ids, filters))
 
     # -- async forms ------------------------------------------------------------------------------
 
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
-        return await self._runs.async_(self._add_plan(nodes))
+        return await self._clients.arun(self._add_plan(nodes))
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        await self._runs.async_(self._delete_plan(ref_doc_id))
+        await self._clients.arun(self._delete_plan(ref_doc_id))
 
     async def adelete_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None,
                             **delete_kwargs: Any) -> None:
-        await self._runs.async_(self._delete_nodes_plan(node_ids, filters))
+        await self._clients.arun(self._delete_nodes_plan(node_ids, filters))
 
     async def aclear(self) -> None:
-        await self._runs.async_(self._clear_plan())
+        await self._clients.arun(self._clear_plan())
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        return await self._runs.async_(self._query_plan(query, kwargs.get("neardex_filter")))
+        return await self._clients.arun(self._query_plan(query, kwargs.get("neardex_filter")))
 
     async def aget_nodes(self, node_ids: list[str] | None = None,
                          filters: MetadataFilters | None = None) -> list[BaseNode]:
-        return await self._runs.async_(self._get_nodes_plan(node_ids, filters))
+        return await self._clients.arun(self._get_nodes_plan(node_ids, filters))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,37 +465,37 @@ class NeardexEmbedding(BaseEmbedding):
 
     collection: str | None = Field(default=None, description="the collection whose model embeds")
 
-    _runs: _Runs = PrivateAttr()
+    _clients: Clients = PrivateAttr()
 
     def __init__(self, client: Any = None, aclient: Any = None, collection: str | None = None,
                  **kwargs: Any) -> None:
         kwargs.setdefault("model_name", f"neardex:{collection}" if collection else "neardex")
         kwargs.setdefault("embed_batch_size", 64)
         super().__init__(**{**kwargs, "collection": collection})
-        self._runs = _Runs(client, aclient)
+        self._clients = _connect(client, aclient)
 
     @classmethod
     def class_name(cls) -> str:
         return "NeardexEmbedding"
 
-    def _embed_plan(self, texts: Sequence[str]) -> _Plan[list[Embedding]]:
-        vectors = yield _call("embed", list(texts), collection=self.collection)
+    def _embed_plan(self, texts: Sequence[str]) -> Plan[list[Embedding]]:
+        vectors = yield call("embed", list(texts), collection=self.collection)
         return [list(v) for v in vectors]
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._runs.sync(self._embed_plan([query]))[0]
+        return self._clients.run(self._embed_plan([query]))[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return (await self._runs.async_(self._embed_plan([query])))[0]
+        return (await self._clients.arun(self._embed_plan([query])))[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._runs.sync(self._embed_plan([text]))[0]
+        return self._clients.run(self._embed_plan([text]))[0]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return (await self._runs.async_(self._embed_plan([text])))[0]
+        return (await self._clients.arun(self._embed_plan([text])))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._runs.sync(self._embed_plan(texts))
+        return self._clients.run(self._embed_plan(texts))
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._runs.async_(self._embed_plan(texts))
+        return await self._clients.arun(self._embed_plan(texts))
