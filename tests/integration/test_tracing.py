@@ -151,3 +151,16 @@ def test_otlp_exporter_sends_spans_to_a_collector(tmp_path: Path) -> None:
         assert service["service.name"] == "neardex"
     finally:
         receiver.stop()
+
+
+def test_upsert_shows_its_store_calls_and_model_pieces(traced: tuple[int, int, Any, str]) -> None:
+    port, _, exporter, key = traced
+    with Client(f"127.0.0.1:{port}", timeout=60, api_key=key) as client:
+        client.upsert("docs", [{"id": "volga", "text": "The Volga flows into the Caspian Sea.", "title": "Volga"}])
+    node = tree(list(exporter.get_finished_spans()), "neardex.v1.Neardex/Upsert")
+    assert node.span.attributes["neardex.collection"] == "docs"
+    names = node.names()
+    assert names[0] == "auth" and "store.hashes" in names and "store.write" in names
+    assert names.index("model") < names.index("store.write")  # embedded, then written
+    assert names[names.index("model") - 1] == "scheduler.wait"
+    assert node.find("model")[0].span.attributes["neardex.texts"] == 1

@@ -78,12 +78,13 @@ class ModelScheduler:
             piece = list(texts[start : start + size])
             start += size
             future: Future[np.ndarray] = Future()
+            queued_ns = time.time_ns()
             with self._cond:
                 queued = not self._closed
                 if queued:
                     self._documents.append((piece, future, deadline.current()))
                     self._cond.notify()
-            parts.append(future.result() if queued else self._encode(piece))  # closing: direct
+            parts.append(_result(future, queued_ns, len(piece)) if queued else self._encode(piece))  # closing: direct
         return np.concatenate(parts) if parts else self._encode([])
 
     def piece_size(self) -> int:
@@ -115,15 +116,7 @@ class ModelScheduler:
                 self._cond.notify()
         if not queued:  # closing: the worker takes no more
             return self._encode(texts)
-        if stages.observer() is None:
-            return future.result()
-        vectors = future.result()
-        ran: tuple[int, int, int] | None = getattr(future, "ran", None)
-        if ran is not None:
-            started_ns, ended_ns, batch = ran
-            stages.record("scheduler.wait", queued_ns, started_ns)
-            stages.record("model", started_ns, ended_ns, **{"neardex.texts": len(texts), "neardex.batch_texts": batch})
-        return vectors
+        return _result(future, queued_ns, len(texts))
 
     def _take(self) -> list[Pending]:
         """The next model call's requests: queries when any wait (gathered up to max_wait), else
@@ -196,6 +189,18 @@ class ModelScheduler:
             self._closed = True
             self._cond.notify_all()
         self._worker.join()
+
+
+def _result(future: Future[np.ndarray], queued_ns: int, texts: int) -> np.ndarray:
+    """The future's vectors; for a traced request, its wait in the queue and the model call that
+    answered it, as the worker timed them."""
+    vectors = future.result()
+    ran: tuple[int, int, int] | None = getattr(future, "ran", None)
+    if ran is not None and stages.observer() is not None:
+        started_ns, ended_ns, batch = ran
+        stages.record("scheduler.wait", queued_ns, started_ns)
+        stages.record("model", started_ns, ended_ns, **{"neardex.texts": texts, "neardex.batch_texts": batch})
+    return vectors
 
 
 def _abandoned(item: Pending) -> bool:
