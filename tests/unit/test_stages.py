@@ -89,3 +89,12 @@ def test_client_without_opentelemetry_sends_its_metadata_unchanged() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": paths}, check=False)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_traces_asked_for_without_the_sdk_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neardex.indexer.errors import FailedPrecondition
+    from neardex.server.tracing import Tracing
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as where the extra is not installed
+    with pytest.raises(FailedPrecondition, match=r'otlp_endpoint: .*pip install "neardex-server\[otlp\]"'):
+        Tracing.export_to("http://127.0.0.1:4317")

@@ -29,6 +29,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from neardex.indexer import stages
+from neardex.indexer.errors import FailedPrecondition
 
 log = logging.getLogger("neardex.server")
 
@@ -60,10 +61,16 @@ class Tracing:
     def export_to(cls, endpoint: str) -> Tracing:
         """Spans batched to an OTLP gRPC collector at `endpoint` (`http://host:4317`); the SDK is
         imported here, only when traces are on."""
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        except ImportError as exc:
+            raise FailedPrecondition(
+                f"otlp_endpoint: traces to {endpoint} need the OpenTelemetry SDK and OTLP exporter ({exc.name}"
+                ' is missing): pip install "neardex-server[otlp]", or unset --otlp-endpoint /'
+                " NEARDEX_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT") from None
 
         # service.name from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES when set, else neardex.
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "neardex")})
