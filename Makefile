@@ -14,7 +14,7 @@ $(BIN)/.installed: proto/pyproject.toml client/pyproject.toml indexer/pyproject.
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ./proto -e ./client -e ./indexer -e "./server[milvus,ray]"
+	$(BIN)/pip install -q -e ./proto -e ./client -e ./indexer -e "./server[milvus,ray,otlp]"
 	$(BIN)/pip install -q -e "./client[langchain,llama-index]"
 	$(BIN)/pip install -q --group dev 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout pytest-asyncio ruff mypy "grpcio-tools==1.85.1" "protoc-gen-connectrpc==0.13.0" trustme hypothesis "openapi-spec-validator>=0.9,<0.10" "langchain-tests>=1.1,<2"
 	touch $@

@@ -16,6 +16,7 @@ from . import convert
 from ._methods import Api, Batches, Documents, Emit, Invoke, Items, Plan, Probe, Pull, Relay, advance
 from .errors import from_rpc_error
 from .retry import delay_or_raise
+from .tracing import with_trace
 
 if TYPE_CHECKING:
     from typing import Self
@@ -113,7 +114,7 @@ class AsyncClient(Api):
             return self._batches(step)
         if isinstance(step, Probe):
             return await self._health_check(
-                convert.HEALTH_CHECK_REQUEST, timeout=step.deadline, metadata=self._settings.metadata
+                convert.HEALTH_CHECK_REQUEST, timeout=step.deadline, metadata=with_trace(self._settings.metadata)
             )
         raise TypeError(f"not a step: {step!r}")
 
@@ -128,7 +129,7 @@ class AsyncClient(Api):
         while True:
             attempt += 1
             try:
-                response = await method(call.request, timeout=deadline, metadata=self._settings.metadata)
+                response = await method(call.request, timeout=deadline, metadata=with_trace(self._settings.metadata))
             except grpc.RpcError as err:
                 await asyncio.sleep(delay_or_raise(self._settings.retry, err, call.idempotent, attempt))
             else:
@@ -137,7 +138,7 @@ class AsyncClient(Api):
     async def _stream(self, relay: Relay[calls.OutT], requests: AsyncIterator[Any]) -> AsyncIterator[calls.OutT]:
         feed = calls.StreamFeed()
         call = getattr(self._stub, relay.rpc.method)(
-            feed.arequests(requests), timeout=relay.deadline, metadata=self._settings.metadata
+            feed.arequests(requests), timeout=relay.deadline, metadata=with_trace(self._settings.metadata)
         )
         try:
             async for response in call:

@@ -15,6 +15,7 @@ from . import convert
 from ._methods import Api, Batches, Emit, Invoke, Items, Plan, Probe, Pull, Relay, advance
 from .errors import from_rpc_error
 from .retry import delay_or_raise
+from .tracing import with_trace
 
 if TYPE_CHECKING:
     from typing import Self
@@ -118,7 +119,7 @@ class Client(Api):
             return self._batches(step)
         if isinstance(step, Probe):
             return self._health_check(
-                convert.HEALTH_CHECK_REQUEST, timeout=step.deadline, metadata=self._settings.metadata
+                convert.HEALTH_CHECK_REQUEST, timeout=step.deadline, metadata=with_trace(self._settings.metadata)
             )
         raise TypeError(f"not a step: {step!r}")
 
@@ -133,7 +134,7 @@ class Client(Api):
         while True:
             attempt += 1
             try:
-                response = method(call.request, timeout=deadline, metadata=self._settings.metadata)
+                response = method(call.request, timeout=deadline, metadata=with_trace(self._settings.metadata))
             except grpc.RpcError as err:
                 time.sleep(delay_or_raise(self._settings.retry, err, call.idempotent, attempt))
             else:
@@ -142,7 +143,7 @@ class Client(Api):
     def _stream(self, relay: Relay[calls.OutT], requests: Iterator[Any]) -> Iterator[calls.OutT]:
         feed = calls.StreamFeed()
         responses = getattr(self._stub, relay.rpc.method)(
-            feed.requests(requests), timeout=relay.deadline, metadata=self._settings.metadata
+            feed.requests(requests), timeout=relay.deadline, metadata=with_trace(self._settings.metadata)
         )
         try:
             for response in responses:

@@ -31,6 +31,7 @@ from .purge import Purger
 from .scheduler import ModelScheduler
 from .service import NeardexService
 from .settings import Settings
+from .tracing import Tracing, endpoint_of
 
 log = logging.getLogger("neardex.server")
 
@@ -54,6 +55,7 @@ class Server:
     gate: Gate | None = None  # the one interceptor, for transports mounted beside gRPC
     servicer: Any = None
     purger: Purger | None = None
+    tracing: Tracing | None = None  # traces on: its spans are flushed when the server stops
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.health.enter_graceful_shutdown()
@@ -71,12 +73,16 @@ class Server:
         self.catalog.close(rebuild_wait=grace)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
     def wait_for_termination(self) -> None:
         self.grpc_server.wait_for_termination()
 
 
-def create_server(settings: Settings) -> tuple[Server, int]:
+def create_server(settings: Settings, tracer_provider: Any = None) -> tuple[Server, int]:
+    """The server, started. Traces go to `settings.otlp_endpoint` (or $OTEL_EXPORTER_OTLP_ENDPOINT)
+    when one is set, or to `tracer_provider` (an OpenTelemetry TracerProvider) when given."""
     schedulers: dict[int, ModelScheduler] = {}
     schedulers_lock = threading.Lock()
 
@@ -114,7 +120,10 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         if settings.request_timeout_s <= 0:
             raise InvalidArgument(f"request_timeout_s: must be more than 0, got {settings.request_timeout_s}")
         pool = CallPool(settings.max_concurrent_rpcs, settings.request_timeout_s)
-        gate = Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve)
+        endpoint = endpoint_of(settings.otlp_endpoint)
+        tracing = (Tracing(tracer_provider) if tracer_provider is not None
+                   else Tracing.export_to(endpoint) if endpoint else None)
+        gate = Gate(pool, settings.max_concurrent_rpcs, keys, catalog.aliases.resolve, tracing)
         backstop = 8 * settings.max_concurrent_rpcs + 8 * SPARE_THREADS
         server = grpc.server(
             pool,
@@ -176,7 +185,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     http_port = http_server.port if http_server is not None else 0
     purger = Purger(catalog, settings.purge_interval_s).start()
     return Server(server, catalog, health_servicer, port, schedulers, keys, metrics_server, http_server,
-                  http_port, pool, gate, servicer, purger), port
+                  http_port, pool, gate, servicer, purger, tracing), port
 
 
 def edge_limits(settings: Settings) -> HttpLimits:

@@ -146,6 +146,10 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                    help=f"the certificate's private key {_setting('tls_key')}")
     p.add_argument("--tls-client-ca", type=Path, default=None, metavar="PEM",
                    help=f"also require client certificates signed by this CA: mutual TLS {_setting('tls_client_ca')}")
+    p.add_argument("--otlp-endpoint", default=None, metavar="URL",
+                   help="send OpenTelemetry traces (a span per call, a child per stage) to this OTLP gRPC"
+                        " collector, e.g. http://localhost:4317"
+                        f" {_setting('otlp_endpoint', 'none: $OTEL_EXPORTER_OTLP_ENDPOINT, else no traces')}")
     p.set_defaults(run=cmd_serve)
 
     s_load = groups["snapshot"].add_parser("load", help="a snapshot file into a data folder (no server may hold it)")
@@ -459,7 +463,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
         "milvus": args.milvus, "allow_store": args.allow_store, "model_dir": args.model_dir, "device": args.device,
-        "document_batch_size": args.document_batch_size,
+        "document_batch_size": args.document_batch_size, "otlp_endpoint": args.otlp_endpoint,
     }.items() if v is not None}
     settings = Settings(**overrides)
 

@@ -8,6 +8,8 @@ the request has arrived (see auth.py), the caller's deadline bound for the stage
 (deadline.py), then the servicer; afterwards its domain errors become status codes (errors.py) and
 the call is counted and timed by method and code. The servicer itself checks no keys and maps no
 errors. A stream's key is checked again at each message, so a revoked key stops at its next one.
+With traces on (tracing.py), the call's span starts when the call arrives and ends where it is
+counted, and the call runs with it current.
 
 Health checking and reflection need no key, so probes and grpcurl keep working; their streams have
 a small cap of their own (`SIDE_STREAMS`), apart from the calls that keys admit.
@@ -23,6 +25,7 @@ as a backstop above that, so even a flood of refusals holds bounded memory.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -40,6 +43,7 @@ from neardex.v1 import neardex_pb2
 
 from . import auth, metrics
 from .errors import RETRY_AFTER_MS, status_of
+from .tracing import Tracing
 
 log = logging.getLogger("neardex.server")
 
@@ -69,6 +73,11 @@ class Call:
     # time.monotonic() since which the call waits for its caller's next message; None: not waiting.
     waiting_since: float | None = field(default_factory=time.monotonic)
     key: auth.ApiKey | None = None
+    span: Any = None  # the call's span, with traces on; ended where the call is counted
+
+
+# A call without a span runs inside this (reusable, it does nothing).
+_UNTRACED = contextlib.nullcontext()
 
 
 # Set in the call's own context when the call arrives; the pool reads it back for calls whose
@@ -140,8 +149,9 @@ class CallPool(ThreadPoolExecutor):
 
 class Gate(grpc.ServerInterceptor):
     def __init__(self, pool: CallPool, max_calls: int, keys: auth.KeyStore | None,
-                 resolve: Callable[[str], str] = lambda name: name) -> None:
+                 resolve: Callable[[str], str] = lambda name: name, tracing: Tracing | None = None) -> None:
         self.pool = pool
+        self.tracing = tracing
         self.max_calls = max_calls
         self.keys = keys
         self.resolve = resolve  # alias -> collection, so scopes judge the data a call reaches
@@ -155,11 +165,15 @@ class Gate(grpc.ServerInterceptor):
             return self._side(details.method, handler)
         call = Call(details.method[len(_PREFIX):], metadata=dict(details.invocation_metadata or ()))
         _CALL.set(call)
+        if self.tracing is not None:
+            call.span = self.tracing.start_call(details.method, call.metadata)
         handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
         if self.keys is not None:
             try:
-                call.key = self.keys.authenticate(auth.presented_key(call.metadata))
-                auth.require_role(call.key, call.method)
+                with (self.tracing.child(call.span, "auth") if self.tracing is not None and call.span is not None
+                      else _UNTRACED):
+                    call.key = self.keys.authenticate(auth.presented_key(call.metadata))
+                    auth.require_role(call.key, call.method)
             except (Unauthenticated, PermissionDenied) as exc:
                 return _without_request(handler, self._refuse(call, exc))
         if self.pool.held >= self.max_calls:
@@ -226,15 +240,20 @@ class Gate(grpc.ServerInterceptor):
         behavior = handler.unary_unary or handler.stream_unary
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                key, request = self._admit(call, handler, request)
-                with deadline.bound(_deadline_of(context)):
-                    response = behavior(request, context)
-                if key is not None:
-                    response = auth.visible(key, call.method, response)
-            except Exception as exc:  # noqa: BLE001 - every failure reaches the caller as a status
-                self._fail(call, context, exc)
-            self._record(call, grpc.StatusCode.OK)
+            with self._serving(call):
+                try:
+                    key, request = self._admit(call, handler, request)
+                    if call.span is not None:
+                        Tracing.describe(call.span, request)
+                    with deadline.bound(_deadline_of(context)):
+                        response = behavior(request, context)
+                    if key is not None:
+                        response = auth.visible(key, call.method, response)
+                except Exception as exc:  # noqa: BLE001 - every failure reaches the caller as a status
+                    self._fail(call, context, exc)
+                if call.span is not None:
+                    Tracing.describe(call.span, response=response)
+                self._record(call, grpc.StatusCode.OK)
             return response
 
         return unary
@@ -244,12 +263,15 @@ class Gate(grpc.ServerInterceptor):
 
         def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
-                _, request = self._admit(call, handler, request)
-                bound = _deadline_of(context)
-                responses = iter(behavior(request, context))
+                with self._serving(call):
+                    _, request = self._admit(call, handler, request)
+                    if call.span is not None:
+                        Tracing.describe(call.span, request)
+                    bound = _deadline_of(context)
+                    responses = iter(behavior(request, context))
                 while True:
                     # Bound around each step only: between steps this thread is gRPC's.
-                    with deadline.bound(bound):
+                    with deadline.bound(bound), self._serving(call):
                         response = next(responses, _END)
                     if response is _END:
                         break
@@ -262,6 +284,10 @@ class Gate(grpc.ServerInterceptor):
             self._record(call, grpc.StatusCode.OK)
 
         return streaming
+
+    def _serving(self, call: Call) -> contextlib.AbstractContextManager[Any]:
+        """The block runs with the call's span current and its stages traced, when it has one."""
+        return self.tracing.serving(call.span) if self.tracing is not None and call.span is not None else _UNTRACED
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -287,6 +313,9 @@ class Gate(grpc.ServerInterceptor):
     def _record(call: Call, code: grpc.StatusCode) -> None:
         metrics.RPC_REQUESTS.labels(call.method, code.name).inc()
         metrics.RPC_LATENCY.labels(call.method).observe(time.perf_counter() - call.started)
+        span, call.span = call.span, None
+        if span is not None:
+            Tracing.end_call(span, code.name)
 
 
 _END = object()

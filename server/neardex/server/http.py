@@ -9,9 +9,10 @@ protocol (envelopes, timeouts, body limits, compression) the connectrpc library'
 written here. Nothing here implements an RPC either: each call goes through the same gate (keys,
 limits, deadlines, status codes, metrics) and the same servicer as a gRPC call, on the same thread
 pool, so one limit counts both transports. `Authorization: Bearer KEY` (or `api-key: KEY`) carries
-the key and `Connect-Timeout-Ms` the deadline. Beside the Connect app, `Routes` serves fixed paths
-outside the service's (`GET /openapi.json`, the document generated from the .proto and shipped in
-neardex-proto, which needs no key: it describes the API and holds no data).
+the key, `Connect-Timeout-Ms` the deadline and `traceparent` the caller's trace (tracing.py).
+Beside the Connect app, `Routes` serves fixed paths outside the service's (`GET /openapi.json`,
+the document generated from the .proto and shipped in neardex-proto, which needs no key: it
+describes the API and holds no data).
 
 The edge against slow or idle callers is Hypercorn's event loop, where a silent connection costs a
 file handle and no thread: TLS handshakes run per connection with a timeout, a connection that has
@@ -52,14 +53,16 @@ from neardex.v1.neardex_connect import NeardexASGIApplication
 from . import auth
 from .errors import RETRY_AFTER_MS
 from .gate import SERVICE_NAME, Gate
+from .tracing import TRACE_HEADERS
 
 log = logging.getLogger("neardex.server")
 
 SERVICE = neardex_pb2.DESCRIPTOR.services_by_name["Neardex"]
 # How often a stream's thread, waiting for the caller's next message, looks whether the call ended.
 STREAM_POLL_S = 0.5
-# The headers a key may arrive in; no other header reaches the gate.
+# The headers a key may arrive in; with the trace context's, no other header reaches the gate.
 KEY_HEADERS = ("authorization", "api-key")
+GATE_HEADERS = KEY_HEADERS + TRACE_HEADERS
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class GatedService:
 
     def _prepare(self, method: str, ctx: Any) -> tuple[Any, HttpContext, contextvars.Context]:
         headers = ctx.request_headers
-        metadata = tuple((k, headers[k]) for k in KEY_HEADERS if k in headers)
+        metadata = tuple((k, headers[k]) for k in GATE_HEADERS if k in headers)
         context = HttpContext(ctx.timeout_ms)
         call_context = contextvars.Context()
         handler = call_context.run(self._gate.intercept_service, lambda _: self._handlers[method],

@@ -17,6 +17,9 @@ Every model call runs on the worker, even with batching off (max_size 1: one req
 PyTorch's OpenMP runtime keeps a thread team per calling thread, so model calls made from
 whichever gRPC thread took the request leave idle teams spinning on the cores.
 
+A traced request sees its wait in the queue and the model call that answered it as two spans
+(`scheduler.wait`, `model`), from clock readings the worker leaves on the request's future.
+
 The queue is bounded (max_queue texts): past it a request is refused at once rather than left to
 wait behind work the server cannot finish in time. A request whose caller's deadline passed or who
 cancelled while it waited is dropped from the batch, not embedded.
@@ -32,7 +35,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from neardex.indexer import deadline
+from neardex.indexer import deadline, stages
 from neardex.indexer.errors import NeardexError, Overloaded
 
 from . import metrics
@@ -75,12 +78,13 @@ class ModelScheduler:
             piece = list(texts[start : start + size])
             start += size
             future: Future[np.ndarray] = Future()
+            queued_ns = time.time_ns()
             with self._cond:
                 queued = not self._closed
                 if queued:
                     self._documents.append((piece, future, deadline.current()))
                     self._cond.notify()
-            parts.append(future.result() if queued else self._encode(piece))  # closing: direct
+            parts.append(_result(future, queued_ns, len(piece)) if queued else self._encode(piece))  # closing: direct
         return np.concatenate(parts) if parts else self._encode([])
 
     def piece_size(self) -> int:
@@ -95,6 +99,7 @@ class ModelScheduler:
         if request is not None:
             request.check("embed")
         future: Future[np.ndarray] = Future()
+        queued_ns = time.time_ns()
         with self._cond:
             queued = not self._closed
             # A lone request larger than the queue still runs: it is bounded by the request
@@ -111,7 +116,7 @@ class ModelScheduler:
                 self._cond.notify()
         if not queued:  # closing: the worker takes no more
             return self._encode(texts)
-        return future.result()
+        return _result(future, queued_ns, len(texts))
 
     def _take(self) -> list[Pending]:
         """The next model call's requests: queries when any wait (gathered up to max_wait), else
@@ -155,6 +160,7 @@ class ModelScheduler:
 
     def _answer(self, batch: list[Pending]) -> None:
         texts = [t for item, _, _ in batch for t in item]
+        started_ns = time.time_ns()
         try:
             vectors = self._encode(texts)
         except Exception as exc:  # noqa: BLE001 - retry one by one so a bad request fails alone
@@ -170,8 +176,10 @@ class ModelScheduler:
                 except Exception as exc:  # noqa: BLE001
                     future.set_exception(exc)
             return
+        ran = (started_ns, time.time_ns(), len(texts))
         row = 0
         for item, future, _ in batch:
+            future.ran = ran  # type: ignore[attr-defined]  # read by a traced caller (queries)
             future.set_result(vectors[row : row + len(item)])
             row += len(item)
 
@@ -181,6 +189,18 @@ class ModelScheduler:
             self._closed = True
             self._cond.notify_all()
         self._worker.join()
+
+
+def _result(future: Future[np.ndarray], queued_ns: int, texts: int) -> np.ndarray:
+    """The future's vectors; for a traced request, its wait in the queue and the model call that
+    answered it, as the worker timed them."""
+    vectors = future.result()
+    ran: tuple[int, int, int] | None = getattr(future, "ran", None)
+    if ran is not None and stages.observer() is not None:
+        started_ns, ended_ns, batch = ran
+        stages.record("scheduler.wait", queued_ns, started_ns)
+        stages.record("model", started_ns, ended_ns, **{"neardex.texts": texts, "neardex.batch_texts": batch})
+    return vectors
 
 
 def _abandoned(item: Pending) -> bool:

@@ -84,3 +84,6 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # OpenTelemetry traces to this OTLP gRPC collector (http://host:4317); empty: the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT, and without it no traces (the SDK is not even imported).
+    otlp_endpoint: str = ""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import deadline
+from .. import deadline, stages
 from ..errors import InvalidArgument
 from ..ingest.chunker import sentence_spans
 from ..query import analysis
@@ -77,10 +77,10 @@ class Answerer:
         # sentences with.
         self.collection.check_query(question, "question")
         started = time.perf_counter()
-        timings: dict[str, float] = {}
+        timings = stages.Timings()
         deadline.check("embed")
-        vector = self.collection.encode_queries([question])[0]
-        timings["embed"] = _ms(started)
+        with timings.stage("embed"):
+            vector = self.collection.encode_queries([question])[0]
         candidates = max(k, MIN_CANDIDATES)
         if rerank is None and not self.collection.manifest.rerank_model and self.default_rerank is not None:
             rerank = replace(self.default_rerank, depth=self.default_rerank.depth or candidates)
@@ -96,23 +96,22 @@ class Answerer:
             return AskResult([], timings)
 
         deadline.check("sentences")
-        t = time.perf_counter()
-        spans = [sentence_spans(h.text) or [(0, len(h.text))] for h in hits]
-        # A sentence alone often lacks its subject ("It is 6,650 km long."); the document title,
-        # embedded with every chunk too, gives it back.
-        flat = [f"{h.title} {h.text[s:e]}" if h.title else h.text[s:e] for h, hs in zip(hits, spans) for s, e in hs]
-        # Sentences are passages' text: embedded with the document prompt (the question had the
-        # query prompt), on the queries' road: in the server that is the batching worker, the one
-        # thread every request-time model call runs on.
-        sentence_vectors = self.collection.encode_passages_now(flat)
-        similarity = sentence_vectors @ vector
-        best: list[tuple[int, int, float]] = []
-        row = 0
-        for hs in spans:
-            i = int(np.argmax(similarity[row : row + len(hs)]))
-            best.append((*hs[i], float(similarity[row + i])))
-            row += len(hs)
-        timings["sentences"] = _ms(t)
+        with timings.stage("sentences"):
+            spans = [sentence_spans(h.text) or [(0, len(h.text))] for h in hits]
+            # A sentence alone often lacks its subject ("It is 6,650 km long."); the document title,
+            # embedded with every chunk too, gives it back.
+            flat = [f"{h.title} {h.text[s:e]}" if h.title else h.text[s:e] for h, hs in zip(hits, spans) for s, e in hs]
+            # Sentences are passages' text: embedded with the document prompt (the question had the
+            # query prompt), on the queries' road: in the server that is the batching worker, the one
+            # thread every request-time model call runs on.
+            sentence_vectors = self.collection.encode_passages_now(flat)
+            similarity = sentence_vectors @ vector
+            best: list[tuple[int, int, float]] = []
+            row = 0
+            for hs in spans:
+                i = int(np.argmax(similarity[row : row + len(hs)]))
+                best.append((*hs[i], float(similarity[row + i])))
+                row += len(hs)
 
         retrieval_scores = np.array([h.score for h in hits], dtype=np.float32)
         sentence_scores = np.array([b[2] for b in best], dtype=np.float32)

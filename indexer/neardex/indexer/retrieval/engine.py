@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import deadline, expiry
+from .. import deadline, expiry, stages
 from ..documents import Chunk, Document
 from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
 from ..embedding.rerankers import RerankCalls, load_cross_encoder
@@ -527,11 +527,11 @@ class Collection:
         """A checked search (`request`): its text embedded where dense retrieval needs it, then
         answered from the store."""
         started = time.perf_counter() if started is None else started
-        timings: dict[str, float] = {}
+        timings = stages.Timings()
         if request.needs_embedding:
             deadline.check("embed")
-            request = replace(request, vector=self.encode_queries([request.text])[0])
-            timings["embed"] = _ms(started)
+            with timings.stage("embed"):
+                request = replace(request, vector=self.encode_queries([request.text])[0])
         # Every read below sees the index and the store at the same write: a document being
         # replaced is found at its old version or its new one, never at neither.
         with self.store.view():
@@ -550,23 +550,20 @@ class Collection:
                     deadline.check("diversity")
                     ranked = self._diversified(ranked, request.diversity, request.reach, fetched)
                 deadline.check("fetch")
-                t = time.perf_counter()
-                hits = self.materialize(ranked[request.offset : request.reach], ranking.lists, rows,
-                                        ranking.chunks, per_document)
-                timings["fetch"] = _ms(t)
+                with timings.stage("fetch"):
+                    hits = self.materialize(ranked[request.offset : request.reach], ranking.lists, rows,
+                                            ranking.chunks, per_document)
                 timings["total"] = _ms(started)
                 return SearchResult(hits, timings, request.mode)
             # Everything a reranked answer shows is read inside the view: the cross-encoder's
             # calls then run outside it, so writes never wait for a model.
             deadline.check("fetch")
-            t = time.perf_counter()
-            shown = ranked[: max(request.rerank.depth, request.reach)]
-            rows, fetched = self._read(shown, rows, fetched, vectors=bool(request.diversity))
-            rows = self._rows(shown, rows, ranking.chunks, per_document)
-            timings["fetch"] = _ms(t)
-        t = time.perf_counter()
-        ranked, ranking.lists["rerank"] = self._reranked(request.text, request.rerank, shown, rows)
-        timings["rerank"] = _ms(t)
+            with timings.stage("fetch"):
+                shown = ranked[: max(request.rerank.depth, request.reach)]
+                rows, fetched = self._read(shown, rows, fetched, vectors=bool(request.diversity))
+                rows = self._rows(shown, rows, ranking.chunks, per_document)
+        with timings.stage("rerank"):
+            ranked, ranking.lists["rerank"] = self._reranked(request.text, request.rerank, shown, rows)
         if request.diversity:  # MMR chooses among the reranked, by their rerank probability
             deadline.check("diversity")
             reranked = {c.chunk_id: c.score for c in ranking.lists["rerank"]}
@@ -577,7 +574,7 @@ class Collection:
         timings["total"] = _ms(started)
         return SearchResult(hits, timings, request.mode)
 
-    def _run_grouped(self, request: SearchRequest, timings: dict[str, float], started: float) -> SearchResult:
+    def _run_grouped(self, request: SearchRequest, timings: stages.Timings, started: float) -> SearchResult:
         """A grouped search (retrieval/grouping.py): the ranking made deeper until the page's
         groups are filled, grouped by the rows' metadata, the page's groups materialized."""
         depth = grouping.first_depth(request.reach, request.group_size)
@@ -586,34 +583,31 @@ class Collection:
             ranked, rows = ranking.ranked, self._rows(ranking.ranked, ranking.rows)
             if request.rerank is not None and ranked:
                 # A grouped search reranks inside the view: its deepening reads again after it.
-                t = time.perf_counter()
-                ranked, ranking.lists["rerank"] = self._reranked(request.text, request.rerank, ranked, rows)
-                timings["rerank"] = timings.get("rerank", 0.0) + _ms(t)
+                with timings.stage("rerank"):
+                    ranked, ranking.lists["rerank"] = self._reranked(request.text, request.rerank, ranked, rows)
             deadline.check("group")
-            t = time.perf_counter()
-            groups = grouping.group(ranked, _metadata_in(rows), request.group_by, request.group_size)
-            timings["group"] = timings.get("group", 0.0) + _ms(t)
+            with timings.stage("group"):
+                groups = grouping.group(ranked, _metadata_in(rows), request.group_by, request.group_size)
             if (grouping.filled(groups, request.reach, request.group_size) or ranking.exhausted
                     or depth >= grouping.MAX_DEPTH):
                 break
             depth = min(depth * 4, grouping.MAX_DEPTH)
         deadline.check("fetch")
-        t = time.perf_counter()
-        page = groups[request.offset : request.reach]
-        members = [c for g in page for c in g.members]
-        rows = self._rows(members, rows, ranking.chunks, request.chunks_per_document)
-        built = self._hits(members, ranking.lists, rows, ranking.chunks, request.chunks_per_document)
-        out: list[Group] = []
-        at = 0
-        for g in page:
-            hits = [replace(h, group=g.value) for h in built[at : at + len(g.members)] if h is not None]
-            at += len(g.members)
-            out.append(Group(g.value, hits))
-        timings["fetch"] = _ms(t)
+        with timings.stage("fetch"):
+            page = groups[request.offset : request.reach]
+            members = [c for g in page for c in g.members]
+            rows = self._rows(members, rows, ranking.chunks, request.chunks_per_document)
+            built = self._hits(members, ranking.lists, rows, ranking.chunks, request.chunks_per_document)
+            out: list[Group] = []
+            at = 0
+            for g in page:
+                hits = [replace(h, group=g.value) for h in built[at : at + len(g.members)] if h is not None]
+                at += len(g.members)
+                out.append(Group(g.value, hits))
         timings["total"] = _ms(started)
         return SearchResult([h for g in out for h in g.hits], timings, request.mode, out)
 
-    def _ranking(self, request: SearchRequest, k: int, timings: dict[str, float]) -> Ranking:
+    def _ranking(self, request: SearchRequest, k: int, timings: stages.Timings) -> Ranking:
         """The first k documents of a checked, embedded search, best first, on its score scale and
         at its min_score, with what was read on the way (see `Ranking`)."""
         mode, min_score = request.mode, request.min_score
@@ -624,40 +618,41 @@ class Collection:
         want = depth * 3  # chunks of one document compete for places: more chunks than documents
         # One store call for both retrievers (and the filter, resolved once for the feedback's
         # dense retrieval, and the lexical scale where the scores are shown on it).
-        deadline.check("lexical" if mode == "lexical" else "dense")
-        t = time.perf_counter()
+        first = "lexical" if mode == "lexical" else "dense"
+        deadline.check(first)
         vector = request.vector if mode != "lexical" else None
-        found = self.store.retrieve(vector, request.query if mode != "dense" else None, want, request.flt,
-                                    request.ef_search, request.nprobe, scale=mode == "lexical")
-        if vector is not None:
-            widen = self._widen_dense(vector, found.allowed, request.ef_search, request.nprobe)
-            lists["dense"], chunk_lists["dense"] = self._documents(found.dense, want, widen, depth, "dense")
-            timings["dense"] = timings.get("dense", 0.0) + _ms(t)
-        if mode != "dense":
-            t = time.perf_counter() if vector is not None else t
-            more = lambda n: self.store.lexical(request.query, n, request.flt)  # noqa: E731
-            lists["lexical"], chunk_lists["lexical"] = self._documents(found.lexical, want, more, depth, "lexical")
-            timings["lexical"] = timings.get("lexical", 0.0) + _ms(t)
+        more = lambda n: self.store.lexical(request.query, n, request.flt)  # noqa: E731
+        with timings.stage(first):  # the one retrieve call is the first retriever's time
+            found = self.store.retrieve(vector, request.query if mode != "dense" else None, want, request.flt,
+                                        request.ef_search, request.nprobe, scale=mode == "lexical")
+            if vector is not None:
+                widen = self._widen_dense(vector, found.allowed, request.ef_search, request.nprobe)
+                lists["dense"], chunk_lists["dense"] = self._documents(found.dense, want, widen, depth, "dense")
+            else:
+                lists["lexical"], chunk_lists["lexical"] = self._documents(found.lexical, want, more, depth,
+                                                                           "lexical")
+        if mode == "hybrid":
+            with timings.stage("lexical"):
+                lists["lexical"], chunk_lists["lexical"] = self._documents(found.lexical, want, more, depth,
+                                                                           "lexical")
         rows: dict[int, ChunkRow] | None = None
         if mode == "hybrid":
             assert vector is not None
             deadline.check("fuse")
-            t = time.perf_counter()
-            weight = (fusion.dense_weight(self.embedder, request.query) if self.has_model
-                      else NO_MODEL_DENSE_WEIGHT)
-            ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
-            timings["fuse"] = timings.get("fuse", 0.0) + _ms(t)
+            with timings.stage("fuse"):
+                weight = (fusion.dense_weight(self.embedder, request.query) if self.has_model
+                          else NO_MODEL_DENSE_WEIGHT)
+                ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
             if weight > 0 and ranked:
                 # Rocchio feedback: move the query towards the best fused documents and search
                 # densely again; the lexical list stays, it already matched the words.
                 deadline.check("feedback")
-                t = time.perf_counter()
-                top = self.store.fetch([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]], vectors=True)
-                feedback = fusion.rocchio(vector, np.array([c.vector for c in top], dtype=np.float32))
-                lists["dense"] = self.dense_candidates(feedback, depth, found.allowed, request.ef_search,
-                                                       request.nprobe)
-                ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
-                timings["feedback"] = timings.get("feedback", 0.0) + _ms(t)
+                with timings.stage("feedback"):
+                    top = self.store.fetch([c.chunk_id for c in ranked[: fusion.PRF_DEPTH]], vectors=True)
+                    feedback = fusion.rocchio(vector, np.array([c.vector for c in top], dtype=np.float32))
+                    lists["dense"] = self.dense_candidates(feedback, depth, found.allowed, request.ef_search,
+                                                           request.nprobe)
+                    ranked = fusion.fuse_candidates(lists["dense"], lists["lexical"], weight)
         else:
             ranked = lists[mode]
         exhausted = len(ranked) < k
@@ -808,28 +803,27 @@ class Collection:
         if not positive:
             raise InvalidArgument("positive: give at least one document id")
         started = time.perf_counter()
-        timings: dict[str, float] = {}
+        timings = stages.Timings()
         with self.store.view():
-            query = self.document_vectors(positive, "positive").mean(0)
-            if negative:
-                query = 2 * query - self.document_vectors(negative, "negative").mean(0)
-            query = unit_mean(query[None, :])
-            timings["vectors"] = _ms(started)
+            with timings.stage("vectors"):
+                query = self.document_vectors(positive, "positive").mean(0)
+                if negative:
+                    query = 2 * query - self.document_vectors(negative, "negative").mean(0)
+                query = unit_mean(query[None, :])
             excluded = set(positive) | set(negative)
             deadline.check("dense")
-            t = time.perf_counter()
-            want = (k + len(excluded)) * 3
-            found = self.store.retrieve(query, None, want, flt, ef_search, nprobe)
-            found_docs = self._grouped(found.dense, want, self._widen_dense(query, found.allowed, ef_search, nprobe),
-                                       k + len(excluded), "dense")
-            ranked = [c for c in found_docs if c.doc_id not in excluded][:k]
-            if min_score is not None:
-                ranked = [c for c in ranked if c.score >= min_score]
-            timings["dense"] = _ms(t)
+            with timings.stage("dense"):
+                want = (k + len(excluded)) * 3
+                found = self.store.retrieve(query, None, want, flt, ef_search, nprobe)
+                found_docs = self._grouped(found.dense, want,
+                                           self._widen_dense(query, found.allowed, ef_search, nprobe),
+                                           k + len(excluded), "dense")
+                ranked = [c for c in found_docs if c.doc_id not in excluded][:k]
+                if min_score is not None:
+                    ranked = [c for c in ranked if c.score >= min_score]
             deadline.check("fetch")
-            t = time.perf_counter()
-            hits = self.materialize(ranked, {"dense": found_docs})
-            timings["fetch"] = _ms(t)
+            with timings.stage("fetch"):
+                hits = self.materialize(ranked, {"dense": found_docs})
         timings["total"] = _ms(started)
         return SearchResult(hits, timings, "dense")
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import stages
 from ..documents import Chunk, Document
 from ..query.analysis import Analyzer, Query
 from ..query.facets import Facets
@@ -99,6 +100,13 @@ class LanguageCounts:
             if not any(self._counts[code] >= 2 * recorded.get(code, 0) for code in found):
                 return None
             return replace(manifest, languages=dict(sorted(self._counts.items())))
+
+
+# The store's round trips (each one on the Milvus store): what a trace shows of a request's store
+# work, as `store.NAME` calls (stages.watch_calls on each store class).
+CALLS = ("hashes", "write", "delete", "update_metadata", "get", "scroll", "count", "facet", "retrieve", "dense",
+         "lexical", "lexical_scores", "fetch", "exact_ids")
+watched = stages.watch_calls("store", CALLS)
 
 
 class Store(Protocol):

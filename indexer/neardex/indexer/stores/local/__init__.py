@@ -43,7 +43,7 @@ from ...query import facets, languages
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, watched
 from . import check, fts, index_cache
 from .rwlock import RWLock
 from .sql_filters import facet_sql, index_rows, json_value, to_sql
@@ -136,6 +136,7 @@ class Transaction:
     on_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
+@watched
 class LocalStore:
     can_expire = True
 

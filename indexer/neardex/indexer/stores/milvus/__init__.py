@@ -58,7 +58,7 @@ from ...query import facets
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, watched
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
 
@@ -100,6 +100,7 @@ def _looked_up(query: Query) -> str:
     return " ".join(milvus_term(t) for t in query.terms)
 
 
+@watched
 class MilvusStore:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
