@@ -55,7 +55,11 @@ def test_a_changing_document_is_always_found_at_one_version(client: Client, mode
     threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(8)
+    # At least 8 s, and on a loaded machine until enough writes and searches have interleaved.
+    started = time.monotonic()
+    while time.monotonic() - started < 8 or (
+            (searches[0] <= 50 or writes[0] <= 20) and time.monotonic() - started < 120):
+        time.sleep(0.1)
     stop.set()
     for t in threads:
         t.join()

@@ -39,8 +39,14 @@ def test_quality_metrics(tmp_path: Path) -> None:
             while _value("neardex_ann_recall_at_10_count", collection="quality-ann") < 3:
                 assert time.monotonic() < deadline, "recall was never sampled"
                 time.sleep(0.1)
-            count = _value("neardex_ann_recall_at_10_count", collection="quality-ann")
-            mean = _value("neardex_ann_recall_at_10_sum", collection="quality-ann") / count
+            # Samples are taken in the background: read the sum between two equal counts, so a
+            # sample landing in between cannot pair one count with another's sum.
+            while True:
+                count = _value("neardex_ann_recall_at_10_count", collection="quality-ann")
+                total = _value("neardex_ann_recall_at_10_sum", collection="quality-ann")
+                if _value("neardex_ann_recall_at_10_count", collection="quality-ann") == count:
+                    break
+            mean = total / count
             assert 0.8 <= mean <= 1.0
     finally:
         server.stop(grace=1)
