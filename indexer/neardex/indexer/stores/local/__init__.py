@@ -892,7 +892,8 @@ class LocalStore:
     @_interruptible
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
         restricted = flt or self._expired_before() is not None
-        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if restricted else None, self._legacy)
+        found = fts.search(self._reader(), query, k, self._filter_sql(flt) if restricted else None, self._legacy,
+                           broad=not flt)
         return self._candidates([found])[0]
 
     @_interruptible

@@ -148,14 +148,18 @@ def max_score(db: sqlite3.Connection, query: Query, legacy: bool = False) -> flo
 
 
 def search(db: sqlite3.Connection, query: Query, k: int,
-           allowed_sql: tuple[str, list[object]] | None = None, legacy: bool = False) -> list[tuple[int, float]]:
-    """(chunk id, BM25 score) best first; allowed_sql restricts to chunk ids a subquery selects."""
+           allowed_sql: tuple[str, list[object]] | None = None, legacy: bool = False,
+           broad: bool = False) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score) best first; allowed_sql restricts to chunk ids a subquery selects.
+    `broad`: the subquery allows nearly every chunk (only expired documents' are left out), so the
+    match runs once over the index and the ids are checked after (`+rowid` keeps the constraint
+    from FTS5, which would otherwise evaluate the match once per allowed id)."""
     if (expression := match(query, legacy)) is None:
         return []
     sql = f"SELECT rowid, -bm25({TABLE}) AS score FROM {TABLE} WHERE {TABLE} MATCH ?"
     params: list[object] = [expression]
     if allowed_sql is not None:
-        sql += f" AND rowid IN ({allowed_sql[0]})"
+        sql += f" AND {'+' if broad else ''}rowid IN ({allowed_sql[0]})"
         params += allowed_sql[1]
     sql += " ORDER BY bm25(" + TABLE + ") LIMIT ?"
     params.append(k)
