@@ -7,7 +7,7 @@ DATA ?= data
 PYTEST := $(BIN)/python -m pytest
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system-deps run index-sample test test-fast test-integration test-e2e lint proto check-proto bench clean
+.PHONY: install system-deps models run index-sample test test-fast test-integration test-e2e lint proto check-proto bench clean
 
 # CPU PyTorch first: a bare torch requirement resolved on its own can pull a multi-GB CUDA build.
 $(BIN)/.installed: proto/pyproject.toml client/pyproject.toml indexer/pyproject.toml server/pyproject.toml pyproject.toml
@@ -27,6 +27,11 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null; \
 	fi
 
+# The ONNX builds and the measured choice of the encoder new collections get (auto), once per
+# machine, in ~/.cache/neardex: without it the first collection a test makes waits for them.
+models: install
+	$(BIN)/neardex models prepare
+
 index-sample: install
 	$(BIN)/neardex index samples/neardex-docs --collection docs --data-dir $(DATA)
 
@@ -34,19 +39,19 @@ run: index-sample
 	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052
 
 # Every tier, and the 25 slowest tests, so that a test growing slow shows in CI.
-test: install system-deps
+test: install system-deps models
 	$(PYTEST) --durations=25
 
 # The tiers are folders (tests/unit, tests/integration, tests/e2e); tests/conftest.py marks each
 # test by its folder, so `pytest -m unit` selects the same tests. test-fast leaves out the unit
 # tests marked slow (an int8 build, fp16 on a CPU, 80 judged questions), which `make test` runs.
-test-fast: install
+test-fast: install models
 	$(PYTEST) tests/unit -m "not slow"
 
-test-integration: install
+test-integration: install models
 	$(PYTEST) tests/integration
 
-test-e2e: install system-deps
+test-e2e: install system-deps models
 	$(PYTEST) tests/e2e --durations=25
 
 lint: install

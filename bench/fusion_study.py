@@ -68,7 +68,7 @@ def main() -> None:
                     if label.startswith("complete"):
                         dense, lexical = completed
                     return [c.doc_id for c in fusion.fuse_candidates(dense, lexical, coverage, method)]
-                table.setdefault(label, {})[folder.name] = evaluate(judged, run)["ndcg@10"]
+                table.setdefault(label, {})[folder.name] = evaluate(judged, lambda texts, run=run: [run(t) for t in texts])["ndcg@10"]
     names = [f.name for f in args.folders]
     print_table(["method", *[f"{n} nDCG@10" for n in names]], [[m, *[v[n] for n in names]] for m, v in table.items()])
     write_result("fusion-study", {"ndcg@10": table})

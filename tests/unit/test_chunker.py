@@ -13,7 +13,7 @@ from neardex.indexer.ingest.chunker import Chunker, sentence_spans
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_embedder().tokenizer
+    return load_embedder(encoder="torch").tokenizer  # transformers' own, the reference
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ DATABASE = "docs.sqlite"  # the local store's documents, chunks, vectors, FTS5 t
 INDEX_FILES = "index-"  # the local store's FAISS snapshots: index-<seq>-<n>.faiss and files beside them
 ALIASES = "aliases.json"
 LOCK_FILE = ".neardex.lock"
-MODEL_CACHE = ".models"
 SNAPSHOTS = ".snapshots"  # SNAPSHOTS/<collection>/<name>.snapshot
 SNAPSHOT_SUFFIX = ".snapshot"
 CREATING = ".creating-"  # a collection being created or restored, renamed into place when whole

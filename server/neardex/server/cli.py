@@ -80,7 +80,7 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index of a new collection: flat, hnsw, ivfpq or auto, with parameters,"
                         " e.g. hnsw:m=32,ef_search=256 (default: flat)")
-    p.add_argument("--encoder", default="", choices=("", "torch", "onnx-int8"),
+    p.add_argument("--encoder", default="", choices=("", "auto", "torch", "onnx-fp32", "onnx-int8"),
                    help=f"encoder of a new collection {_setting('default_encoder')}")
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
@@ -168,6 +168,15 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                     " network and copy the printed cache folder into the same place there.")
     m_pull.add_argument("model", metavar="ORG/NAME[@REV]", help="a Hugging Face id, optionally at a revision")
     m_pull.set_defaults(run=cmd_models_pull)
+    m_prepare = models.add_parser(
+        "prepare", help="build a model's ONNX encoders and choose the encoder auto means on this machine",
+        description="Build the ONNX graphs of a model (needs torch once) and measure which encoder is the"
+                    " fastest equivalent to fp32 on this CPU, caching both ($NEARDEX_MODEL_CACHE, else"
+                    " ~/.cache/neardex), so that the first collection made here does not wait for it."
+                    " Prints what was measured.")
+    m_prepare.add_argument("--model", default=None, metavar="FOLDER|ORG/NAME[@REV]",
+                           help="the model (default: the bundled all-MiniLM-L6-v2)")
+    m_prepare.set_defaults(run=cmd_models_prepare)
 
     p = sub.add_parser("keys", help="create, list and revoke API keys in a keys file")
     keys = p.add_subparsers(required=True, metavar="ACTION")
@@ -202,7 +211,7 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--k", type=positive_int, default=10, help="cut-off of nDCG and MRR (default: 10)")
     p.add_argument("--collection", default=None, help="reuse this collection of --data-dir instead of indexing")
     p.add_argument("--data-dir", type=Path, default=None, help="keep the index here (default: a temporary folder)")
-    p.add_argument("--encoder", default="", choices=("", "torch", "onnx-int8"),
+    p.add_argument("--encoder", default="", choices=("", "auto", "torch", "onnx-fp32", "onnx-int8"),
                    help=f"encoder {_setting('default_encoder')}")
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index (default: flat)")
@@ -499,6 +508,20 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from neardex.indexer.embedding.selection import choice_record, choose
+    from neardex.indexer.embedding.sources import find_model
+
+    source = find_model(args.model)
+    encoder = choose(source, None)
+    record = choice_record(source, None)
+    for m in (record or {}).get("measured", []):
+        print(f"{m['encoder']:<10} {m['passages_per_s']:7.1f} passages/s  cosine to fp32 >= {m['min_cosine']:.4f}"
+              f"  top-10 overlap {m['mean_overlap']:.3f}{'' if m['kept'] else '  (not equivalent)'}")
+    print(f"auto means {encoder} for {source.name} on this machine ({(record or {}).get('cpu', 'unmeasured')})")
+    return 0
+
+
 def cmd_snapshot_load(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import Catalog
 
@@ -620,19 +643,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# Queries embedded per model call by eval: one call per query left a 1,190-question --compare
+# running past 20 minutes on 2 cores.
+EVAL_QUERY_BATCH = 64
+
+
 def _ranking(collection: Any, mode: str, k: int) -> Any:
-    """Document ids best first, at least 100 of them (Recall@100 needs that many)."""
+    """Document ids best first for every query text, at least 100 each (Recall@100 needs that
+    many); the texts are embedded EVAL_QUERY_BATCH at a time."""
     depth = max(k, 100)
+
+    def vectors(texts: list[str]) -> list[Any]:
+        if mode == "lexical":
+            return [None] * len(texts)
+        for i, text in enumerate(texts):
+            collection.check_query(text, f"queries[{i}]")
+        return [v for start in range(0, len(texts), EVAL_QUERY_BATCH)
+                for v in collection.encode_queries(texts[start:start + EVAL_QUERY_BATCH])]
+
+    def search(text: str, vector: Any) -> list[str]:
+        request = collection.request(text=text, k=depth, mode="" if mode == "ask" else mode, encoded=vector)
+        return [h.id for h in collection.run(request).hits]
+
     if mode != "ask":
-        return lambda text: [h.id for h in collection.search(text=text, k=depth, mode=mode).hits]
+        return lambda texts: [search(t, v) for t, v in zip(texts, vectors(texts), strict=True)]
     from neardex.indexer.retrieval.answers import Answerer
 
     answerer = Answerer(collection)
 
-    def ask(text: str) -> list[str]:
-        # Ask reorders the head; the collection's default ranking continues below it.
-        head = [a.passage.id for a in answerer.ask(text, k=k).answers]
-        tail = [h.id for h in collection.search(text=text, k=depth).hits if h.id not in head]
-        return head + tail
+    def ask(texts: list[str]) -> list[list[str]]:
+        rankings = []
+        for text, vector in zip(texts, vectors(texts), strict=True):
+            # Ask reorders the head; the collection's default ranking continues below it.
+            head = [a.passage.id for a in answerer.ask(text, k=k).answers]
+            rankings.append(head + [d for d in search(text, vector) if d not in head])
+        return rankings
 
     return ask

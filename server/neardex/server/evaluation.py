@@ -65,11 +65,12 @@ def recall_at(ranked: Sequence[str], judged: dict[str, int], relevant_at: int, k
     return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
 
 
-def evaluate(judged: Judged, search: Callable[[str], list[str]]) -> dict[str, float]:
-    """Mean metrics over the judged queries; search returns document ids best first (>= 100)."""
+def evaluate(judged: Judged, rank: Callable[[list[str]], list[list[str]]]) -> dict[str, float]:
+    """Mean metrics over the judged queries; rank answers all their texts at once (so they can be
+    embedded in batches), each with document ids best first (>= 100)."""
     totals = {"ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0}
-    for qid, text in judged.queries.items():
-        ranked = search(text)
+    rankings = rank(list(judged.queries.values()))
+    for (qid, _), ranked in zip(judged.queries.items(), rankings, strict=True):
         grades = judged.qrels[qid]
         totals["ndcg@10"] += ndcg_at(ranked, grades)
         totals["mrr@10"] += mrr_at(ranked, grades, judged.relevant_at)

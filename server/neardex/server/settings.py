@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     max_query_terms: int = DEFAULT_MAX_QUERY_TERMS
     max_message_bytes: int = 64 * 1024 * 1024
     # Encoder for collections created without naming one.
-    default_encoder: str = "torch"
+    default_encoder: str = "auto"
     # Micro-batching of concurrent query embeddings; 0 or 1 turns it off.
     batch_max_size: int = 64
     batch_wait_ms: float = 0.0

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from ..embedding.embedder import ENCODERS, DirectCalls, Embedder, ModelCalls, resolve_device
+from ..embedding.embedder import AUTO, ENCODERS, DirectCalls, Embedder, ModelCalls, resolve_device
 from ..embedding.loading import load_embedder
 from ..embedding.rerankers import CrossEncoderModel, RerankCalls, find_cross_encoder, load_cross_encoder
 from ..embedding.sources import ModelSource, Prompts, find_model, recorded_model
@@ -28,7 +28,7 @@ from ..expiry import check_ttl
 from ..files import fsync_path, write_durably
 from ..ingest.chunker import default_overlap
 from ..ingest.encoding import text_window
-from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, MODEL_CACHE, SNAPSHOTS
+from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, SNAPSHOTS
 from ..query import languages
 from ..query.filters import Condition, validate_condition
 from ..records import LOCAL_STORE, MODES, NO_MODEL, IndexSpec, Manifest
@@ -76,7 +76,7 @@ class DataDirLocked(FailedPrecondition):
 
 
 class Catalog:
-    def __init__(self, root: Path | str, *, default_encoder: str = "torch",
+    def __init__(self, root: Path | str, *, default_encoder: str = AUTO,
                  model_calls: ModelCallsFactory = DirectCalls, milvus: Sequence[str] = (),
                  device: str = "auto", rerank_calls: RerankCallsFactory = _direct) -> None:
         """milvus: Milvus instances whose neardex collections this catalog serves too (any number
@@ -187,8 +187,8 @@ class Catalog:
             validate_condition(f"indexed_keys[{i}]", key, Condition("exists", True))
         own_vectors = model == NO_MODEL
         encoder = NO_MODEL if own_vectors else encoder or self.default_encoder
-        if not own_vectors and encoder not in ENCODERS:
-            raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {ENCODERS}")
+        if not own_vectors and encoder != AUTO and encoder not in ENCODERS:
+            raise InvalidArgument(f"encoder: unknown encoder {encoder!r}; expected one of {(AUTO, *ENCODERS)}")
         if own_vectors and not 1 <= dimension <= MAX_DIMENSION:
             raise InvalidArgument(f"dimension: a collection without a model needs the dimension of its"
                                   f" vectors, 1 to {MAX_DIMENSION}; got {dimension}")
@@ -282,7 +282,8 @@ class Catalog:
             chunk_tokens=chunk_tokens,
             overlap_tokens=overlap_tokens,
             index=index or IndexSpec.parse("flat"),
-            encoder=encoder,
+            # What auto chose on this machine: every later write and query uses the same.
+            encoder=embedder.encoder,
             default_mode=default_mode,
             model_revision=source.revision,
             query_prompt=prompts.query,
@@ -429,7 +430,9 @@ class Catalog:
     def embedder(self, model: str | ModelSource | None, encoder: str) -> Embedder:
         """The loaded model for collections of this folder (shared with other folders'
         collections of the same model and encoder)."""
-        return load_embedder(model, encoder, cache_dir=self.root / MODEL_CACHE, device=self.device)
+        # Builds and auto's choices live in the machine's model cache, not the data folder: they
+        # cost a torch import and a minute of measurement once per machine, not once per folder.
+        return load_embedder(model, encoder, cache_dir=None, device=self.device)
 
     def calls(self, embedder: Embedder | None) -> ModelCalls | None:
         return self.model_calls(embedder) if embedder is not None else None

@@ -35,7 +35,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Weight-loading progress bars are noise in a server log and in `neardex index` output.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-ENCODERS = ("torch", "onnx-int8")
+# What a collection records: the runtime and precision its vectors came from.
+ENCODERS = ("torch", "onnx-fp32", "onnx-int8")
+# Not recorded: resolved, per machine, to the fastest of ENCODERS that measures equivalent to fp32.
+AUTO = "auto"
 
 # Called after every model call with (batch size, seconds): the server feeds its histograms.
 EmbedObserver = Callable[[int, float], None]
@@ -84,21 +87,27 @@ def precision_setting() -> str:
     return value
 
 
+def gpu_driver_present() -> bool:
+    """Whether a CUDA (or ROCm) driver shows itself: without one torch sees no GPU, and asking
+    torch would cost its import (seconds) in a process that may never need it."""
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd"))
+
+
 def resolve_device(device: str | None, encoder: str = "torch") -> str:
     """A torch device for the model: "auto" (or empty) is the first CUDA device when torch sees
-    one and the encoder can use it, else the CPU. Naming a device that is not there is an error,
-    not a silent fall back to the CPU."""
+    one and the encoder can use it (torch; auto, which is torch on a GPU), else the CPU. Naming a
+    device that is not there is an error, not a silent fall back to the CPU."""
     device = (device or "auto").strip().lower()
     if not DEVICE.fullmatch(device):
         raise InvalidArgument(f"device: {device!r} is not auto, cpu, cuda or cuda:N")
-    if device == "cpu" or (device == "auto" and encoder != "torch"):
+    if device == "cpu" or (device == "auto" and (encoder not in ("torch", AUTO) or not gpu_driver_present())):
         return "cpu"
     import torch
 
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device == "auto":
         return "cuda:0" if available else "cpu"
-    if encoder != "torch":
+    if encoder not in ("torch", AUTO):
         raise InvalidArgument(f"device: the {encoder} encoder runs on the CPU only; got {device!r}")
     index = int(device.partition(":")[2] or 0)
     if index >= available:
@@ -207,7 +216,8 @@ class TorchEmbedder(SerialEncoder):
 
     encoder = "torch"
 
-    def __init__(self, name: str, path: Path, device: str = "cpu") -> None:
+    def __init__(self, name: str, path: Path, device: str = "cpu", precision: str | None = None) -> None:
+        """precision: "fp32" for plain fp32 whatever the setting; None: NEARDEX_PRECISION."""
         super().__init__()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -226,7 +236,7 @@ class TorchEmbedder(SerialEncoder):
         self.batch_size = BATCH["cuda" if device.startswith("cuda") else "cpu"]
         self.precision = "fp32"
         self._autocast: Any = None  # the dtype of autocast's matrix products, None for off
-        if precision_setting() == "auto":
+        if (precision or precision_setting()) == "auto":
             if device.startswith("cuda"):
                 self.precision = self.try_half()
             elif cpu_flags() & set(BF16_CPU_FLAGS):

@@ -1,18 +1,22 @@
-"""An int8 ONNX Runtime encoder for BERT-style sentence-transformers models, built on first use.
+"""ONNX Runtime encoders (fp32 and int8) for BERT-style sentence-transformers models, built on first use.
 
-The first time a model is used with encoder "onnx-int8", the project builds the int8 model itself
-from the model's own weights and caches it; later loads only open the cached file:
+The first time a model is used with encoder "onnx-fp32" or "onnx-int8", the project builds both
+graphs itself from the model's own weights and caches them; later loads only open the cached
+file, and import neither torch nor transformers (the tokenizer is the model's tokenizer.json read
+by `tokenizers`): a process that encodes with a cached build starts in a fraction of a second.
 
 1. export the fp32 transformer with torch.onnx.export (eager attention, opset 17, dynamic batch
    and sequence axes; inputs input_ids / attention_mask / token_type_ids as the tokenizer gives
    them; output last_hidden_state);
 2. fuse it with onnxruntime.transformers.optimizer (EmbedLayerNormalization, Attention,
    SkipLayerNormalization, BiasGelu), which alone makes ONNX Runtime faster than PyTorch here;
+   this fused fp32 graph is the onnx-fp32 encoder;
 3. quantize weights dynamically to int8 (per output channel, signed, full 8-bit range; activations
    are quantized per batch at run time), leaving in fp32 the parts that cost the most accuracy
    for the least time: the embedding table and the first encoder layer's two projections back to
    the hidden size (attention output and FFN output);
-4. check the result against the fp32 PyTorch model on probe sentences, and refuse a build that
+   (the onnx-int8 encoder);
+4. check both against the fp32 PyTorch model on probe sentences, and refuse a build that
    does not match (a graph the exporter or the fusions got wrong must never be cached).
 
 Pooling (mean / CLS / max / mean_sqrt_len, as the model's 1_Pooling config says) and L2 normalization happen in
@@ -20,7 +24,7 @@ numpy. Texts are tokenized with the model's own fast tokenizer, sorted by length
 to the longest text of each batch; nothing is ever truncated: a text longer than the model's
 max_seq_length raises TextTooLong (a ValueError).
 
-Builds are cached beside the data (a data folder's .models; NEARDEX_MODEL_CACHE overrides), in
+Builds are cached once per machine (NEARDEX_MODEL_CACHE, else ~/.cache/neardex), in
 a folder keyed by a hash of the source model's weight files and config.json, the build
 recipe version and the ONNX Runtime version, so a changed model or a new recipe is rebuilt rather
 than served stale. A build goes to a temporary folder that is renamed into place when complete;
@@ -47,12 +51,16 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from .embedder import SerialEncoder, plain_tokenizer
+from .model_tokenizer import load_tokenizer, lower_case
 
 # Every load below reads the model's folder (local_files_only); downloads are sources.py's.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Bump whenever the build below changes what it writes: old cache folders are then not reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
+# The graphs a build holds, by the precision each encoder names.
+GRAPHS = {"fp32": "fp32.onnx", "int8": "int8.onnx"}
+PRECISIONS = tuple(GRAPHS)
 
 # Architectures whose exported graph the BERT fusions understand, or at worst leave unfused but
 # correct (the probe check after the build guards the rest). Only "bert" is benchmarked.
@@ -100,11 +108,13 @@ class UnsupportedModel(InvalidArgument, ValueError):
 
 
 def cache_dir_for(given: Path | None) -> Path:
-    """NEARDEX_MODEL_CACHE, when set, holds every build (one cache shared by several data
-    folders); otherwise the folder given (a data folder's .models), else the user's cache."""
+    """NEARDEX_MODEL_CACHE, when set, holds every build and choice; otherwise the folder given,
+    else the machine's cache ($XDG_CACHE_HOME/neardex, ~/.cache/neardex)."""
     if env := os.environ.get("NEARDEX_MODEL_CACHE"):
         return Path(env)
-    return Path(given) if given is not None else Path.home() / ".cache" / "neardex"
+    if given is not None:
+        return Path(given)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neardex"
 
 
 def default_threads() -> int:
@@ -138,7 +148,7 @@ class ModelSpec:
                 elif not kind.endswith(".Normalize"):
                     raise UnsupportedModel(
                         f"model: {name!r} has a {kind.rsplit('.', 1)[-1] or '?'} module; the"
-                        " onnx-int8 encoder supports Transformer + Pooling (+ Normalize) only")
+                        " ONNX encoders support Transformer + Pooling (+ Normalize) only")
             if not any(k.endswith(".Transformer") for k in kinds):
                 raise UnsupportedModel(f"model: {name!r} has no Transformer module")
         self.transformer_dir = transformer_dir
@@ -149,7 +159,7 @@ class ModelSpec:
         self.model_type = str(self.config.get("model_type", ""))
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise UnsupportedModel(
-                f"model: {name!r} is a {self.model_type or 'unknown'!r} model; the onnx-int8"
+                f"model: {name!r} is a {self.model_type or 'unknown'!r} model; the ONNX"
                 f" encoder supports BERT-style encoders ({', '.join(SUPPORTED_MODEL_TYPES)})")
         self.hidden_size = int(self.config.get("hidden_size") or self.config.get("dim") or 0)
         self.num_heads = int(self.config.get("num_attention_heads") or self.config.get("n_heads") or 0)
@@ -164,7 +174,7 @@ class ModelSpec:
             modes = [m for key, m in LEGACY_POOLING_KEYS.items() if pooling.get(key)] or ["mean"]
         if len(modes) != 1 or modes[0] not in POOLING_MODES:
             raise UnsupportedModel(
-                f"model: {name!r} pools with {' + '.join(map(str, modes))}; the onnx-int8 encoder"
+                f"model: {name!r} pools with {' + '.join(map(str, modes))}; the ONNX encoders"
                 f" supports exactly one of {', '.join(POOLING_MODES)}")
         self.pooling = str(modes[0])
         self.dimension = int(pooling.get("embedding_dimension")
@@ -208,39 +218,17 @@ def _read_json(path: Path, default: Any = ...) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_tokenizer(spec: ModelSpec) -> Any:
-    """The model's fast tokenizer, set up as sentence-transformers sets it up."""
-    import transformers
-
-    # The class the folder names, looked up directly: AutoTokenizer would import torch (seconds),
-    # which a cached int8 model never needs.
-    config = _read_json(spec.transformer_dir / "tokenizer_config.json", default={})
-    cls = getattr(transformers, str(config.get("tokenizer_class") or "AutoTokenizer"), None)
-    if cls is None or not hasattr(cls, "from_pretrained"):
-        cls = transformers.AutoTokenizer
-    tokenizer = cls.from_pretrained(
-        str(spec.transformer_dir), model_max_length=spec.max_seq_length, local_files_only=True)
-    if not getattr(tokenizer, "is_fast", False):
-        raise UnsupportedModel(f"model: {spec.name!r} has no fast (Rust) tokenizer")
-    if spec.do_lower_case:  # as sentence_transformers' Transformer does: a Lowercase normalizer
-        from tokenizers.normalizers import Lowercase
-        from tokenizers.normalizers import Sequence as NormalizerSequence
-
-        normalizer = tokenizer.backend_tokenizer.normalizer
-        members: list[Any] = (list(normalizer) if isinstance(normalizer, NormalizerSequence)  # type: ignore[call-overload]
-                              else [normalizer])
-        if not any(isinstance(n, Lowercase) for n in members):
-            parts: list[Any] = [Lowercase(), *(n for n in members if n is not None)]
-            tokenizer.backend_tokenizer.normalizer = NormalizerSequence(parts)
-    return tokenizer
+def load_spec_tokenizer(spec: ModelSpec) -> Any:
+    """The model's fast tokenizer, without transformers where its folder has a tokenizer.json."""
+    return load_tokenizer(spec.transformer_dir, spec.name, spec.do_lower_case)
 
 
 # ---------------------------------------------------------------------------------------------
 # The build
 
 
-def build_int8(spec: ModelSpec, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
-    """Export, fuse, quantize and verify spec's model into out_dir/model.onnx; the manifest."""
+def build(spec: ModelSpec, out_dir: Path) -> dict[str, Any]:
+    """Export, fuse, quantize and verify spec's model into out_dir (GRAPHS); the manifest."""
     import warnings
 
     import onnx
@@ -248,11 +236,16 @@ def build_int8(spec: ModelSpec, out_dir: Path, tokenizer: Any) -> dict[str, Any]
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     started = time.perf_counter()
     transformers_logging.disable_progress_bar()
+    # transformers' tokenizer for its padded tensors (the build imports torch anyway), lower-cased
+    # as the encoders' own.
+    tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_dir), local_files_only=True)
+    if spec.do_lower_case:
+        lower_case(tokenizer.backend_tokenizer)
     model = AutoModel.from_pretrained(str(spec.transformer_dir), attn_implementation="eager",
                                       dtype=torch.float32, local_files_only=True).eval()
     forward_params = set(inspect.signature(model.forward).parameters)
@@ -284,19 +277,19 @@ def build_int8(spec: ModelSpec, out_dir: Path, tokenizer: Any) -> dict[str, Any]
     sample = tokenizer(["a short probe", "a slightly longer probe sentence for the export"],
                        padding=True, return_tensors="pt")
     args = tuple(sample[n] for n in input_names)
-    fp32_path, fused_path, int8_path = (out_dir / "fp32.onnx", out_dir / "fused.onnx",
-                                        out_dir / "model.onnx")
+    exported_path, fused_path, int8_path = (out_dir / "exported.onnx", out_dir / GRAPHS["fp32"],
+                                            out_dir / GRAPHS["int8"])
     axes = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            LastHidden(), args, str(fp32_path), dynamo=False, opset_version=17,
+            LastHidden(), args, str(exported_path), dynamo=False, opset_version=17,
             input_names=input_names, output_names=["last_hidden_state"],
             dynamic_axes={n: axes for n in [*input_names, "last_hidden_state"]},
             do_constant_folding=True)
     exported = time.perf_counter()
 
-    fused = optimizer.optimize_model(str(fp32_path), model_type="bert", num_heads=spec.num_heads,
+    fused = optimizer.optimize_model(str(exported_path), model_type="bert", num_heads=spec.num_heads,
                                      hidden_size=spec.hidden_size, opt_level=0)
     fusions = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
     graph = fused.model.graph
@@ -305,7 +298,7 @@ def build_int8(spec: ModelSpec, out_dir: Path, tokenizer: Any) -> dict[str, Any]
             node.name = f"{node.op_type}_{i}"
     excluded = _fp32_nodes(graph, spec.hidden_size)
     fused.save_model_to_file(str(fused_path))
-    fp32_path.unlink()
+    exported_path.unlink()
     fused_at = time.perf_counter()
 
     logging.disable(logging.WARNING)  # the quantizer logs advice on the root logger
@@ -327,12 +320,11 @@ def build_int8(spec: ModelSpec, out_dir: Path, tokenizer: Any) -> dict[str, Any]
         cosines[label] = float((got * reference).sum(axis=1).min())
     if cosines["fp32"] < MIN_PROBE_COSINE_FP32 or cosines["int8"] < MIN_PROBE_COSINE:
         raise RuntimeError(
-            f"onnx-int8 build of model {spec.name!r} does not match PyTorch on the probe"
+            f"ONNX build of model {spec.name!r} does not match PyTorch on the probe"
             f" sentences (min cosine fp32 graph {cosines['fp32']:.5f}, int8 {cosines['int8']:.5f});"
             " use encoder 'torch' for this model")
-    fused_path.unlink()
     for extra in out_dir.iterdir():  # external-data side files of the intermediate graphs
-        if extra.name != "model.onnx":
+        if extra.name not in GRAPHS.values():
             if extra.is_dir():
                 shutil.rmtree(extra)
             else:
@@ -422,9 +414,9 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_built(spec: ModelSpec, cache_dir: Path, tokenizer: Any) -> tuple[Path, dict[str, Any], bool]:
-    """(folder, manifest, built now) of spec's int8 model in cache_dir, building it if missing."""
-    folder = cache_dir / f"int8-{spec.cache_key()[:24]}"  # content only: names and paths vary
+def ensure_built(spec: ModelSpec, cache_dir: Path) -> tuple[Path, dict[str, Any], bool]:
+    """(folder, manifest, built now) of spec's ONNX graphs in cache_dir, building them if missing."""
+    folder = cache_dir / f"onnx-{spec.cache_key()[:24]}"  # content only: names and paths vary
     if _complete(folder):
         return folder, _read_json(folder / "manifest.json"), False
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -435,7 +427,7 @@ def ensure_built(spec: ModelSpec, cache_dir: Path, tokenizer: Any) -> tuple[Path
             shutil.rmtree(folder)
         work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.build-", dir=cache_dir))
         try:
-            manifest = build_int8(spec, work, tokenizer)
+            manifest = build(spec, work)
             manifest["key"] = folder.name
             (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
             umask = os.umask(0)
@@ -453,35 +445,38 @@ def ensure_built(spec: ModelSpec, cache_dir: Path, tokenizer: Any) -> tuple[Path
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / "manifest.json").is_file() and (folder / "model.onnx").is_file()
+    return (folder / "manifest.json").is_file() and all((folder / g).is_file() for g in GRAPHS.values())
 
 
 # ---------------------------------------------------------------------------------------------
 # The encoder
 
 
-class OnnxInt8Embedder(SerialEncoder):
-    """Int8 ONNX Runtime encoding with the same vectors (cosine >= 0.99) as TorchEmbedder."""
-
-    encoder = "onnx-int8"
+class OnnxEmbedder(SerialEncoder):
+    """ONNX Runtime encoding of the fused fp32 graph ("onnx-fp32": the same vectors as
+    TorchEmbedder's fp32 to cosine 0.9999) or of its int8 quantization ("onnx-int8": cosine >= 0.95
+    on every probe, 0.995 on average over msmarco passages)."""
 
     def __init__(self, name: str, path: Path, cache_dir: Path | None = None, *,
-                 threads: int | None = None, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-                 spinning: bool = True) -> None:
+                 precision: str = "int8", threads: int | None = None,
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, spinning: bool = True) -> None:
         super().__init__()
+        if precision not in GRAPHS:
+            raise InvalidArgument(f"encoder: no ONNX graph of precision {precision!r}; expected one of {PRECISIONS}")
+        self.encoder = f"onnx-{precision}"
+        self.precision = precision
         self.name, self.path = name, Path(path)
         self.spec = ModelSpec(name, self.path)
         self.dimension = self.spec.dimension
         self.max_seq_length = self.spec.max_seq_length
-        self.tokenizer = load_tokenizer(self.spec)
+        self.tokenizer = load_spec_tokenizer(self.spec)
         self.cache_dir = cache_dir_for(cache_dir)
         started = time.perf_counter()
-        self.model_dir, self.manifest, self.built = ensure_built(
-            self.spec, self.cache_dir, self.tokenizer)
+        self.model_dir, self.manifest, self.built = ensure_built(self.spec, self.cache_dir)
         self.build_seconds = time.perf_counter() - started if self.built else 0.0
         self.threads = threads or default_threads()
         self.max_batch_tokens = max_batch_tokens
-        self.session = _session(self.model_dir / "model.onnx", self.threads, spinning=spinning)
+        self.session = _session(self.model_dir / GRAPHS[precision], self.threads, spinning=spinning)
         self._inputs = [i.name for i in self.session.get_inputs()]
         # The raw tokenizer without truncation or padding that counting uses too: nothing
         # changes its settings, so encodes and counts can share it across threads.
@@ -499,6 +494,12 @@ class OnnxInt8Embedder(SerialEncoder):
                 f"text {i}: {int(lengths[i])} tokens (with [CLS] and [SEP]) exceeds model"
                 f" {self.name!r}'s max_seq_length of {self.max_seq_length}; shorten it (text is"
                 " never truncated silently)")
+        if self.precision == "int8":
+            # Activations are quantized with one scale per call: in a batch, a text's vector would
+            # depend on the texts beside it (cosine 0.991 to itself alone), so a query would answer
+            # differently when micro-batched with others. Alone, each text is also unpadded, which
+            # costs little: a text is already dozens of rows of every product.
+            batch_size = 1
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         want_types = "token_type_ids" in self._inputs

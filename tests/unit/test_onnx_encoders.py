@@ -1,6 +1,6 @@
-"""The onnx-int8 encoder against the fp32 PyTorch one, on the real bundled model.
+"""The ONNX encoders (onnx-int8, onnx-fp32) against the fp32 PyTorch one, on the real bundled model.
 
-One int8 build is shared by the module (about 15 s); the rebuild test makes one more.
+One build is shared by the module (about 15 s); the rebuild test makes one more.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import pytest
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.documents import Document
 from neardex.indexer.embedding.embedder import TorchEmbedder, resolve_model
-from neardex.indexer.embedding.onnx_int8 import (
+from neardex.indexer.embedding.onnx_encoders import (
+    GRAPHS,
     ModelSpec,
-    OnnxInt8Embedder,
+    OnnxEmbedder,
     TextTooLong,
     UnsupportedModel,
     _pool,
 )
 from neardex.indexer.errors import InvalidArgument
-from neardex.indexer.layout import MODEL_CACHE
 
 pytestmark = pytest.mark.slow  # an int8 build of the model, and two more
 
@@ -101,8 +101,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def int8(model: tuple[str, Path], cache_dir: Path) -> OnnxInt8Embedder:
-    return OnnxInt8Embedder(*model, cache_dir=cache_dir)
+def int8(model: tuple[str, Path], cache_dir: Path) -> OnnxEmbedder:
+    return OnnxEmbedder(*model, cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +110,16 @@ def torch_embedder(model: tuple[str, Path]) -> TorchEmbedder:
     return TorchEmbedder(*model)
 
 
-def test_attributes(int8: OnnxInt8Embedder, torch_embedder: TorchEmbedder) -> None:
+def test_attributes(int8: OnnxEmbedder, torch_embedder: TorchEmbedder) -> None:
     assert int8.encoder == "onnx-int8"
     assert int8.name == torch_embedder.name
     assert int8.dimension == torch_embedder.dimension == 384
     assert int8.max_seq_length == torch_embedder.max_seq_length == 256
-    assert int8.tokenizer("hello world")["input_ids"] == torch_embedder.tokenizer("hello world")["input_ids"]
+    assert int8.tokenizer.backend_tokenizer.encode("hello world").ids == torch_embedder.tokenizer("hello world")["input_ids"]
     assert int8.manifest["fusions"].get("Attention") == 6  # the fused graph, not the naive one
 
 
-def test_matches_torch(int8: OnnxInt8Embedder, torch_embedder: TorchEmbedder) -> None:
+def test_matches_torch(int8: OnnxEmbedder, torch_embedder: TorchEmbedder) -> None:
     assert len(TEXTS) == 50
     got = int8.encode(TEXTS)
     want = torch_embedder.encode(TEXTS)
@@ -130,7 +130,7 @@ def test_matches_torch(int8: OnnxInt8Embedder, torch_embedder: TorchEmbedder) ->
     assert cos.min() >= 0.95, cos
 
 
-def test_order_preserved_for_mixed_lengths(int8: OnnxInt8Embedder,
+def test_order_preserved_for_mixed_lengths(int8: OnnxEmbedder,
                                            torch_embedder: TorchEmbedder) -> None:
     texts = TEXTS[::-1][:24]  # short and long interleaved: sorting moves them across batches
     want = torch_embedder.encode(texts)
@@ -148,7 +148,7 @@ def test_order_preserved_for_mixed_lengths(int8: OnnxInt8Embedder,
         assert np.diag(sims).min() >= 0.95, (label, np.diag(sims))
 
 
-def test_too_long_text_raises(int8: OnnxInt8Embedder) -> None:
+def test_too_long_text_raises(int8: OnnxEmbedder) -> None:
     long_text = " ".join(["word"] * 300)
     with pytest.raises(TextTooLong) as info:
         int8.encode(["short", long_text])
@@ -158,7 +158,7 @@ def test_too_long_text_raises(int8: OnnxInt8Embedder) -> None:
     assert int8.encode([" ".join(["word"] * 254)]).shape == (1, 384)
 
 
-def test_observers_called(int8: OnnxInt8Embedder) -> None:
+def test_observers_called(int8: OnnxEmbedder) -> None:
     calls: list[tuple[int, float]] = []
     int8.observers.append(lambda n, s: calls.append((n, s)))
     try:
@@ -180,7 +180,7 @@ def _concurrently(call: Callable[[], T], threads: int) -> list[T]:
     return results
 
 
-def test_thread_safe(int8: OnnxInt8Embedder) -> None:
+def test_thread_safe(int8: OnnxEmbedder) -> None:
     want = int8.encode(TEXTS[:8])
     results = _concurrently(lambda: int8.encode(TEXTS[:8]), 4)
     assert len(results) == 4
@@ -188,10 +188,10 @@ def test_thread_safe(int8: OnnxInt8Embedder) -> None:
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_cache_reused(model: tuple[str, Path], cache_dir: Path, int8: OnnxInt8Embedder) -> None:
-    onnx_file = int8.model_dir / "model.onnx"
+def test_cache_reused(model: tuple[str, Path], cache_dir: Path, int8: OnnxEmbedder) -> None:
+    onnx_file = int8.model_dir / GRAPHS["int8"]
     mtime = onnx_file.stat().st_mtime_ns
-    again = OnnxInt8Embedder(*model, cache_dir=cache_dir)
+    again = OnnxEmbedder(*model, cache_dir=cache_dir)
     assert not again.built
     assert again.model_dir == int8.model_dir
     assert onnx_file.stat().st_mtime_ns == mtime
@@ -200,13 +200,13 @@ def test_cache_reused(model: tuple[str, Path], cache_dir: Path, int8: OnnxInt8Em
 
 
 def test_rebuilt_when_model_changes(model: tuple[str, Path], cache_dir: Path,
-                                    int8: OnnxInt8Embedder, tmp_path: Path) -> None:
+                                    int8: OnnxEmbedder, tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
     copy = tmp_path / "model-copy"
     shutil.copytree(model[1], copy)
-    same = OnnxInt8Embedder("model-copy", copy, cache_dir=cache_dir)
+    same = OnnxEmbedder("model-copy", copy, cache_dir=cache_dir)
     assert not same.built  # the key is the weights' content, not the folder's path or name
     assert same.model_dir == int8.model_dir
 
@@ -217,7 +217,7 @@ def test_rebuilt_when_model_changes(model: tuple[str, Path], cache_dir: Path,
     save_file(weights, str(copy / "model.safetensors"), metadata={"format": "pt"})
 
     # Two builders at once: one builds, the other waits for it and loads the result.
-    built = _concurrently(lambda: OnnxInt8Embedder("model-copy", copy, cache_dir=cache_dir), 2)
+    built = _concurrently(lambda: OnnxEmbedder("model-copy", copy, cache_dir=cache_dir), 2)
     assert len(built) == 2
     assert sorted(e.built for e in built) == [False, True]
     changed = built[0]
@@ -244,13 +244,13 @@ def test_unsupported_models_refused(model: tuple[str, Path], tmp_path: Path) -> 
 
     mean = {"pooling_mode_mean_tokens": True}
     with pytest.raises(UnsupportedModel, match="gpt2"):
-        OnnxInt8Embedder("decoder-model", folder("gpt2", mean))
+        OnnxEmbedder("decoder-model", folder("gpt2", mean))
     with pytest.raises(UnsupportedModel, match="odd-pooling.*weightedmean"):
-        OnnxInt8Embedder("odd-pooling", folder("bert", {"pooling_mode_weightedmean_tokens": True}))
+        OnnxEmbedder("odd-pooling", folder("bert", {"pooling_mode_weightedmean_tokens": True}))
     with pytest.raises(UnsupportedModel, match="two-poolings.*cls \\+ mean"):
-        OnnxInt8Embedder("two-poolings", folder("bert", {"pooling_mode": ["cls", "mean"]}))
+        OnnxEmbedder("two-poolings", folder("bert", {"pooling_mode": ["cls", "mean"]}))
     with pytest.raises(UnsupportedModel, match="no-weights.*no weights"):
-        OnnxInt8Embedder("no-weights", folder("bert", mean), cache_dir=tmp_path / "cache")
+        OnnxEmbedder("no-weights", folder("bert", mean), cache_dir=tmp_path / "cache")
 
 
 def test_pooling_configs_and_modes(model: tuple[str, Path], tmp_path: Path) -> None:
@@ -273,19 +273,30 @@ def test_pooling_configs_and_modes(model: tuple[str, Path], tmp_path: Path) -> N
     np.testing.assert_allclose(_pool(hidden, mask, "max"), want_max, rtol=1e-6)
 
 
-def test_a_collection_builds_its_encoder_beside_the_data(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NEARDEX_MODEL_CACHE", raising=False)
+def test_a_collection_records_its_encoder_and_builds_in_the_model_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEARDEX_MODEL_CACHE", str(tmp_path / "models"))
     data = tmp_path / "data"
     with Catalog(data) as catalog:
         collection = catalog.create("docs", encoder="onnx-int8", default_mode="dense")
         collection.upsert([Document("lava", "Volcanoes erupt molten lava and ash."),
                            Document("bread", "Bakers knead dough and bake bread in ovens.")])
         assert collection.search("where does bread come from", k=1).hits[0].id == "bread"
-    builds = [p for p in (data / MODEL_CACHE).iterdir() if p.is_dir()]
+    builds = [p for p in (tmp_path / "models").iterdir() if p.is_dir()]
     assert [p.name for p in builds] == [collection.embedder.model_dir.name]
+    assert not (data / ".models").exists()
     with Catalog(data) as catalog:
         reopened = catalog.get("docs")
         assert reopened.manifest.encoder == "onnx-int8"
         assert reopened.embedder.model_dir == builds[0]
         assert reopened.search("molten rock from a mountain", k=1).hits[0].id == "lava"
+
+
+def test_fp32_graph_matches_torch(model: tuple[str, Path], cache_dir: Path, int8: OnnxEmbedder,
+                                  torch_embedder: TorchEmbedder) -> None:
+    fp32 = OnnxEmbedder(*model, cache_dir=cache_dir, precision="fp32")
+    assert (fp32.encoder, fp32.model_dir, fp32.built) == ("onnx-fp32", int8.model_dir, False)
+    got, want = fp32.encode(TEXTS), torch_embedder.encode(TEXTS)
+    assert (got * want).sum(axis=1).min() > 0.9999
+    with pytest.raises(InvalidArgument, match="precision"):
+        OnnxEmbedder(*model, cache_dir=cache_dir, precision="fp16")
