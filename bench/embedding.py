@@ -1,14 +1,15 @@
-"""Embedding throughput and fidelity: stock SentenceTransformer fp32 vs the onnx-int8 encoder.
+"""Embedding throughput and fidelity: stock SentenceTransformer fp32 vs the ONNX encoders.
 
 Both encode the same passages (title + text) in the same process, alternating (the order flips
-every run), several runs; the table reports medians. Fidelity is the cosine between each int8
-vector and the stock fp32 vector of the same passage. The int8 model is built (or loaded from the
-cache) before any timing; its build or load time is reported on its own.
+every run), several runs; the table reports medians. Fidelity is the cosine between each ONNX
+vector and the stock fp32 vector of the same passage. The ONNX graphs are built (or loaded from
+the cache) before any timing; their build or load time is reported on its own.
 
-    .venv/bin/python bench/embedding.py [--runs 3] [--limit N] [--fresh-cache] [--profile]
-        [--onnx threads=1,spinning=0,batch=32,tokens=8192 ...] [--threads-study]
+    .venv/bin/python bench/embedding.py [--runs 3] [--limit N] [--precision int8|fp32] [--fresh-cache]
+        [--profile] [--onnx precision=fp32,threads=1,spinning=0,batch=32,tokens=8192 ...] [--threads-study]
 
---onnx adds an int8 variant to the alternation (repeatable; the default variant always runs).
+--onnx adds a variant to the alternation (repeatable; the default variant, of --precision, always
+runs; precision=fp32 or int8 in a variant picks its graph).
 --profile prints, for one pass of the default variant, where the time goes: ONNX Runtime's
 per-op-type kernel time (SessionOptions.enable_profiling) and the time spent outside the session
 (tokenizing, padding, pooling). --threads-study times session.run on fixed shapes for each
@@ -31,28 +32,28 @@ import numpy as np
 from common import Timer, load_corpus, median, print_table, write_result
 
 
-def parse_variant(text: str) -> dict[str, int]:
-    allowed = {"threads", "spinning", "batch", "tokens"}
-    out: dict[str, int] = {}
+def parse_variant(text: str) -> dict[str, Any]:
+    allowed = {"precision", "threads", "spinning", "batch", "tokens"}
+    out: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if key not in allowed:
             raise SystemExit(f"--onnx: unknown setting {key!r}; expected {sorted(allowed)}")
-        out[key] = int(value)
+        out[key] = value if key == "precision" else int(value)
     return out
 
 
-def label(variant: dict[str, int], defaults: dict[str, int]) -> str:
+def label(variant: dict[str, Any], defaults: dict[str, Any]) -> str:
     merged = {**defaults, **variant}
-    return (f"onnx-int8 (threads={merged['threads']}, spin={merged['spinning']},"
+    return (f"onnx-{merged['precision']} (threads={merged['threads']}, spin={merged['spinning']},"
             f" batch={merged['batch']}, tokens={merged['tokens']})")
 
 
 def profile_pass(embedder: Any, texts: list[str], batch: int) -> dict[str, Any]:
-    from neardex.indexer.embedding.onnx_int8 import _session
+    from neardex.indexer.embedding.onnx_encoders import GRAPHS, _session
 
     session = embedder.session
-    embedder.session = _session(embedder.model_dir / "model.onnx", embedder.threads, profile=True)
+    embedder.session = _session(embedder.model_dir / GRAPHS[embedder.precision], embedder.threads, profile=True)
     try:
         with Timer() as tok:
             embedder._backend.encode_batch(texts, add_special_tokens=True)
@@ -86,7 +87,7 @@ def profile_pass(embedder: Any, texts: list[str], batch: int) -> dict[str, Any]:
 
 def threads_study(model_path: Path, rounds: int = 5) -> list[dict[str, Any]]:
     """session.run on fixed shapes for every thread count and spinning setting, alternating."""
-    from neardex.indexer.embedding.onnx_int8 import _session
+    from neardex.indexer.embedding.onnx_encoders import _session
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     configs = [(t, s) for t in sorted({1, cpus}) for s in (True, False)]
@@ -120,8 +121,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--precision", default="int8", choices=("int8", "fp32"))
     parser.add_argument("--onnx", action="append", default=[], type=parse_variant,
-                        help="extra int8 variant, e.g. threads=1,spinning=0,batch=32,tokens=8192")
+                        help="extra variant, e.g. precision=fp32,threads=1,spinning=0,batch=32,tokens=8192")
     parser.add_argument("--fresh-cache", action="store_true",
                         help="build the int8 model into a new temporary cache (times the build)")
     parser.add_argument("--profile", action="store_true")
@@ -131,9 +133,10 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from neardex.indexer.embedding.embedder import resolve_model
-    from neardex.indexer.embedding.onnx_int8 import (
+    from neardex.indexer.embedding.onnx_encoders import (
         DEFAULT_MAX_BATCH_TOKENS,
-        OnnxInt8Embedder,
+        GRAPHS,
+        OnnxEmbedder,
         default_threads,
     )
 
@@ -144,15 +147,15 @@ def main() -> None:
     cache_dir = Path(tmp.name) if tmp else None
 
     with Timer() as load:
-        default = OnnxInt8Embedder(name, path, cache_dir)
-    print(f"onnx-int8: {'built' if default.built else 'loaded from cache'} in {load.seconds:.1f} s"
+        default = OnnxEmbedder(name, path, cache_dir, precision=args.precision)
+    print(f"onnx graphs: {'built' if default.built else 'loaded from cache'} in {load.seconds:.1f} s"
           f" ({default.model_dir})", flush=True)
-    defaults = {"threads": default.threads, "spinning": 1, "batch": 64,
+    defaults = {"precision": args.precision, "threads": default.threads, "spinning": 1, "batch": 64,
                 "tokens": DEFAULT_MAX_BATCH_TOKENS}
     variants: dict[str, tuple[Any, int]] = {label({}, defaults): (default, 64)}
     for v in args.onnx:
         merged = {**defaults, **v}
-        emb = OnnxInt8Embedder(name, path, cache_dir, threads=merged["threads"],
+        emb = OnnxEmbedder(name, path, cache_dir, precision=merged["precision"], threads=merged["threads"],
                                spinning=bool(merged["spinning"]), max_batch_tokens=merged["tokens"])
         variants[label(v, defaults)] = (emb, merged["batch"])
 
@@ -195,14 +198,14 @@ def main() -> None:
     print_table(["method", "passages/s", "median s", "speed-up", "mean cos", "min cos"], rows)
     data: dict[str, Any] = {
         "passages": n, "runs": args.runs, "cpus": default_threads(), "methods": results,
-        "int8_model": str(default.model_dir), "int8_built": default.built,
-        "int8_load_seconds": load.seconds, "int8_manifest": default.manifest,
+        "onnx_model": str(default.model_dir), "onnx_built": default.built,
+        "onnx_load_seconds": load.seconds, "onnx_manifest": default.manifest,
         "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     if args.profile:
         data["profile"] = profile_pass(default, texts, 64)
     if args.threads_study:
-        data["threads_study"] = threads_study(default.model_dir / "model.onnx")
+        data["threads_study"] = threads_study(default.model_dir / GRAPHS[args.precision])
     write_result("embedding", data)
     if tmp:
         tmp.cleanup()

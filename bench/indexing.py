@@ -3,7 +3,7 @@
 Both index the same passages (title + text) in the same process, alternating, several runs;
 the pipeline includes chunking, hashing, embedding, SQLite commits and FAISS adds.
 
-    .venv/bin/python bench/indexing.py [--runs 3] [--limit N] [--encoder torch]
+    .venv/bin/python bench/indexing.py [--runs 3] [--limit N] [--encoder auto]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--encoder", default="torch")
+    parser.add_argument("--encoder", default="auto")
     args = parser.parse_args()
 
     from neardex.indexer.catalog import Catalog
