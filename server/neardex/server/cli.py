@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from neardex.client.options import add_connection_options, connect, positive_int
+from neardex.indexer.embedding.embedder import AUTO, ENCODERS
 from neardex.indexer.errors import NeardexError
 from neardex.indexer.ingest.readers import (
     FORMATS,
@@ -80,7 +81,7 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index of a new collection: flat, hnsw, ivfpq or auto, with parameters,"
                         " e.g. hnsw:m=32,ef_search=256 (default: flat)")
-    p.add_argument("--encoder", default="", choices=("", "auto", "torch", "onnx-fp32", "onnx-int8"),
+    p.add_argument("--encoder", default="", choices=("", AUTO, *ENCODERS),
                    help=f"encoder of a new collection {_setting('default_encoder')}")
     p.add_argument("--mode", default="", choices=("", "dense", "lexical", "hybrid"),
                    help="default search mode of a new collection (default: hybrid)")
@@ -211,7 +212,7 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--k", type=positive_int, default=10, help="cut-off of nDCG and MRR (default: 10)")
     p.add_argument("--collection", default=None, help="reuse this collection of --data-dir instead of indexing")
     p.add_argument("--data-dir", type=Path, default=None, help="keep the index here (default: a temporary folder)")
-    p.add_argument("--encoder", default="", choices=("", "auto", "torch", "onnx-fp32", "onnx-int8"),
+    p.add_argument("--encoder", default="", choices=("", AUTO, *ENCODERS),
                    help=f"encoder {_setting('default_encoder')}")
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
                    help="vector index (default: flat)")
