@@ -4,11 +4,14 @@ the reading of judgments in process: tests/unit/test_eval_metrics.py.)"""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.paths import MSMARCO, ROOT
+from tests.support.paths import MSMARCO, NEARDEX, ROOT
 from tests.support.processes import run_cli
 
 QA = ROOT / "samples" / "neardex-docs-qa"
@@ -50,3 +53,65 @@ def test_every_mode_on_msmarco_meets_its_reference() -> None:
     assert reports["hybrid"]["ndcg@10"] >= 0.72  # the default mode beats both retrievers
     assert reports["hybrid"]["ndcg@10"] > reports["lexical"]["ndcg@10"]
     assert reports["ask"]["mrr@10"] >= reports["hybrid"]["mrr@10"]
+
+
+def milvus_collections(db: Path) -> tuple[list[str], list[str]]:
+    """The Milvus collections a milvus-lite file holds, and the names in its neardex catalog."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(str(db))
+    try:
+        held = sorted(client.list_collections())
+        if "neardex_catalog" not in held:
+            return held, []
+        client.load_collection("neardex_catalog")
+        return held, [r["name"] for r in client.query("neardex_catalog", filter="", output_fields=["name"],
+                                                       limit=100)]
+    finally:
+        client.close()
+
+
+def test_eval_twice_on_one_milvus_leaves_nothing_behind(tmp_path: Path) -> None:
+    qa = first_questions(tmp_path / "qa", 4)
+    db = tmp_path / "milvus.db"
+    for _ in range(2):  # the second once failed: the first left its collection 'eval' there
+        report = json.loads(run_cli("eval", str(qa), "--store", str(db), "--mode", "lexical", "--json").stdout)
+        assert report["documents"] == 40 and report["ndcg@10"] > 0.5
+    # The catalog stays (other servers may be creating in it), empty; nothing else remains.
+    assert milvus_collections(db) == (["neardex_catalog"], [])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_eval_removes_what_it_made(tmp_path: Path, sig: signal.Signals) -> None:
+    """Stopped while it indexes or scores, an evaluation removes its collection: from the Milvus
+    instance and from the data folder."""
+    data, db = tmp_path / "data", tmp_path / "milvus.db"
+    proc = subprocess.Popen([str(NEARDEX), "eval", str(QA), "--store", str(db), "--data-dir", str(data),
+                             "--mode", "hybrid", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(data.glob("eval-*")):  # its pointer is written once its Milvus collections exist
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), (out, err)
+    assert not out.strip()
+    assert [p.name for p in data.iterdir() if not p.name.startswith(".")] == []
+    assert milvus_collections(db) == (["neardex_catalog"], [])
+
+
+def test_eval_keeps_a_collection_named_for_reuse(tmp_path: Path) -> None:
+    qa = first_questions(tmp_path / "qa", 4)
+    data = tmp_path / "data"
+    first = json.loads(run_cli("eval", str(qa), "--data-dir", str(data), "--collection", "kept", "--mode", "lexical",
+                               "--json").stdout)
+    assert (data / "kept" / "manifest.json").exists()
+    again = json.loads(run_cli("eval", str(qa), "--data-dir", str(data), "--collection", "kept", "--mode", "lexical",
+                               "--json").stdout)
+    assert again == first
+    assert sorted(p.name for p in data.iterdir() if not p.name.startswith(".")) == ["kept"]

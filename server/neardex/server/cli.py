@@ -211,7 +211,8 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--compare", action="store_true", help="every mode, one table")
     p.add_argument("--k", type=positive_int, default=10, help="cut-off of nDCG and MRR (default: 10)")
     p.add_argument("--collection", default=None, help="reuse this collection of --data-dir instead of indexing")
-    p.add_argument("--data-dir", type=Path, default=None, help="keep the index here (default: a temporary folder)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="index into this folder (default: a temporary one); kept only under --collection")
     p.add_argument("--encoder", default="", choices=("", AUTO, *ENCODERS),
                    help=f"encoder {_setting('default_encoder')}")
     p.add_argument("--index", default="flat", type=index_spec, metavar="KIND[:PARAMS]",
@@ -602,11 +603,39 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) in the main thread while inside, so cleanups run as they do
+    for Ctrl-C (the default action ends the process with no cleanup at all)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Index the BEIR folder into a collection and score its rankings. Without --collection the
+    collection has a name of its own (eval-<random>), so runs sharing a Milvus instance or a data
+    folder never collide, and it is removed when the run ends, however it ends (an error, Ctrl-C,
+    SIGTERM). A collection named with --collection is reused, or made and kept once indexed whole."""
+    import secrets
+
     from neardex.indexer.catalog import Catalog
-    from neardex.indexer.errors import InvalidArgument
+    from neardex.indexer.errors import InvalidArgument, NotFound
     from neardex.indexer.ingest.pipeline import index_documents
     from neardex.indexer.ingest.readers import read_beir
+    from neardex.indexer.stores.milvus import is_milvus
 
     from .evaluation import evaluate, load_judged
     from .settings import Settings
@@ -617,22 +646,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InvalidArgument(f"--mode: unknown mode {mode!r}; expected one of {EVAL_MODES}")
     judged = load_judged(args.beir_dir)
     reports = []
-    with tempfile.TemporaryDirectory(prefix="neardex-eval-") as tmp:
-        with Catalog(args.data_dir or Path(tmp), device=args.device or Settings().device) as catalog:
-            store = str(catalog.root / "milvus-lite.db") if args.store == "milvus-lite" else args.store
-            if args.collection and catalog.exists(args.collection):
-                collection = catalog.get(args.collection)
-            else:
-                collection = catalog.create(args.collection or "eval", encoder=args.encoder,
-                                            index=args.index, store=store, language=args.language)
-                progress = _Progress(args.json, count_documents(args.beir_dir, "beir"))
-                index_documents(collection, read_beir(args.beir_dir), progress=progress)
-                progress.close()
-            documents = collection.stats().documents
-            for mode in modes:
-                scores = evaluate(judged, _ranking(collection, mode, args.k))
-                reports.append({**scores, "queries": len(judged.queries), "documents": documents,
-                                "mode": mode})
+    with tempfile.TemporaryDirectory(prefix="neardex-eval-") as tmp, _terminate_as_exit():
+        root = Path(args.data_dir or tmp).expanduser().resolve()
+        store = str(root / "milvus-lite.db") if args.store == "milvus-lite" else args.store
+        # The instance is searched too, so that what a create cut short made there is found and removed.
+        with Catalog(root, device=args.device or Settings().device,
+                     milvus=[store] if store and is_milvus(store) else ()) as catalog:
+            made = ""
+            try:
+                if args.collection and catalog.exists(args.collection):
+                    collection = catalog.get(args.collection)
+                else:
+                    name = args.collection or f"eval-{secrets.token_hex(4)}"
+                    # A name of our own is removed even when its create is cut short; the user's
+                    # only once made here (another process may have made it meanwhile).
+                    made = "" if args.collection else name
+                    collection = catalog.create(name, encoder=args.encoder, index=args.index, store=store,
+                                                language=args.language)
+                    made = name
+                    progress = _Progress(args.json, count_documents(args.beir_dir, "beir"))
+                    index_documents(collection, read_beir(args.beir_dir), progress=progress)
+                    progress.close()
+                    if made == args.collection:
+                        made = ""  # indexed whole: kept for the next run to reuse
+                documents = collection.stats().documents
+                for mode in modes:
+                    scores = evaluate(judged, _ranking(collection, mode, args.k))
+                    reports.append({**scores, "queries": len(judged.queries), "documents": documents,
+                                    "mode": mode})
+            finally:
+                if made:
+                    with contextlib.suppress(NotFound):  # a create cut short before it made anything
+                        catalog.delete(made)
     if args.json:
         for report in reports:
             print(json.dumps(report))
