@@ -5,6 +5,7 @@ Each test runs once per store; what only one store does (its limits, its own too
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import pytest
 
 from neardex.indexer.catalog import Catalog, snapshots
 from neardex.indexer.documents import Document
-from neardex.indexer.errors import FailedPrecondition, InvalidArgument, NotFound
+from neardex.indexer.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from neardex.indexer.ingest.pipeline import index_documents
 from neardex.indexer.query.filters import parse_filter
 from neardex.indexer.records import IndexSpec
 from neardex.indexer.retrieval.answers import Answerer
+from neardex.indexer.stores.local import LocalStore
 from neardex.indexer.stores.local.check import check
+from neardex.indexer.stores.milvus import CATALOG, MilvusStore, client_for
 from tests.support.stores import Stores, ids
 
 pytest.importorskip("pymilvus")
@@ -257,3 +260,108 @@ def test_a_collection_dropped_by_another_server_is_not_found(milvus: Stores) -> 
 def test_a_store_that_is_neither_local_nor_milvus_is_refused(tmp_path: Path) -> None:
     with Catalog(tmp_path) as catalog, pytest.raises(InvalidArgument, match="store: 'redis://x'"):
         catalog.create("docs", store="redis://x")
+
+
+@pytest.mark.parametrize("kind", ["local", "milvus-lite"])
+def test_create_opens_its_store_once(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    for cls in (LocalStore, MilvusStore):
+        def counted(self: object, *args: object, _init: object = cls.__init__, _name: str = cls.__name__) -> None:
+            opened.append(_name)
+            _init(self, *args)  # type: ignore[operator]
+        monkeypatch.setattr(cls, "__init__", counted)
+    with Catalog(tmp_path / "data") as catalog:
+        col = catalog.create("docs", store="" if kind == "local" else str(tmp_path / "milvus.db"))
+        col.upsert(DOCS[:1])
+        assert opened == ["LocalStore" if kind == "local" else "MilvusStore"]
+        assert catalog.get("docs").count() == 1 and len(opened) == 1  # the open one is served
+
+
+def test_a_catalog_looks_up_one_name_in_milvus(milvus: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a", "b", "c"):
+        milvus.create(name)
+    client = client_for(milvus.uri)
+    asked: list[tuple[str, str]] = []
+    query = client.query
+
+    def recorded(collection: str, **kwargs: object) -> object:
+        asked.append((collection, str(kwargs.get("filter", ""))))
+        return query(collection, **kwargs)
+
+    monkeypatch.setattr(client, "query", recorded, raising=False)
+    other = milvus.reopen()  # a catalog that serves the instance, without the folders made here
+    assert other.exists("b") and not other.exists("nope")
+    assert other.get("b").manifest.name == "b"
+    assert [f for c, f in asked if c == CATALOG] == ['name == "b"', 'name == "nope"', 'name == "b"']
+
+
+def test_a_name_held_here_and_in_milvus_means_the_one_here(tmp_path: Path) -> None:
+    """A folder made while its server did not serve a Milvus instance may share a name with a
+    collection there: the catalog serves the one here, lists the name once, and makes no third."""
+    db = str(tmp_path / "milvus.db")
+    with Catalog(tmp_path / "elsewhere") as elsewhere:
+        elsewhere.create("shared", store=db).upsert([Document("m", "kept in Milvus")])
+        elsewhere.create("remote", store=db)
+        with Catalog(tmp_path / "data") as here:  # not serving the instance
+            here.create("shared").upsert([Document("l", "kept in the folder")])
+            with pytest.raises(AlreadyExists, match="'remote' already exists"):
+                here.create("remote", store=db)  # the instance it would be made in holds it
+        with Catalog(tmp_path / "data", milvus=[db]) as here:
+            assert here.names() == ["remote", "shared"]
+            shared = here.get("shared")
+            assert shared.manifest.store == "local" and shared.get(["l", "m"])[1] == ["m"]
+            for name, store in (("shared", db), ("shared", ""), ("remote", ""), ("remote", db)):
+                with pytest.raises(AlreadyExists, match=f"{name!r} already exists"):
+                    here.create(name, store=store)
+            with pytest.raises(AlreadyExists, match="already exists in Milvus"):
+                here.restore(tmp_path / "unused.tar", "remote")
+            here.delete("shared")  # the one here: the one in Milvus is reached by the name again
+            assert here.get("shared").manifest.store == db and here.get("shared").get(["m"])[1] == []
+
+
+def test_what_a_search_sees_while_milvus_rewrites_a_document(milvus: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Milvus store's consistency level for one document being rewritten (Milvus has no
+    transaction over rows): its new chunks are inserted, its document row upserted, its old chunks
+    deleted, and a reader on another thread between those steps finds the document by either
+    version's words and metadata (each hit is one chunk of one version, whole), never by neither,
+    and never twice; Get reads the document row, which changes version at once."""
+    col = milvus.create()
+    col.upsert([Document("d", "Copper kettles are repaired by hammering the dents out.", "Old", {"v": 1}),
+                Document("other", "Sourdough bread rises because wild yeast ferments the dough.")])
+    client = client_for(milvus.uri)
+    seen: dict[str, dict[str, object]] = {}
+
+    def read() -> dict[str, object]:
+        out: dict[str, object] = {"get": col.get(["d"])[0][0].title}
+        for label, words in (("old words", "copper kettles hammering dents"),
+                             ("new words", "lighthouse keepers trim lamps")):
+            hits = col.search(words, k=10, mode="lexical").hits
+            assert len(ids_of := [h.id for h in hits]) == len(set(ids_of))  # one hit a document
+            out[label] = next(((h.title, h.metadata["v"]) for h in hits if h.id == "d"), None)
+        for v in (1, 2):
+            out[f"v == {v}"] = "d" in ids(col.search("kettles lighthouse", k=10, flt=parse_filter({"v": v})))
+        return out
+
+    def reader_at(point: str) -> None:
+        thread = threading.Thread(target=lambda: seen.__setitem__(point, read()))
+        thread.start()
+        thread.join()
+
+    for method, point in (("upsert", "new chunks inserted"), ("delete", "document row upserted")):
+        def paused(*args: object, _call: object = getattr(client, method), _point: str = point,
+                   **kwargs: object) -> object:
+            if args and args[0] in (col.store.docs if _point == "new chunks inserted" else col.store.chunks,):
+                reader_at(_point)
+            return _call(*args, **kwargs)  # type: ignore[operator]
+        monkeypatch.setattr(client, method, paused, raising=False)
+    col.upsert([Document("d", "Lighthouse keepers trim lamps every evening.", "New", {"v": 2})])
+    monkeypatch.undo()
+    reader_at("old chunks deleted")
+    assert seen == {
+        "new chunks inserted": {"get": "Old", "old words": ("Old", 1), "new words": ("New", 2),
+                                "v == 1": True, "v == 2": True},
+        "document row upserted": {"get": "New", "old words": ("Old", 1), "new words": ("New", 2),
+                                  "v == 1": True, "v == 2": True},
+        "old chunks deleted": {"get": "New", "old words": None, "new words": ("New", 2),
+                               "v == 1": False, "v == 2": True},
+    }

@@ -37,7 +37,7 @@ from ..retrieval.engine import Collection
 from ..retrieval.request import Rerank
 from ..stores import Store
 from ..stores.local import LocalStore
-from ..stores.milvus import MilvusStore, catalog_manifests, is_milvus
+from ..stores.milvus import MilvusStore, catalog_manifest, catalog_names, is_milvus
 from . import snapshots
 from .aliases import Alias, Aliases
 
@@ -125,9 +125,11 @@ class Catalog:
         return handle
 
     def names(self) -> list[str]:
+        """Every collection name, once: a name held both here and in a Milvus instance is the one
+        held here (see _manifest)."""
         local = {p.name for p in self.root.iterdir()
                  if p.is_dir() and (p / MANIFEST).exists() and NAME.match(p.name)}
-        return sorted(local | {name for uri in self.milvus for name in catalog_manifests(uri)})
+        return sorted(local | {name for uri in self.milvus for name in catalog_names(uri)})
 
     def exists(self, name: str) -> bool:
         """Whether the name is a collection, or an alias of one."""
@@ -136,18 +138,30 @@ class Catalog:
     def _manifest(self, name: str) -> Manifest | None:
         """The manifest of a collection: in its folder here, or in a Milvus catalog (which is the
         authority for a Milvus-backed collection; its folder here only points there). A collection
-        held here never waits on a Milvus instance it does not live in."""
+        held here never waits on a Milvus instance it does not live in.
+
+        A name held both here and in a Milvus instance (made here while the server was not pointed
+        at that instance, or by another server) means the collection here, the one this folder
+        made and can always reach: the other is not reachable by that name through this server
+        until the one here is deleted. Between instances, the first in `--milvus` order wins.
+        `create` refuses a name found in any of them."""
         folder = self.root / name
         if (folder / MANIFEST).exists():
             manifest = LocalStore.read_manifest(folder)
             if manifest.store == LOCAL_STORE:
                 return manifest
-            return catalog_manifests(manifest.store).get(name, manifest)
+            return catalog_manifest(manifest.store, name) or manifest
         for uri in self.milvus:
-            found = catalog_manifests(uri).get(name)
+            found = catalog_manifest(uri, name)
             if found is not None:
                 return found
         return None
+
+    def _taken(self, name: str, store: str) -> bool:
+        """Whether a collection of that name exists here, in a served Milvus instance, or in the
+        store it is to be made in (an instance this catalog may not serve)."""
+        return ((self.root / name).exists() or self._manifest(name) is not None
+                or (store != LOCAL_STORE and store not in self.milvus and catalog_manifest(store, name) is not None))
 
     def set_alias(self, name: str, collection: str, replace: bool = False) -> Alias:
         validate_new_name(name)
@@ -202,7 +216,7 @@ class Catalog:
             raise InvalidArgument(f"default_mode: unknown mode {default_mode!r}; expected one of {MODES}")
         with self._mutex:
             folder = self.root / name
-            if folder.exists() or self._manifest(name) is not None:
+            if self._taken(name, store):
                 raise AlreadyExists(f"name: collection {name!r} already exists")
             if self.aliases.is_alias(name):
                 raise AlreadyExists(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r})")
@@ -217,19 +231,23 @@ class Catalog:
             manifest = replace(manifest, indexed_keys=tuple(dict.fromkeys(indexed_keys)), store=store,
                                language=language, rerank_model=rerank_model, rerank_depth=rerank_depth,
                                ttl_seconds=ttl_seconds)
-            # Built aside and renamed into place: a crash leaves no half-made collection. A
-            # Milvus-backed collection's folder holds only its manifest, pointing to Milvus.
+            # Its manifest is written aside and renamed into place: a crash leaves no half-made
+            # collection. A Milvus-backed collection's folder holds only its manifest, pointing
+            # to Milvus. Either store is opened once, where it will stay.
             building = self.root / f"{CREATING}{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
-            if store == LOCAL_STORE:
-                LocalStore.create(building, manifest).close()
-            else:
-                MilvusStore.create(manifest)
-                building.mkdir()
-                write_durably(building / MANIFEST, manifest.to_json())
+            made: Store | None = MilvusStore.create(manifest) if store != LOCAL_STORE else None
+            building.mkdir()
+            write_durably(building / MANIFEST, manifest.to_json())
             os.replace(building, folder)
             fsync_path(self.root)
-            collection = Collection(self._store(folder, manifest), embedder, self.calls(embedder), self.reranker)
+            if made is None:
+                try:  # the database and index are made by the first open, in place
+                    made = LocalStore(folder, manifest)
+                except BaseException:
+                    self._discard(folder)
+                    raise
+            collection = Collection(made, embedder, self.calls(embedder), self.reranker)
             self._open[name] = collection
             return collection
 
@@ -398,6 +416,8 @@ class Catalog:
                 raise AlreadyExists(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r})")
             if folder.exists() and not replace:
                 raise AlreadyExists(f"name: collection {name!r} already exists; restore with replace, or as another name")
+            if not folder.exists() and self._manifest(name) is not None:  # in a Milvus instance
+                raise AlreadyExists(f"name: collection {name!r} already exists in Milvus; restore as another name")
             building = self.root / f"{CREATING}{name}-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
             try:

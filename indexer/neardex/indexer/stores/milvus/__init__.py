@@ -25,6 +25,10 @@ keeps them apart; no collection snapshots (Milvus has its own backup tool); a fa
 values of at most FACET_SCAN matching documents (Milvus has no grouped count over JSON: they are
 read and counted here), and says when it stopped short.
 
+Both versions of a document being rewritten, visible to a search for two round trips, are the
+store's consistency level, not a window closed: a chunk carries nothing that tells its version
+from the document row's.
+
 Expiry: chunk and document rows carry `expires_at` (unix seconds, 0 for never), and every read's
 expression says `(expires_at == 0 or expires_at > NOW)`, so an expired document is gone from
 searches, Get, Scroll and Count on every server at once (servers share no clock state, so the
@@ -62,7 +66,8 @@ from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, w
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
 
-__all__ = ["CATALOG", "MilvusStore", "catalog_manifests", "client_for", "is_milvus"]
+__all__ = ["CATALOG", "MilvusStore", "catalog_manifest", "catalog_manifests", "catalog_names", "client_for",
+           "is_milvus"]
 
 CATALOG = "neardex_catalog"
 MAX_TEXT_BYTES = 65_535
@@ -577,3 +582,21 @@ def catalog_manifests(uri: str) -> dict[str, Manifest]:
         manifest = Manifest.from_json(row["manifest"])
         out[manifest.name] = manifest
     return out
+
+
+def catalog_names(uri: str) -> list[str]:
+    """The names of the neardex collections a Milvus instance holds (their manifests not read)."""
+    client = client_for(uri)
+    if not _open_catalog(client):
+        return []
+    return [row["name"] for row in client.query(CATALOG, filter="", output_fields=["name"], limit=_QUERY_LIMIT)]
+
+
+def catalog_manifest(uri: str, name: str) -> Manifest | None:
+    """The manifest of one neardex collection of a Milvus instance (None: it holds none of that
+    name), looked up by its name, the catalog's primary key: one row read, not the catalog."""
+    client = client_for(uri)
+    if not _open_catalog(client):
+        return None
+    rows = client.query(CATALOG, filter=f"name == {quote(name)}", output_fields=["manifest"])
+    return Manifest.from_json(rows[0]["manifest"]) if rows else None
