@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..caches import machine_cache
 from ..errors import InvalidArgument
 from .embedder import SerialEncoder, plain_tokenizer
 from .model_tokenizer import load_tokenizer, lower_case
@@ -109,12 +110,10 @@ class UnsupportedModel(InvalidArgument, ValueError):
 
 def cache_dir_for(given: Path | None) -> Path:
     """NEARDEX_MODEL_CACHE, when set, holds every build and choice; otherwise the folder given,
-    else the machine's cache ($XDG_CACHE_HOME/neardex, ~/.cache/neardex)."""
-    if env := os.environ.get("NEARDEX_MODEL_CACHE"):
-        return Path(env)
-    if given is not None:
-        return Path(given)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neardex"
+    else the machine's model cache."""
+    if os.environ.get("NEARDEX_MODEL_CACHE") or given is None:
+        return machine_cache()
+    return Path(given)
 
 
 def default_threads() -> int:
