@@ -150,10 +150,10 @@ def _check(manifest: Manifest, folder: Path | None, report: Report) -> _Findings
                       (set(found.unlike), "chunks whose metadata or expiry differs from their document's")):
         if ids:
             report.problems.append(f"store: {len(ids)} {what}: {_ids(ids)}")
-    for ids, what in ((found.empty, "documents without chunks (upsert them again)"),
-                      (found.incomplete, "documents missing some of their chunks (upsert them again)")):
-        if ids:
-            report.problems.append(f"store: {len(ids)} {what}: {_ids(ids)}")
+    for names, what in ((found.empty, "documents without chunks (upsert them again)"),
+                        (found.incomplete, "documents missing some of their chunks (upsert them again)")):
+        if names:
+            report.problems.append(f"store: {len(names)} {what}: {_ids(names)}")
     if found.bad_vectors:
         report.problems.append(f"store: {len(found.bad_vectors)} chunks whose vector is not finite (upsert their"
                                f" documents again): {_ids(found.bad_vectors)}")
