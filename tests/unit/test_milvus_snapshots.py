@@ -85,6 +85,10 @@ def test_a_milvus_snapshot_restores_into_milvus_and_into_the_data_folder_without
         assert {mode: results(back, mode) for mode in expected} == expected
         # Dense scores are the same inner products (lexical ones are each store's own BM25).
         assert results(here, "dense") == expected["dense"]
+        # The stored hashes came along: the same documents again change nothing, embed nothing.
+        counts.clear()
+        for col in (back, here):
+            assert (col.upsert(DOCS).unchanged, counts["calls"]) == (len(DOCS), 0)
 
         # And back: the data folder's snapshot of it into Milvus.
         counts.clear()

@@ -414,7 +414,9 @@ class Catalog:
         store the snapshot was taken in; "local", or a Milvus instance). One file restores into
         either store (stores/transfer.py); into Milvus, the rows are copied in pages, without a
         model call, and a collection of that name must not exist (Milvus' collections are named
-        after it: there is no making one aside and renaming it into place)."""
+        after it: there is no making one aside and renaming it into place). A restore into Milvus
+        stopped midway (a crash) leaves a collection holding part of the rows in the instance:
+        delete it and restore again."""
         validate_name(name)
         with self._mutex:
             folder = self.root / name
