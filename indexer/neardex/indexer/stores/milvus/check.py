@@ -27,7 +27,6 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -43,8 +42,9 @@ from .expressions import METADATA_FIELDS
 UNIT_TOLERANCE = 1e-3
 # The manifest's fields a pointer and the catalog's row must agree on.
 AGREED = ("name", "store", "model", "model_revision", "dimension", "encoder")
-# Chunks deleted or rewritten per request.
+# Chunks deleted or rewritten per request, and documents read with their chunks at a time.
 _BATCH = 1000
+PAGE = 200
 
 
 @dataclass
@@ -105,42 +105,44 @@ def _check(manifest: Manifest, folder: Path | None, report: Report) -> _Findings
         report.problems.append(f"store: vectors of dimension {dimension}, the manifest says {manifest.dimension}")
     meta_fields = [*METADATA_FIELDS, *store._expiry_field()]
     now = time.time()
-    docs: dict[str, dict[str, Any]] = {}
-    for row in store._iterate(store.docs, "", ["doc_id", "title", "text", *meta_fields]):
-        docs[row["doc_id"]] = row
-    live_docs = {d for d, r in docs.items() if not 0 < (r.get("expires_at") or 0.0) <= now}
-    # Each document's chunks that hold its text: (index, start, end, text) -> chunk ids.
-    held: dict[str, dict[tuple[int, int, int], list[int]]] = defaultdict(lambda: defaultdict(list))
+    # Ids alone for the whole collection; texts and vectors a page of documents at a time.
+    expiry = {r["doc_id"]: r.get("expires_at") or 0.0 for r in store._iterate(store.docs, "", store._expiry_field())}
+    live_docs = {d for d, e in expiry.items() if not 0 < e <= now}
+    found.orphans = {int(r["pk"]) for r in store._iterate(store.chunks, "", ["pk", "doc_id"], key="pk")
+                     if r["doc_id"] not in expiry}
     unit = manifest.model != NO_MODEL
-    for row in store._iterate(store.chunks, "", ["pk", "doc_id", "idx", "start", "end", "title", "text", "dense",
-                                                 *meta_fields], key="pk"):
-        pk, doc = int(row["pk"]), docs.get(row["doc_id"])
-        if doc is None:
-            found.orphans.add(pk)
-            continue
-        if row["title"] != doc["title"] or row["text"] != doc["text"][row["start"]:row["end"]]:
-            found.stale.add(pk)
-            continue
-        held[row["doc_id"]][(int(row["idx"]), int(row["start"]), int(row["end"]))].append(pk)
-        if any(row.get(f) != doc.get(f) for f in meta_fields):
-            found.unlike[pk] = row["doc_id"]
-        vector = np.asarray(row["dense"], dtype=np.float64)
-        if not np.isfinite(vector).all():
-            found.bad_vectors.add(pk)
-        elif unit and abs(math.sqrt(float(vector @ vector)) - 1.0) > UNIT_TOLERANCE:
-            found.not_unit.add(pk)
     chunks = vectors = 0
-    for doc_id in docs:
-        spans = held.get(doc_id)
-        if not spans:
-            found.empty.add(doc_id)
-            continue
-        found.copies.update(pk for pks in spans.values() for pk in sorted(pks)[:-1])  # the newest one kept
-        if sorted(i for i, _, _ in spans) != list(range(len(spans))):
-            found.incomplete.add(doc_id)
-        if doc_id in live_docs:
-            chunks += len(spans)
-            vectors += sum(1 for pks in spans.values() if max(pks) not in found.bad_vectors)
+    doc_ids = sorted(expiry)
+    for start in range(0, len(doc_ids), PAGE):
+        docs = {r["doc_id"]: r for r in store._query_in(store.docs, "doc_id", doc_ids[start:start + PAGE],
+                                                         ["doc_id", "title", "text", *meta_fields])}
+        # Each document's chunks that hold its text: (index, start, end) -> chunk ids.
+        held: dict[str, dict[tuple[int, int, int], list[int]]] = defaultdict(lambda: defaultdict(list))
+        for row in store._query_in(store.chunks, "doc_id", list(docs), [
+                "pk", "doc_id", "idx", "start", "end", "title", "text", "dense", *meta_fields]):
+            pk, doc = int(row["pk"]), docs[row["doc_id"]]
+            if row["title"] != doc["title"] or row["text"] != doc["text"][row["start"]:row["end"]]:
+                found.stale.add(pk)
+                continue
+            held[row["doc_id"]][(int(row["idx"]), int(row["start"]), int(row["end"]))].append(pk)
+            if any(row.get(f) != doc.get(f) for f in meta_fields):
+                found.unlike[pk] = row["doc_id"]
+            vector = np.asarray(row["dense"], dtype=np.float64)
+            if not np.isfinite(vector).all():
+                found.bad_vectors.add(pk)
+            elif unit and abs(math.sqrt(float(vector @ vector)) - 1.0) > UNIT_TOLERANCE:
+                found.not_unit.add(pk)
+        for doc_id in docs:
+            spans = held.get(doc_id)
+            if not spans:
+                found.empty.add(doc_id)
+                continue
+            found.copies.update(pk for pks in spans.values() for pk in sorted(pks)[:-1])  # the newest one kept
+            if sorted(i for i, _, _ in spans) != list(range(len(spans))):
+                found.incomplete.add(doc_id)
+            if doc_id in live_docs:
+                chunks += len(spans)
+                vectors += sum(1 for pks in spans.values() if max(pks) not in found.bad_vectors)
     report.documents, report.chunks, report.vectors = len(live_docs), chunks, vectors
     # Milvus makes each chunk's BM25 vector from its terms in the chunk's own row.
     report.lexical_rows = chunks
