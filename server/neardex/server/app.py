@@ -18,8 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from neardex.indexer.catalog import Catalog
-from neardex.indexer.embedding.embedder import Embedder
+from neardex.indexer.embedding.embedder import AUTO, Embedder, resolve_device
 from neardex.indexer.embedding.rerankers import CrossEncoderModel, RerankCalls
+from neardex.indexer.embedding.selection import choose
+from neardex.indexer.embedding.sources import find_model
 from neardex.indexer.errors import FailedPrecondition, InvalidArgument
 from neardex.v1 import neardex_pb2_grpc
 
@@ -117,6 +119,10 @@ def create_server(settings: Settings, tracer_provider: Any = None) -> tuple[Serv
                       model_calls=model_calls, milvus=settings.milvus, device=settings.device,
                       rerank_calls=rerank_calls)
     try:
+        if settings.default_encoder == AUTO and resolve_device(settings.device, AUTO) == "cpu":
+            # What auto means for the default model, measured now if this machine never did (once,
+            # about a minute), so that no first request waits for it inside its deadline.
+            choose(find_model(None), None)
         if settings.request_timeout_s <= 0:
             raise InvalidArgument(f"request_timeout_s: must be more than 0, got {settings.request_timeout_s}")
         pool = CallPool(settings.max_concurrent_rpcs, settings.request_timeout_s)

@@ -46,6 +46,7 @@ from ..stores import ChunkRow, Store, StoredChunk
 from . import diversity, fusion, grouping, metadata_updates, rerank
 from .metadata_updates import MetadataUpdate
 from .request import Rerank, Reranker, SearchRequest
+from .sentence_cache import SentenceCache
 
 __all__ = ["MODES", "NO_MODEL", "Collection", "Manifest", "MetadataUpdate", "SearchRequest", "validate_documents"]
 
@@ -115,6 +116,7 @@ class Collection:
         self._encoder = (DocumentEncoder(embedder, manifest.chunk_tokens, manifest.overlap_tokens, calls,
                                          self.prompts) if embedder else None)
         self._calls: PromptedCalls | None = self._encoder.calls if self._encoder else None
+        self._sentences = SentenceCache()
 
     @property
     def manifest(self) -> Manifest:
@@ -158,10 +160,10 @@ class Collection:
 
     def encode_passages_now(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of document texts a request waits for (with the document prompt), on the
-        queries' road."""
+        queries' road; the texts embedded for an earlier request are not embedded again."""
         self.require_model("texts")
         assert self._calls is not None
-        return self._calls.documents_now(texts)
+        return self._sentences.vectors(texts, self._calls.documents_now)
 
     def check_query(self, text: str, field: str) -> None:
         """Refuse a query that, with the query prompt before it, exceeds the model's window."""

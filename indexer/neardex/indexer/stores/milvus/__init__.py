@@ -19,7 +19,8 @@ server is seen by the next search on any.
 A changed document's new chunks are inserted before its old ones are deleted: a search in between
 may see both versions (each hit is one chunk, whole, with its own version's metadata) but never
 neither. Limits of the store, each refused with its reason: texts and metadata up to 65,535
-bytes each (Milvus' VARCHAR and JSON limits); FLAT vector indexes; a range over an array's
+bytes each (Milvus' VARCHAR and JSON limits); IVF_PQ on milvus-lite (it accepts one, then never
+builds it and searches exactly; `indexes.py` maps each `--index` kind); a range over an array's
 elements; booleans and numbers compare equal in filters (`true == 1`), where the embedded store
 keeps them apart; a facet counts the
 values of at most FACET_SCAN matching documents (Milvus has no grouped count over JSON: they are
@@ -71,6 +72,7 @@ from ...records import LOCAL_STORE, Candidate, Manifest, Stats
 from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, transfer, watched
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
+from .indexes import MilvusIndex, milvus_index
 
 __all__ = ["CATALOG", "MilvusStore", "catalog_manifest", "catalog_manifests", "catalog_names", "client_for",
            "is_milvus"]
@@ -128,6 +130,7 @@ class MilvusStore:
         self._df_since = -math.inf
         self._df_lock = threading.Lock()
         self.analyzer = Analyzer(manifest.language)
+        self.vector_index: MilvusIndex = milvus_index(manifest.index, manifest.dimension)
         self._languages = LanguageCounts(manifest)
         if not (self.client.has_collection(self.chunks) and self.client.has_collection(self.docs)):
             raise FailedPrecondition(f"store: collection {manifest.name!r} has no data in {manifest.store}")
@@ -143,10 +146,12 @@ class MilvusStore:
     def create(manifest: Manifest) -> MilvusStore:
         from pymilvus import DataType, Function, FunctionType
 
-        if manifest.index.kind != "flat":
-            raise InvalidArgument(f"index: the Milvus store builds FLAT indexes; {manifest.index.kind!r} is the"
-                                  " embedded store's (or configure the index in Milvus itself)")
+        vector_index = milvus_index(manifest.index, manifest.dimension)
         client = client_for(manifest.store)
+        if vector_index.index_type == "IVF_PQ" and is_milvus_lite(client):
+            raise InvalidArgument(
+                f"index: milvus-lite builds no IVF_PQ ({manifest.store} would search {manifest.name!r} exactly);"
+                " use hnsw there, or ivfpq on a Milvus server")
         _ensure_catalog(client)
         if client.query(CATALOG, filter=f"name == {quote(manifest.name)}", output_fields=["name"]):
             raise FailedPrecondition(f"name: {manifest.store} already holds a neardex collection {manifest.name!r}")
@@ -169,7 +174,10 @@ class MilvusStore:
         chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lex"],
                                      output_field_names=["sparse"]))
         index = client.prepare_index_params()
-        index.add_index("dense", index_type="FLAT", metric_type="IP")
+        # Build parameters as one JSON `params` value: the form milvus-lite reads (indexes.py).
+        request = vector_index.index_params
+        index.add_index("dense", index_type=request["index_type"], metric_type=request["metric_type"],
+                        params={"params": request["params"]} if request["params"] else None)
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         docs = client.create_schema(auto_id=False)
         docs.add_field("doc_id", DataType.VARCHAR, max_length=1024, is_primary=True)
@@ -386,7 +394,7 @@ class MilvusStore:
         lexical = None
         if vector is not None and query is not None and query.terms:
             lexical = _SEARCHES.submit(contextvars.copy_context().run, self.lexical, query, k, flt)
-        dense = self.dense(vector[None, :], k, allowed)[0] if vector is not None else []
+        dense = self.dense(vector[None, :], k, allowed, ef_search, nprobe)[0] if vector is not None else []
         if lexical is not None:
             lexical_hits = lexical.result()
         else:
@@ -398,11 +406,31 @@ class MilvusStore:
               nprobe: int = 0) -> list[list[Candidate]]:
         results = self.client.search(self.chunks, data=[v.tolist() for v in vectors], anns_field="dense", limit=k,
                                      filter=allowed or "", output_fields=["doc_id"],
-                                     search_params={"metric_type": "IP"})
+                                     search_params=self.vector_index.search_params(k, ef_search, nprobe))
         return [[Candidate(hit["doc_id"], int(hit["pk"]), float(hit["distance"])) for hit in row] for row in results]
 
     def exact_ids(self, vectors: np.ndarray, k: int) -> np.ndarray:
-        return np.array([c.chunk_id for c in self.dense(vectors, k)[0]], dtype=np.int64)
+        """The exact top k of the first vector, for the sampled recall (off the request path): the
+        index's own answer where it is FLAT, else every live vector read a page at a time."""
+        if self.vector_index.index_type == "FLAT":
+            return np.array([c.chunk_id for c in self.dense(vectors, k)[0]], dtype=np.int64)
+        best_ids, best_scores = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        after = None
+        while True:
+            cursor = f"pk > {after}" if after is not None else ""
+            page = self.client.query(self.chunks, filter=" and ".join(f"({e})" for e in (cursor, self._live()) if e),
+                                     output_fields=["pk", "dense"], limit=_BATCH * 5,
+                                     iterator="True", reduce_stop_for_best="True")
+            if not page:
+                break
+            deadline.check("exact search")
+            ids = np.array([int(r["pk"]) for r in page], dtype=np.int64)
+            scores = np.asarray([r["dense"] for r in page], dtype=np.float32) @ vectors[0]
+            best_ids, best_scores = np.concatenate([best_ids, ids]), np.concatenate([best_scores, scores])
+            keep = np.argsort(-best_scores, kind="stable")[:k]
+            best_ids, best_scores = best_ids[keep], best_scores[keep]
+            after = int(ids.max())
+        return best_ids
 
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
         if not query.terms:
@@ -469,7 +497,9 @@ class MilvusStore:
 
     @property
     def index_kind(self) -> str:
-        return "flat"
+        """The Milvus index the collection was made with (indexes.py): flat, hnsw (auto too),
+        ivfpq, or ivfsq8 where PQ's m does not divide the dimension."""
+        return self.vector_index.kind
 
     def stats(self) -> Stats:
         chunks = self.client.query(self.chunks, filter=self._live(), output_fields=["count(*)"])
@@ -623,6 +653,11 @@ class MilvusStore:
 def _document(row: dict[str, Any]) -> Document:
     return Document(row["doc_id"], row.get("text", ""), row.get("title", ""), decode_metadata(row.get("meta") or {}),
                     expires_at=row.get("expires_at") or None)
+
+
+def is_milvus_lite(client: Any) -> bool:
+    """Whether the instance is milvus-lite (it reports its version as `milvus_lite-X.Y.Z`)."""
+    return str(client.get_server_version()).replace("-", "_").startswith("milvus_lite")
 
 
 def _load(client: Any, *names: str) -> None:
