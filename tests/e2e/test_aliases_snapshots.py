@@ -167,3 +167,30 @@ def test_a_snapshot_file_loads_into_another_data_folder(tmp_path: Path) -> None:
             assert client.search("copy", "tide table d3", k=1, mode="lexical")[0].id == "d3"
     finally:
         stop_process(proc)
+
+
+@pytest.mark.slow
+def test_a_milvus_collections_snapshot_restores_on_the_server_checks_clean_and_loads_into_a_data_folder(
+        tmp_path: Path) -> None:
+    data, other = tmp_path / "data", tmp_path / "other"
+    data.mkdir()
+    store = str(data / "milvus.db")  # a milvus-lite file in the data folder: a store requests may name
+    port = free_port()
+    proc = start_serve(data, port)
+    try:
+        with Client(f"127.0.0.1:{port}", timeout=120) as client:
+            client.create_collection("src", store=store)
+            client.upsert("src", [doc(f"d{i}", 1) for i in range(10)])
+            before = [(h.id, h.score) for h in client.search("src", "tide table d3 dawn", k=5)]
+        name = run_cli("snapshot", "create", "src", "--server", f"127.0.0.1:{port}").stdout.split()[0]
+        run_cli("snapshot", "restore", "src", name, "--as", "copy", "--server", f"127.0.0.1:{port}")
+        with Client(f"127.0.0.1:{port}", timeout=120) as client:
+            assert [(h.id, h.score) for h in client.search("copy", "tide table d3 dawn", k=5)] == before
+            assert [d.metadata["v"] for d in client.get("copy", ["d3"]).documents] == [1]
+    finally:
+        stop_process(proc)
+    checked = run_cli("check", str(data)).stdout
+    assert "ok: copy: 10 documents, 10 chunks" in checked and "ok: src: 10 documents" in checked
+    file = data / ".snapshots" / "src" / name
+    run_cli("snapshot", "load", str(file), "--collection", "here", "--data-dir", str(other), "--store", "local")
+    assert run_cli("check", str(other)).stdout.startswith("ok: here: 10 documents, 10 chunks, 10 vectors")

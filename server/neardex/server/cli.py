@@ -158,6 +158,9 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     s_load.add_argument("--collection", required=True, help="name of the collection it becomes")
     s_load.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
     s_load.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
+    s_load.add_argument("--store", default=None, metavar="local|URI",
+                        help="where it is made: local, milvus://HOST:PORT or a milvus-lite .db file (default: the"
+                             " store the snapshot was taken in); either store's snapshot loads into either")
     s_load.set_defaults(run=cmd_snapshot_load)
 
     p = sub.add_parser("models", help="models in the Hugging Face cache")
@@ -201,7 +204,11 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     p.add_argument("--collection", default=None, help="check this collection only (default: all)")
     p.add_argument("--repair", action="store_true",
-                   help="rebuild the lexical and vector indexes from the store where they disagree")
+                   help="rebuild the lexical and vector indexes from the store where they disagree (Milvus:"
+                        " drop chunks of no document or of another version, rewrite chunks' metadata)")
+    p.add_argument("--milvus", action="append", default=[], metavar="URI",
+                   help="also check the neardex collections of this Milvus instance (milvus://HOST:PORT, or a"
+                        " milvus-lite .db file); repeatable. Collections made here in Milvus are checked without it")
     p.add_argument("--json", action="store_true", help="one JSON report per collection")
     p.set_defaults(run=cmd_check)
 
@@ -532,7 +539,7 @@ def cmd_snapshot_load(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise NeardexError(f"file: {args.file} is not a file")
     with Catalog(args.data_dir or Settings().data_dir) as catalog:
-        collection = catalog.restore(args.file, args.collection, replace=args.replace)
+        collection = catalog.restore(args.file, args.collection, replace=args.replace, store=args.store)
         stats = collection.stats()
     print(f"loaded {args.collection!r} from {args.file.name}: {stats.documents} documents")
     return 0
@@ -540,16 +547,30 @@ def cmd_snapshot_load(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from neardex.indexer.catalog import Catalog, validate_name
-    from neardex.indexer.stores.local.check import check
+    from neardex.indexer.records import LOCAL_STORE
+    from neardex.indexer.stores.local.check import Report, check
+    from neardex.indexer.stores.milvus import check as milvus_check
 
     if not args.data_dir.is_dir():
         raise NeardexError(f"DATA_DIR: {args.data_dir} is not a folder")
-    # The folder's lock: nothing writes while it is checked or repaired.
-    with Catalog(args.data_dir) as catalog:
+
+    def checked(name: str) -> Report:
+        folder = catalog.root / name
+        try:
+            manifest = catalog.manifest_of(name)
+        except (OSError, ValueError, KeyError, TypeError, NeardexError):
+            manifest = None  # a damaged manifest here: the local check reports it
+        if manifest is None or manifest.store == LOCAL_STORE:
+            return check(folder, repair=args.repair)
+        return milvus_check.check(manifest, folder if folder.is_dir() else None, repair=args.repair)
+
+    # The folder's lock: nothing writes while it is checked or repaired (a Milvus collection's
+    # other servers may write: its findings are those of the moment).
+    with Catalog(args.data_dir, milvus=args.milvus) as catalog:
         names = [validate_name(args.collection, "--collection")] if args.collection else catalog.names()
         if args.collection and not catalog.exists(args.collection):
             raise NeardexError(f"--collection: {args.collection!r} does not exist in {args.data_dir}")
-        reports = [check(catalog.root / name, repair=args.repair) for name in names]
+        reports = [checked(name) for name in names]
     for report in reports:
         if args.json:
             print(report.to_json())

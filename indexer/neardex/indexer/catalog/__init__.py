@@ -8,12 +8,14 @@ the server instead.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +37,7 @@ from ..records import LOCAL_STORE, MODES, NO_MODEL, IndexSpec, Manifest
 from ..retrieval import rerank
 from ..retrieval.engine import Collection
 from ..retrieval.request import Rerank
-from ..stores import Store
+from ..stores import Store, transfer
 from ..stores.local import LocalStore
 from ..stores.milvus import MilvusStore, catalog_manifest, catalog_names, is_milvus
 from . import snapshots
@@ -406,9 +408,15 @@ class Catalog:
             os.replace(folder, trash)
             shutil.rmtree(trash, ignore_errors=True)
 
-    def restore(self, file: Path, name: str, replace: bool = False) -> Collection:
+    def restore(self, file: Path, name: str, replace: bool = False, store: str | None = None) -> Collection:
         """A collection `name` from a snapshot file; with replace, in place of the collection of
-        that name (its aliases keep pointing to the name)."""
+        that name (its aliases keep pointing to the name). `store`: where it is made (None: the
+        store the snapshot was taken in; "local", or a Milvus instance). One file restores into
+        either store (stores/transfer.py); into Milvus, the rows are copied in pages, without a
+        model call, and a collection of that name must not exist (Milvus' collections are named
+        after it: there is no making one aside and renaming it into place). A restore into Milvus
+        stopped midway (a crash) leaves a collection holding part of the rows in the instance:
+        delete it and restore again."""
         validate_name(name)
         with self._mutex:
             folder = self.root / name
@@ -422,7 +430,15 @@ class Catalog:
             shutil.rmtree(building, ignore_errors=True)
             try:
                 snapshots.unpack(file, building, name)
-                LocalStore.read_manifest(building)
+                taken = LocalStore.read_manifest(building)
+                target = store or taken.store or LOCAL_STORE
+                if target != LOCAL_STORE and not is_milvus(target):
+                    raise InvalidArgument(f"store: {target!r} is neither 'local', milvus://HOST:PORT nor a milvus-lite"
+                                          " .db file")
+                if target != LOCAL_STORE:
+                    self._restore_into_milvus(building, taken, name, target, replacing=folder.exists())
+                else:
+                    write_durably(building / MANIFEST, dataclasses.replace(taken, store=LOCAL_STORE).to_json())
             except BaseException:
                 shutil.rmtree(building, ignore_errors=True)
                 raise
@@ -446,6 +462,30 @@ class Catalog:
                 fsync_path(self.root)
             shutil.rmtree(aside, ignore_errors=True)
         return collection
+
+    def manifest_of(self, name: str) -> Manifest | None:
+        """The manifest of the collection of that name (an alias's collection), found as every
+        open finds it (see _manifest), without opening it; None: there is none."""
+        return self._manifest(self.aliases.resolve(validate_name(name)))
+
+    def _restore_into_milvus(self, building: Path, taken: Manifest, name: str, uri: str, replacing: bool) -> None:
+        """Fill a new Milvus collection from an unpacked snapshot, and leave in `building` only its
+        manifest (pointing there), as a Milvus-backed collection's folder holds."""
+        if replacing or self._manifest(name) is not None or catalog_manifest(uri, name) is not None:
+            raise FailedPrecondition(f"name: restoring into Milvus makes collection {name!r} anew; delete the one"
+                                     " of that name first, or restore as another name")
+        manifest = dataclasses.replace(taken, name=name, store=uri)
+        made = MilvusStore.create(dataclasses.replace(manifest, languages={}))
+        try:
+            for page in transfer.local_pages(building, manifest.dimension, time.time()):
+                made.write(page.changed, page.prepared, page.vectors)
+            made.save_manifest(manifest)  # its recorded languages, not those the copy counted again
+        except BaseException:
+            MilvusStore.drop(manifest)
+            raise
+        shutil.rmtree(building)
+        building.mkdir()
+        write_durably(building / MANIFEST, manifest.to_json())
 
     def embedder(self, model: str | ModelSource | None, encoder: str) -> Embedder:
         """The loaded model for collections of this folder (shared with other folders'

@@ -2,8 +2,10 @@
 
 A snapshot is a tar of the files the store copies of itself (`Store.copy_to`: for the local
 store the manifest, an online backup of its database and its newest index snapshot, consistent
-while writes go on). Here live the snapshot files' names, listing and unpacking; restore builds
-the collection in a side folder and renames it into place, as CreateCollection does.
+while writes go on; for the Milvus store the local collection its rows make, so one file
+restores into either store: stores/transfer.py). Here live the snapshot files' names, listing and
+unpacking; restore builds the collection in a side folder and renames it into place, as
+CreateCollection does.
 """
 
 from __future__ import annotations

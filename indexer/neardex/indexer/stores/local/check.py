@@ -94,7 +94,7 @@ def _check(folder: Path, report: Report) -> None:
         report.problems.append(f"manifest: cannot be read: {exc}")
         return
     if manifest.store != LOCAL_STORE:
-        report.skipped = f"its data lives in {manifest.store}, which keeps its own consistency"
+        report.skipped = f"its data lives in {manifest.store}: the Milvus check reads it (stores/milvus/check.py)"
         return
     if not (folder / DATABASE).exists():
         report.problems.append(f"store: {DATABASE} is missing")

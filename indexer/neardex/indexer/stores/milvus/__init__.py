@@ -22,9 +22,13 @@ neither. Limits of the store, each refused with its reason: texts and metadata u
 bytes each (Milvus' VARCHAR and JSON limits); IVF_PQ on milvus-lite (it accepts one, then never
 builds it and searches exactly; `indexes.py` maps each `--index` kind); a range over an array's
 elements; booleans and numbers compare equal in filters (`true == 1`), where the embedded store
-keeps them apart; no collection snapshots (Milvus has its own backup tool); a facet counts the
+keeps them apart; a facet counts the
 values of at most FACET_SCAN matching documents (Milvus has no grouped count over JSON: they are
 read and counted here), and says when it stopped short.
+
+Snapshots: a collection's snapshot is the local collection its rows make (`copy_to`, no model
+call), so one snapshot file restores into either store (stores/transfer.py); `neardex check`
+checks documents against chunks here (stores/milvus/check.py).
 
 Both versions of a document being rewritten, visible to a search for two round trips, are the
 store's consistency level, not a window closed: a chunk carries nothing that tells its version
@@ -46,6 +50,7 @@ import contextvars
 import itertools
 import json
 import math
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -59,11 +64,12 @@ import numpy as np
 from ... import deadline
 from ...documents import Chunk, Document
 from ...errors import FailedPrecondition, InvalidArgument
+from ...layout import MANIFEST
 from ...query import facets
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
-from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, watched
+from ...records import LOCAL_STORE, Candidate, Manifest, Stats
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, transfer, watched
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
 from .indexes import MilvusIndex, milvus_index
@@ -76,6 +82,9 @@ MAX_TEXT_BYTES = 65_535
 # Ids in one Milvus expression at most, and rows in one query.
 _BATCH = 1000
 _QUERY_LIMIT = 16_384
+# Documents a snapshot reads a page, and the reads of a page's documents that a write changes meanwhile.
+_PAGE = 200
+_SETTLE_TRIES = 20
 # Documents a facet reads at most (see facet).
 FACET_SCAN = 100_000
 # Milvus' BM25 (as Lucene's): idf = ln(1 + (N - n + 0.5) / (n + 0.5)), term weight k1 = 1.2.
@@ -507,8 +516,80 @@ class MilvusStore:
         """The client is shared by every collection of the instance; Milvus rebuilds nothing here."""
 
     def copy_to(self, folder: Path) -> None:
-        raise FailedPrecondition(f"collection: {self.manifest.name!r} lives in {self.manifest.store};"
-                                 " snapshot it with Milvus' own backup tool (milvus-backup)")
+        """The collection as a local collection's files in an existing empty folder (one snapshot
+        format for both stores, see stores/transfer.py): its documents and chunks with their
+        vectors, read in pages (`pages`), written into a local store built aside in the folder,
+        whose copy is kept; then this collection's own manifest. No model is called.
+
+        Taken while writes go on, it is not one point in time across the collection (Milvus has
+        no snapshot read): each document is in it as one whole version of it, as a Strong read saw
+        it when its page was read; one written after its page was read is in it in its older
+        version (or not at all), one deleted after it is in it still."""
+        from ..local import LocalStore
+
+        building = folder / ".rows"
+        local = LocalStore.create(building, replace(self.manifest, store=LOCAL_STORE, languages={}))
+        try:
+            for page in self.pages():
+                deadline.check("snapshot")
+                local.write(page.changed, page.prepared, page.vectors)
+            local.checkpoint(force=True)
+            local.copy_to(folder)
+        finally:
+            local.destroy()
+            shutil.rmtree(building, ignore_errors=True)
+        (folder / MANIFEST).write_text(self.manifest.to_json())
+
+    def pages(self, size: int = _PAGE) -> Iterator[transfer.Page]:
+        """Every live document with its chunks and their vectors, `size` documents a page in id
+        order, each document as one whole version (see `_settled`)."""
+        ids: list[str] = []
+        for row in self._iterate(self.docs, self._live(), ["doc_id"]):
+            ids.append(row["doc_id"])
+            if len(ids) == size:
+                yield self._settled(ids)
+                ids = []
+        if ids:
+            yield self._settled(ids)
+
+    def _settled(self, ids: list[str]) -> transfer.Page:
+        """The documents' rows and chunks, each document's read again until its row and chunks are
+        of one version: a write inserts a document's new chunks, then its row, then deletes its old
+        chunks, so the row's hash is read before and after its chunks, and the chunks must be one
+        set (indexes 0..n-1 once each) holding the row's text and title. A document deleted or
+        expired meanwhile is left out."""
+        fields = ["doc_id", "title", "text", "meta", "hash", *self._expiry_field()]
+        done: dict[str, tuple[Document, str, list[Chunk], list[np.ndarray]]] = {}
+        pending = ids
+        for attempt in range(_SETTLE_TRIES):
+            rows = {r["doc_id"]: r for r in self._query_in(self.docs, "doc_id", pending, fields, self._live())}
+            chunks: dict[str, list[dict[str, Any]]] = {}
+            for r in self._query_in(self.chunks, "doc_id", list(rows), [
+                    "doc_id", "idx", "start", "end", "tokens", "title", "text", "dense"]):
+                chunks.setdefault(r["doc_id"], []).append(r)
+            after = self.hashes(list(rows))
+            pending = []
+            for doc_id, row in rows.items():
+                if doc_id not in after:
+                    continue
+                found = sorted(chunks.get(doc_id, []), key=lambda r: int(r["idx"]))
+                if (after[doc_id] != row["hash"] or not found
+                        or [int(r["idx"]) for r in found] != list(range(len(found)))
+                        or any(r["title"] != row["title"] or r["text"] != row["text"][r["start"]:r["end"]]
+                               for r in found)):
+                    pending.append(doc_id)
+                    continue
+                done[doc_id] = (_document(row), row["hash"],
+                                [Chunk(int(r["idx"]), r["text"], int(r["start"]), int(r["end"]), int(r["tokens"]))
+                                 for r in found], [np.asarray(r["dense"], dtype=np.float32) for r in found])
+            if not pending:
+                break
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            raise FailedPrecondition(
+                f"collection: {len(pending)} documents of {self.manifest.name!r} kept changing while read, or their"
+                f" chunks disagree with them ({', '.join(map(repr, pending[:5]))}): run `neardex check` on it")
+        return transfer.page_of([done[i] for i in ids if i in done], self.manifest.dimension)
 
     def destroy(self) -> None:
         self.drop(self.manifest)
@@ -550,14 +631,15 @@ class MilvusStore:
     def _expiry_field(self) -> list[str]:
         return ["expires_at"] if self.can_expire else []
 
-    def _iterate(self, collection: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+    def _iterate(self, collection: str, expr: str, fields: list[str], key: str = "doc_id") -> Iterator[dict[str, Any]]:
         """Pages in id order, each after the last id of the one before, as pymilvus' query_iterator
         pages, but with the id quoted: the iterator writes it into the next page's expression
-        bare (`doc_id > "<id>"`), which an id holding `"` or `\\` breaks."""
-        after: str | None = None
-        fields = list(dict.fromkeys([*fields, "doc_id"]))
+        bare (`doc_id > "<id>"`), which an id holding `"` or `\\` breaks. `key`: the collection's
+        primary key (the chunks' is "pk")."""
+        after: Any = None
+        fields = list(dict.fromkeys([*fields, key]))
         while True:
-            cursor = f"doc_id > {quote(after)}" if after is not None else ""
+            cursor = "" if after is None else f"{key} > {int(after) if key == 'pk' else quote(after)}"
             page = self.client.query(collection, filter=" and ".join(f"({e})" for e in (cursor, expr) if e),
                                      output_fields=fields, limit=_BATCH * 5,
                                      # Milvus' iterator mode: the page is the rows of least ids.
@@ -565,7 +647,7 @@ class MilvusStore:
             if not page:
                 return
             yield from page
-            after = page[-1]["doc_id"]
+            after = page[-1][key]
 
 
 def _document(row: dict[str, Any]) -> Document:
