@@ -87,7 +87,10 @@ def test_an_interrupted_eval_removes_what_it_made(tmp_path: Path, sig: signal.Si
     instance and from the data folder."""
     data, db = tmp_path / "data", tmp_path / "milvus.db"
     proc = subprocess.Popen([str(NEARDEX), "eval", str(QA), "--store", str(db), "--data-dir", str(data),
-                             "--mode", "hybrid", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--mode", "hybrid", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A runner started in the background passes SIGINT on ignored, and an
+                            # ignored SIGINT is kept by Python: the eval must hear it as from a terminal.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not any(data.glob("eval-*")):  # its pointer is written once its Milvus collections exist
