@@ -27,7 +27,7 @@ pulls no CUDA build):
 then
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/chroma_compare.py --chroma-python /work/scratch/chroma-venv/bin/python
-        [--limit 5000] [--repeat 3] [--k 10] [--encoder torch|onnx-int8]
+        [--limit 5000] [--repeat 3] [--k 10] [--encoder auto|torch|onnx-fp32|onnx-int8]
 
 The Chroma server is that venv's `chroma` command (--chroma to name another). The top-k ids of
 Chroma and of neardex dense are compared on the warm-up pass: the same model over the same
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--encoder", default="", choices=("", "torch", "onnx-int8"),
+    parser.add_argument("--encoder", default="", choices=("", "auto", "torch", "onnx-fp32", "onnx-int8"),
                         help="neardex index --encoder (default: neardex's own default)")
     args = parser.parse_args()
     chroma = args.chroma or args.chroma_python.parent / "chroma"
