@@ -150,7 +150,7 @@ def main() -> None:
         default = OnnxEmbedder(name, path, cache_dir, precision=args.precision)
     print(f"onnx graphs: {'built' if default.built else 'loaded from cache'} in {load.seconds:.1f} s"
           f" ({default.model_dir})", flush=True)
-    defaults = {"precision": args.precision, "threads": default.threads, "spinning": 1, "batch": 64,
+    defaults = {"precision": args.precision, "threads": default.threads, "spinning": 0, "batch": 64,
                 "tokens": DEFAULT_MAX_BATCH_TOKENS}
     variants: dict[str, tuple[Any, int]] = {label({}, defaults): (default, 64)}
     for v in args.onnx:
