@@ -6,8 +6,9 @@ on some CPUs and not on others. So the choice is measured, not tabled: at the fi
 on a machine, every candidate this CPU supports encodes a probe set (paragraphs and questions
 shipped in probes.json) beside the fp32 PyTorch reference. A candidate is kept when every probe's
 vector stays within MIN_COSINE of its fp32 vector and the probe questions' top-10 passages agree
-with fp32's on average within MIN_OVERLAP; the fastest kept wins (torch, whose fp32 is the
-reference itself, is always kept). The result is cached beside the ONNX builds, keyed by a hash
+with fp32's on average within MIN_OVERLAP; the fastest kept wins, torch only by a margin for
+the seconds its imports add to every start (torch, whose fp32 is the reference itself, is always
+kept). The result is cached beside the ONNX builds, keyed by a hash
 of the model's weights, the runtimes' versions and the CPU flags, so later processes read one
 small file and never import torch to decide.
 
@@ -36,7 +37,7 @@ from .sources import ModelSource
 log = logging.getLogger("neardex.indexer")
 
 # Bump when the measurement or the thresholds change: earlier choices are then measured again.
-SELECTION_VERSION = 2
+SELECTION_VERSION = 3
 CANDIDATES = ("torch", "onnx-fp32", "onnx-int8")
 # Kept only while every probe vector (passages and questions) is this close to fp32's: the bound
 # every reduced precision meets (fp16 on a GPU, bf16 on a CPU) ...
@@ -47,6 +48,10 @@ MIN_COSINE = MIN_COSINE_TO_FP32
 # 0.989, overlap 0.948) did not, on msmarco or XQuAD.
 MIN_OVERLAP = 0.98
 TOP = 10
+# torch must encode this much faster to be chosen over an ONNX encoder: it costs every process
+# that loads it seconds of imports (5.7 s of a 6.5 s index of 20 passages), and on a CPU where
+# the two are close (here 97.5 against 103.9 passages/s) noise alone would decide.
+TORCH_START_MARGIN = 1.15
 # The CPU features the candidates' speed depends on: the cache key holds those present.
 SPEED_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
                "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
@@ -159,8 +164,11 @@ def measure(source: ModelSource, cache_dir: Path, flags: set[str]) -> Choice:
 
 
 def pick(measured: list[Measured]) -> str:
-    """The fastest encoder kept; torch (fp32, the reference) when none was."""
-    best = max((m for m in measured if m.kept), key=lambda m: m.passages_per_s, default=None)
+    """The fastest encoder kept, torch counted TORCH_START_MARGIN slower; torch (fp32, the
+    reference) when none was."""
+    best = max((m for m in measured if m.kept),
+               key=lambda m: m.passages_per_s / (TORCH_START_MARGIN if m.encoder == "torch" else 1.0),
+               default=None)
     return best.encoder if best else "torch"
 
 
