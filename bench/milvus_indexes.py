@@ -22,17 +22,21 @@ script flushes, waits for every segment's index file, then releases and reloads 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_flags, percentile, print_table, write_result
+from common import ROOT, cpu_flags, percentile, print_table, write_result
 
 from neardex.indexer.catalog import Catalog
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.records import IndexSpec
 from neardex.indexer.stores.milvus.expressions import filterable
+
+sys.path.insert(0, str(ROOT))
+from tests.support.stores import wait_for_milvus_lite_indexes  # noqa: E402
 
 DIMENSION = 384
 K = 10
@@ -56,20 +60,6 @@ def chunk_row(i: int, vector: list[float]) -> dict[str, object]:
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     x = rng.standard_normal((n, DIMENSION), dtype=np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def settle(partitions: Path, timeout: float = 900.0) -> None:
-    """Wait until every data file has its dense index file and none has grown for 2 s: milvus-lite
-    writes them from a background thread, and a reload meanwhile reads one half written."""
-    deadline, sizes = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        data = {p.stem for p in partitions.glob("*/data/data_*.parquet")}
-        indexes = {p.name.split(".")[0]: p.stat().st_size for p in partitions.glob("*/indexes/data_*.dense.*.idx")}
-        if data and data <= set(indexes) and indexes == sizes:
-            return
-        sizes = indexes if data <= set(indexes) else None
-        time.sleep(2)
-    raise TimeoutError(f"milvus-lite built no index for every segment in {timeout:.0f} s")
 
 
 def main() -> None:
@@ -103,7 +93,7 @@ def main() -> None:
             written = time.perf_counter() - started
             started = time.perf_counter()
             store.client.flush(store.chunks)
-            settle(Path(uri) / "collections" / store.chunks / "partitions")
+            wait_for_milvus_lite_indexes(uri, store.chunks, timeout=900.0, poll=2.0)
             store.client.release_collection(store.chunks)
             store.client.load_collection(store.chunks)
             built = time.perf_counter() - started

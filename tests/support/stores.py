@@ -4,6 +4,7 @@ on both: the data folder (SQLite + FAISS) and Milvus (milvus-lite here, in proce
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ class Stores:
 def ids(result: object) -> list[str]:
     """The ids of a search's hits, in order."""
     return [h.id for h in result.hits]  # type: ignore[attr-defined]
+
+
+def wait_for_milvus_lite_indexes(uri: str, collection: str, timeout: float, poll: float) -> None:
+    """Wait until every data file of a milvus-lite collection has its dense index file and none
+    has grown for one poll: milvus-lite builds them in a background thread, searches a segment
+    exactly until then, and a reload meanwhile reads an index half written."""
+    partitions = Path(uri) / "collections" / collection / "partitions"
+    stop, sizes = time.monotonic() + timeout, None
+    while time.monotonic() < stop:
+        data = {p.stem for p in partitions.glob("*/data/data_*.parquet")}
+        found = {p.name.split(".")[0]: p.stat().st_size for p in partitions.glob("*/indexes/data_*.dense.*.idx")}
+        if data and data <= set(found) and found == sizes:
+            return
+        sizes = found if data <= set(found) else None
+        time.sleep(poll)
+    raise TimeoutError(f"milvus-lite built no index for every segment in {timeout:.0f} s")

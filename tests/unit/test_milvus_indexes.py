@@ -5,9 +5,7 @@ carry their indexes, and receive each query's ef_search / nprobe."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +15,7 @@ from neardex.indexer.documents import Document
 from neardex.indexer.errors import InvalidArgument
 from neardex.indexer.records import IndexSpec
 from neardex.indexer.stores.milvus.indexes import NLIST, milvus_index
-from tests.support.stores import Stores
+from tests.support.stores import Stores, wait_for_milvus_lite_indexes
 
 DIMENSION = 48
 
@@ -78,21 +76,6 @@ def vectors(n: int, seed: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def indexed(uri: str, collection: str, timeout: float = 120.0) -> None:
-    """Wait for milvus-lite's background build of every written segment's dense index (until
-    then it searches the segment exactly), then reload so the segments carry them."""
-    partitions = Path(uri) / "collections" / collection / "partitions"
-    stop, sizes = time.monotonic() + timeout, None
-    while time.monotonic() < stop:
-        data = {p.stem for p in partitions.glob("*/data/data_*.parquet")}
-        found = {p.name.split(".")[0]: p.stat().st_size for p in partitions.glob("*/indexes/data_*.dense.*.idx")}
-        if data and data <= set(found) and found == sizes:
-            return
-        sizes = found if data <= set(found) else None
-        time.sleep(0.5)
-    raise AssertionError("milvus-lite built no index")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "params", "index_type", "reported"), [
     ("hnsw", {"m": 8, "ef_construction": 40, "ef_search": 24}, "HNSW", "hnsw"),
@@ -115,7 +98,7 @@ def test_milvus_lite_builds_the_kind_and_searches_with_each_querys_effort(
     data = vectors(1500, seed=1)
     col.upsert([Document(f"d{i}", "", vector=tuple(map(float, v))) for i, v in enumerate(data)])
     store.client.flush(store.chunks)
-    indexed(milvus.uri, store.chunks)
+    wait_for_milvus_lite_indexes(milvus.uri, store.chunks, timeout=120.0, poll=0.5)
     store.client.release_collection(store.chunks)
     store.client.load_collection(store.chunks)
 
