@@ -135,13 +135,15 @@ def measure(source: ModelSource, cache_dir: Path, flags: set[str]) -> Choice:
     name, path = source.name, source.path
     probes = json.loads(PROBES.read_text(encoding="utf-8"))
     passages, questions = list(probes["passages"]), list(probes["queries"])
-    reference = TorchEmbedder(name, path, "cpu", precision="fp32")
+    torch = TorchEmbedder(name, path, "cpu")
+    # Where the torch candidate runs in fp32 (no native bf16) it is the reference itself.
+    reference = torch if torch.precision == "fp32" else TorchEmbedder(name, path, "cpu", precision="fp32")
     ref_passages, ref_questions = reference.encode(passages), reference.encode(questions)
     ref_top = _top(ref_questions, ref_passages)
     measured: list[Measured] = []
     for encoder in candidates(flags):
         try:
-            embedder: Embedder = (TorchEmbedder(name, path, "cpu") if encoder == "torch" else
+            embedder: Embedder = (torch if encoder == "torch" else
                                   OnnxEmbedder(name, path, cache_dir, precision=encoder.removeprefix("onnx-")))
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot load is not chosen
             log.warning("encoder auto: %s cannot run model %s here: %s", encoder, name, exc)
