@@ -81,3 +81,19 @@ def test_auto_reads_its_cached_choice_without_torch(env: dict[str, str], tmp_pat
     # torch itself is the choice only where no ONNX encoder measured equivalent and faster.
     assert made["loaded"] == ([] if chosen.startswith("onnx-") else made["loaded"])
     assert made["code"] == 0
+
+
+def test_without_onnxruntime_an_onnx_collection_runs_on_torch(env: dict[str, str], tmp_path: Path) -> None:
+    """Every recorded encoder measured equivalent to fp32: where onnxruntime does not import,
+    fp32 PyTorch stands in rather than the collection becoming unsearchable."""
+    code = """
+import sys
+sys.modules["onnxruntime"] = None  # as if it were not installed
+from neardex.indexer.embedding.loading import load_embedder
+embedder = load_embedder(None, "onnx-fp32", device="cpu")
+print(type(embedder).__name__, embedder.encode(["tea"]).shape)
+"""
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
+                          check=True)
+    assert done.stdout.split() == ["TorchEmbedder", "(1,", "384)"]
+    assert "runs with the torch encoder instead" in done.stderr

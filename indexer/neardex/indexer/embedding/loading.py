@@ -25,7 +25,9 @@ def _load(path: Path, name: str, encoder: str, cache_dir: Path | None, device: s
         return TorchEmbedder(name, path, device)
     if encoder.startswith("onnx-"):
         try:
-            from .onnx_encoders import OnnxEmbedder  # onnxruntime loads only when asked for
+            import onnxruntime  # noqa: F401 - onnx_encoders imports it only when a session opens
+
+            from .onnx_encoders import OnnxEmbedder
         except ImportError as exc:
             # Every encoder a collection records was measured equivalent to fp32 where it was
             # chosen, so fp32 PyTorch can stand in for one whose runtime is not installed here.
