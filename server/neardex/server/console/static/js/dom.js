@@ -1,0 +1,91 @@
+// Building the page: every piece of data goes in as a text node or an attribute value, never as
+// markup, so nothing a document or an error message holds can become HTML or script.
+
+import { ApiError } from "./api.js";
+
+// h("div", {class: "x", onclick: f}, "text", child, [more]) -> an element.
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name === "value") el.value = value;
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else if (child instanceof Node) el.appendChild(child);
+    else el.appendChild(document.createTextNode(String(child)));
+  }
+}
+
+export function clear(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+// A refusal or failure as a readable line in place of what was asked for.
+export function errorBox(err) {
+  const text = err instanceof ApiError ? err.readable : `error: ${err && err.message ? err.message : err}`;
+  return h("div", { class: "error", role: "alert", dataset: { code: err && err.code ? err.code : "" } }, text);
+}
+
+// Runs `work` with `target` showing progress, then what it returns, or the error.
+export async function show(target, work) {
+  clear(target, h("div", { class: "muted" }, "working…"));
+  try {
+    clear(target, await work());
+  } catch (err) {
+    clear(target, errorBox(err));
+    if (!(err instanceof ApiError)) console.error(err);
+  }
+}
+
+// The server's offsets count characters as Python does (code points); JavaScript strings count
+// UTF-16 units, so text is cut through its code points.
+export function codePoints(text) {
+  return Array.from(text || "");
+}
+
+export function cut(points, start, end) {
+  return points.slice(start, end).join("");
+}
+
+// `text` with the spans [{start, end, cls, title}] (code-point offsets, in order, not
+// overlapping) wrapped in <mark> elements.
+export function marked(text, spans) {
+  const points = codePoints(text);
+  const out = [];
+  let at = 0;
+  for (const span of [...spans].sort((a, b) => a.start - b.start)) {
+    if (span.start < at) continue;
+    if (span.start > at) out.push(cut(points, at, span.start));
+    out.push(h("mark", { class: span.cls || "", title: span.title }, cut(points, span.start, span.end)));
+    at = span.end;
+  }
+  if (at < points.length) out.push(cut(points, at, points.length));
+  return out;
+}
+
+export function field(label, control) {
+  return h("label", { class: "field" }, h("span", {}, label), control);
+}
+
+export function number(value, digits = 3) {
+  return Number(value || 0).toFixed(digits);
+}
+
+// A select of the collections, named `name`, with `selected` chosen.
+export function collectionSelect(collections, selected, onchange) {
+  const names = collections.map((c) => c.name);
+  return h("select", { name: "collection", onchange: (e) => onchange && onchange(e.target.value) },
+    names.map((n) => h("option", { value: n, selected: n === selected }, n)));
+}
