@@ -97,6 +97,21 @@ def test_search_shows_hits_scores_and_highlighted_chunks(served: Served, page: A
     assert page.locator("#results .timing-part").count() >= 3
 
 
+def test_search_filters_on_a_metadata_key_with_facet_values(served: Served, page: Any) -> None:
+    console.open_view(page, served.base, "search", served.keys["read"])
+    page.fill("input[name=query]", "moon landing")
+    page.click("text=+ filter")
+    page.select_option("select[name=filter-key]", "extension")
+    suggested = page.locator(".filter-row datalist option")
+    suggested.first.wait_for(state="attached")
+    assert sorted(suggested.evaluate_all("os => os.map(o => o.value)")) == [".html", ".md", ".txt"]
+    page.fill("input[name=filter-value]", ".html")
+    console.submit(page)
+    page.wait_for_selector("#results li.hit")
+    ids = page.locator("#results li.hit").evaluate_all("hs => hs.map(h => h.dataset.id)")
+    assert ids and all(i.endswith(".html") for i in ids)
+
+
 def test_ask_marks_the_answering_sentence(served: Served, page: Any) -> None:
     console.ask(page, served.base, key=served.keys["read"])
     [answer, *_] = served.client.ask("docs", console.SAMPLE_QUERY, k=3)
@@ -139,6 +154,14 @@ def test_heatmap_and_map_are_drawn(served: Served, page: Any) -> None:
     assert int(drawn["marks"]) >= 2  # the query and its hits
     assert console.canvas_painted(page, "canvas.map") > 4
     assert page.locator(".legend").text_content().count("(") >= 3  # .md, .txt, .html
+    # The map reads vectors in the API's binary form: decoded, they are what the client reads.
+    sampled = page.evaluate("""import('/console/js/views/map.js').then(m => m.sample('docs', 'extension', 4))
+        .then(points => points.map(p => ({id: p.id, chunk: p.chunk, value: p.value, vector: Array.from(p.vector)})))""")
+    stored = served.client.scroll("docs", limit=4, text=False, vectors=True).documents
+    expected = [(d.id, i, d.metadata["extension"], v) for d in stored for i, v in enumerate(d.chunk_vectors)][:4]
+    assert [(p["id"], p["chunk"], p["value"]) for p in sampled] == [e[:3] for e in expected]
+    for point, (*_, vector) in zip(sampled, expected):
+        assert point["vector"] == pytest.approx(list(vector), abs=1e-7)
 
 
 def test_read_only_key_is_offered_no_delete_and_a_forced_one_is_refused(served: Served, page: Any) -> None:

@@ -41,29 +41,45 @@ export function setKey(key) {
 
 // Calls `method` with `request` (protobuf's JSON mapping: lowerCamelCase fields, int64 as strings)
 // and resolves to the response object, or rejects with an ApiError.
-export async function call(method, request = {}, { timeoutMs = 60000 } = {}) {
-  const headers = { "content-type": "application/json", "connect-protocol-version": "1",
+export async function call(method, request = {}, options = {}) {
+  const response = await post(method, "application/json", JSON.stringify(request), options);
+  const text = await response.text();
+  try {
+    return text ? JSON.parse(text) : {};
+  } catch {
+    throw new ApiError(method, "internal", `not JSON: ${text.slice(0, 200)}`, response.status);
+  }
+}
+
+// The same call in the API's binary form (protobuf, Content-Type application/proto): `body` is
+// the encoded request; resolves to the response's bytes (see proto.js).
+export async function callBinary(method, body, options = {}) {
+  const response = await post(method, "application/proto", body, options);
+  return response.arrayBuffer();
+}
+
+async function post(method, contentType, body, { timeoutMs = 60000 } = {}) {
+  const headers = { "content-type": contentType, "connect-protocol-version": "1",
     "connect-timeout-ms": String(timeoutMs) };
   const key = getKey();
   if (key) headers.authorization = `Bearer ${key}`;
   let response;
   try {
-    response = await fetch(SERVICE + method, { method: "POST", headers, body: JSON.stringify(request) });
+    response = await fetch(SERVICE + method, { method: "POST", headers, body });
   } catch (err) {
     throw new ApiError(method, "unavailable", String(err.message || err), 0);
   }
+  if (response.ok) return response;
+  // A Connect error is JSON whatever the call's own form.
   const text = await response.text();
-  let body = {};
+  let error = {};
   try {
-    body = text ? JSON.parse(text) : {};
+    error = text ? JSON.parse(text) : {};
   } catch {
-    body = { message: text.slice(0, 300) };
+    error = { message: text.slice(0, 300) };
   }
-  if (!response.ok) {
-    const code = body.code || STATUS_CODES[response.status] || `http ${response.status}`;
-    throw new ApiError(method, code, body.message || response.statusText, response.status);
-  }
-  return body;
+  const code = error.code || STATUS_CODES[response.status] || `http ${response.status}`;
+  throw new ApiError(method, code, error.message || response.statusText, response.status);
 }
 
 // Whether an admin call would be allowed for `name` ("" for none in particular), found by asking

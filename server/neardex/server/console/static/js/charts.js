@@ -40,7 +40,7 @@ export function heatmap(rowLabels, colLabels, matrix) {
   const cell = Math.max(28, Math.min(64, Math.floor(560 / Math.max(colLabels.length, 1))));
   const left = 170;
   const top = 110;
-  const width = left + cell * colLabels.length + 10;
+  const width = left + cell * colLabels.length + 100; // room for the last column's slanted label
   const height = top + cell * rowLabels.length + 10;
   const canvas = h("canvas", { class: "heatmap", role: "img",
     "aria-label": `cosine similarity of ${rowLabels.length} by ${colLabels.length} texts` });

@@ -89,3 +89,12 @@ export function collectionSelect(collections, selected, onchange) {
   return h("select", { name: "collection", onchange: (e) => onchange && onchange(e.target.value) },
     names.map((n) => h("option", { value: n, selected: n === selected }, n)));
 }
+
+// A scrolling box of text brought to its first `selector` match once it is on the page.
+export function scrolledTo(box, selector) {
+  requestAnimationFrame(() => {
+    const target = box.querySelector(selector);
+    if (target) box.scrollTop = target.offsetTop - box.offsetTop - 24;
+  });
+  return box;
+}

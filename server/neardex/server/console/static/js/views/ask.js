@@ -2,7 +2,7 @@
 // and the confidence the server gives it.
 
 import { call } from "../api.js";
-import { collectionSelect, field, h, marked, number, show } from "../dom.js";
+import { collectionSelect, field, h, marked, number, scrolledTo, show } from "../dom.js";
 import { timingBar } from "../charts.js";
 
 export async function render(root, context) {
@@ -34,5 +34,5 @@ function answer(a) {
       h("span", { class: "muted" }, passage.id),
       h("span", { class: "score", title: "confidence" }, `confidence ${number(a.confidence)}`)),
     h("blockquote", { class: "sentence" }, a.sentence),
-    h("div", { class: "document" }, marked(passage.text || "", [span])));
+    scrolledTo(h("div", { class: "document" }, marked(passage.text || "", [span])), "mark.answer"));
 }

@@ -39,7 +39,8 @@ function row(info) {
     h("td", {}, (info.aliases || []).join(", ")),
     snapshots, actions);
   call("ListSnapshots", { collection: info.name }).then(
-    (r) => clear(snapshots, (r.snapshots || []).map((s) => h("div", {}, `${s.name} (${s.created}, ${s.bytes} B)`))
+    (r) => clear(snapshots, (r.snapshots || []).map((s) => h("div", {}, s.name,
+      h("div", { class: "muted" }, `${size(Number(s.bytes))} · ${s.created}`)))
       .concat((r.snapshots || []).length ? [] : ["none"])),
     (err) => clear(snapshots, errorBox(err)));
   mayAdminister(info.name).then((allowed) => {
@@ -47,6 +48,13 @@ function row(info) {
       "delete…"));
   });
   return tr;
+}
+
+function size(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  for (; bytes >= 1024 && i < units.length - 1; i++) bytes /= 1024;
+  return `${bytes.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
 function confirmDelete(cell, name) {

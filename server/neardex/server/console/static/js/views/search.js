@@ -2,7 +2,7 @@
 // matching chunks highlighted inside its document, its metadata, and the stages' timings.
 
 import { call, MODES, modeName } from "../api.js";
-import { codePoints, collectionSelect, field, h, marked, number, show } from "../dom.js";
+import { codePoints, collectionSelect, field, h, marked, number, scrolledTo, show } from "../dom.js";
 import { timingBar } from "../charts.js";
 import { filterOf, filterRow, metadataKeys, metadataList } from "../metadata.js";
 
@@ -68,12 +68,7 @@ function hitItem(hit, text) {
     : [{ start: hit.chunkStart || 0, end: hit.chunkEnd || 0, score: hit.score, chunkIndex: hit.chunkIndex || 0 }];
   const spans = chunks.map((c, i) => ({ start: c.start || 0, end: c.end || 0, cls: i === 0 ? "best" : "also",
     title: `chunk ${c.chunkIndex || 0} · score ${number(c.score)}` }));
-  const doc = h("div", { class: "document" }, text ? marked(text, spans) : hit.text);
-  // Scrolled to the best chunk once the box is on the page.
-  requestAnimationFrame(() => {
-    const best = doc.querySelector("mark.best");
-    if (best) doc.scrollTop = best.offsetTop - doc.offsetTop - 24;
-  });
+  const doc = scrolledTo(h("div", { class: "document" }, text ? marked(text, spans) : hit.text), "mark.best");
   return h("li", { class: "hit", dataset: { id: hit.id } },
     h("div", { class: "hit-head" }, h("strong", {}, hit.title || hit.id), h("span", { class: "muted" }, hit.id),
       h("span", { class: "score", title: "the hit's score on its documented scale" }, number(hit.score))),
