@@ -59,19 +59,26 @@ export function cut(points, start, end) {
   return points.slice(start, end).join("");
 }
 
-// `text` with the spans [{start, end, cls, title}] (code-point offsets, in order, not
-// overlapping) wrapped in <mark> elements.
+// `text` with the spans [{start, end, cls, title}] (code-point offsets) wrapped in <mark>
+// elements. Spans may overlap (a document's chunks share their overlap tokens): where they do,
+// the one listed first is shown.
 export function marked(text, spans) {
   const points = codePoints(text);
+  const cuts = [...new Set([0, points.length, ...spans.flatMap((s) => [s.start, s.end])])]
+    .filter((c) => c >= 0 && c <= points.length).sort((a, b) => a - b);
   const out = [];
-  let at = 0;
-  for (const span of [...spans].sort((a, b) => a.start - b.start)) {
-    if (span.start < at) continue;
-    if (span.start > at) out.push(cut(points, at, span.start));
-    out.push(h("mark", { class: span.cls || "", title: span.title }, cut(points, span.start, span.end)));
-    at = span.end;
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const [from, to] = [cuts[i], cuts[i + 1]];
+    const span = spans.find((s) => s.start <= from && to <= s.end);
+    const piece = cut(points, from, to);
+    const last = out[out.length - 1];
+    if (span && last instanceof Element && last.spanned === span) last.append(piece);
+    else if (span) {
+      const mark = h("mark", { class: span.cls || "", title: span.title }, piece);
+      mark.spanned = span;
+      out.push(mark);
+    } else out.push(piece);
   }
-  if (at < points.length) out.push(cut(points, at, points.length));
   return out;
 }
 

@@ -39,7 +39,12 @@ function current() {
   return VIEWS[name] ? name : "collections";
 }
 
+// Renders are numbered: one started later (a new key, another view) supersedes any still waiting
+// for the server, whose answer is then dropped rather than drawn over the newer view.
+let renders = 0;
+
 async function render() {
+  const mine = ++renders;
   const name = current();
   for (const link of document.querySelectorAll("#nav a")) {
     link.setAttribute("aria-current", link.dataset.view === name ? "page" : "false");
@@ -47,17 +52,20 @@ async function render() {
   const root = document.getElementById("view");
   clear(root, h("div", { class: "muted" }, "loading…"));
   root.dataset.view = name;
+  delete root.dataset.ready;
   try {
     await context.refresh();
   } catch (err) {
+    if (mine !== renders) return;
     // Without the list no view can work; the refusal says why (most often: a key is needed).
     clear(root, h("h2", {}, TITLES[name]), errorBox(err));
     root.dataset.ready = "error";
     return;
   }
+  if (mine !== renders) return;
   clear(root);
   await VIEWS[name].render(root, context);
-  root.dataset.ready = name;
+  if (mine === renders) root.dataset.ready = name;
 }
 
 function start() {

@@ -3,7 +3,7 @@
 // person fills in.
 
 import { call } from "./api.js";
-import { h } from "./dom.js";
+import { clear, h } from "./dom.js";
 
 const SAMPLE = 50;
 
@@ -42,17 +42,18 @@ export function filterRow(collection, keys, onremove) {
   const key = h("select", { name: "filter-key" }, keys.map((k) => h("option", { value: k }, k)));
   const op = h("select", { name: "filter-op" }, Object.keys(OPERATORS).map((o) => h("option", { value: o }, o)));
   const value = h("input", { name: "filter-value", list: list.id, placeholder: "value" });
+  let asked = 0;
   const suggest = async () => {
-    list.replaceChildren();
+    const mine = ++asked;
+    let values = [];
     try {
-      const facet = await call("Facet", { collection, key: key.value, limit: 50 });
-      for (const v of facet.values || []) {
-        list.appendChild(h("option", { value: typeof v.value === "string" ? v.value : JSON.stringify(v.value) },
-          `${v.count} documents`));
-      }
+      values = (await call("Facet", { collection, key: key.value, limit: 50 })).values || [];
     } catch {
       // Suggestions only: a refused Facet leaves the value to be typed.
     }
+    if (mine !== asked) return; // the key changed meanwhile: a later answer fills the list
+    clear(list, values.map((v) => h("option", { value: typeof v.value === "string" ? v.value : JSON.stringify(v.value) },
+      `${v.count} documents`)));
   };
   key.addEventListener("change", suggest);
   suggest();

@@ -17,7 +17,9 @@ export async function render(root, context) {
   const create = h("div", { id: "create" });
   root.append(h("h2", {}, "Collections"), status,
     context.collections.length ? table : h("p", { class: "muted" }, "No collections this key can see."), create);
-  if (await mayAdminister("")) create.appendChild(createForm());
+  const creates = await mayAdminister("");
+  if (creates) create.appendChild(createForm());
+  create.dataset.admin = creates ? "yes" : "no";
 }
 
 function row(info) {
@@ -44,6 +46,7 @@ function row(info) {
       .concat((r.snapshots || []).length ? [] : ["none"])),
     (err) => clear(snapshots, errorBox(err)));
   mayAdminister(info.name).then((allowed) => {
+    tr.dataset.admin = allowed ? "yes" : "no"; // known: what the row offers is final
     if (allowed) actions.appendChild(h("button", { class: "danger", onclick: () => confirmDelete(actions, info.name) },
       "delete…"));
   });
