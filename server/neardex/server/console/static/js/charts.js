@@ -123,9 +123,15 @@ export function scatter(points, marks, { width = 760, height = 520 } = {}) {
   return canvas;
 }
 
+// The engine's stages in the order a request passes them (a JSON map has no order of its own);
+// others follow.
+const STAGES = ["vectors", "embed", "dense", "lexical", "fuse", "feedback", "fetch", "rerank", "group", "sentences"];
+
 // The stages of one response as one bar, each stage's share of the total, named with its ms.
 export function timingBar(timings) {
-  const stages = Object.entries(timings || {}).filter(([name]) => name !== "total");
+  const place = (name) => (STAGES.includes(name) ? STAGES.indexOf(name) : STAGES.length);
+  const stages = Object.entries(timings || {}).filter(([name]) => name !== "total")
+    .sort(([a], [b]) => place(a) - place(b));
   const total = Number((timings || {}).total) || stages.reduce((s, [, v]) => s + Number(v), 0) || 1;
   const bar = h("div", { class: "timing-bar", title: `total ${total.toFixed(1)} ms` });
   const legend = h("div", { class: "timing-legend" });
