@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from neardex.server import auth
 from neardex.server.app import create_server
 from neardex.server.settings import Settings
 from tests.support import console
+from tests.support.processes import free_port, start_serve, stop_process, wait_for_port
 
 pytestmark = pytest.mark.skipif(console.missing() is not None, reason=str(console.missing()))
 
@@ -207,18 +209,24 @@ def test_data_is_shown_as_text(served: Served, page: Any) -> None:
 
 
 def test_no_console_serves_nothing_at_root(tmp_path: Path) -> None:
-    server, _ = create_server(Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=0, metrics_port=0,
-                                       http_port=0, console=False))
+    port, http_port = free_port(), free_port()
+    proc = start_serve(tmp_path / "data", port, 0, "--http-port", str(http_port), "--no-console")
     try:
-        base = f"http://127.0.0.1:{server.http_port}"
+        wait_for_port(http_port, proc)
+        base = f"http://127.0.0.1:{http_port}"
         for path in ("/", "/console/js/main.js"):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(base + path, timeout=30)
             assert refused.value.code == 404
         with urllib.request.urlopen(base + "/openapi.json", timeout=30) as response:
             assert json.loads(response.read())["openapi"]
+        deadline = time.monotonic() + 60
+        while not (ready := [line for line in proc.output if "neardex serving" in line]):  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, proc.output  # type: ignore[attr-defined]
+            time.sleep(0.1)
+        assert "HTTP/JSON" in ready[0] and "console" not in ready[0].split("HTTP/JSON")[1]
     finally:
-        server.stop(grace=1)
+        stop_process(proc)
 
 
 def test_console_files_are_served_with_their_policy(served: Served) -> None:
