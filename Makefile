@@ -38,7 +38,7 @@ index-sample: install
 	$(BIN)/neardex index samples/neardex-docs --collection docs --data-dir $(DATA)
 
 run: index-sample
-	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052
+	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052 --http-port 8080
 
 # Every tier, and the 25 slowest tests, so that a test growing slow shows in CI.
 test: install system-deps models
