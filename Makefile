@@ -7,7 +7,7 @@ DATA ?= data
 PYTEST := $(BIN)/python -m pytest
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system-deps models run index-sample test test-fast test-integration test-e2e lint proto check-proto bench clean
+.PHONY: install system-deps models run index-sample test test-fast test-integration test-e2e lint proto check-proto bench console-screenshots clean
 
 # CPU PyTorch first: a bare torch requirement resolved on its own can pull a multi-GB CUDA build.
 $(BIN)/.installed: proto/pyproject.toml client/pyproject.toml indexer/pyproject.toml server/pyproject.toml pyproject.toml
@@ -16,15 +16,17 @@ $(BIN)/.installed: proto/pyproject.toml client/pyproject.toml indexer/pyproject.
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ./proto -e ./client -e ./indexer -e "./server[milvus,ray,otlp]"
 	$(BIN)/pip install -q -e "./client[langchain,llama-index]"
-	$(BIN)/pip install -q --group dev 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout pytest-asyncio ruff mypy "grpcio-tools==1.85.1" "protoc-gen-connectrpc==0.13.0" trustme hypothesis "openapi-spec-validator>=0.9,<0.10" "langchain-tests>=1.1,<2"
+	$(BIN)/pip install -q --group dev 2>/dev/null || $(BIN)/pip install -q pytest pytest-timeout pytest-asyncio ruff mypy "grpcio-tools==1.85.1" "protoc-gen-connectrpc==0.13.0" trustme hypothesis "openapi-spec-validator>=0.9,<0.10" "langchain-tests>=1.1,<2" "playwright>=1.50,<2"
 	touch $@
 
 install: $(BIN)/.installed
 
-# Debian packages the tests use: a real Prometheus, and docker-compose to validate the compose file.
+# Debian packages the tests use: a real Prometheus, docker-compose to validate the compose file,
+# and chromium, the browser the console's tests drive through Playwright (never Playwright's own
+# browser downloads).
 system-deps:
-	@if ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose >/dev/null; \
+	@if ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null || ! test -x /usr/bin/chromium; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus docker-compose chromium >/dev/null; \
 	fi
 
 # The ONNX builds and the measured choice of the encoder new collections get (auto), once per
@@ -36,7 +38,7 @@ index-sample: install
 	$(BIN)/neardex index samples/neardex-docs --collection docs --data-dir $(DATA)
 
 run: index-sample
-	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052
+	$(BIN)/neardex serve --data-dir $(DATA) --port 50051 --metrics-port 50052 --http-port 8080
 
 # Every tier, and the 25 slowest tests, so that a test growing slow shows in CI.
 test: install system-deps models
@@ -68,6 +70,10 @@ check-proto: proto
 bench: install
 	$(BIN)/python bench/indexing.py
 	$(BIN)/python bench/search_latency.py
+
+# PNGs of each view of the web console, served over the sample collection, into docs/console/.
+console-screenshots: install system-deps
+	$(BIN)/python docs/console/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) $(DATA)

@@ -200,13 +200,14 @@ def edge_limits(settings: Settings) -> HttpLimits:
 
 
 def start_http(servicer: NeardexService, gate: Gate, settings: Settings) -> AsgiServer:
-    """The HTTP port (Connect, and /openapi.json), with the gRPC port's TLS and client certificates."""
+    """The HTTP port (Connect, /openapi.json and the console), with the gRPC port's TLS and client
+    certificates."""
     tls = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = (str(settings.tls_cert), str(settings.tls_key),
                str(settings.tls_client_ca) if settings.tls_client_ca is not None else None)
     try:
-        return AsgiServer(http_app(servicer, gate, settings.max_message_bytes), settings.host,
+        return AsgiServer(http_app(servicer, gate, settings.max_message_bytes, settings.console), settings.host,
                           settings.http_port, edge_limits(settings), tls)
     except OSError as exc:
         raise FailedPrecondition(

@@ -120,6 +120,9 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     p.add_argument("--http-port", type=int, default=None, metavar="PORT",
                    help="also serve every RPC over HTTP (the Connect protocol: JSON or protobuf) on"
                         f" this port; -1 for none {_setting('http_port', '-1, none')}")
+    p.add_argument("--console", action=argparse.BooleanOptionalAction, default=None,
+                   help="the web console at / of the HTTP port: collections, search, ask, tokens, similarity"
+                        f" and a map of the vectors, through the same API and keys {_setting('console', 'on')}")
     p.add_argument("--batch-max-size", type=positive_int, default=None, metavar="N",
                    help=f"texts per query model call; 1 turns micro-batching off {_setting('batch_max_size')}")
     _device_option(p)
@@ -477,7 +480,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "data_dir": args.data_dir, "host": args.host, "port": args.port,
         "metrics_port": args.metrics_port, "metrics_host": args.metrics_host,
-        "batch_max_size": args.batch_max_size, "http_port": args.http_port,
+        "batch_max_size": args.batch_max_size, "http_port": args.http_port, "console": args.console,
         "max_concurrent_rpcs": args.max_concurrent_rpcs, "api_keys_file": args.api_keys,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
         "milvus": args.milvus, "allow_store": args.allow_store, "model_dir": args.model_dir, "device": args.device,
@@ -494,6 +497,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metrics = (f"http://{settings.metrics_host or settings.host}:{settings.metrics_port}/metrics"
                    if settings.metrics_port else "off")
         http = f"; HTTP/JSON: {settings.host}:{server.http_port}" if server.http_server is not None else ""
+        if server.http_server is not None and settings.console:
+            scheme = "https" if settings.tls_cert is not None else "http"
+            http += f", console {scheme}://{settings.host}:{server.http_port}/"
         print(f"neardex serving {len(names)} collection(s) {names} from {settings.data_dir}"
               f" on {settings.host}:{port} (metrics: {metrics}{http}; models on {resolve_device(settings.device)})",
               flush=True)

@@ -12,7 +12,8 @@ pool, so one limit counts both transports. `Authorization: Bearer KEY` (or `api-
 the key, `Connect-Timeout-Ms` the deadline and `traceparent` the caller's trace (tracing.py).
 Beside the Connect app, `Routes` serves fixed paths outside the service's (`GET /openapi.json`,
 the document generated from the .proto and shipped in neardex-proto, which needs no key: it
-describes the API and holds no data).
+describes the API and holds no data) and the web console's static files (console/: `/` and
+/console/..., no key either; the page's own calls carry the key typed into it).
 
 The edge against slow or idle callers is Hypercorn's event loop, where a silent connection costs a
 file handle and no thread: TLS handshakes run per connection with a timeout, a connection that has
@@ -51,6 +52,7 @@ from neardex.v1 import neardex_pb2, neardex_pb2_grpc
 from neardex.v1.neardex_connect import NeardexASGIApplication
 
 from . import auth
+from .console import routes as console_routes
 from .errors import RETRY_AFTER_MS
 from .gate import SERVICE_NAME, Gate
 from .tracing import TRACE_HEADERS
@@ -330,13 +332,13 @@ def connect_app(servicer: Any, gate: Gate, max_body_bytes: int) -> Any:
 
 
 class Document:
-    """ASGI app of one fixed document, read by GET (or HEAD); it describes the API and holds no
-    data, so it needs no key."""
+    """ASGI app of one fixed document, read by GET (or HEAD); it describes the API or is one of
+    the console's files and holds no data, so it needs no key."""
 
-    def __init__(self, body: bytes, content_type: str) -> None:
+    def __init__(self, body: bytes, content_type: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.body = body
         self.headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
-                        (b"cache-control", b"no-cache")]
+                        (b"cache-control", b"no-cache"), *headers]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         method = scope["method"]
@@ -353,8 +355,8 @@ class Document:
 class Routes:
     """ASGI dispatch of the HTTP port: a request for one of `routes`' paths goes to its app, every
     other request to the Connect app as it came. Connect's paths all start with the service's
-    name (/neardex.v1.Neardex/), so other paths (documents now, static files later) never take
-    one of its calls."""
+    name (/neardex.v1.Neardex/), so other paths (documents, the console's files) never take one
+    of its calls."""
 
     def __init__(self, connect: Any, routes: dict[str, Any]) -> None:
         self.connect, self.routes = connect, routes
@@ -369,10 +371,13 @@ def openapi_document() -> bytes:
     return Path(neardex_pb2.__file__).with_name("openapi.json").read_bytes()
 
 
-def http_app(servicer: Any, gate: Gate, max_body_bytes: int) -> Any:
-    """The HTTP port: the Connect app, and the OpenAPI document at /openapi.json."""
-    return Routes(connect_app(servicer, gate, max_body_bytes),
-                  {"/openapi.json": Document(openapi_document(), "application/json")})
+def http_app(servicer: Any, gate: Gate, max_body_bytes: int, console: bool = True) -> Any:
+    """The HTTP port: the Connect app, the OpenAPI document at /openapi.json, and the web console
+    at / unless turned off."""
+    routes = {"/openapi.json": Document(openapi_document(), "application/json")}
+    if console:
+        routes.update(console_routes(Document))
+    return Routes(connect_app(servicer, gate, max_body_bytes), routes)
 
 
 class _MetricsGate:

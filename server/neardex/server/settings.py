@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     port: int = 50051
     # HTTP/JSON (the Connect protocol's unary shape) beside gRPC: -1 turns it off, 0 picks a free port.
     http_port: int = -1
+    # The web console at / of the HTTP port (static files; its calls are the API's, with their keys).
+    console: bool = True
     # The HTTP port's edge: a connection with no complete request headers (or, between requests,
     # no new request) for this long is closed; a body must arrive whole within its own limit.
     http_idle_timeout_s: float = 10.0
