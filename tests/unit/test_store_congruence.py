@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,18 @@ def ranked(col: Collection, query: str) -> list[tuple[float, str]]:
 def test_lexical_ranking_and_scores_are_the_same(bm25_pair: tuple[Collection, Collection], query: str) -> None:
     local, milvus = bm25_pair
     assert ranked(local, query) == ranked(milvus, query)
+
+
+def test_lexical_ranking_follows_writes_after_a_search(tmp_path: Path) -> None:
+    """The Milvus store keeps BM25's statistics a while; a search before the first write counted
+    none of the words, which must not stand once chunks hold them."""
+    with Catalog(tmp_path / "data") as catalog:
+        pair = catalog.create("local"), catalog.create("milvus", store=str(tmp_path / "milvus.db"))
+        for col in pair:
+            assert col.search("river stone", k=10, mode="lexical").hits == []
+            col.upsert(bm25_corpus())
+        for query in BM25_QUERIES:
+            assert ranked(pair[0], query) == ranked(pair[1], query), query
 
 
 def test_lexical_scores_of_given_chunks_are_the_same(bm25_pair: tuple[Collection, Collection]) -> None:

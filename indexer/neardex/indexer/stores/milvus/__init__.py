@@ -57,7 +57,8 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -456,36 +457,45 @@ class MilvusStore:
         results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse",
                                      limit=max(k, RESCORED), filter=self._expr(flt), output_fields=["doc_id", "lex"],
                                      search_params={"metric_type": "BM25"})
-        stats = self._statistics(query)
         terms = [milvus_term(t) for t in query.terms]
-        scored = [Candidate(hit["doc_id"], int(hit["pk"]), stats.score(terms, hit["lex"].split()))
-                  for hit in results[0]]
+        found = [(hit["doc_id"], int(hit["pk"]), hit["lex"].split()) for hit in results[0]]
+        stats = self._statistics(query)
+        # More candidates hold a term than were counted: chunks were written since (here or on
+        # another server), so those terms and the chunks are counted again.
+        held = Counter(t for _, _, words in found for t in set(words).intersection(terms))
+        if stale := {t for t, n in held.items() if n > stats.hits.get(t, 0)}:
+            stats = self._statistics(query, stale)
+        scored = [Candidate(doc_id, pk, stats.score(terms, words)) for doc_id, pk, words in found]
         # Ties in Milvus' order.
         return sorted(scored, key=lambda c: -c.score)[:k]
 
     def _lexical_scale(self, query: Query) -> float:
         return self._statistics(query).most([milvus_term(t) for t in query.terms])
 
-    def _statistics(self, query: Query) -> bm25.Statistics:
+    def _statistics(self, query: Query, recount: Collection[str] = ()) -> bm25.Statistics:
         """BM25's statistics for the query's terms (stores/bm25.py). Milvus does not expose its
         own, so they are counted here and kept a while: the chunks (one count), their average
         length (the terms of at most LENGTH_SAMPLE chunks read), and each term's document
-        frequency (one scan a term not counted yet). Expired chunks count until purged, as they
-        do in the local store's FTS5 table."""
+        frequency (one scan a term not counted yet); the terms in `recount` (Milvus' spelling)
+        and the chunks are counted again now, and the average length where it was taken of none.
+        Expired chunks count until purged, as they do in the local store's FTS5 table."""
         now = time.monotonic()
         with self._df_lock:
-            if now - self._df_since > _DF_TTL_S:
+            expired = now - self._df_since > _DF_TTL_S
+            if expired:
                 self._df.clear()
                 self._df_since = now
+            if expired or recount:
                 rows = self.client.query(self.chunks, filter="", output_fields=["count(*)"])
                 self._df_total = int(rows[0]["count(*)"]) if rows else 0
+            if expired or (recount and not self._average_length):
                 sample = self.client.query(self.chunks, filter="", output_fields=["lex"],
                                            limit=min(LENGTH_SAMPLE, max(self._df_total, 1)))
                 self._average_length = (sum(len(r["lex"].split()) for r in sample) / len(sample)) if sample else 0.0
             total, average = self._df_total, self._average_length
         hits: dict[str, int] = {}
         for word in map(milvus_term, query.terms):
-            found = self._df.get(word)
+            found = None if word in recount else self._df.get(word)
             if found is None:
                 deadline.check("lexical statistics")  # a round trip a term not counted yet
                 counted = self.client.query(self.chunks, filter=f"lex like {quote('% ' + word + ' %')}",
