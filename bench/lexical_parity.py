@@ -1,8 +1,8 @@
 """Do both stores rank the same lexically? msmarco in the data folder and in milvus-lite, compared.
 
 The corpus is indexed once into a local collection (the real pipeline: chunks, the model, FTS5)
-and its snapshot restored into milvus-lite, so both hold the same chunks, terms and vectors and
-only the stores' lexical search differs. Both answer the folder's judged queries and
+and its snapshot restored into milvus-lite and flushed (one sealed segment), so both hold the
+same chunks, terms and vectors and only the stores' lexical search differs. Both answer the folder's judged queries and
 --corpus-queries made from the corpus itself (the first sentence of evenly spaced passages, as
 bench/encoder_study.py makes them). Reported, for lexical and hybrid search:
 - top-10 overlap between the stores per query (mean, minimum), over every query,
@@ -12,12 +12,16 @@ Then the causes: BM25 recomputed here from the terms the local index holds, once
 (IDF ln((N - n + 0.5) / (n + 0.5)), at least 1e-6; k1 1.2, b 0.75) and once per change towards
 what Milvus computes (Lucene's IDF ln(1 + (N - n + 0.5) / (n + 0.5)); milvus-lite's default k1
 1.5), each variant's top-10 overlap with the FTS5 recomputation and its nDCG@10, so that each
-difference is measured on its own.
+difference is measured on its own; and how deep in the Lucene-IDF ranking FTS5's top 10 lies
+(the Milvus store scores at least its RESCORED first candidates again).
 
 --keep DIR keeps the collections (and the snapshot) there for the next run: the corpus is embedded
 once; --fresh-milvus restores the Milvus collection again (after a change to the Milvus store).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/lexical_parity.py --keep /tmp/parity [--corpus-queries 200]
+
+To measure another version of the stores against the same collections, run the script with that
+checkout's packages first on PYTHONPATH and --fresh-milvus.
 """
 
 from __future__ import annotations
