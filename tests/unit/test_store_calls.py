@@ -7,7 +7,8 @@ The store is wrapped in a proxy that counts every method called on it during one
 round trip; Milvus' Strong consistency is what makes the reads agree), and on the embedded store
 it takes an in-process read lock. Every other method counts. On the Milvus store one call is one
 round trip, but for `retrieve`, which sends its dense and its lexical search at once: a hybrid
-search there sends 5 requests and waits for 4. Before the store interface was cut by round trips
+search there sends 5 requests and waits for 4 (and, inside `retrieve`, the lexical statistics'
+counts the first time in 5 minutes that a query term is seen, `MilvusStore._statistics`). Before the store interface was cut by round trips
 the same search made 10 calls (restrict, dense x2, doc_ids_of x3, lexical, vectors_of, chunks_of,
 fetch_chunks), 9 of them round trips on Milvus."""
 

@@ -178,7 +178,9 @@ class Store(Protocol):
               nprobe: int = 0) -> list[list[Candidate]]:
         """Per query vector, at most k chunks best first, among allowed (a `Retrieved.allowed`)."""
 
-    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]: ...
+    def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
+        """The k best chunks by BM25 among those flt allows, scored on every store as FTS5
+        scores them (stores/bm25.py)."""
 
     def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
         """BM25 of the given chunks that match the query at all (others score 0 and are left out)."""

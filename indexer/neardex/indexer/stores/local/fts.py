@@ -1,6 +1,7 @@
 """BM25 over the same chunks as the vectors, with SQLite's FTS5 full-text engine.
 
-FTS5 ranks with Okapi BM25 (k1 = 1.2, b = 0.75). Its table lives in the collection's own SQLite
+FTS5 ranks with Okapi BM25 (k1 = 1.2, b = 0.75; its formula is written out in stores/bm25.py,
+where the Milvus store scores with it too). Its table lives in the collection's own SQLite
 database and is written in the same transaction as the chunks, so the lexical index is durable and
 in step with every upsert and delete by construction. It holds each chunk's terms as the
 collection's analyzer made them (query/analysis.py), split at spaces only, and queries arrive
@@ -13,13 +14,13 @@ rebuild replaces it (stores/local/__init__.py).
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from ... import deadline
 from ...query.analysis import Analyzer, Query
+from .. import bm25
 
 TABLE = "chunks_fts"
 # The table a background rebuild fills, renamed to TABLE when it is done.
@@ -128,23 +129,19 @@ def _term(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-# FTS5's bm25() constants: a term's share of the score saturates at idf x (K1 + 1).
-K1 = 1.2
-
-
 def max_score(db: sqlite3.Connection, query: Query, legacy: bool = False) -> float:
     """The highest BM25 the query's words can reach in this index: the sum, over its words, of
     idf x (k1 + 1), the limit a word's share reaches as it repeats. Dividing by it puts scores on a
     0-to-1 scale that means the same for every query. idf as FTS5 computes it: log((N - n + 0.5) /
-    (n + 0.5)), at least 1e-6."""
+    (n + 0.5)), at least 1e-6 (stores/bm25.py)."""
     (rows,) = db.execute(f"SELECT COUNT(*) FROM {TABLE}_docsize").fetchone()
-    total = 0.0
-    for word in _looked_up(query, legacy):
+    hits: dict[str, int] = {}
+    words = _looked_up(query, legacy)
+    for word in words:
         # One statement a word, each too short for the progress handler to see: checked here.
         deadline.check("lexical scale")
-        (hits,) = db.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE {TABLE} MATCH ?", (_term(word),)).fetchone()
-        total += max(math.log((rows - hits + 0.5) / (hits + 0.5)), 1e-6) * (K1 + 1)
-    return total or 1.0
+        (hits[word],) = db.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE {TABLE} MATCH ?", (_term(word),)).fetchone()
+    return bm25.Statistics(rows, 0.0, hits).most(words)
 
 
 def search(db: sqlite3.Connection, query: Query, k: int,

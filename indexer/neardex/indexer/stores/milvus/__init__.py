@@ -13,7 +13,11 @@ each chunk's terms as the collection's analyzer made them (query/analysis.py), a
 from the same analyzer, so both stores match the same terms. Milvus' standard tokenizer (the one
 milvus-lite has besides jieba) would cut some terms again (a Devanagari word at its vowel signs),
 so a term that is not plain ASCII letters and digits is written in hex (`milvus_term`). Changing a Milvus collection's analyzer is refused (its chunks would have to be
-rewritten whole, vectors included). Reads use Strong consistency: a write acknowledged by one
+rewritten whole, vectors included). Milvus' BM25 ranking is not the local store's (Lucene's IDF,
+statistics per segment), so it only chooses candidates: they are scored again from their terms as
+FTS5 scores (stores/bm25.py, `lexical`), and both stores rank alike. Collections made before
+the sparse index was given BM25's constants keep Milvus' defaults for choosing (k1 1.5 on
+milvus-lite); their scores are the same. Reads use Strong consistency: a write acknowledged by one
 server is seen by the next search on any.
 
 A changed document's new chunks are inserted before its old ones are deleted: a search in between
@@ -53,7 +57,8 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -69,7 +74,7 @@ from ...query import facets
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import LOCAL_STORE, Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, transfer, watched
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, bm25, transfer, watched
 from .connection import client_for, is_milvus
 from .expressions import METADATA_FIELDS, decode_metadata, filterable, meta_path, quote, to_expr
 from .indexes import MilvusIndex, milvus_index
@@ -87,11 +92,17 @@ _PAGE = 200
 _SETTLE_TRIES = 20
 # Documents a facet reads at most (see facet).
 FACET_SCAN = 100_000
-# Milvus' BM25 (as Lucene's): idf = ln(1 + (N - n + 0.5) / (n + 0.5)), term weight k1 = 1.2.
-_K1 = 1.2
-# Query terms' document frequencies kept at most this long, and this many at once.
+# BM25's constants (stores/bm25.py) for every new collection's sparse index: milvus-lite's own k1
+# is 1.5, so its candidates would be ranked further from the scores they are given.
+BM25_PARAMS = {"bm25_k1": bm25.K1, "bm25_b": bm25.B}
+# Milvus' BM25 candidates a lexical search scores at least (see `lexical`).
+RESCORED = 100
+# The collection's statistics (chunks, their average length, query terms' document frequencies)
+# kept at most this long, and this many terms at once; the average length is read from at most
+# LENGTH_SAMPLE chunks (exact up to that many).
 _DF_TTL_S = 300.0
 _DF_WORDS = 100_000
+LENGTH_SAMPLE = 10_000
 # The threads that send a hybrid retrieval's lexical search while its dense one is under way.
 _SEARCHES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="milvus-lexical")
 
@@ -124,9 +135,10 @@ class MilvusStore:
         self.chunks = _milvus_name(manifest.name, "chunks")
         self.docs = _milvus_name(manifest.name, "docs")
         self._write_mutex = threading.Lock()
-        # Document frequencies of query terms for the lexical scale, forgotten every _DF_TTL_S.
+        # BM25's statistics (`_statistics`), forgotten every _DF_TTL_S.
         self._df: dict[str, int] = {}
         self._df_total = 0
+        self._average_length = 0.0
         self._df_since = -math.inf
         self._df_lock = threading.Lock()
         self.analyzer = Analyzer(manifest.language)
@@ -178,7 +190,9 @@ class MilvusStore:
         request = vector_index.index_params
         index.add_index("dense", index_type=request["index_type"], metric_type=request["metric_type"],
                         params={"params": request["params"]} if request["params"] else None)
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # BM25's constants said, as FTS5's: milvus-lite's own default k1 is 1.5.
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                        params={"params": BM25_PARAMS})
         docs = client.create_schema(auto_id=False)
         docs.add_field("doc_id", DataType.VARCHAR, max_length=1024, is_primary=True)
         docs.add_field("title", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
@@ -433,49 +447,76 @@ class MilvusStore:
         return best_ids
 
     def lexical(self, query: Query, k: int, flt: Filter | None = None) -> list[Candidate]:
+        """Milvus' BM25 top max(k, RESCORED) chunks, scored again as the local store scores them
+        (stores/bm25.py: FTS5's IDF, from statistics of the whole collection) and the best k of
+        those kept: Milvus' ranking differs (Lucene's IDF, statistics per segment), so it only
+        chooses the candidates. A chunk that FTS5 would rank in the top k but Milvus below
+        RESCORED is missed."""
         if not query.terms:
             return []
-        results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse", limit=k,
-                                     filter=self._expr(flt), output_fields=["doc_id"],
+        results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse",
+                                     limit=max(k, RESCORED), filter=self._expr(flt), output_fields=["doc_id", "lex"],
                                      search_params={"metric_type": "BM25"})
-        # milvus-lite reports BM25 negated, Milvus as it is: the order is the same.
-        return [Candidate(hit["doc_id"], int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
+        terms = [milvus_term(t) for t in query.terms]
+        found = [(hit["doc_id"], int(hit["pk"]), hit["lex"].split()) for hit in results[0]]
+        stats = self._statistics(query)
+        # More candidates hold a term than were counted: chunks were written since (here or on
+        # another server), so those terms and the chunks are counted again.
+        held = Counter(t for _, _, words in found for t in set(words).intersection(terms))
+        if stale := {t for t, n in held.items() if n > stats.hits.get(t, 0)}:
+            stats = self._statistics(query, stale)
+        scored = [Candidate(doc_id, pk, stats.score(terms, words)) for doc_id, pk, words in found]
+        # Ties in Milvus' order.
+        return sorted(scored, key=lambda c: -c.score)[:k]
 
     def _lexical_scale(self, query: Query) -> float:
-        """The BM25 score a chunk holding every query term once would get (the scale lexical
-        scores are reported on). Milvus does not expose its term statistics, so document
-        frequencies are counted here, one scan per term, and kept a while: they only set a scale."""
+        return self._statistics(query).most([milvus_term(t) for t in query.terms])
+
+    def _statistics(self, query: Query, recount: Collection[str] = ()) -> bm25.Statistics:
+        """BM25's statistics for the query's terms (stores/bm25.py). Milvus does not expose its
+        own, so they are counted here and kept a while: the chunks (one count), their average
+        length (the terms of at most LENGTH_SAMPLE chunks read), and each term's document
+        frequency (one scan a term not counted yet); the terms in `recount` (Milvus' spelling)
+        and the chunks are counted again now, and the average length where it was taken of none.
+        Expired chunks count until purged, as they do in the local store's FTS5 table."""
         now = time.monotonic()
         with self._df_lock:
-            if now - self._df_since > _DF_TTL_S:
+            expired = now - self._df_since > _DF_TTL_S
+            if expired:
                 self._df.clear()
                 self._df_since = now
+            if expired or recount:
                 rows = self.client.query(self.chunks, filter="", output_fields=["count(*)"])
                 self._df_total = int(rows[0]["count(*)"]) if rows else 0
-            total = self._df_total
-        most = 0.0
+            if expired or (recount and not self._average_length):
+                sample = self.client.query(self.chunks, filter="", output_fields=["lex"],
+                                           limit=min(LENGTH_SAMPLE, max(self._df_total, 1)))
+                self._average_length = (sum(len(r["lex"].split()) for r in sample) / len(sample)) if sample else 0.0
+            total, average = self._df_total, self._average_length
+        hits: dict[str, int] = {}
         for word in map(milvus_term, query.terms):
-            hits = self._df.get(word)
-            if hits is None:
-                deadline.check("lexical scale")  # a round trip a term not counted yet
+            found = None if word in recount else self._df.get(word)
+            if found is None:
+                deadline.check("lexical statistics")  # a round trip a term not counted yet
                 counted = self.client.query(self.chunks, filter=f"lex like {quote('% ' + word + ' %')}",
                                             output_fields=["count(*)"])
-                hits = int(counted[0]["count(*)"]) if counted else 0
+                found = int(counted[0]["count(*)"]) if counted else 0
                 with self._df_lock:
                     if len(self._df) >= _DF_WORDS:
                         self._df.clear()
-                    self._df[word] = hits
-            most += math.log(1 + (total - hits + 0.5) / (hits + 0.5)) * (_K1 + 1)
-        return most or 1.0
+                    self._df[word] = found
+            hits[word] = found
+        return bm25.Statistics(total, average, hits)
 
     def lexical_scores(self, query: Query, chunk_ids: Sequence[int]) -> list[tuple[int, float]]:
+        """The chunks' BM25 as `lexical` scores them, for those that hold a query term."""
         if not query.terms or not chunk_ids:
             return []
-        results = self.client.search(self.chunks, data=[_looked_up(query)], anns_field="sparse",
-                                     limit=len(chunk_ids),
-                                     filter=f"pk in {[int(i) for i in chunk_ids]}", output_fields=["pk"],
-                                     search_params={"metric_type": "BM25"})
-        return [(int(hit["pk"]), abs(float(hit["distance"]))) for hit in results[0]]
+        stats = self._statistics(query)
+        terms = [milvus_term(t) for t in query.terms]
+        scored = [(int(r["pk"]), stats.score(terms, r["lex"].split()))
+                  for r in self._query_in(self.chunks, "pk", chunk_ids, ["pk", "lex"])]
+        return [(pk, score) for pk, score in scored if score > 0]
 
     def fetch(self, chunk_ids: Sequence[int] = (), documents: Sequence[str] = (), vectors: bool = False,
               rows: bool = False) -> list[StoredChunk]:
