@@ -550,7 +550,9 @@ class Catalog:
             manifest = self._manifest(name)
             if manifest is None:
                 raise NotFound(f"collection: {name!r} does not exist")
-            to = to or LOCAL_STORE
+            if not to:
+                raise InvalidArgument(f"to: name the store to move {name!r} to: 'local', milvus://HOST:PORT or a"
+                                      " milvus-lite .db file")
             if to != LOCAL_STORE and not is_milvus(to):
                 raise InvalidArgument(f"to: {to!r} is neither 'local', milvus://HOST:PORT nor a milvus-lite .db file")
             if to == manifest.store:
