@@ -491,6 +491,14 @@ class Catalog:
         validate_name(name)
         say = progress or (lambda line: None)
         record = migration.read(self.root, name)
+        if record is None and self.aliases.is_alias(name):
+            # Run again after its switch (completed then, or by this open): done, nothing to copy.
+            default_target, default_kept = migration.default_names(name, to or LOCAL_STORE)
+            moved = self.manifest_of(name)
+            if (moved is not None and to and moved.store == to
+                    and self.aliases.resolve(name) == (target or default_target)):
+                say(f"{name!r} names {moved.name!r} in {to} already")
+                return Migrated(self.get(name), keep_as or default_kept, 0, 0, 0)
         if record is None:
             record = self._plan_migration(name, to, target, keep_as)
             migration.write(self.root, record)
@@ -505,6 +513,7 @@ class Catalog:
         if record.phase == migration.COPYING:
             source = self.get(name)
             made = self._migration_target(record, source.manifest)
+            say(f"copying {name!r} into {record.target!r} in {record.to}")
             rounds, copied, deleted = 0, 0, 0
             while True:
                 done = migration.catch_up(source.store, made.store)
