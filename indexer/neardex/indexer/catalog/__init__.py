@@ -621,8 +621,8 @@ class Catalog:
         if source is not None:
             source.moved(record.target)
         old = self._open.pop(record.name, None)
-        if old is not None:
-            old.close()
+        if old is not None:  # an index rebuild under way starts again when the kept copy opens
+            old.close(rebuild_wait=0)
         folder, kept = self.root / record.name, self.root / record.keep_as
         if record.source_store != LOCAL_STORE:
             manifest = catalog_manifest(record.source_store, record.name)
