@@ -14,7 +14,10 @@ the migration under way, or finds it done), then runs it to the end, and checks:
 
 The kill moments are drawn from an uninterrupted run's timeline (measured once, at the start): one
 in four anywhere in it (the start-up, the record and the target being made), the others between
-the start of the copy and the end, so they fall in the copy, the catch-up and the switch alike.
+the start of the copy and the end, so they fall in the copy, the catch-up and the switch alike (a
+run going on with a migration is given a shorter range: it has less to copy). A run that ends
+before its kill moment starts the trial again from a fresh copy, its moments drawn within the
+length that run took (four times at most; then it is checked with the kills it got).
 
     .venv/bin/python -m tests.support.migrate_trials --trials 20 [--kills 3] [--seed 1] [--json FILE]
 
@@ -83,6 +86,9 @@ class Trial:
     # What each killed run had printed last (where it was when killed).
     killed_after: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Times the trial started again from a fresh copy because a run ended before its kill moment
+    # (faster than the measured run; the next moments are drawn within the length seen).
+    ended_before_kill: int = 0
     seconds: float = 0.0
 
 
@@ -90,17 +96,21 @@ def migrate_args(data: Path, uri: str) -> list[str]:
     return ["migrate", "own", "--to", uri, "--data-dir", str(data)]
 
 
-def run_killed(data: Path, uri: str, after: float) -> str:
-    """`neardex migrate` killed `after` seconds in (or ended sooner); the last line it printed."""
+def run_killed(data: Path, uri: str, after: float) -> tuple[bool, str, float]:
+    """`neardex migrate` killed `after` seconds in (or ended sooner): whether it was killed, the
+    last line it printed, and how long it ran."""
+    began = time.monotonic()
     proc = subprocess.Popen([str(NEARDEX), *migrate_args(data, uri)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    killed = False
     try:
         proc.wait(timeout=after)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        killed = True
     out = (proc.stdout.read() if proc.stdout else "").strip().splitlines()
-    return out[-1] if out else "(nothing printed)"
+    return killed, out[-1] if out else "(nothing printed)", time.monotonic() - began
 
 
 def check(data: Path, uri: str, expected: dict[str, Any], problems: list[str]) -> None:
@@ -129,23 +139,37 @@ def trial(number: int, seed_data: Path, work: Path, kills: int, timeline: tuple[
           expected: dict[str, Any]) -> Trial:
     record = Trial(number)
     started = time.monotonic()
-    data = work / f"trial-{number}"
-    shutil.copytree(seed_data, data)
-    milvus = MilvusLite(work / f"milvus-{number}")
-    try:
-        for _ in range(kills):
-            copy_starts, full_run = timeline
-            after = rng.uniform(0.0 if rng.random() < 0.25 else copy_starts, full_run)
-            record.kills_at.append(round(after, 2))
-            record.killed_after.append(run_killed(data, milvus.uri, after))
-        result = run_cli(*migrate_args(data, milvus.uri), check=False)
-        if result.returncode != 0:
-            record.problems.append(f"the last run exited {result.returncode}: {result.stdout} {result.stderr}"[:2000])
-        check(data, milvus.uri, expected, record.problems)
-    finally:
-        milvus.stop()
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(work / f"milvus-{number}", ignore_errors=True)
+    copy_starts, end = timeline
+    share = copy_starts / end  # of a run, the part before its copy starts (imports, opening)
+    while True:
+        data, folder = work / f"trial-{number}", work / f"milvus-{number}"
+        shutil.copytree(seed_data, data)
+        milvus = MilvusLite(folder)
+        try:
+            record.kills_at, record.killed_after = [], []
+            for attempt in range(kills):
+                # A run going on with a migration has less left to copy than the first.
+                until = end if attempt == 0 else end * (share + 0.6 * (1 - share))
+                after = rng.uniform(0.0 if rng.random() < 0.25 else share * end, until)
+                killed, last, took = run_killed(data, milvus.uri, after)
+                if not killed:  # the migration ended before its kill: again, from a fresh copy
+                    if attempt == 0:  # a whole run, faster than the measured one: its length from now on
+                        end = min(end, took)
+                    break
+                record.kills_at.append(round(after, 2))
+                record.killed_after.append(last)
+            if len(record.kills_at) == kills or record.ended_before_kill >= 4:
+                result = run_cli(*migrate_args(data, milvus.uri), check=False)
+                if result.returncode != 0:
+                    record.problems.append(f"the last run exited {result.returncode}: {result.stdout}"
+                                           f" {result.stderr}"[:2000])
+                check(data, milvus.uri, expected, record.problems)
+                break
+            record.ended_before_kill += 1
+        finally:
+            milvus.stop()
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
     record.seconds = round(time.monotonic() - started, 1)
     return record
 
@@ -194,10 +218,12 @@ def main() -> None:
         summary = run(args.trials, args.kills, args.seed, Path(tmp))
     for r in summary["results"]:
         status = "ok" if not r["problems"] else "FAILED: " + "; ".join(r["problems"])
-        print(f"trial {r['number']}: kills at {r['kills_at']} s ({' | '.join(r['killed_after'])}): {status}")
-    print(f"{summary['trials'] - summary['failed']}/{summary['trials']} trials clean,"
-          f" {summary['kills_per_trial']} kills each, an uninterrupted run {summary['full_run_s']} s (its copy"
-          f" from {summary['copy_starts_s']} s)")
+        print(f"trial {r['number']}: killed at {r['kills_at']} s ({' | '.join(r['killed_after'])}),"
+              f" {r['ended_before_kill']} runs ended first: {status}")
+    landed = sum(len(r["kills_at"]) for r in summary["results"])
+    print(f"{summary['trials'] - summary['failed']}/{summary['trials']} trials clean; {landed} kills landed of"
+          f" {summary['kills_per_trial']} a trial; an uninterrupted run {summary['full_run_s']} s (its copy from"
+          f" {summary['copy_starts_s']} s)")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     raise SystemExit(1 if summary["failed"] else 0)
