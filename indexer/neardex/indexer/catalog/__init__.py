@@ -110,6 +110,7 @@ class Catalog:
         self._lock_file = self._acquire_lock()
         self._open: dict[str, Collection] = {}
         self._mutex = threading.Lock()
+        self._migrating: set[str] = set()  # collections a migration of this process is moving now
         self.aliases = Aliases(self.root)
         # Leftovers of a create, delete or snapshot that a crash interrupted: never collections.
         for leftover in [*self.root.glob(f"{CREATING}*"), *self.root.glob(f"{DELETED}*"),
@@ -489,7 +490,17 @@ class Catalog:
         NAME-before-migrate). A migration stopped midway goes on when run again (with the same
         names, or none); see catalog/migration.py."""
         validate_name(name)
-        say = progress or (lambda line: None)
+        with self._mutex:
+            if name in self._migrating:
+                raise FailedPrecondition(f"name: collection {name!r} is being migrated by another call; wait for it")
+            self._migrating.add(name)
+        try:
+            return self._migrate(name, to, target, keep_as, progress or (lambda line: None))
+        finally:
+            with self._mutex:
+                self._migrating.discard(name)
+
+    def _migrate(self, name: str, to: str, target: str, keep_as: str, say: Callable[[str], None]) -> Migrated:
         record = migration.read(self.root, name)
         if record is None and self.aliases.is_alias(name):
             # Run again after its switch (completed then, or by this open): done, nothing to copy.
