@@ -3,11 +3,13 @@ way, model calls (must be 0), and `neardex eval`'s dense nDCG@10 before and afte
 be the same).
 
 msmarco-dl19-5k (5,000 passages) is indexed once with `neardex index --index flat` (exact search
-in both stores, so the rankings can be compared); each migration runs in process through
+in both stores, so the rankings can be compared; `--work DIR` keeps the indexed folder for the
+next run); the Milvus is a `milvus-lite server` on a real port, which the `neardex eval`
+processes reach too (a milvus-lite file is held by one process); each migration runs in process through
 `Catalog.migrate` with the model's calls counted (tests/support/counting.py); `neardex eval
 --collection ms` scores the collection the name `ms` stands for after each move.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/migrate.py [--beir ../shared/data/msmarco-dl19-5k]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/migrate.py [--beir ../shared/data/msmarco-dl19-5k] [--work DIR]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,11 +29,15 @@ from common import MSMARCO, ROOT, cpu_flags, write_result
 sys.path.insert(0, str(ROOT))
 from tests.support.counting import CountingCalls  # noqa: E402
 from tests.support.paths import NEARDEX  # noqa: E402
+from tests.support.processes import MilvusLite  # noqa: E402
 
 
 def dense_ndcg(beir: Path, data: Path) -> float:
-    out = subprocess.run([str(NEARDEX), "eval", str(beir), "--collection", "ms", "--data-dir", str(data),
-                          "--mode", "dense", "--json"], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([str(NEARDEX), "eval", str(beir), "--collection", "ms", "--data-dir", str(data),
+                           "--mode", "dense", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"neardex eval exited {done.returncode}: {done.stderr}")
+    out = done.stdout
     report = json.loads(out.strip().splitlines()[-1])
     return float(report["ndcg@10"])
 
@@ -38,16 +45,23 @@ def dense_ndcg(beir: Path, data: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--beir", type=Path, default=MSMARCO)
+    parser.add_argument("--work", type=Path, default=None, help="keep the indexed data folder here for the next run")
     args = parser.parse_args()
 
     from neardex.indexer.catalog import Catalog
 
     with tempfile.TemporaryDirectory(prefix="migrate-bench-") as tmp:
-        data, uri = Path(tmp) / "data", str(Path(tmp) / "data" / "milvus.db")
-        started = time.perf_counter()
-        subprocess.run([str(NEARDEX), "index", str(args.beir), "--collection", "ms", "--data-dir", str(data),
-                        "--index", "flat"], capture_output=True, text=True, check=True)
-        index_s = time.perf_counter() - started
+        indexed = (args.work or Path(tmp)) / "indexed"
+        index_s = 0.0
+        if not (indexed / "ms").is_dir():
+            started = time.perf_counter()
+            subprocess.run([str(NEARDEX), "index", str(args.beir), "--collection", "ms", "--data-dir",
+                            str(indexed), "--index", "flat"], capture_output=True, text=True, check=True)
+            index_s = time.perf_counter() - started
+        data = Path(tmp) / "data"
+        shutil.copytree(indexed, data, ignore=shutil.ignore_patterns(".neardex.lock"))
+        milvus = MilvusLite(Path(tmp) / "milvus")
+        uri = milvus.uri
         ndcg = {"local": dense_ndcg(args.beir, data)}
         moves = []
         for to, label in ((uri, "milvus-lite"), ("local", "local again")):
@@ -62,7 +76,8 @@ def main() -> None:
             ndcg[label] = dense_ndcg(args.beir, data)
             moves.append({"from": source.store, "to": to, "seconds": round(seconds, 2), "model_calls": counts["calls"],
                           "documents": documents, "chunks": chunks, "rounds": done.rounds})
-    print(f"CPU flags: {cpu_flags()}; {args.beir.name}, indexed in {index_s:.1f} s (flat)")
+        milvus.stop()
+    print(f"CPU flags: {cpu_flags()}; {args.beir.name}" + (f", indexed in {index_s:.1f} s (flat)" if index_s else ""))
     for move in moves:
         print(f"{move['from']} -> {move['to']}: {move['seconds']:.2f} s, {move['documents']} documents,"
               f" {move['chunks']} chunks, {move['rounds']} rounds, model calls {move['model_calls']}")
