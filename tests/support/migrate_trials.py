@@ -17,7 +17,8 @@ in four anywhere in it (the start-up, the record and the target being made), the
 the start of the copy and the end, so they fall in the copy, the catch-up and the switch alike (a
 run going on with a migration is given a shorter range: it has less to copy). A run that ends
 before its kill moment starts the trial again from a fresh copy, its moments drawn within the
-length that run took (four times at most; then it is checked with the kills it got).
+length that run took (four times at most), when it was the first run; a later run that ends
+first has completed the migration, and the trial is checked with the kills that landed.
 
     .venv/bin/python -m tests.support.migrate_trials --trials 20 [--kills 3] [--seed 1] [--json FILE]
 
@@ -86,8 +87,8 @@ class Trial:
     # What each killed run had printed last (where it was when killed).
     killed_after: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    # Times the trial started again from a fresh copy because a run ended before its kill moment
-    # (faster than the measured run; the next moments are drawn within the length seen).
+    # Runs that ended before their kill moment: a first one starts the trial again from a fresh
+    # copy (its moments drawn within the length seen); a later one ends the kills.
     ended_before_kill: int = 0
     seconds: float = 0.0
 
@@ -147,25 +148,28 @@ def trial(number: int, seed_data: Path, work: Path, kills: int, timeline: tuple[
         milvus = MilvusLite(folder)
         try:
             record.kills_at, record.killed_after = [], []
+            again = False
             for attempt in range(kills):
                 # A run going on with a migration has less left to copy than the first.
                 until = end if attempt == 0 else end * (share + 0.6 * (1 - share))
                 after = rng.uniform(0.0 if rng.random() < 0.25 else share * end, until)
                 killed, last, took = run_killed(data, milvus.uri, after)
-                if not killed:  # the migration ended before its kill: again, from a fresh copy
-                    if attempt == 0:  # a whole run, faster than the measured one: its length from now on
-                        end = min(end, took)
+                if not killed:
+                    record.ended_before_kill += 1
+                    # A whole first run faster than the measured one: again from a fresh copy, with
+                    # its length; a run that finished a migration killed before: checked as it is.
+                    again = attempt == 0 and record.ended_before_kill <= 4
+                    end = min(end, took) if attempt == 0 else end
                     break
                 record.kills_at.append(round(after, 2))
                 record.killed_after.append(last)
-            if len(record.kills_at) == kills or record.ended_before_kill >= 4:
+            if not again:
                 result = run_cli(*migrate_args(data, milvus.uri), check=False)
                 if result.returncode != 0:
                     record.problems.append(f"the last run exited {result.returncode}: {result.stdout}"
                                            f" {result.stderr}"[:2000])
                 check(data, milvus.uri, expected, record.problems)
                 break
-            record.ended_before_kill += 1
         finally:
             milvus.stop()
             shutil.rmtree(data, ignore_errors=True)
