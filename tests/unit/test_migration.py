@@ -231,3 +231,27 @@ def test_bad_migrations_are_refused_naming_the_field(tmp_path: Path) -> None:
         assert migration.records(catalog.root) == []
         with pytest.raises(NotFound, match="no migration"):
             catalog.abort_migration("own")
+
+
+def test_abort_drops_a_stopped_copy_and_leaves_the_source_as_it_was(tmp_path: Path) -> None:
+    uri = str(tmp_path / "milvus.db")
+    with Catalog(tmp_path / "data", milvus=[uri]) as catalog:
+        col = catalog.create("own", model="none", dimension=2)
+        col.upsert([Document(f"d{i:04d}", f"text {i}", vector=(1.0, float(i))) for i in range(600)])
+        real = migration.catch_up
+
+        def stopped(source, target):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt
+
+        migration.catch_up = stopped  # type: ignore[assignment]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                catalog.migrate("own", uri)
+        finally:
+            migration.catch_up = real  # type: ignore[assignment]
+        assert catalog.exists("own-milvus")
+        assert catalog.abort_migration("own") == "own-milvus"
+        assert not catalog.exists("own-milvus") and migration.records(catalog.root) == []
+        assert catalog.get("own").manifest.store == "local" and catalog.get("own").count() == 600
+        col.upsert([Document("late", "written after the abort", vector=(0.0, 1.0))])  # writes go on
+        assert catalog.migrate("own", uri).collection.count() == 601
