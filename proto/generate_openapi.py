@@ -104,6 +104,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "Tokenize": {"text": "FAISS searches vectors quickly.", "collection": "docs"},
     "Facet": {"collection": "docs", "key": "topic", "limit": 5},
     "UpdateMetadata": {"collection": "docs", "ids": ["faiss"], "set": {"reviewed": True}},
+    "MigrateCollection": {"name": "docs", "to": "milvus://milvus.internal:19530"},
 }
 # Examples that document an error instead: the status and the body the server answers with.
 MISSING_SNAPSHOT = "snapshot: collection 'docs' has no snapshot 'docs-20260101T000000-000.snapshot'"
@@ -112,6 +113,11 @@ ERROR_EXAMPLES: dict[str, tuple[str, dict[str, str]]] = {
                                "message": MISSING_SNAPSHOT}),
     "RestoreSnapshot": ("404", {"code": "not_found",
                                 "message": MISSING_SNAPSHOT}),
+    # A store the server's operator did not allow (the example server serves no Milvus).
+    "MigrateCollection": ("403", {"code": "permission_denied",
+                                  "message": "to: 'milvus://milvus.internal:19530' is not a store this server may"
+                                             " use: collections live in its data folder, in the Milvus instances it"
+                                             " serves, or where its operator allows (--allow-store)"}),
 }
 
 # Well-known types by their canonical JSON form (protobuf's JSON mapping), written inline.

@@ -30,7 +30,7 @@ NEEDS = {
              "Similarity", "Tokenize", "ListCollections", "GetCollection", "ListAliases", "ListSnapshots"},
     "write": {"Upsert", "UpsertStream", "Delete", "UpdateMetadata"},
     "admin": {"CreateCollection", "DeleteCollection", "IndexMetadata", "UpdateCollection", "CreateAlias", "DeleteAlias",
-              "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot"},
+              "CreateSnapshot", "DeleteSnapshot", "RestoreSnapshot", "MigrateCollection"},
 }
 NEEDED_ROLE = {method: role for role, methods in NEEDS.items() for method in methods}
 # Scope of the key under test, and the collection each call targets.
@@ -56,6 +56,8 @@ def request_for(method: str, target: str) -> Any:
         "DeleteSnapshot": pb.DeleteSnapshotRequest(collection=target, name=SNAPSHOTS.get(target, "")),
         "RestoreSnapshot": pb.RestoreSnapshotRequest(collection=target, snapshot=SNAPSHOTS.get(target, ""),
                                                      target=f"{target}-restored"),
+        # Into a milvus-lite file in the data folder (a store every server may use).
+        "MigrateCollection": pb.MigrateCollectionRequest(name=target, to=str(MILVUS_FILE[0]) if MILVUS_FILE else "x.db"),
         "Upsert": pb.UpsertRequest(collection=target, documents=[pb.Document(id="d2", text="The Nile flows north.")]),
         "UpsertStream": iter([pb.UpsertRequest(collection=target, documents=[pb.Document(id="d3", text="Bread rises.")])]),
         "Delete": pb.DeleteRequest(collection=target, ids=["d1"]),
@@ -88,6 +90,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path,
     keys = {"setup": auth.create_key(keys_file, "setup", "admin")}
     for role, (scope, patterns) in itertools.product(ROLES, SCOPES.items()):
         keys[f"{role}-{scope}"] = auth.create_key(keys_file, f"{role}-{scope}", role, patterns)
+    MILVUS_FILE[:] = [root / "data" / "milvus.db"]
     server, port = create_server(Settings(data_dir=root / "data", host="127.0.0.1", port=0, metrics_port=0,
                                           api_keys_file=keys_file))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -100,6 +103,7 @@ _counter = itertools.count()
 
 
 SNAPSHOTS: dict[str, str] = {}
+MILVUS_FILE: list[Path] = []
 
 
 def fresh(stub: Any, keys: dict[str, str], prefix: str) -> str:

@@ -104,6 +104,9 @@ DELETE_SNAPSHOT = Rpc(
 RESTORE_SNAPSHOT = Rpc(
     "RestoreSnapshot", idempotent=False, build=convert.restore_snapshot_request, parse=convert.collection_info
 )
+MIGRATE_COLLECTION = Rpc(
+    "MigrateCollection", idempotent=False, build=convert.migrate_collection_request, parse=convert.migration
+)
 INDEX_METADATA = Rpc(
     "IndexMetadata",
     idempotent=True,

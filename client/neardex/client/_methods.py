@@ -41,6 +41,7 @@ from .models import (
     Document,
     FacetResult,
     GetResult,
+    Migration,
     ScrollPage,
     SearchResult,
     Snapshot,
@@ -414,10 +415,25 @@ class Api:
         *,
         target: str | None = None,
         replace: bool = False,
+        store: str | None = None,
         timeout: float | None = None,
     ) -> Plan[CollectionInfo]:
-        """The collection as the snapshot holds it, as ``target`` (default: ``collection``; ``replace`` puts it in place of an existing one)."""
-        prepared = calls.RESTORE_SNAPSHOT.prepare(collection, snapshot, target=target, replace=replace)
+        """The collection as the snapshot holds it, as ``target`` (default: ``collection``; ``replace`` puts it in place of an existing one), made in ``store`` ("local", or a Milvus instance the server may use; default: where the snapshot was taken)."""
+        prepared = calls.RESTORE_SNAPSHOT.prepare(collection, snapshot, target=target, replace=replace, store=store)
+        return (yield Invoke(prepared, timeout))
+
+    @unary
+    def migrate_collection(
+        self,
+        name: str,
+        to: str | None = None,
+        *,
+        target: str | None = None,
+        keep_as: str | None = None,
+        timeout: float | None = None,
+    ) -> Plan[Migration]:
+        """Move collection ``name`` to store ``to`` ("local", or a Milvus instance the server may use) without embedding anything: copied as ``target`` (default NAME-milvus or NAME-local) while it goes on serving, then ``name`` and its aliases point at the copy and the source is kept as ``keep_as`` (default NAME-before-migrate). Called again (without ``to``) it goes on with one stopped midway. Give a ``timeout`` long enough for the copy."""
+        prepared = calls.MIGRATE_COLLECTION.prepare(name, to, target=target, keep_as=keep_as)
         return (yield Invoke(prepared, timeout))
 
     # -- documents ------------------------------------------------------------------------------

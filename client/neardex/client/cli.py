@@ -168,6 +168,9 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
     s_restore.add_argument("--as", dest="target", default=None, metavar="NAME",
                            help="name of the restored collection (default: the collection itself, with --replace)")
     s_restore.add_argument("--replace", action="store_true", help="in place of an existing collection of that name")
+    s_restore.add_argument("--store", default=None, metavar="local|URI",
+                           help="where it is made: local, or a Milvus instance the server may use (default: the store"
+                                " the snapshot was taken in)")
     s_restore.set_defaults(run=cmd_snapshot_restore)
     for action in (s_create, s_list, s_restore):
         add_server_option(action)
@@ -427,7 +430,8 @@ def cmd_snapshot_list(args: argparse.Namespace) -> int:
 
 def cmd_snapshot_restore(args: argparse.Namespace) -> int:
     with connect(args, timeout=3600) as client:
-        info = client.restore_snapshot(args.collection, args.snapshot, target=args.target, replace=args.replace)
+        info = client.restore_snapshot(args.collection, args.snapshot, target=args.target, replace=args.replace,
+                                       store=args.store)
     print(f"restored {info.name!r}: {info.documents} documents")
     return 0
 

@@ -28,6 +28,7 @@ __all__ = [
     "Group",
     "Hit",
     "MatchedChunk",
+    "Migration",
     "RetrieverScore",
     "ScrollPage",
     "SearchResult",
@@ -338,6 +339,18 @@ class Alias(_Frozen):
 
     name: str
     collection: str
+
+
+class Migration(_Frozen):
+    """A completed migration to another store: the new collection (which the name now stands
+    for), the name the source is kept under, and what the call copied and deleted, in how many
+    rounds."""
+
+    collection: CollectionInfo
+    kept_as: str
+    copied: int = 0
+    deleted: int = 0
+    rounds: int = 0
 
 
 class Snapshot(_Frozen):

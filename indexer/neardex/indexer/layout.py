@@ -17,3 +17,4 @@ SNAPSHOTS = ".snapshots"  # SNAPSHOTS/<collection>/<name>.snapshot
 SNAPSHOT_SUFFIX = ".snapshot"
 CREATING = ".creating-"  # a collection being created or restored, renamed into place when whole
 DELETED = ".deleted-"  # a collection on its way out, removed after the rename
+MIGRATIONS = ".migrations"  # MIGRATIONS/<collection>.json: a migration to another store under way, and its phase

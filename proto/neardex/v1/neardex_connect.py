@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, FacetRequest, FacetResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpdateMetadataRequest, UpdateMetadataResponse, UpsertRequest, UpsertResponse
+from .neardex_pb2 import Alias, AskRequest, AskResponse, BatchSearchRequest, BatchSearchResponse, CollectionInfo, CountRequest, CountResponse, CreateAliasRequest, CreateCollectionRequest, CreateSnapshotRequest, DeleteAliasRequest, DeleteAliasResponse, DeleteCollectionRequest, DeleteCollectionResponse, DeleteRequest, DeleteResponse, DeleteSnapshotRequest, DeleteSnapshotResponse, EmbedRequest, EmbedResponse, FacetRequest, FacetResponse, GetCollectionRequest, GetRequest, GetResponse, IndexMetadataRequest, ListAliasesRequest, ListAliasesResponse, ListCollectionsRequest, ListCollectionsResponse, ListSnapshotsRequest, ListSnapshotsResponse, MigrateCollectionRequest, MigrateCollectionResponse, RestoreSnapshotRequest, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, SearchSimilarRequest, SimilarityRequest, SimilarityResponse, Snapshot, TokenizeRequest, TokenizeResponse, UpdateCollectionRequest, UpdateMetadataRequest, UpdateMetadataResponse, UpsertRequest, UpsertResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -180,6 +180,16 @@ class Neardex(Protocol):
         """
         Change stored documents' metadata (by ids or by a filter) without embedding anything or
         rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def migrate_collection(self, request: MigrateCollectionRequest, ctx: RequestContext[MigrateCollectionRequest, MigrateCollectionResponse], /) -> MigrateCollectionResponse:
+        """
+        Move a collection to another store (the data folder <-> a Milvus instance) without embedding
+        anything: copied as a new collection while it goes on serving and being written, caught up
+        by the documents' stored hashes, then, with its writes paused for the last round, its name
+        and its aliases point at the copy; the source is kept under another name. A migration
+        stopped midway goes on when called again. Give the call a deadline long enough for the copy.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -504,6 +514,17 @@ class NeardexASGIApplication(ConnectASGIApplication[Neardex]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.update_metadata,
+                ),
+                "/neardex.v1.Neardex/MigrateCollection": Endpoint.unary(
+                    method=MethodInfo(
+                        name="MigrateCollection",
+                        service_name="neardex.v1.Neardex",
+                        input=MigrateCollectionRequest,
+                        output=MigrateCollectionResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.migrate_collection,
                 ),
             },
             interceptors=interceptors,
@@ -1164,6 +1185,33 @@ class NeardexClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def migrate_collection(
+        self,
+        request: MigrateCollectionRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> MigrateCollectionResponse:
+        """
+        Move a collection to another store (the data folder <-> a Milvus instance) without embedding
+        anything: copied as a new collection while it goes on serving and being written, caught up
+        by the documents' stored hashes, then, with its writes paused for the last round, its name
+        and its aliases point at the copy; the source is kept under another name. A migration
+        stopped midway goes on when called again. Give the call a deadline long enough for the copy.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="MigrateCollection",
+                service_name="neardex.v1.Neardex",
+                input=MigrateCollectionRequest,
+                output=MigrateCollectionResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class NeardexSync(Protocol):
     """
@@ -1308,6 +1356,16 @@ class NeardexSync(Protocol):
         """
         Change stored documents' metadata (by ids or by a filter) without embedding anything or
         rewriting a vector; filters see the change at once, and it is durable when it returns.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def migrate_collection(self, request: MigrateCollectionRequest, ctx: RequestContext[MigrateCollectionRequest, MigrateCollectionResponse], /) -> MigrateCollectionResponse:
+        """
+        Move a collection to another store (the data folder <-> a Milvus instance) without embedding
+        anything: copied as a new collection while it goes on serving and being written, caught up
+        by the documents' stored hashes, then, with its writes paused for the last round, its name
+        and its aliases point at the copy; the source is kept under another name. A migration
+        stopped midway goes on when called again. Give the call a deadline long enough for the copy.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1630,6 +1688,17 @@ class NeardexWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.update_metadata,
+                ),
+                "/neardex.v1.Neardex/MigrateCollection": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="MigrateCollection",
+                        service_name="neardex.v1.Neardex",
+                        input=MigrateCollectionRequest,
+                        output=MigrateCollectionResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.migrate_collection,
                 ),
             },
             interceptors=interceptors,
@@ -2284,6 +2353,33 @@ class NeardexClientSync(ConnectClientSync):
                 service_name="neardex.v1.Neardex",
                 input=UpdateMetadataRequest,
                 output=UpdateMetadataResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def migrate_collection(
+        self,
+        request: MigrateCollectionRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> MigrateCollectionResponse:
+        """
+        Move a collection to another store (the data folder <-> a Milvus instance) without embedding
+        anything: copied as a new collection while it goes on serving and being written, caught up
+        by the documents' stored hashes, then, with its writes paused for the last round, its name
+        and its aliases point at the copy; the source is kept under another name. A migration
+        stopped midway goes on when called again. Give the call a deadline long enough for the copy.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="MigrateCollection",
+                service_name="neardex.v1.Neardex",
+                input=MigrateCollectionRequest,
+                output=MigrateCollectionResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -743,16 +743,44 @@ class DeleteSnapshotResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RestoreSnapshotRequest(_message.Message):
-    __slots__ = ("collection", "snapshot", "target", "replace")
+    __slots__ = ("collection", "snapshot", "target", "replace", "store")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     snapshot: str
     target: str
     replace: bool
-    def __init__(self, collection: _Optional[str] = ..., snapshot: _Optional[str] = ..., target: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
+    store: str
+    def __init__(self, collection: _Optional[str] = ..., snapshot: _Optional[str] = ..., target: _Optional[str] = ..., replace: _Optional[bool] = ..., store: _Optional[str] = ...) -> None: ...
+
+class MigrateCollectionRequest(_message.Message):
+    __slots__ = ("name", "to", "target", "keep_as")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    KEEP_AS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    to: str
+    target: str
+    keep_as: str
+    def __init__(self, name: _Optional[str] = ..., to: _Optional[str] = ..., target: _Optional[str] = ..., keep_as: _Optional[str] = ...) -> None: ...
+
+class MigrateCollectionResponse(_message.Message):
+    __slots__ = ("collection", "kept_as", "copied", "deleted", "rounds")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    KEPT_AS_FIELD_NUMBER: _ClassVar[int]
+    COPIED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    collection: CollectionInfo
+    kept_as: str
+    copied: int
+    deleted: int
+    rounds: int
+    def __init__(self, collection: _Optional[_Union[CollectionInfo, _Mapping]] = ..., kept_as: _Optional[str] = ..., copied: _Optional[int] = ..., deleted: _Optional[int] = ..., rounds: _Optional[int] = ...) -> None: ...
 
 class FacetRequest(_message.Message):
     __slots__ = ("collection", "key", "filter", "limit")

@@ -178,6 +178,11 @@ class NeardexStub:
                 request_serializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataRequest.SerializeToString,
                 response_deserializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataResponse.FromString,
                 _registered_method=True)
+        self.MigrateCollection = channel.unary_unary(
+                '/neardex.v1.Neardex/MigrateCollection',
+                request_serializer=neardex_dot_v1_dot_neardex__pb2.MigrateCollectionRequest.SerializeToString,
+                response_deserializer=neardex_dot_v1_dot_neardex__pb2.MigrateCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class NeardexServicer:
@@ -380,6 +385,17 @@ class NeardexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateCollection(self, request, context):
+        """Move a collection to another store (the data folder <-> a Milvus instance) without embedding
+        anything: copied as a new collection while it goes on serving and being written, caught up
+        by the documents' stored hashes, then, with its writes paused for the last round, its name
+        and its aliases point at the copy; the source is kept under another name. A migration
+        stopped midway goes on when called again. Give the call a deadline long enough for the copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NeardexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -522,6 +538,11 @@ def add_NeardexServicer_to_server(servicer, server):
                     servicer.UpdateMetadata,
                     request_deserializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataRequest.FromString,
                     response_serializer=neardex_dot_v1_dot_neardex__pb2.UpdateMetadataResponse.SerializeToString,
+            ),
+            'MigrateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateCollection,
+                    request_deserializer=neardex_dot_v1_dot_neardex__pb2.MigrateCollectionRequest.FromString,
+                    response_serializer=neardex_dot_v1_dot_neardex__pb2.MigrateCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1284,6 +1305,33 @@ class Neardex:
             '/neardex.v1.Neardex/UpdateMetadata',
             neardex_dot_v1_dot_neardex__pb2.UpdateMetadataRequest.SerializeToString,
             neardex_dot_v1_dot_neardex__pb2.UpdateMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/neardex.v1.Neardex/MigrateCollection',
+            neardex_dot_v1_dot_neardex__pb2.MigrateCollectionRequest.SerializeToString,
+            neardex_dot_v1_dot_neardex__pb2.MigrateCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

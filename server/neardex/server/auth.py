@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neardex.indexer.catalog.migration import default_names
 from neardex.indexer.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from neardex.indexer.files import write_durably
 
@@ -68,6 +69,7 @@ REQUIRED_ROLE: dict[str, str] = {
     "CreateSnapshot": "admin",
     "DeleteSnapshot": "admin",
     "RestoreSnapshot": "admin",
+    "MigrateCollection": "admin",
 }
 
 # RPCs that create, switch or delete an alias.
@@ -250,6 +252,9 @@ def collections_of(method: str, request: Any) -> list[str]:
         return [request.name, request.collection]
     if method == "RestoreSnapshot":
         return [request.collection, request.target or request.collection]
+    if method == "MigrateCollection":  # the collection and the two names it makes
+        target, kept = default_names(request.name, request.to)
+        return [request.name, request.target or target, request.keep_as or kept]
     name = getattr(request, "collection", "")
     return [name] if name else []
 

@@ -1,5 +1,5 @@
 """The commands of the neardex command that work on data folders and model caches: index, serve,
-eval, check, keys, snapshot load, models pull. The command itself, and every command that only
+eval, check, migrate, keys, snapshot load, models pull. The command itself, and every command that only
 talks to a server, is the client distribution's (neardex.client.cli); this distribution's
 ``neardex.commands`` entry point, :func:`register`, adds these when it is installed.
 """
@@ -165,6 +165,27 @@ def register(sub: Any, groups: dict[str, Any]) -> tuple[type[Exception], ...]:
                         help="where it is made: local, milvus://HOST:PORT or a milvus-lite .db file (default: the"
                              " store the snapshot was taken in); either store's snapshot loads into either")
     s_load.set_defaults(run=cmd_snapshot_load)
+
+    p = sub.add_parser("migrate", help="move a collection to another store (local <-> Milvus) without re-embedding",
+                       description="Copy a collection into another store (its documents, chunks, vectors,"
+                                   " metadata, expiry and embedding contract; no model call) as a new collection,"
+                                   " then make NAME (and its aliases) point at it; the source is kept under"
+                                   " another name. Stopped midway, run it again to go on. A running server"
+                                   " migrates with the MigrateCollection call instead.")
+    p.add_argument("name", metavar="NAME", help="the collection to move")
+    p.add_argument("--to", default="", metavar="local|URI",
+                   help="where to: local (the data folder), milvus://HOST:PORT or a milvus-lite .db file")
+    p.add_argument("--as", dest="target", default="", metavar="TARGET",
+                   help="name of the new collection (default: NAME-milvus, or NAME-local)")
+    p.add_argument("--keep-as", default="", metavar="OLD",
+                   help="name the source is kept under (default: NAME-before-migrate)")
+    p.add_argument("--data-dir", type=Path, default=None, help=f"data folder {_setting('data_dir')}")
+    p.add_argument("--milvus", action="append", default=[], metavar="URI",
+                   help="a Milvus instance whose collections the data folder's server serves (for a collection"
+                        " not made from this folder); repeatable")
+    p.add_argument("--abort", action="store_true",
+                   help="stop a migration that is copying: delete its new collection, leave NAME as it was")
+    p.set_defaults(run=cmd_migrate)
 
     p = sub.add_parser("models", help="models in the Hugging Face cache")
     models = p.add_subparsers(required=True, metavar="ACTION")
@@ -548,6 +569,24 @@ def cmd_snapshot_load(args: argparse.Namespace) -> int:
         collection = catalog.restore(args.file, args.collection, replace=args.replace, store=args.store)
         stats = collection.stats()
     print(f"loaded {args.collection!r} from {args.file.name}: {stats.documents} documents")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from neardex.indexer.catalog import Catalog
+
+    from .settings import Settings
+
+    with Catalog(args.data_dir or Settings().data_dir, milvus=args.milvus) as catalog:
+        if args.abort:
+            dropped = catalog.abort_migration(args.name)
+            print(f"migration of {args.name!r} aborted: {dropped!r} deleted")
+            return 0
+        done = catalog.migrate(args.name, args.to, args.target, args.keep_as, progress=print)
+        stats = done.collection.stats()
+    print(f"migrated {args.name!r}: {stats.documents} documents in {done.collection.manifest.name!r}"
+          f" ({done.collection.manifest.store}), {done.rounds} rounds, {done.copied} copied, {done.deleted} deleted;"
+          f" the source is kept as {done.kept_as!r}")
     return 0
 
 

@@ -5,7 +5,7 @@ admin key scoped to one collection could make the server connect to any host
 (`store="milvus://10.0.0.5:80"`), create milvus-lite files wherever the server may write, or load
 any folder it can read as a model. So a request may name only what the operator allowed:
 
-- stores: the data folder (`local`, and milvus-lite `.db` files directly inside it), the Milvus
+- stores (CreateCollection's `store`, RestoreSnapshot's `store`, MigrateCollection's `to`): the data folder (`local`, and milvus-lite `.db` files directly inside it), the Milvus
   instances the server serves (`--milvus`), and what `--allow-store` lists: Milvus instances,
   milvus-lite `.db` files, and folders where `.db` files may be made (directly inside them);
 - models: the bundled one by name, `none`, and folders under `--model-dir` (named by their path
@@ -56,7 +56,7 @@ class Reach:
     def of(cls, settings: Settings) -> Reach:
         return cls(settings.data_dir, settings.milvus, settings.allow_store, settings.model_dir)
 
-    def store(self, store: str) -> str:
+    def store(self, store: str, field: str = "store") -> str:
         """The store a request names, as the catalog is to open it; refused unless allowed.
         Text that names no store at all is left to the catalog to refuse."""
         if store.startswith(MILVUS):
@@ -75,7 +75,7 @@ class Reach:
         else:
             return store  # "", "local", or no store (InvalidArgument from the catalog)
         raise PermissionDenied(
-            f"store: {store!r} is not a store this server may use: collections live in its data folder, in"
+            f"{field}: {store!r} is not a store this server may use: collections live in its data folder, in"
             " the Milvus instances it serves, or where its operator allows (--allow-store)")
 
     def model(self, model: str, field: str = "model") -> str:

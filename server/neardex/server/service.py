@@ -171,9 +171,19 @@ class NeardexService(neardex_pb2_grpc.NeardexServicer):
     def RestoreSnapshot(self, request: pb.RestoreSnapshotRequest, context: Any) -> pb.CollectionInfo:
         owner = self._snapshot_owner(request.collection)
         path = snapshots.path_of(self.catalog.root, owner, request.snapshot)
-        collection = self.catalog.restore(path, validate_new_name(request.target or owner, "target"), request.replace)
+        store = self.reach.store(request.store) or None  # judged before anything is read
+        collection = self.catalog.restore(path, validate_new_name(request.target or owner, "target"), request.replace,
+                                          store=store)
         self._sizes(collection)
         return convert.collection_to_pb(collection)
+
+    def MigrateCollection(self, request: pb.MigrateCollectionRequest, context: Any) -> pb.MigrateCollectionResponse:
+        to = self.reach.store(request.to, "to")  # where it sends the server, judged before anything is touched
+        done = self.catalog.migrate(validate_name(request.name), to, request.target, request.keep_as)
+        self._sizes(done.collection)
+        info = convert.collection_to_pb(done.collection, self.catalog.aliases.of(done.collection.manifest.name))
+        return pb.MigrateCollectionResponse(collection=info, kept_as=done.kept_as, copied=done.copied,
+                                            deleted=done.deleted, rounds=done.rounds)
 
     def _snapshot_owner(self, name: str) -> str:
         """The collection a snapshot request names (an alias resolved); it may have been dropped

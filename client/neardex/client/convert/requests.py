@@ -194,10 +194,15 @@ def delete_snapshot_request(collection: str, name: str) -> pb.DeleteSnapshotRequ
 
 
 def restore_snapshot_request(
-    collection: str, snapshot: str, *, target: str | None = None, replace: bool = False
+    collection: str, snapshot: str, *, target: str | None = None, replace: bool = False, store: str | None = None
 ) -> pb.RestoreSnapshotRequest:
     return pb.RestoreSnapshotRequest(collection=collection, snapshot=snapshot, target=target or "",
-                                     replace=bool(replace))
+                                     replace=bool(replace), store=store or "")
+
+
+def migrate_collection_request(name: str, to: str | None = None, *, target: str | None = None,
+                               keep_as: str | None = None) -> pb.MigrateCollectionRequest:
+    return pb.MigrateCollectionRequest(name=name, to=to or "", target=target or "", keep_as=keep_as or "")
 
 
 def update_collection_request(name: str, *, language: str | None = None,

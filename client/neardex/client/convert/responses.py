@@ -19,6 +19,7 @@ from ..models import (
     Group,
     Hit,
     MatchedChunk,
+    Migration,
     Rerank,
     RetrieverScore,
     ScrollPage,
@@ -91,6 +92,11 @@ def collection_info(message: pb.CollectionInfo) -> CollectionInfo:
         rerank=Rerank(model=message.rerank.model, depth=message.rerank.depth) if message.HasField("rerank") else None,
         ttl_seconds=message.ttl_seconds,
     )
+
+
+def migration(message: pb.MigrateCollectionResponse) -> Migration:
+    return Migration(collection=collection_info(message.collection), kept_as=message.kept_as, copied=message.copied,
+                     deleted=message.deleted, rounds=message.rounds)
 
 
 def collection_infos(message: pb.ListCollectionsResponse) -> list[CollectionInfo]:

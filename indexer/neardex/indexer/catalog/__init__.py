@@ -30,7 +30,7 @@ from ..expiry import check_ttl
 from ..files import fsync_path, write_durably
 from ..ingest.chunker import default_overlap
 from ..ingest.encoding import text_window
-from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, SNAPSHOTS
+from ..layout import CREATING, DELETED, LOCK_FILE, MANIFEST, MIGRATIONS, SNAPSHOTS
 from ..query import languages
 from ..query.filters import Condition, validate_condition
 from ..records import LOCAL_STORE, MODES, NO_MODEL, IndexSpec, Manifest
@@ -40,7 +40,7 @@ from ..retrieval.request import Rerank
 from ..stores import Store, transfer
 from ..stores.local import LocalStore
 from ..stores.milvus import MilvusStore, catalog_manifest, catalog_names, is_milvus
-from . import snapshots
+from . import migration, snapshots
 from .aliases import Alias, Aliases
 
 log = logging.getLogger("neardex.catalog")
@@ -77,6 +77,18 @@ class DataDirLocked(FailedPrecondition):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Migrated:
+    """A completed migration: the target (what the name now stands for), the source's new name,
+    and what the rounds of this run copied and deleted."""
+
+    collection: Collection
+    kept_as: str
+    copied: int
+    deleted: int
+    rounds: int
+
+
 class Catalog:
     def __init__(self, root: Path | str, *, default_encoder: str = AUTO,
                  model_calls: ModelCallsFactory = DirectCalls, milvus: Sequence[str] = (),
@@ -98,14 +110,16 @@ class Catalog:
         self._lock_file = self._acquire_lock()
         self._open: dict[str, Collection] = {}
         self._mutex = threading.Lock()
+        self._migrating: set[str] = set()  # collections a migration of this process is moving now
         self.aliases = Aliases(self.root)
         # Leftovers of a create, delete or snapshot that a crash interrupted: never collections.
         for leftover in [*self.root.glob(f"{CREATING}*"), *self.root.glob(f"{DELETED}*"),
-                         *self.root.glob(f"{SNAPSHOTS}/*/.*")]:
+                         *self.root.glob(f"{SNAPSHOTS}/*/.*"), *self.root.glob(f"{MIGRATIONS}/.*")]:
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+        self._finish_migrations()
 
     def _acquire_lock(self) -> IO[str]:
         handle = open(self.root / LOCK_FILE, "a+")
@@ -315,8 +329,9 @@ class Catalog:
         """The collection of that name, or the one an alias of that name points to. Given a model
         or prompts, the collection must have been built with them (its contract), or it is refused
         with FailedPrecondition naming what differs."""
-        name = self.aliases.resolve(validate_name(name))
-        with self._mutex:
+        validate_name(name)
+        with self._mutex:  # resolved under the mutex: a migration's switch is one or the other
+            name = self.aliases.resolve(name)
             collection = self._open.get(name)
             if collection is None:
                 collection = self._load(name)
@@ -462,6 +477,192 @@ class Catalog:
                 fsync_path(self.root)
             shutil.rmtree(aside, ignore_errors=True)
         return collection
+
+    # -- migration to another store (catalog/migration.py) ------------------------------------
+
+    def migrate(self, name: str, to: str = "", target: str = "", keep_as: str = "",
+                progress: Callable[[str], None] | None = None) -> Migrated:
+        """Move collection `name` into store `to` ("local", or a Milvus instance) without embedding
+        anything: its rows are copied into a new collection `target` (default NAME-milvus or
+        NAME-local) while it goes on serving and being written, caught up by stored hashes, and
+        then, with its writes paused for the last round, `name` becomes an alias of the target
+        (with the aliases that pointed at it) and the source is kept as `keep_as` (default
+        NAME-before-migrate). A migration stopped midway goes on when run again (with the same
+        names, or none); see catalog/migration.py."""
+        validate_name(name)
+        with self._mutex:
+            if name in self._migrating:
+                raise FailedPrecondition(f"name: collection {name!r} is being migrated by another call; wait for it")
+            self._migrating.add(name)
+        try:
+            return self._migrate(name, to, target, keep_as, progress or (lambda line: None))
+        finally:
+            with self._mutex:
+                self._migrating.discard(name)
+
+    def _migrate(self, name: str, to: str, target: str, keep_as: str, say: Callable[[str], None]) -> Migrated:
+        record = migration.read(self.root, name)
+        if record is None and self.aliases.is_alias(name):
+            # Run again after its switch (completed then, or by this open): done, nothing to copy.
+            default_target, default_kept = migration.default_names(name, to or LOCAL_STORE)
+            moved = self.manifest_of(name)
+            if (moved is not None and to and moved.store == to
+                    and self.aliases.resolve(name) == (target or default_target)):
+                say(f"{name!r} names {moved.name!r} in {to} already")
+                return Migrated(self.get(name), keep_as or default_kept, 0, 0, 0)
+        if record is None:
+            record = self._plan_migration(name, to, target, keep_as)
+            migration.write(self.root, record)
+        else:
+            for field, given, recorded in (("to", to, record.to), ("target", target, record.target),
+                                           ("keep_as", keep_as, record.keep_as)):
+                if given and given != recorded:
+                    raise FailedPrecondition(
+                        f"{field}: a migration of {name!r} to {record.to} as {record.target!r} is under way; run it"
+                        " again with its names (or none) to go on, or abort it")
+            say(f"going on with the migration of {name!r} to {record.to} as {record.target!r}")
+        if record.phase == migration.COPYING:
+            source = self.get(name)
+            made = self._migration_target(record, source.manifest)
+            say(f"copying {name!r} into {record.target!r} in {record.to}")
+            rounds, copied, deleted = 0, 0, 0
+            while True:
+                done = migration.catch_up(source.store, made.store)
+                rounds, copied, deleted = rounds + 1, copied + done.copied, deleted + done.deleted
+                say(f"round {rounds}: {done.copied} documents copied, {done.deleted} deleted")
+                if done.size <= migration.SMALL_ROUND or rounds >= migration.MAX_ROUNDS:
+                    break
+            with source.writes_paused():
+                done = migration.catch_up(source.store, made.store)
+                rounds, copied, deleted = rounds + 1, copied + done.copied, deleted + done.deleted
+                say(f"round {rounds}, writes paused: {done.copied} documents copied, {done.deleted} deleted")
+                self._settle_target(made, source.manifest)
+                record = replace(record, phase=migration.SWITCHING)
+                migration.write(self.root, record)
+                with self._mutex:
+                    self._switch(record, source)
+        else:
+            rounds = copied = deleted = 0
+            with self._mutex:
+                self._switch(record, None)
+        say(f"{name!r} now names {record.target!r} in {record.to}; the source is kept as {record.keep_as!r}")
+        return Migrated(self.get(record.target), record.keep_as, copied, deleted, rounds)
+
+    def abort_migration(self, name: str) -> str:
+        """Stop a migration that is copying: its target is deleted and the source left as it was;
+        returns the target's name. One that reached its switch cannot be stopped (it completes)."""
+        record = migration.read(self.root, validate_name(name))
+        if record is None:
+            raise NotFound(f"name: no migration of {name!r} is under way")
+        if record.phase != migration.COPYING:
+            raise FailedPrecondition(f"name: the migration of {name!r} is switching; run it again to complete it")
+        if self._manifest(record.target) is not None or (self.root / record.target).exists():
+            self.delete(record.target)
+        migration.remove(self.root, name)
+        return record.target
+
+    def _plan_migration(self, name: str, to: str, target: str, keep_as: str) -> migration.Record:
+        """A new migration's record, every name and the store checked before anything is made."""
+        with self._mutex:
+            if self.aliases.is_alias(name):
+                raise InvalidArgument(f"name: {name!r} is an alias (of {self.aliases.resolve(name)!r}); migrate the"
+                                      " collection by its own name")
+            manifest = self._manifest(name)
+            if manifest is None:
+                raise NotFound(f"collection: {name!r} does not exist")
+            if not to:
+                raise InvalidArgument(f"to: name the store to move {name!r} to: 'local', milvus://HOST:PORT or a"
+                                      " milvus-lite .db file")
+            if to != LOCAL_STORE and not is_milvus(to):
+                raise InvalidArgument(f"to: {to!r} is neither 'local', milvus://HOST:PORT nor a milvus-lite .db file")
+            if to == manifest.store:
+                raise InvalidArgument(f"to: collection {name!r} lives in {to} already")
+            default_target, default_kept = migration.default_names(name, to)
+            target = validate_new_name(target or default_target, "target")
+            keep_as = validate_new_name(keep_as or default_kept, "keep_as")
+            if len({name, target, keep_as}) < 3:
+                raise InvalidArgument(f"target: the target {target!r}, the kept source {keep_as!r} and the"
+                                      f" collection {name!r} need three names")
+            for field, other, store in (("target", target, to), ("keep_as", keep_as, manifest.store)):
+                if self.aliases.is_alias(other):
+                    raise AlreadyExists(f"{field}: {other!r} is an alias (of {self.aliases.resolve(other)!r})")
+                if self._taken(other, store) or migration.read(self.root, other) is not None:
+                    raise AlreadyExists(f"{field}: collection {other!r} already exists")
+            return migration.Record(name, to, target, keep_as, manifest.store)
+
+    def _migration_target(self, record: migration.Record, source: Manifest) -> Collection:
+        """The migration's target, made from the source's manifest where a run before did not
+        make it whole, and opened (made again where a crash stopped its making midway)."""
+        made = dataclasses.replace(source, name=record.target, store=record.to, languages={})
+        folder = self.root / record.target
+        with self._mutex:
+            if record.target in self._open:
+                return self._open[record.target]
+            if record.to != LOCAL_STORE and catalog_manifest(record.to, record.target) is None:
+                MilvusStore.drop(made)  # what a create stopped midway left
+                MilvusStore.create(made)
+            if not (folder / MANIFEST).exists():
+                # Written aside and renamed into place, as create does: a local store's database
+                # is made by its first open; a Milvus one's folder holds its manifest only.
+                building = self.root / f"{CREATING}{record.target}-{os.getpid()}"
+                shutil.rmtree(building, ignore_errors=True)
+                building.mkdir()
+                write_durably(building / MANIFEST, made.to_json())
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(building, folder)
+                fsync_path(self.root)
+            return self._load(record.target)
+
+    @staticmethod
+    def _settle_target(made: Collection, source: Manifest) -> None:
+        """The target's manifest given the source's settings of the switch (a ttl or indexed keys
+        changed during the copy, the languages counted), its own name and store kept."""
+        missing = [k for k in source.indexed_keys if k not in made.manifest.indexed_keys]
+        if missing:
+            made.store.index_metadata(missing)
+        made.store.save_manifest(dataclasses.replace(
+            source, name=made.manifest.name, store=made.manifest.store,
+            indexed_keys=tuple(dict.fromkeys([*made.manifest.indexed_keys, *source.indexed_keys]))))
+
+    def _switch(self, record: migration.Record, source: Collection | None) -> None:
+        """The switch, under the mutex, each step skipped where it was done: the name (and its
+        aliases) to the target in one write of the aliases file; the source refused further writes,
+        closed and renamed to keep_as; the record removed. Run again after a crash, it finishes."""
+        self.aliases.move(record.name, record.target)
+        if source is not None:
+            source.moved(record.target)
+        old = self._open.pop(record.name, None)
+        if old is not None:  # an index rebuild under way starts again when the kept copy opens
+            old.close(rebuild_wait=0)
+        folder, kept = self.root / record.name, self.root / record.keep_as
+        if record.source_store != LOCAL_STORE:
+            manifest = catalog_manifest(record.source_store, record.name)
+            if manifest is not None:
+                MilvusStore.rename(manifest, record.keep_as)
+        if (folder / MANIFEST).exists() and not kept.exists():
+            os.replace(folder, kept)
+            fsync_path(self.root)
+        if (kept / MANIFEST).exists():
+            manifest = LocalStore.read_manifest(kept)
+            if manifest.name != record.keep_as:
+                write_durably(kept / MANIFEST, dataclasses.replace(manifest, name=record.keep_as).to_json())
+        migration.remove(self.root, record.name)
+
+    def _finish_migrations(self) -> None:
+        """At open: complete every switch a crash interrupted; leave copying ones to be run again."""
+        for record in migration.records(self.root):
+            if record.phase != migration.SWITCHING:
+                log.warning("collection %s: its migration to %s (as %s) stopped while copying; run `neardex"
+                            " migrate %s` again to go on, or with --abort to drop the copy", record.name, record.to,
+                            record.target, record.name)
+                continue
+            try:
+                with self._mutex:
+                    self._switch(record, None)
+                log.info("collection %s: the interrupted switch of its migration to %s completed", record.name,
+                         record.target)
+            except Exception:  # noqa: BLE001 - the next open or run tries again; the rest of the folder serves
+                log.exception("collection %s: completing its migration's switch failed", record.name)
 
     def manifest_of(self, name: str) -> Manifest | None:
         """The manifest of the collection of that name (an alias's collection), found as every

@@ -65,6 +65,13 @@ class Aliases:
                 raise NotFound(f"name: no alias {name!r}")
             self._save({a: c for a, c in self._map.items() if a != name})
 
+    def move(self, name: str, collection: str) -> None:
+        """Make `name` an alias of `collection`, and point every alias of `name` there too, in one
+        durable write (a migration's switch: the name stops being a collection at the same moment;
+        an alias is resolved before a collection of its name)."""
+        with self._lock:
+            self._save({**{a: collection if c == name else c for a, c in self._map.items()}, name: collection})
+
     def _save(self, new: dict[str, str]) -> None:
         write_durably(self.path, json.dumps({"aliases": new}, indent=2, sort_keys=True) + "\n")
         self._map = new

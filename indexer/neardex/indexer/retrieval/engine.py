@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from ..documents import Chunk, Document
 from ..embedding.embedder import Embedder, ModelCalls, PromptedCalls, check_fits
 from ..embedding.rerankers import RerankCalls, load_cross_encoder
 from ..embedding.sources import Prompts
-from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ..ingest.chunker import Chunker
 from ..ingest.encoding import DocumentEncoder, Prepared
 from ..query import analysis, facets, languages
@@ -43,6 +44,7 @@ from ..records import (
     UpsertResult,
 )
 from ..stores import ChunkRow, Store, StoredChunk
+from ..stores.local.rwlock import RWLock
 from . import diversity, fusion, grouping, metadata_updates, rerank
 from .metadata_updates import MetadataUpdate
 from .request import Rerank, Reranker, SearchRequest
@@ -99,7 +101,12 @@ class WritePlan:
 
 
 class Collection:
-    """Thread-safe as its store is: searches run concurrently, writes are serialized by the store."""
+    """Thread-safe as its store is: searches run concurrently, writes are serialized by the store.
+
+    Every write passes a gate that writes share and a migration's switch (catalog/migration.py)
+    holds alone: it pauses writes while the last differences are copied into the new store, and
+    a write that reaches a collection moved meanwhile is refused as UNAVAILABLE (which clients
+    send again), to find the collection's name pointing at its new store."""
 
     def __init__(self, store: Store, embedder: Embedder | None, calls: ModelCalls | None = None,
                  rerankers: Callable[[str, str], RerankCalls] | None = None) -> None:
@@ -117,6 +124,8 @@ class Collection:
                                          self.prompts) if embedder else None)
         self._calls: PromptedCalls | None = self._encoder.calls if self._encoder else None
         self._sentences = SentenceCache()
+        self._writes = RWLock()
+        self._moved_to = ""
 
     @property
     def manifest(self) -> Manifest:
@@ -171,6 +180,28 @@ class Collection:
 
     # -- writes -------------------------------------------------------------------------------
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The gate of one write: shared with other writes, closed while writes are paused, and
+        refusing every write once the collection has moved."""
+        with self._writes.read():
+            if self._moved_to:
+                raise Unavailable(f"collection: {self.manifest.name!r} has moved to {self._moved_to!r} (a"
+                                  " migration); send the write again")
+            yield
+
+    @contextmanager
+    def writes_paused(self) -> Iterator[None]:
+        """No write of this collection starts or is under way inside the block (those under way
+        end first); reads go on."""
+        with self._writes.write():
+            yield
+
+    def moved(self, to: str) -> None:
+        """Refuse every write from now on: the collection's data now lives in `to`. Called with
+        writes paused."""
+        self._moved_to = to
+
     def prepare(self, doc: Document) -> Prepared:
         """Chunks of a document and the texts the model embeds for them (without a model: the
         whole document is one chunk, its text what lexical search reads)."""
@@ -185,12 +216,13 @@ class Collection:
         plan = self.plan(documents)
         # Embedding first: a batch that fails there (the deadline, the model) has written nothing.
         prepared, vectors = self._encoded(plan, plan.changed, batch_size)
-        gone = self.rewrite_metadata(plan)
-        if gone:  # deleted since the plan: written whole after all
-            more, more_vectors = self._encoded(plan, gone, batch_size)
-            plan.changed += gone
-            prepared, vectors = prepared + more, np.vstack([vectors, more_vectors])
-        self.commit(plan.changed, prepared, vectors)
+        with self._writing():  # its two writes on one side of a migration's switch
+            gone = self._rewrite_metadata(plan)
+            if gone:  # deleted since the plan: written whole after all
+                more, more_vectors = self._encoded(plan, gone, batch_size)
+                plan.changed += gone
+                prepared, vectors = prepared + more, np.vstack([vectors, more_vectors])
+            self._commit(plan.changed, prepared, vectors)
         return plan.result(prepared)
 
     def _encoded(self, plan: WritePlan, changed: list[tuple[Document, str]],
@@ -224,6 +256,10 @@ class Collection:
         """Write the metadata of the plan's metadata-only documents, embedding nothing. Those
         deleted since the plan was made leave the plan's metadata-only ones and are returned (with
         their stored hashes), for the caller to write whole."""
+        with self._writing():
+            return self._rewrite_metadata(plan)
+
+    def _rewrite_metadata(self, plan: WritePlan) -> list[tuple[Document, str]]:
         if not plan.metadata_only:
             return []
         deadline.check("write")
@@ -252,11 +288,16 @@ class Collection:
         if not ids and flt is None:
             return 0, []
         deadline.check("write")
-        written = set(self.store.update_metadata(ids, flt, update.edit()))
+        with self._writing():
+            written = set(self.store.update_metadata(ids, flt, update.edit()))
         return len(written), [i for i in dict.fromkeys(ids) if i not in written]
 
     def commit(self, changed: list[tuple[Document, str]], prepared: list[Prepared], vectors: np.ndarray) -> None:
         """Write changed documents (with their hashes), prepared and embedded, durably."""
+        with self._writing():
+            self._commit(changed, prepared, vectors)
+
+    def _commit(self, changed: list[tuple[Document, str]], prepared: list[Prepared], vectors: np.ndarray) -> None:
         # A write whose caller has gone is not made: it would be acknowledged to nobody.
         deadline.check("write")
         self.store.write(changed, prepared, vectors)
@@ -290,31 +331,37 @@ class Collection:
         if not ids and flt is None:
             return 0
         deadline.check("delete")
-        return self.store.delete(ids, flt)
+        with self._writing():
+            return self.store.delete(ids, flt)
 
     def index_metadata(self, keys: Sequence[str]) -> None:
         """Answer filters on these metadata keys from an index from now on."""
         for i, key in enumerate(keys):
             validate_condition(f"keys[{i}]", key, Condition("exists", True))
-        self.store.index_metadata(keys)
+        with self._writing():
+            self.store.index_metadata(keys)
 
     def set_ttl(self, ttl_seconds: int) -> None:
         """The default lifetime of documents written from now on (0: none); stored documents keep
         the expiry they were written with."""
         ttl_seconds = expiry.check_ttl(ttl_seconds)
-        if ttl_seconds != self.manifest.ttl_seconds:
-            self.store.save_manifest(replace(self.manifest, ttl_seconds=ttl_seconds))
+        with self._writing():
+            if ttl_seconds != self.manifest.ttl_seconds:
+                self.store.save_manifest(replace(self.manifest, ttl_seconds=ttl_seconds))
 
     def purge_expired(self) -> int:
         """Delete the documents whose expiry has passed (reads skip them already); returns how
         many. Through the store's own delete, so every index it keeps stays in step."""
         deadline.check("purge")
-        return self.store.purge_expired()
+        with self._writing():
+            return self.store.purge_expired()
 
     def set_language(self, language: str) -> None:
         """Analyse text in another language from now on (see query/languages.py); the lexical
         index is rebuilt in the background, the old one answering until then."""
-        self.store.set_language(languages.check(language))
+        language = languages.check(language)
+        with self._writing():
+            self.store.set_language(language)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -104,7 +104,7 @@ class LanguageCounts:
 
 # The store's round trips (each one on the Milvus store): what a trace shows of a request's store
 # work, as `store.NAME` calls (stages.watch_calls on each store class).
-CALLS = ("hashes", "write", "delete", "update_metadata", "get", "scroll", "count", "facet", "retrieve", "dense",
+CALLS = ("hashes", "all_hashes", "write", "delete", "update_metadata", "get", "scroll", "count", "facet", "retrieve", "dense",
          "lexical", "lexical_scores", "fetch", "exact_ids")
 watched = stages.watch_calls("store", CALLS)
 
@@ -163,6 +163,14 @@ class Store(Protocol):
         ...
 
     def all_ids(self) -> set[str]: ...
+
+    def all_hashes(self) -> dict[str, str]:
+        """The stored hash (content:metadata) of every live document, by id: two stores holding
+        the same documents list the same."""
+
+    def pages(self, ids: Sequence[str] | None = None) -> Iterator[Any]:
+        """Every live document (or those of `ids`) with its chunks and their vectors, as
+        `transfer.Page`s: the arguments of another store's `write`, read without a model."""
 
     # -- retrieval, in chunks -----------------------------------------------------------------
     def view(self) -> AbstractContextManager[None]:

@@ -7,6 +7,10 @@ local collection its rows make (MilvusStore.copy_to), with its own manifest (the
 it lived in) on top. So one file restores into either store: the local store opens it as it is,
 and a Milvus store is filled from its database here (`local_pages`), page by page.
 
+A migration (catalog/migration.py) moves a live collection with the same pages: read from an open
+store (`Store.pages`: `local_pages` over its folder, `MilvusStore.pages`) and written with the
+target's `write`, all of them, then those of the documents whose stored hashes differ.
+
 What moves is what the stores keep: each document (id, title, text, metadata, expiry, stored
 hash) and each chunk (index, offsets, tokens, vector). The lexical terms are made again by the
 target's analyzer from each chunk's text with its document's title before it, as a local
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,25 +56,45 @@ def page_of(documents: list[tuple[Document, str, list[Chunk], list[np.ndarray]]]
                 np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dimension))
 
 
-def local_pages(folder: Path, dimension: int, now: float, size: int = PAGE) -> Iterator[Page]:
-    """The documents of a local collection folder that no one else writes (an unpacked
-    snapshot), read from its database in id order: those expired by `now` left out."""
-    db = sqlite3.connect(f"file:{folder / DATABASE}?mode=ro", uri=True)
+def local_pages(folder: Path, dimension: int, now: float, size: int = PAGE,
+                ids: Sequence[str] | None = None) -> Iterator[Page]:
+    """The documents of a local collection folder, read from its database in id order (only
+    those of `ids`, when given): those expired by `now` left out. The folder may be an unpacked
+    snapshot or an open collection that goes on being written (a migration's source): each page
+    is read in one read transaction, so each document comes with the chunks of its own version."""
+    db = sqlite3.connect(f"file:{folder / DATABASE}?mode=ro", uri=True, isolation_level=None)
     try:
-        after = ""
+        wanted = None if ids is None else sorted(set(ids))
+        after, start = "", 0
         while True:
-            rows = db.execute("SELECT id, title, text, metadata, hash, expires_at FROM documents WHERE id > ?"
-                              " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
-                              (after, now, size)).fetchall()
-            if not rows:
-                return
-            after = rows[-1][0]
-            chunks: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
-            marks = ",".join("?" * len(rows))
-            for doc_id, idx, start, end, tokens, vector in db.execute(
-                    f"SELECT doc_id, idx, start, end, tokens, vector FROM chunks WHERE doc_id IN ({marks})"
-                    " ORDER BY doc_id, idx", [r[0] for r in rows]):
-                chunks.setdefault(doc_id, []).append((Chunk(idx, "", start, end, tokens), np.frombuffer(vector, dtype=np.float32)))
+            db.execute("BEGIN")  # the page's documents and chunks from one version of the database
+            try:
+                if wanted is None:
+                    rows = db.execute("SELECT id, title, text, metadata, hash, expires_at FROM documents WHERE id > ?"
+                                      " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
+                                      (after, now, size)).fetchall()
+                else:
+                    part = wanted[start:start + size]
+                    start += size
+                    if not part:
+                        return
+                    rows = db.execute("SELECT id, title, text, metadata, hash, expires_at FROM documents"
+                                      f" WHERE id IN ({','.join('?' * len(part))})"
+                                      " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id", (*part, now)).fetchall()
+                    if not rows:
+                        continue
+                if not rows:
+                    return
+                after = rows[-1][0]
+                chunks: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
+                marks = ",".join("?" * len(rows))
+                for doc_id, idx, begin, end, tokens, vector in db.execute(
+                        f"SELECT doc_id, idx, start, end, tokens, vector FROM chunks WHERE doc_id IN ({marks})"
+                        " ORDER BY doc_id, idx", [r[0] for r in rows]):
+                    chunks.setdefault(doc_id, []).append((Chunk(idx, "", begin, end, tokens),
+                                                          np.frombuffer(vector, dtype=np.float32)))
+            finally:
+                db.execute("COMMIT")
             documents = []
             for doc_id, title, text, metadata, digest, expires_at in rows:
                 found = chunks.get(doc_id, [])

@@ -43,7 +43,7 @@ from ...query import facets, languages
 from ...query.analysis import Analyzer, Query
 from ...query.filters import Filter
 from ...records import Candidate, Manifest, Stats
-from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, watched
+from .. import ChunkRow, LanguageCounts, MetadataEdit, Retrieved, StoredChunk, transfer, watched
 from . import check, fts, index_cache
 from .rwlock import RWLock
 from .sql_filters import facet_sql, index_rows, json_value, to_sql
@@ -661,6 +661,17 @@ class LocalStore:
                 f"SELECT d.id, d.hash FROM documents d WHERE d.id IN ({','.join('?' * len(part))}) AND {live}",
                 [*part, *now]))
         return found
+
+    @_interruptible
+    def all_hashes(self) -> dict[str, str]:
+        live, now = self._live()
+        return dict(self._reader().execute(f"SELECT d.id, d.hash FROM documents d WHERE {live}", now))
+
+    def pages(self, ids: Sequence[str] | None = None) -> Iterator[transfer.Page]:
+        """Every live document (or those of `ids`) with its chunks and their vectors, a page at a
+        time, each page one version of the database (transfer.local_pages, also what restores a
+        snapshot)."""
+        return transfer.local_pages(self.folder, self.manifest.dimension, time.time(), ids=ids)
 
     @_interruptible
     def all_ids(self) -> set[str]:

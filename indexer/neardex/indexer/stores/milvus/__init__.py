@@ -581,17 +581,25 @@ class MilvusStore:
             shutil.rmtree(building, ignore_errors=True)
         (folder / MANIFEST).write_text(self.manifest.to_json())
 
-    def pages(self, size: int = _PAGE) -> Iterator[transfer.Page]:
-        """Every live document with its chunks and their vectors, `size` documents a page in id
-        order, each document as one whole version (see `_settled`)."""
-        ids: list[str] = []
+    def pages(self, ids: Sequence[str] | None = None, size: int = _PAGE) -> Iterator[transfer.Page]:
+        """Every live document (or those of `ids`) with its chunks and their vectors, `size`
+        documents a page in id order, each document as one whole version (see `_settled`)."""
+        if ids is not None:
+            wanted = sorted(set(ids))
+            for start in range(0, len(wanted), size):
+                yield self._settled(wanted[start:start + size])
+            return
+        page: list[str] = []
         for row in self._iterate(self.docs, self._live(), ["doc_id"]):
-            ids.append(row["doc_id"])
-            if len(ids) == size:
-                yield self._settled(ids)
-                ids = []
-        if ids:
-            yield self._settled(ids)
+            page.append(row["doc_id"])
+            if len(page) == size:
+                yield self._settled(page)
+                page = []
+        if page:
+            yield self._settled(page)
+
+    def all_hashes(self) -> dict[str, str]:
+        return {r["doc_id"]: r["hash"] for r in self._iterate(self.docs, self._live(), ["doc_id", "hash"])}
 
     def _settled(self, ids: list[str]) -> transfer.Page:
         """The documents' rows and chunks, each document's read again until its row and chunks are
@@ -645,6 +653,23 @@ class MilvusStore:
                 client.drop_collection(_milvus_name(manifest.name, part))
         if _open_catalog(client):
             client.delete(CATALOG, filter=f"name == {quote(manifest.name)}")
+
+    @staticmethod
+    def rename(manifest: Manifest, name: str) -> Manifest:
+        """The collection under another neardex name in its instance (a migration keeps its old
+        copy so), without opening it: its two Milvus collections renamed, then its catalog row
+        written under the new name and the old row removed. Each step is skipped where it was
+        done already, so a rename stopped midway is finished by running it again."""
+        client = client_for(manifest.store)
+        renamed = replace(manifest, name=name)
+        for part in ("chunks", "docs"):
+            old, new = _milvus_name(manifest.name, part), _milvus_name(name, part)
+            if client.has_collection(old) and not client.has_collection(new):
+                client.rename_collection(old, new)
+        _ensure_catalog(client)
+        client.upsert(CATALOG, [{"name": name, "manifest": renamed.to_json(), "unused": [0.0, 0.0]}])
+        client.delete(CATALOG, filter=f"name == {quote(manifest.name)}")
+        return renamed
 
     # -- helpers ------------------------------------------------------------------------------
 
