@@ -49,7 +49,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     keys_file = root / "keys.json"
     keys = {role: auth.create_key(keys_file, role, role) for role in ("read", "admin")}
     server, port = create_server(Settings(data_dir=root / "data", host="127.0.0.1", port=0, metrics_port=0,
-                                          http_port=0, api_keys_file=keys_file, tls_cert=cert, tls_key=key))
+                                          http_port=0, api_keys_file=keys_file, tls_cert=cert, tls_key=key,
+                                          # Below the map's first id page (10,000): its scan steps down.
+                                          max_batch_documents=5000))
     try:
         with Client(f"127.0.0.1:{port}", tls=True, ca_cert=ca_cert, api_key=keys["admin"], timeout=120) as client:
             console.index_sample(client, "docs")

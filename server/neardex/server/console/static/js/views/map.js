@@ -6,7 +6,7 @@
 // Scroll (no text, metadata or vectors: a few bytes a document), a reservoir keeps MAX_POINTS of
 // them, and only those documents are read with Get, with their vectors.
 
-import { call, callBinary } from "../api.js";
+import { ApiError, call, callBinary } from "../api.js";
 import { clear, collectionSelect, errorBox, field, h, show } from "../dom.js";
 import { OTHER, PALETTE, scatter } from "../charts.js";
 import { metadataKeys, valueAt } from "../metadata.js";
@@ -14,9 +14,10 @@ import { pca, place } from "../pca.js";
 import { getRequest, getResponse, scrollRequest, scrollResponse } from "../proto.js";
 
 export const MAX_POINTS = 2000;
-// The largest Scroll page the server allows by default (its max_batch_documents): a page of ids
-// only is small, and fewer pages are fewer round trips over a large collection.
-const ID_PAGE = 10000;
+// Scroll page sizes for the id scan, largest first: the first is the largest page a server allows
+// by default (its max_batch_documents), since a page of ids only is small and fewer pages are fewer
+// round trips; a server configured lower refuses it (invalid_argument), and the next is tried.
+const ID_PAGES = [10000, 1000, 100];
 // Documents per Get: the first batch is this many, later ones what the chunks still missing need
 // at the chunks per document seen so far, so that documents of many chunks are not read in vain.
 const GET_BATCH = 500;
@@ -57,9 +58,17 @@ export async function sampledIds(collection, size, random = Math.random) {
   const kept = [];
   let seen = 0;
   let cursor = "";
-  do {
-    const page = scrollResponse(await callBinary("Scroll", scrollRequest({ collection, limit: ID_PAGE, cursor,
-      fields: { noText: true, noMetadata: true } })));
+  let pageSize = 0; // index in ID_PAGES
+  for (;;) {
+    let page;
+    try {
+      page = scrollResponse(await callBinary("Scroll", scrollRequest({ collection, limit: ID_PAGES[pageSize], cursor,
+        fields: { noText: true, noMetadata: true } })));
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== "invalid_argument" || pageSize + 1 >= ID_PAGES.length) throw err;
+      pageSize += 1;
+      continue;
+    }
     for (const { id } of page.documents) {
       seen += 1;
       if (kept.length < size) kept.push(id);
@@ -69,7 +78,8 @@ export async function sampledIds(collection, size, random = Math.random) {
       }
     }
     cursor = page.nextCursor;
-  } while (cursor);
+    if (!cursor) break;
+  }
   for (let i = kept.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [kept[i], kept[j]] = [kept[j], kept[i]];
