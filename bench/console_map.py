@@ -1,7 +1,9 @@
-"""How long the web console's map takes: reading its sample of chunk vectors (Scroll, in the
-API's binary form), PCA in the page, and drawing, in headless chromium, for collections of
-10,000 and 100,000 chunks. The map reads at most MAX_POINTS chunks (map.js), so both should cost
-about the same: the figure shows the bound holds.
+"""How long the web console's map takes: reading its sample (a scan of the ids with Scroll, then
+the sampled documents' chunk vectors with Get, in the API's binary form), PCA in the page, and
+drawing, in headless chromium, for collections of 10,000 and 100,000 chunks. The map reads the
+vectors of at most MAX_POINTS chunks (map.js), a uniform random sample of the documents; only the
+scan of the ids grows with the collection (a few bytes a document), so the figure shows how far
+the bound holds.
 
 The collections hold the caller's own vectors (model "none", 384 dimensions like the bundled
 model's, one chunk per document) drawn around 12 centres, so nothing is embedded. Also times one

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import trustme
 
@@ -48,7 +49,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     keys_file = root / "keys.json"
     keys = {role: auth.create_key(keys_file, role, role) for role in ("read", "admin")}
     server, port = create_server(Settings(data_dir=root / "data", host="127.0.0.1", port=0, metrics_port=0,
-                                          http_port=0, api_keys_file=keys_file, tls_cert=cert, tls_key=key))
+                                          http_port=0, api_keys_file=keys_file, tls_cert=cert, tls_key=key,
+                                          # Below the map's first id page (10,000): its scan steps down.
+                                          max_batch_documents=5000))
     try:
         with Client(f"127.0.0.1:{port}", tls=True, ca_cert=ca_cert, api_key=keys["admin"], timeout=120) as client:
             console.index_sample(client, "docs")
@@ -159,11 +162,33 @@ def test_heatmap_and_map_are_drawn(served: Served, page: Any) -> None:
     # The map reads vectors in the API's binary form: decoded, they are what the client reads.
     sampled = page.evaluate("""import('/console/js/views/map.js').then(m => m.sample('docs', 'extension', 4))
         .then(points => points.map(p => ({id: p.id, chunk: p.chunk, value: p.value, vector: Array.from(p.vector)})))""")
-    stored = served.client.scroll("docs", limit=4, text=False, vectors=True).documents
-    expected = [(d.id, i, d.metadata["extension"], v) for d in stored for i, v in enumerate(d.chunk_vectors)][:4]
-    assert [(p["id"], p["chunk"], p["value"]) for p in sampled] == [e[:3] for e in expected]
-    for point, (*_, vector) in zip(sampled, expected):
-        assert point["vector"] == pytest.approx(list(vector), abs=1e-7)
+    assert len(sampled) == 4
+    stored = {d.id: d for d in served.client.get("docs", sorted({p["id"] for p in sampled}), vectors=True).documents}
+    for point in sampled:
+        document = stored[point["id"]]
+        assert point["value"] == document.metadata["extension"]
+        assert point["vector"] == pytest.approx(list(document.chunk_vectors[point["chunk"]]), abs=1e-7)
+
+
+def test_map_samples_the_whole_collection(served: Served, page: Any) -> None:
+    # More documents than the map's bound, their ids sorted by category: the first ones in id order
+    # would all be of the first categories; a uniform sample has documents of the last one too.
+    size, categories, bound = 2500, 5, 2000
+    rng = np.random.default_rng(7)
+    served.client.create_collection("spread", model="none", dimension=8)
+    served.client.upsert("spread", [{"id": f"cat{i * categories // size}-{i:05}", "vector": rng.normal(size=8).tolist(),
+                                     "metadata": {"category": f"cat{i * categories // size}"}} for i in range(size)])
+    try:
+        drawn = console.draw_map(page, served.base, "spread", colour="category", key=served.keys["read"])
+        assert int(drawn["points"]) == bound and int(drawn["documents"]) == bound  # one chunk each
+        legend = page.locator(".legend").text_content()
+        assert all(f"cat{c} (" in legend for c in range(categories))
+        assert "a uniform random sample: 2000 of 2500 documents" in page.locator("#results .summary").text_content()
+        ids = page.evaluate("import('/console/js/views/map.js').then(m => m.sample('spread', '', 3000))"
+                            ".then(points => points.map(p => p.id))")
+        assert sorted(ids) == sorted(d.id for d in served.client.scroll_all("spread", text=False))  # all, once each
+    finally:
+        served.client.delete_collection("spread")
 
 
 def test_read_only_key_is_offered_no_delete_and_a_forced_one_is_refused(served: Served, page: Any) -> None:

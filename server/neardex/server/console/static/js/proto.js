@@ -1,6 +1,6 @@
-// The protobuf wire format of the few messages the map reads, for the API's binary form
-// (Content-Type application/proto, the same endpoints): a Scroll page of 500 documents with
-// their vectors took the server 5.1 s to write as JSON and 0.13 s as packed floats
+// The protobuf wire format of the few messages the map reads (Scroll and Get), for the API's
+// binary form (Content-Type application/proto, the same endpoints): a Scroll page of 500 documents
+// with their vectors took the server 5.1 s to write as JSON and 0.13 s as packed floats
 // (bench/console_map.py). Field numbers are neardex.proto's; unknown fields are skipped.
 
 const utf8 = new TextEncoder();
@@ -8,7 +8,7 @@ const text = new TextDecoder();
 // Protobuf's floats are little-endian; a copy of the bytes is then the array itself.
 const LITTLE_ENDIAN = new Uint8Array(Float32Array.of(1).buffer)[3] === 0x3f;
 
-// -- writing: ScrollRequest ------------------------------------------------------------------
+// -- writing: ScrollRequest, GetRequest -------------------------------------------------------
 
 function varint(out, value) {
   let v = value >>> 0;
@@ -29,23 +29,36 @@ function bytes(out, field, data) {
   for (const b of data) out.push(b);
 }
 
-// ScrollRequest {collection = 1; limit = 3; cursor = 4; fields = 5 (Fields {no_text = 1;
-// no_metadata = 2; metadata_keys = 3; vectors = 4})}.
-export function scrollRequest({ collection, limit, cursor, fields }) {
+// Fields {no_text = 1; no_metadata = 2; metadata_keys = 3; vectors = 4}.
+function fieldsMessage(fields) {
   const f = [];
   if (fields.noText) { tag(f, 1, 0); varint(f, 1); }
   if (fields.noMetadata) { tag(f, 2, 0); varint(f, 1); }
   for (const key of fields.metadataKeys || []) bytes(f, 3, utf8.encode(key));
   if (fields.vectors) { tag(f, 4, 0); varint(f, 1); }
+  return f;
+}
+
+// ScrollRequest {collection = 1; limit = 3; cursor = 4; fields = 5}.
+export function scrollRequest({ collection, limit, cursor, fields }) {
   const out = [];
   bytes(out, 1, utf8.encode(collection));
   if (limit) { tag(out, 3, 0); varint(out, limit); }
   if (cursor) bytes(out, 4, utf8.encode(cursor));
-  bytes(out, 5, f);
+  bytes(out, 5, fieldsMessage(fields));
   return new Uint8Array(out);
 }
 
-// -- reading: ScrollResponse -----------------------------------------------------------------
+// GetRequest {collection = 1; repeated ids = 2; fields = 3}.
+export function getRequest({ collection, ids, fields }) {
+  const out = [];
+  bytes(out, 1, utf8.encode(collection));
+  for (const id of ids) bytes(out, 2, utf8.encode(id));
+  bytes(out, 3, fieldsMessage(fields));
+  return new Uint8Array(out);
+}
+
+// -- reading: ScrollResponse, GetResponse -----------------------------------------------------
 
 class Reader {
   constructor(buffer, start = 0, end = buffer.byteLength) {
@@ -134,22 +147,37 @@ function struct(reader) {
   return out;
 }
 
-// ScrollResponse {documents = 1 (Document {id = 1; metadata = 4; vector = 5; chunk_vectors = 6});
-// next_cursor = 2}, with the fields the JSON mapping would name.
+// Document {id = 1; metadata = 4; vector = 5; chunk_vectors = 6}, with the fields the JSON
+// mapping would name.
+function documentOf(reader) {
+  const doc = { id: "", metadata: {}, chunkVectors: [] };
+  for (const [f, , d] of reader.fields()) {
+    if (f === 1) doc.id = d.string();
+    else if (f === 4) doc.metadata = struct(d);
+    else if (f === 5) doc.vector = vector(d);
+    else if (f === 6) doc.chunkVectors.push(vector(d));
+  }
+  return doc;
+}
+
+// ScrollResponse {documents = 1; next_cursor = 2}.
 export function scrollResponse(buffer) {
   const documents = [];
   let nextCursor = "";
   for (const [field, , v] of new Reader(buffer).fields()) {
-    if (field === 2) nextCursor = v.string();
-    if (field !== 1) continue;
-    const doc = { id: "", metadata: {}, chunkVectors: [] };
-    for (const [f, , d] of v.fields()) {
-      if (f === 1) doc.id = d.string();
-      else if (f === 4) doc.metadata = struct(d);
-      else if (f === 5) doc.vector = vector(d);
-      else if (f === 6) doc.chunkVectors.push(vector(d));
-    }
-    documents.push(doc);
+    if (field === 1) documents.push(documentOf(v));
+    else if (field === 2) nextCursor = v.string();
   }
   return { documents, nextCursor };
+}
+
+// GetResponse {documents = 1; missing = 2}.
+export function getResponse(buffer) {
+  const documents = [];
+  const missing = [];
+  for (const [field, , v] of new Reader(buffer).fields()) {
+    if (field === 1) documents.push(documentOf(v));
+    else if (field === 2) missing.push(v.string());
+  }
+  return { documents, missing };
 }
