@@ -584,14 +584,11 @@ class MilvusStore:
     def pages(self, ids: Sequence[str] | None = None, size: int = _PAGE) -> Iterator[transfer.Page]:
         """Every live document (or those of `ids`) with its chunks and their vectors, `size`
         documents a page in id order, each document as one whole version (see `_settled`)."""
-        if ids is not None:
-            wanted = sorted(set(ids))
-            for start in range(0, len(wanted), size):
-                yield self._settled(wanted[start:start + size])
-            return
+        listed = sorted(set(ids)) if ids is not None else (
+            row["doc_id"] for row in self._iterate(self.docs, self._live(), ["doc_id"]))
         page: list[str] = []
-        for row in self._iterate(self.docs, self._live(), ["doc_id"]):
-            page.append(row["doc_id"])
+        for doc_id in listed:
+            page.append(doc_id)
             if len(page) == size:
                 yield self._settled(page)
                 page = []
