@@ -63,29 +63,22 @@ def local_pages(folder: Path, dimension: int, now: float, size: int = PAGE,
     snapshot or an open collection that goes on being written (a migration's source): each page
     is read in one read transaction, so each document comes with the chunks of its own version."""
     db = sqlite3.connect(f"file:{folder / DATABASE}?mode=ro", uri=True, isolation_level=None)
+    select = "SELECT id, title, text, metadata, hash, expires_at FROM documents WHERE "
+    live = " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id"
     try:
         wanted = None if ids is None else sorted(set(ids))
         after, start = "", 0
-        while True:
+        while wanted is None or start < len(wanted):
             db.execute("BEGIN")  # the page's documents and chunks from one version of the database
             try:
                 if wanted is None:
-                    rows = db.execute("SELECT id, title, text, metadata, hash, expires_at FROM documents WHERE id > ?"
-                                      " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
-                                      (after, now, size)).fetchall()
-                else:
-                    part = wanted[start:start + size]
-                    start += size
-                    if not part:
-                        return
-                    rows = db.execute("SELECT id, title, text, metadata, hash, expires_at FROM documents"
-                                      f" WHERE id IN ({','.join('?' * len(part))})"
-                                      " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id", (*part, now)).fetchall()
+                    rows = db.execute(select + "id > ?" + live + " LIMIT ?", (after, now, size)).fetchall()
                     if not rows:
-                        continue
-                if not rows:
-                    return
-                after = rows[-1][0]
+                        return
+                    after = rows[-1][0]
+                else:
+                    part, start = wanted[start:start + size], start + size
+                    rows = db.execute(select + f"id IN ({','.join('?' * len(part))})" + live, (*part, now)).fetchall()
                 chunks: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
                 marks = ",".join("?" * len(rows))
                 for doc_id, idx, begin, end, tokens, vector in db.execute(
@@ -95,6 +88,8 @@ def local_pages(folder: Path, dimension: int, now: float, size: int = PAGE,
                                                           np.frombuffer(vector, dtype=np.float32)))
             finally:
                 db.execute("COMMIT")
+            if not rows:  # none of these ids is stored now
+                continue
             documents = []
             for doc_id, title, text, metadata, digest, expires_at in rows:
                 found = chunks.get(doc_id, [])
